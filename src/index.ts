@@ -1,0 +1,22 @@
+/**
+ * decloud: an open market for cloud services, paid in bitcoin.
+ *
+ * - `createDecloudNode()` starts a complete node (data dir, LevelDB, libp2p, OpenCloud).
+ * - `openCloud()` is the OpenCloud protocol as a libp2p service, for embedding.
+ *
+ * @packageDocumentation
+ */
+import './polyfill.js'
+
+export * from './protocols/opencloud/index.js'
+export { createDecloudNode, decloudDefaults, defaultDataDir, DEFAULT_PORT } from './node/index.js'
+export type { DecloudNode, DecloudNodeOptions, DecloudServices } from './node/index.js'
+export { sha256Service } from './services/sha256.js'
+export type { Sha256ServiceInit } from './services/sha256.js'
+export { StorageService, storageService } from './services/storage/index.js'
+export type { StorageServiceInit, BlobMeta } from './services/storage/index.js'
+export { ServiceError, validateService, TEMPLATE_METHODS } from './services/template.js'
+export type { ServiceDefinition, MethodDefinition, ServiceCall, MethodResult } from './services/template.js'
+export { computeCost, isFree } from './services/pricing.js'
+export type { Pricing, CostBreakdown } from './services/pricing.js'
+export { Store } from './store/index.js'

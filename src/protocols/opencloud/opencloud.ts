@@ -1,0 +1,214 @@
+import { serviceCapabilities } from '@libp2p/interface'
+import { MAX_BODY_SIZE, FRAME_OVERHEAD, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, PROTOCOL } from './constants.js'
+import { OpenCloudClient } from './client.js'
+import { NonceStore } from './nonce.js'
+import { OpenCloudServer } from './server.js'
+import { openCloudId, openCloudSigner, openCloudVerifier } from './signing.js'
+import { validateService } from '../../services/template.js'
+import type { CallRequest, CallResult, CallTarget } from './client.js'
+import type { NonceStoreInit } from './nonce.js'
+import type { Stage } from './pipeline.js'
+import type { CredentialVerifier, Signer } from './signing.js'
+import type { ServiceDefinition } from '../../services/template.js'
+import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Startable } from '@libp2p/interface'
+import type { AddressManager, ConnectionManager, Registrar } from '@libp2p/interface-internal'
+
+export interface OpenCloudInit {
+  /** Services this node sells. The core `info` service is added unless one named `info` is given. */
+  services?: ServiceDefinition[]
+  /** Largest request/response body @default 4 MiB */
+  maxBodySize?: number
+  /** Time to receive one message or process one request (ms) @default 30_000 */
+  messageTimeout?: number
+  /** An inbound stream with no request for this long is closed (ms) @default 60_000 */
+  idleTimeout?: number
+  /** @default 256 */
+  maxInboundStreams?: number
+  /** @default 256 */
+  maxOutboundStreams?: number
+  /** Client side: concurrent streams per remote peer @default 8 */
+  maxStreamsPerPeer?: number
+  /** Refuse requests without a signed credential @default true */
+  requireCredentials?: boolean
+  /** Verify server signatures on responses @default true */
+  verifyResponses?: boolean
+  nonces?: NonceStoreInit
+  /** Extra credentials to present with every request (the node's OpenCloud ID is always first) */
+  signers?: Signer[]
+  /** Extra credential verifiers (OpenCloud IDs are always understood) */
+  verifiers?: CredentialVerifier[]
+  /** Pipeline hooks; see docs/protocol.md "Server pipeline" */
+  access?: Stage
+  reputation?: Stage
+  payment?: Stage
+  /** The node's software version reported by `info.info` */
+  version?: string
+}
+
+export interface OpenCloudComponents {
+  registrar: Registrar
+  connectionManager: ConnectionManager
+  addressManager: AddressManager
+  peerId: PeerId
+  privateKey: PrivateKey
+  logger: ComponentLogger
+}
+
+/**
+ * The OpenCloud protocol as a libp2p service: serves the configured services
+ * on `/opencloud/1.0.0` and calls other peers' services.
+ */
+export interface OpenCloud {
+  /** This node's OpenCloud ID, `oc:<peer id>` */
+  readonly id: string
+  /** Names of the services served */
+  readonly services: ReadonlyMap<string, ServiceDefinition>
+  /** Call a remote service; returns whatever status the server answered */
+  call(target: CallTarget, call: CallRequest, options?: AbortOptions): Promise<CallResult>
+  /** Call a remote service; throws OpenCloudStatusError unless ok; returns the body */
+  callOk(target: CallTarget, call: CallRequest, options?: AbortOptions): Promise<Uint8Array>
+  /** Serve one more service (its name must be free) */
+  addService(service: ServiceDefinition): void
+  /** Request counters */
+  stats(): { streams: number, requests: number, byStatus: Record<string, number>, errors: number }
+}
+
+const VERSION = '0.1.0'
+
+export class OpenCloudService implements OpenCloud, Startable {
+  readonly id: string
+  readonly services = new Map<string, ServiceDefinition>()
+  private readonly components: OpenCloudComponents
+  private readonly init: OpenCloudInit
+  private readonly log: Logger
+  private readonly nonces: NonceStore
+  private readonly server: OpenCloudServer
+  private readonly client: OpenCloudClient
+  private started = false
+  private sweep?: ReturnType<typeof setInterval>
+
+  constructor (components: OpenCloudComponents, init: OpenCloudInit = {}) {
+    this.components = components
+    this.init = init
+    this.log = components.logger.forComponent('decloud:opencloud')
+    this.id = openCloudId(components.peerId)
+    this.nonces = new NonceStore(init.nonces)
+    const maxBodySize = init.maxBodySize ?? MAX_BODY_SIZE
+    const signers = [openCloudSigner(components.privateKey, components.peerId), ...(init.signers ?? [])]
+    for (const s of init.services ?? []) this.addService(s)
+    if (!this.services.has('info')) this.addService(this.infoService())
+    this.server = new OpenCloudServer({
+      services: this.services,
+      nonces: this.nonces,
+      verifiers: [openCloudVerifier, ...(init.verifiers ?? [])],
+      maxBodySize,
+      maxFrameSize: maxBodySize + FRAME_OVERHEAD,
+      requireCredentials: init.requireCredentials ?? true,
+      access: init.access,
+      reputation: init.reputation,
+      payment: init.payment,
+      signers,
+      messageTimeout: init.messageTimeout,
+      idleTimeout: init.idleTimeout,
+      log: this.log
+    })
+    this.client = new OpenCloudClient({
+      connectionManager: components.connectionManager,
+      signers,
+      log: this.log,
+      maxFrameSize: maxBodySize + FRAME_OVERHEAD,
+      messageTimeout: init.messageTimeout,
+      maxStreamsPerPeer: init.maxStreamsPerPeer,
+      verifyResponses: init.verifyResponses
+    })
+  }
+
+  readonly [Symbol.toStringTag] = 'decloud:opencloud'
+  readonly [serviceCapabilities]: string[] = ['@decloud/opencloud']
+
+  addService (service: ServiceDefinition): void {
+    validateService(service)
+    if (this.services.has(service.name)) throw new Error(`service "${service.name}" is already registered`)
+    this.services.set(service.name, service)
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    for (const s of this.services.values()) await s.start?.()
+    await this.components.registrar.handle(PROTOCOL, (stream, connection) => {
+      this.server.handle(stream, connection).catch(err => { this.log.error('handler failed - %e', err) })
+    }, {
+      maxInboundStreams: this.init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
+      maxOutboundStreams: this.init.maxOutboundStreams ?? MAX_OUTBOUND_STREAMS
+    })
+    this.sweep = setInterval(() => { this.nonces.sweep() }, 60_000)
+    this.sweep.unref?.()
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    clearInterval(this.sweep)
+    await this.components.registrar.unhandle(PROTOCOL)
+    await this.client.close()
+    for (const s of this.services.values()) await s.stop?.()
+    this.started = false
+  }
+
+  isStarted (): boolean {
+    return this.started
+  }
+
+  async call (target: CallTarget, call: CallRequest, options: AbortOptions = {}): Promise<CallResult> {
+    return this.client.call(target, call, options)
+  }
+
+  async callOk (target: CallTarget, call: CallRequest, options: AbortOptions = {}): Promise<Uint8Array> {
+    return this.client.callOk(target, call, options)
+  }
+
+  stats (): OpenCloudServer['stats'] {
+    return this.server.stats
+  }
+
+  /** The core `info` service: describes this node */
+  private infoService (): ServiceDefinition {
+    return {
+      name: 'info',
+      version: '1.0.0',
+      description: 'basic information about this node',
+      methods: {},
+      describe: () => ({
+        node: {
+          software: 'decloud',
+          version: this.init.version ?? VERSION,
+          protocol: PROTOCOL,
+          peerId: this.components.peerId.toString(),
+          openCloudId: this.id,
+          services: [...this.services.values()].map(s => ({ name: s.name, version: s.version })),
+          addresses: this.components.addressManager.getAddresses().map(a => a.toString()),
+          maxBodySize: this.init.maxBodySize ?? MAX_BODY_SIZE
+        }
+      })
+    }
+  }
+}
+
+/**
+ * A libp2p service factory for OpenCloud.
+ *
+ * @example
+ * ```ts
+ * import { createLibp2p } from 'libp2p'
+ * import { openCloud, sha256Service } from 'decloud'
+ *
+ * const node = await createLibp2p({
+ *   // transports, encrypters, muxers…
+ *   services: { opencloud: openCloud({ services: [sha256Service()] }) }
+ * })
+ * const res = await node.services.opencloud.call(addr, { service: 'sha256', method: 'hash', body })
+ * ```
+ */
+export function openCloud (init: OpenCloudInit = {}): (components: OpenCloudComponents) => OpenCloud & Startable {
+  return (components) => new OpenCloudService(components, init)
+}

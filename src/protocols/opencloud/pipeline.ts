@@ -1,0 +1,268 @@
+/**
+ * The server's request pipeline, in the spec's order ("Request processing"):
+ *
+ *   validate (shape, sigs, nonce, service, method) → access → reputation →
+ *   payment → dispatch
+ *
+ * Each stage is a small function that either passes (returns undefined) or
+ * answers (returns a Reply). No stage reaches back. Signing the response is
+ * done by the caller, for every reply, whichever stage produced it.
+ */
+import { MAX_ARG_LENGTH, MAX_ARGS, MAX_CREDENTIALS } from './constants.js'
+import { PaymentType, Status } from './pb/opencloud.js'
+import { verifyAll } from './signing.js'
+import { computeCost, isFree, parseUnsigned } from '../../services/pricing.js'
+import { ServiceError, TEMPLATE_METHODS } from '../../services/template.js'
+import type { NonceStore } from './nonce.js'
+import type { AcceptablePayment, Request } from './pb/opencloud.js'
+import type { CredentialVerifier } from './signing.js'
+import type { MethodDefinition, ServiceCall, ServiceDefinition } from '../../services/template.js'
+import type { PeerId } from '@libp2p/interface'
+
+export interface Reply {
+  status: Status
+  detail?: string
+  body?: Uint8Array
+  acceptablePayment?: AcceptablePayment
+}
+
+/** Everything the stages know about one call; later stages see what earlier ones found */
+export interface CallState {
+  peer: PeerId
+  request: Request
+  /** what the request's signatures cover */
+  digest: Uint8Array
+  /** credentials whose signatures verified (after the signature stage) */
+  credentials: string[]
+  service?: ServiceDefinition
+  methodName?: string
+  /** undefined for the template methods info/methods/quote */
+  method?: MethodDefinition
+  /** units of service this call consumes, once computed */
+  usage?: bigint[]
+  signal: AbortSignal
+}
+
+export type Stage = (state: CallState) => Promise<Reply | undefined> | Reply | undefined
+
+export interface PipelineInit {
+  services: Map<string, ServiceDefinition>
+  nonces: NonceStore
+  verifiers: readonly CredentialVerifier[]
+  maxBodySize: number
+  /** refuse requests that carry no credential @default true */
+  requireCredentials: boolean
+  /** policy hook: allow / deny on credentials (allows all by default) */
+  access?: Stage
+  /** reputation hook (allows all by default) */
+  reputation?: Stage
+  /** payment gate; the default accepts `none` for free methods only */
+  payment?: Stage
+}
+
+const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
+
+export function validateShape (maxBodySize: number): Stage {
+  return ({ request: r }) => {
+    if (r.body.byteLength > maxBodySize) {
+      return { status: Status.TOO_LARGE, detail: `body of ${r.body.byteLength} bytes exceeds this node's limit of ${maxBodySize} bytes; split it into pieces` }
+    }
+    if (!NAME.test(r.service)) return { status: Status.BAD_REQUEST, detail: 'service name missing or malformed' }
+    if (!NAME.test(r.method)) return { status: Status.BAD_REQUEST, detail: 'method name missing or malformed' }
+    if (r.args.length > MAX_ARGS) return { status: Status.BAD_REQUEST, detail: `at most ${MAX_ARGS} args` }
+    if (r.args.some(a => a.length > MAX_ARG_LENGTH)) return { status: Status.BAD_REQUEST, detail: `an arg exceeds ${MAX_ARG_LENGTH} characters` }
+    if (r.id.length > MAX_CREDENTIALS) return { status: Status.BAD_REQUEST, detail: `at most ${MAX_CREDENTIALS} credentials` }
+    if (r.id.length !== r.sig.length) return { status: Status.INVALID_SIGNATURE, detail: `${r.id.length} credentials but ${r.sig.length} signatures` }
+    if (!(r.paymentType in PaymentType)) return { status: Status.BAD_REQUEST, detail: 'unknown payment-type' }
+    return undefined
+  }
+}
+
+export function verifySignatures (verifiers: readonly CredentialVerifier[], requireCredentials: boolean): Stage {
+  return async (state) => {
+    const { request: r } = state
+    if (r.id.length === 0) {
+      if (requireCredentials) return { status: Status.ACCESS_DENIED, detail: 'this node requires a signed credential (id + sig)' }
+      return undefined
+    }
+    const bad = await verifyAll(verifiers, r.id, r.sig, state.digest)
+    if (bad >= 0) return { status: Status.INVALID_SIGNATURE, detail: `signature ${bad} does not verify for credential ${r.id[bad]?.slice(0, 80) ?? ''}` }
+    state.credentials = [...r.id]
+    return undefined
+  }
+}
+
+export function checkNonce (nonces: NonceStore): Stage {
+  return ({ request: r, peer }) => {
+    if (r.nonce.byteLength === 0) return { status: Status.REFRESH_NONCE, detail: 'nonce required' }
+    if (!nonces.consume(peer.toString(), r.nonce)) return { status: Status.REFRESH_NONCE, detail: 'nonce unknown, expired or already used' }
+    return undefined
+  }
+}
+
+export function resolveService (services: Map<string, ServiceDefinition>): Stage {
+  return (state) => {
+    const service = services.get(state.request.service)
+    if (service == null) return { status: Status.SERVICE_UNSUPPORTED, detail: `no service "${state.request.service}" here` }
+    const name = state.request.method
+    if ((TEMPLATE_METHODS as readonly string[]).includes(name)) {
+      state.service = service
+      state.methodName = name
+      return undefined
+    }
+    const method = Object.hasOwn(service.methods, name) ? service.methods[name] : undefined
+    if (method == null) return { status: Status.METHOD_UNSUPPORTED, detail: `service "${service.name}" has no method "${name}"` }
+    state.service = service
+    state.methodName = name
+    state.method = method
+    return undefined
+  }
+}
+
+function toCall (state: CallState): ServiceCall {
+  return {
+    service: state.request.service,
+    method: state.request.method,
+    args: state.request.args,
+    body: state.request.body,
+    peer: state.peer,
+    credentials: state.credentials,
+    signal: state.signal
+  }
+}
+
+/** Units of service of a call: the method's own usage function or 1 per dimension */
+export function usageOf (method: MethodDefinition, call: ServiceCall): bigint[] {
+  if (method.usage != null) return method.usage(call)
+  return (method.units ?? []).map(() => 1n)
+}
+
+/**
+ * The default payment gate: free methods are served for `none`; a priced
+ * method asks for its price (too-low with acceptable-payment). Attached and
+ * deferred payments are declined until a payment backend is configured.
+ */
+export const defaultPaymentGate: Stage = (state) => {
+  const r = state.request
+  const method = state.method
+  if (r.paymentType !== PaymentType.PAYMENT_NONE) {
+    return { status: Status.PAYMENT_DECLINED, detail: `payment-type ${PaymentType[r.paymentType] ?? r.paymentType} is not accepted by this node yet: no payment backend is configured` }
+  }
+  if (method == null || isFree(method.pricing)) return undefined
+  const cost = computeCost(method.pricing, state.usage ?? usageOf(method, toCall(state)))
+  if (cost.total === 0n) return undefined
+  return {
+    status: Status.TOO_LOW,
+    detail: `${r.service}.${r.method} costs ${cost.total} sat for this call`,
+    acceptablePayment: { paymentType: PaymentType.PAYMENT_ATTACHED, currency: 'BTC', amount: cost.total }
+  }
+}
+
+const encoder = new TextEncoder()
+
+export function json (value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value, (_k, v) => typeof v === 'bigint' ? v.toString() : v))
+}
+
+/** The template methods every service has: info, methods, quote */
+async function templateMethod (state: CallState): Promise<Reply> {
+  const service = state.service as ServiceDefinition
+  switch (state.methodName) {
+    case 'info': {
+      const extra = service.describe != null ? await service.describe() : {}
+      return { status: Status.OK, body: json({ service: service.name, version: service.version, description: service.description, ...extra }) }
+    }
+    case 'methods': {
+      const methods = Object.entries(service.methods).map(([name, m]) => ({
+        name,
+        description: m.description,
+        args: m.args ?? '',
+        units: m.units ?? [],
+        pricing: { base: m.pricing?.base ?? 0n, rate: m.pricing?.rate ?? 0n, per: m.pricing?.per ?? 1n, currency: 'BTC' }
+      }))
+      methods.push(
+        { name: 'info', description: 'version information', args: '', units: [], pricing: { base: 0n, rate: 0n, per: 1n, currency: 'BTC' } },
+        { name: 'methods', description: 'this list', args: '', units: [], pricing: { base: 0n, rate: 0n, per: 1n, currency: 'BTC' } },
+        { name: 'quote', description: 'cost of a call', args: '<method> [units…]', units: [], pricing: { base: 0n, rate: 0n, per: 1n, currency: 'BTC' } }
+      )
+      return { status: Status.OK, body: json({ service: service.name, methods }) }
+    }
+    case 'quote': {
+      const [methodName, ...rest] = state.request.args
+      if (methodName == null) return { status: Status.BAD_REQUEST, detail: 'usage: quote <method> [units…]' }
+      if ((TEMPLATE_METHODS as readonly string[]).includes(methodName)) {
+        return { status: Status.OK, body: json({ service: service.name, method: methodName, currency: 'BTC', units: {}, base: 0n, usage: 0n, amount: 0n }) }
+      }
+      const m = Object.hasOwn(service.methods, methodName) ? service.methods[methodName] : undefined
+      if (m == null) return { status: Status.METHOD_UNSUPPORTED, detail: `service "${service.name}" has no method "${methodName}"` }
+      const dims = m.units ?? []
+      if (rest.length > dims.length) return { status: Status.BAD_REQUEST, detail: `${methodName} is priced in ${dims.length === 0 ? 'calls' : dims.join(' × ')}: too many units` }
+      const units: bigint[] = []
+      for (let i = 0; i < dims.length; i++) {
+        const v = rest[i] == null ? 1n : parseUnsigned(rest[i])
+        if (v == null) return { status: Status.BAD_REQUEST, detail: `units of ${dims[i]} must be a non-negative integer` }
+        units.push(v)
+      }
+      const cost = computeCost(m.pricing, units)
+      return {
+        status: Status.OK,
+        body: json({
+          service: service.name,
+          method: methodName,
+          currency: 'BTC',
+          units: Object.fromEntries(dims.map((d, i) => [d, units[i]])),
+          base: cost.base,
+          usage: cost.usage,
+          amount: cost.total
+        })
+      }
+    }
+    default:
+      return { status: Status.METHOD_UNSUPPORTED }
+  }
+}
+
+export const dispatch: Stage = async (state) => {
+  if (state.method == null) return templateMethod(state)
+  try {
+    const result = await state.method.handler(toCall(state))
+    return { status: result.status ?? Status.OK, detail: result.detail, body: result.body }
+  } catch (err: any) {
+    if (err instanceof ServiceError) return { status: err.status, detail: err.detail }
+    throw err
+  }
+}
+
+/** The full pipeline as an ordered list of stages */
+export function createPipeline (init: PipelineInit): Stage[] {
+  const computeUsage: Stage = (state) => {
+    if (state.method == null) return undefined
+    try {
+      state.usage = usageOf(state.method, toCall(state))
+    } catch (err: any) {
+      if (err instanceof ServiceError) return { status: err.status, detail: err.detail }
+      return { status: Status.BAD_REQUEST, detail: 'cannot compute units of service for these args' }
+    }
+    return undefined
+  }
+  return [
+    validateShape(init.maxBodySize),
+    verifySignatures(init.verifiers, init.requireCredentials),
+    checkNonce(init.nonces),
+    resolveService(init.services),
+    init.access ?? (() => undefined),
+    init.reputation ?? (() => undefined),
+    computeUsage,
+    init.payment ?? defaultPaymentGate,
+    dispatch
+  ]
+}
+
+/** Runs stages in order until one answers */
+export async function runPipeline (stages: Stage[], state: CallState): Promise<Reply> {
+  for (const stage of stages) {
+    const reply = await stage(state)
+    if (reply != null) return reply
+  }
+  return { status: Status.SERVER_ERROR, detail: 'no stage answered' }
+}

@@ -1,0 +1,104 @@
+import { InvalidServiceError } from '../protocols/opencloud/errors.js'
+import { validatePricing } from './pricing.js'
+import type { Pricing } from './pricing.js'
+import type { Status } from '../protocols/opencloud/pb/opencloud.js'
+import type { PeerId } from '@libp2p/interface'
+
+/** One call as a service method sees it, after validation, access and payment */
+export interface ServiceCall {
+  service: string
+  method: string
+  args: string[]
+  body: Uint8Array
+  /** the remote libp2p peer (authenticated by the transport) */
+  peer: PeerId
+  /** credentials whose signatures verified */
+  credentials: string[]
+  signal: AbortSignal
+}
+
+/** What a method returns; a missing status means ok */
+export interface MethodResult {
+  status?: Status
+  detail?: string
+  body?: Uint8Array
+}
+
+export interface MethodDefinition {
+  /** one line for `methods` listings */
+  description: string
+  /** human readable argument synopsis, e.g. `<id> [offset] [length]` */
+  args?: string
+  /**
+   * Names of the dimensions of a unit of service, e.g. `['byte']` or
+   * `['byte', 'day']`. A method without units is priced per call.
+   */
+  units?: string[]
+  pricing?: Pricing
+  /**
+   * The units of service a concrete call consumes (one value per unit
+   * dimension), used by the payment gate. Default: 1 of each.
+   */
+  usage?(call: ServiceCall): bigint[]
+  handler(call: ServiceCall): Promise<MethodResult> | MethodResult
+}
+
+/**
+ * A service, as the spec's template describes it. The framework adds the
+ * standard `info`, `methods` and `quote` methods to every service, so a
+ * definition must not declare them.
+ *
+ * @example
+ * ```ts
+ * const echo: ServiceDefinition = {
+ *   name: 'echo',
+ *   version: '1.0.0',
+ *   description: 'returns the body',
+ *   methods: {
+ *     echo: { description: 'returns the body', handler: (call) => ({ body: call.body }) }
+ *   }
+ * }
+ * ```
+ */
+export interface ServiceDefinition {
+  name: string
+  version: string
+  description: string
+  methods: Record<string, MethodDefinition>
+  /** Extra fields merged into the `info` method's answer */
+  describe?(): Record<string, unknown> | Promise<Record<string, unknown>>
+  start?(): Promise<void> | void
+  stop?(): Promise<void> | void
+}
+
+/** Methods every service has, provided by the framework */
+export const TEMPLATE_METHODS = ['info', 'methods', 'quote'] as const
+
+const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
+
+/** Throws InvalidServiceError when a definition breaks the template's rules */
+export function validateService (def: ServiceDefinition): void {
+  if (!NAME.test(def.name)) throw new InvalidServiceError(`invalid service name "${def.name}"`)
+  for (const [name, m] of Object.entries(def.methods)) {
+    if (!NAME.test(name)) throw new InvalidServiceError(`${def.name}: invalid method name "${name}"`)
+    if ((TEMPLATE_METHODS as readonly string[]).includes(name)) {
+      throw new InvalidServiceError(`${def.name}.${name}: "${name}" is a template method provided by the framework`)
+    }
+    if (typeof m.handler !== 'function') throw new InvalidServiceError(`${def.name}.${name}: handler missing`)
+    if (m.pricing != null) validatePricing(m.pricing)
+  }
+}
+
+/** An error a method throws to answer with a given status */
+export class ServiceError extends Error {
+  static override name = 'ServiceError'
+  override name = 'ServiceError'
+  readonly status: Status
+  readonly detail: string
+
+  constructor (status: Status, detail: string) {
+    super(detail)
+    this.status = status
+    this.detail = detail
+  }
+}

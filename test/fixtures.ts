@@ -1,0 +1,31 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createDecloudNode } from '../src/node/index.js'
+import type { DecloudNode, DecloudNodeOptions } from '../src/node/index.js'
+
+/** A fresh data dir under the OS temp dir */
+export async function tempDir (prefix = 'decloud-test-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix))
+}
+
+export interface TestNode extends DecloudNode {
+  /** first listen address with /p2p/ */
+  addr: string
+  /** stop the node and delete its data dir */
+  destroy(): Promise<void>
+}
+
+/** A real decloud node on 127.0.0.1, random port, temp data dir */
+export async function startNode (options: DecloudNodeOptions = {}): Promise<TestNode> {
+  const dataDir = options.dataDir ?? await tempDir()
+  const node = await createDecloudNode({ listen: ['/ip4/127.0.0.1/tcp/0'], ...options, dataDir })
+  const addr = node.addresses()[0]
+  return Object.assign(node, {
+    addr,
+    async destroy () {
+      await node.stop()
+      if (options.dataDir == null) await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+}
