@@ -36,8 +36,10 @@ export interface MethodDefinition {
   units?: string[]
   pricing?: Pricing
   /**
-   * The units of service a concrete call consumes (one value per unit
-   * dimension), used by the payment gate. Default: 1 of each.
+   * The units of service a concrete call consumes, exactly one value per
+   * entry of `units`, in the same order; the payment gate prices the call
+   * with them before the handler runs. It may throw a ServiceError (e.g.
+   * bad-request for malformed args). Default: 1 of each.
    */
   usage?(call: ServiceCall): bigint[]
   handler(call: ServiceCall): Promise<MethodResult> | MethodResult
@@ -74,18 +76,65 @@ export interface ServiceDefinition {
 /** Methods every service has, provided by the framework */
 export const TEMPLATE_METHODS = ['info', 'methods', 'quote'] as const
 
+/** Service, method and unit names: what the wire's `service` and `method` fields accept */
 const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
+/** Most unit dimensions a method may be priced in */
+export const MAX_UNIT_DIMENSIONS = 8
 
-/** Throws InvalidServiceError when a definition breaks the template's rules */
+/**
+ * Throws InvalidServiceError when a definition breaks the template's rules:
+ * names the wire can carry, no template method redefined, a handler per
+ * method, distinct unit names, valid prices.
+ */
 export function validateService (def: ServiceDefinition): void {
-  if (!NAME.test(def.name)) throw new InvalidServiceError(`invalid service name "${def.name}"`)
+  if (typeof def?.name !== 'string' || !NAME.test(def.name)) {
+    throw new InvalidServiceError(`invalid service name "${String(def?.name)}"`)
+  }
+  if (typeof def.version !== 'string' || def.version === '') {
+    throw new InvalidServiceError(`${def.name}: version missing`)
+  }
+  if (typeof def.description !== 'string') {
+    throw new InvalidServiceError(`${def.name}: description missing`)
+  }
+  if (def.methods == null || typeof def.methods !== 'object') {
+    throw new InvalidServiceError(`${def.name}: methods missing`)
+  }
   for (const [name, m] of Object.entries(def.methods)) {
-    if (!NAME.test(name)) throw new InvalidServiceError(`${def.name}: invalid method name "${name}"`)
-    if ((TEMPLATE_METHODS as readonly string[]).includes(name)) {
-      throw new InvalidServiceError(`${def.name}.${name}: "${name}" is a template method provided by the framework`)
+    validateMethod(`${def.name}.${name}`, name, m)
+  }
+}
+
+function validateMethod (where: string, name: string, m: MethodDefinition): void {
+  if (!NAME.test(name)) {
+    throw new InvalidServiceError(`${where}: invalid method name`)
+  }
+  if ((TEMPLATE_METHODS as readonly string[]).includes(name)) {
+    throw new InvalidServiceError(`${where}: "${name}" is a template method provided by the framework`)
+  }
+  if (typeof m?.handler !== 'function') {
+    throw new InvalidServiceError(`${where}: handler missing`)
+  }
+  if (m.usage != null && typeof m.usage !== 'function') {
+    throw new InvalidServiceError(`${where}: usage must be a function`)
+  }
+  const units = m.units ?? []
+  if (!Array.isArray(units) || units.length > MAX_UNIT_DIMENSIONS) {
+    throw new InvalidServiceError(`${where}: units must be a list of at most ${MAX_UNIT_DIMENSIONS} names`)
+  }
+  for (const u of units) {
+    if (typeof u !== 'string' || !NAME.test(u)) {
+      throw new InvalidServiceError(`${where}: invalid unit name "${String(u)}"`)
     }
-    if (typeof m.handler !== 'function') throw new InvalidServiceError(`${def.name}.${name}: handler missing`)
-    if (m.pricing != null) validatePricing(m.pricing)
+  }
+  if (new Set(units).size !== units.length) {
+    throw new InvalidServiceError(`${where}: unit names must be distinct`)
+  }
+  if (m.pricing != null) {
+    try {
+      validatePricing(m.pricing)
+    } catch (err: any) {
+      throw new InvalidServiceError(`${where}: ${String(err.message)}`)
+    }
   }
 }
 

@@ -1,7 +1,8 @@
+import { TimeoutError } from '@libp2p/interface'
 import { isMultiaddr, multiaddr } from '@multiformats/multiaddr'
-import { lpStream } from '@libp2p/utils'
 import { MAX_FRAME_SIZE, MAX_NONCE_RETRIES, MAX_STREAMS_PER_PEER, MESSAGE_TIMEOUT, MAX_CREDENTIALS, PROTOCOL } from './constants.js'
-import { InvalidResponseSignatureError, OpenCloudStatusError, ProtocolViolationError } from './errors.js'
+import { InvalidResponseSignatureError, OpenCloudStatusError, ProtocolViolationError, StreamNotUsableError, StreamPoolTimeoutError } from './errors.js'
+import { deadline, FrameReader } from './framing.js'
 import { PaymentType, Request, Response, Status } from './pb/opencloud.js'
 import { openCloudId, openCloudVerifier, requestDigest, responseDigest, verifyAll } from './signing.js'
 import { statusPath } from './status.js'
@@ -43,36 +44,67 @@ export interface ClientInit {
   signers: Signer[]
   log: Logger
   maxFrameSize?: number
+  /**
+   * Time to write one request, and the longest wait for a free stream; the
+   * response must arrive within twice this (the server may take up to one
+   * message timeout to process the request and one to send the answer)
+   *
+   * @default 30_000
+   */
   messageTimeout?: number
   maxStreamsPerPeer?: number
   /** verify the server's signature on every response @default true */
   verifyResponses?: boolean
-  /** close a pooled stream unused for this long @default 20_000 */
+  /** close a pooled stream unused for this long; keep it below the server's idle timeout @default 20_000 */
   idleStreamTimeout?: number
 }
 
 interface Session {
   stream: Stream
-  lp: ReturnType<typeof lpStream>
+  frames: FrameReader
   idleTimer?: ReturnType<typeof setTimeout>
+  /** removes the listeners that evict the session while it is idle */
+  unwatch?(): void
 }
 
 interface PeerState {
   idle: Session[]
+  /** streams open to the peer: idle ones plus those in use */
   open: number
+  /** calls in progress */
+  active: number
+  /** nonces the peer handed out, newest last */
   nonces: Uint8Array[]
+  /** calls waiting for a stream, oldest first */
   waiters: Array<() => void>
 }
 
+/** Nonces kept per peer (servers keep 64 outstanding per peer) */
 const MAX_POOLED_NONCES = 32
+/** Peers whose nonces are remembered; an unused peer is forgotten first */
+const MAX_PEER_STATES = 1024
+/** Times a request is resent on a fresh stream because the pooled one was found closed before sending */
+const MAX_STALE_RETRIES = 2
 
 /** protons types bytes fields as Uint8Array<ArrayBuffer> */
 type Bytes = Uint8Array<ArrayBuffer>
+
+function usable (stream: Stream): boolean {
+  return stream.status === 'open' &&
+    stream.writeStatus === 'writable' &&
+    stream.readStatus === 'readable' &&
+    stream.remoteWriteStatus === 'writable' &&
+    stream.remoteReadStatus === 'readable'
+}
 
 /**
  * Sends OpenCloud requests: signs them, keeps a small pool of streams per
  * peer (several exchanges per stream), keeps the nonces servers hand out and
  * retries transparently on refresh-nonce.
+ *
+ * A request is sent again on a fresh stream only when the pooled stream was
+ * found closed before any byte of it was written; once written, a failure is
+ * reported, because the server may have served it.
  */
 export class OpenCloudClient {
   private readonly init: ClientInit
@@ -83,6 +115,7 @@ export class OpenCloudClient {
   private readonly verifyResponses: boolean
   private readonly idleStreamTimeout: number
   private readonly verifiers: CredentialVerifier[] = [openCloudVerifier]
+  private closed = false
 
   constructor (init: ClientInit) {
     this.init = init
@@ -96,7 +129,7 @@ export class OpenCloudClient {
   /**
    * Calls `service.method` on `target` and returns the server's answer,
    * whatever its status. Throws only when no valid answer could be had
-   * (dial failure, timeout, protocol violation).
+   * (dial failure, timeout, protocol violation, invalid server signature).
    *
    * @example
    * ```ts
@@ -105,29 +138,31 @@ export class OpenCloudClient {
    * ```
    */
   async call (target: CallTarget, call: CallRequest, options: AbortOptions = {}): Promise<CallResult> {
+    if (this.closed) { throw new Error('the OpenCloud client is closed') }
     const connection = await this.connect(target, options)
     const peer = connection.remotePeer
     const key = peer.toString()
     const state = this.peerState(key)
-    let session = await this.acquire(connection, state, options)
+    state.active++
+    const held: { session?: Session } = {}
     try {
-      for (let attempt = 0; ; attempt++) {
-        const nonce = state.nonces.pop() ?? new Uint8Array()
-        const request = await this.buildRequest(call, nonce)
-        let response: Response
-        try {
-          response = await this.exchange(session, request, options)
-        } catch (err) {
-          this.discard(session, state, err)
-          session = undefined as unknown as Session
-          throw err
+      held.session = await this.acquire(connection, state, options)
+      // the nonce is taken once a stream is ready, so it is fresh when it is
+      // sent (the server keeps only the newest nonces of a peer)
+      let request = await this.buildRequest(call, state.nonces.pop())
+      for (let nonceRetries = 0; ;) {
+        const response = await this.send(target, connection, state, held, request, options)
+        await this.checkResponse(response, peer)
+        if (response.status === Status.REFRESH_NONCE && nonceRetries < MAX_NONCE_RETRIES && response.nextNonce.byteLength > 0) {
+          // retry at once, on the same stream, with the nonce just issued
+          nonceRetries++
+          request = await this.buildRequest(call, response.nextNonce)
+          continue
         }
         if (response.nextNonce.byteLength > 0) {
           state.nonces.push(response.nextNonce)
-          if (state.nonces.length > MAX_POOLED_NONCES) state.nonces.shift()
+          if (state.nonces.length > MAX_POOLED_NONCES) { state.nonces.shift() }
         }
-        await this.checkResponse(response, peer)
-        if (response.status === Status.REFRESH_NONCE && attempt < MAX_NONCE_RETRIES) continue
         return {
           ok: response.status === Status.OK,
           status: response.status,
@@ -141,37 +176,69 @@ export class OpenCloudClient {
         }
       }
     } finally {
-      if (session != null) this.release(session, state)
+      if (held.session != null) { this.release(held.session, state) }
+      state.active--
+    }
+  }
+
+  /**
+   * One exchange on the held stream. When that stream turns out closed
+   * before any byte was written, the same request (same nonce) goes on a
+   * fresh stream; any other failure drops the stream and is thrown.
+   */
+  private async send (target: CallTarget, connection: Connection, state: PeerState, held: { session?: Session }, request: Request, options: AbortOptions): Promise<Response> {
+    for (let staleRetries = 0; ; staleRetries++) {
+      if (held.session == null) {
+        if (connection.status !== 'open') { connection = await this.connect(target, options) }
+        held.session = await this.acquire(connection, state, options)
+      }
+      const session = held.session
+      try {
+        return await this.exchange(session, request, options)
+      } catch (err: any) {
+        held.session = undefined
+        this.discard(session, state, err)
+        if (err.name !== StreamNotUsableError.name || staleRetries >= MAX_STALE_RETRIES) { throw err }
+      }
     }
   }
 
   /** Like `call`, but throws OpenCloudStatusError unless the status is ok, and returns the body */
   async callOk (target: CallTarget, call: CallRequest, options: AbortOptions = {}): Promise<Uint8Array> {
     const res = await this.call(target, call, options)
-    if (!res.ok) throw new OpenCloudStatusError(res.response)
+    if (!res.ok) { throw new OpenCloudStatusError(res.response) }
     return res.body
   }
 
-  /** Closes every pooled stream */
+  /** Accepts calls again after `close()` (the libp2p node was restarted) */
+  reopen (): void {
+    this.closed = false
+  }
+
+  /** Closes every pooled stream; calls in progress finish, new calls are refused */
   async close (): Promise<void> {
+    this.closed = true
     const all: Session[] = []
     for (const state of this.peers.values()) {
+      for (const s of state.idle) {
+        clearTimeout(s.idleTimer)
+        s.unwatch?.()
+      }
       all.push(...state.idle)
       state.idle = []
-      for (const w of state.waiters.splice(0)) w()
+      for (const w of state.waiters.splice(0)) { w() }
     }
     this.peers.clear()
     await Promise.all(all.map(async s => {
-      clearTimeout(s.idleTimer)
       await s.stream.close({ signal: AbortSignal.timeout(1_000) }).catch(() => { s.stream.abort(new Error('client closed')) })
     }))
   }
 
-  private async buildRequest (call: CallRequest, nonce: Uint8Array): Promise<Request> {
+  private async buildRequest (call: CallRequest, nonce: Uint8Array | undefined): Promise<Request> {
     const request: Request = {
       id: this.init.signers.map(s => s.credential),
       sig: [],
-      nonce: nonce as Bytes,
+      nonce: (nonce ?? new Uint8Array()) as Bytes,
       service: call.service,
       method: call.method,
       args: call.args ?? [],
@@ -184,12 +251,29 @@ export class OpenCloudClient {
     return request
   }
 
+  /** One request/response exchange; StreamNotUsableError means nothing was written */
   private async exchange (session: Session, request: Request, options: AbortOptions): Promise<Response> {
-    const signal = options.signal != null
-      ? AbortSignal.any([options.signal, AbortSignal.timeout(this.messageTimeout)])
-      : AbortSignal.timeout(this.messageTimeout)
-    await session.lp.write(Request.encode(request), { signal })
-    const frame = await session.lp.read({ signal })
+    const encoded = Request.encode(request)
+    if (encoded.byteLength > this.maxFrameSize) { throw new RangeError(`request of ${encoded.byteLength} bytes exceeds the frame limit of ${this.maxFrameSize} bytes`) }
+    if (!usable(session.stream)) { throw new StreamNotUsableError('pooled stream closed before the request was sent') }
+    const write = deadline(this.messageTimeout, () => new TimeoutError('request not written in time'), options.signal)
+    try {
+      await session.frames.write(encoded, { signal: write.signal })
+    } catch (err: any) {
+      // send() refuses synchronously, before queueing any byte, when the stream is no longer writable
+      if (err.name === 'StreamStateError') { throw new StreamNotUsableError('stream closed before the request was sent') }
+      throw err
+    } finally {
+      write.clear()
+    }
+    const read = deadline(2 * this.messageTimeout, () => new TimeoutError('no response in time'), options.signal)
+    let frame
+    try {
+      frame = await session.frames.read({ signal: read.signal })
+    } finally {
+      read.clear()
+    }
+    if (frame == null) { throw new ProtocolViolationError('stream closed without a response') }
     try {
       return Response.decode(frame, { limits: { id: MAX_CREDENTIALS, sig: MAX_CREDENTIALS } })
     } catch (err: any) {
@@ -205,7 +289,7 @@ export class OpenCloudClient {
     }
     if (this.verifyResponses) {
       const bad = await verifyAll(this.verifiers, response.id, response.sig, responseDigest(response))
-      if (bad >= 0) throw new InvalidResponseSignatureError(`response signature ${bad} does not verify`)
+      if (bad >= 0) { throw new InvalidResponseSignatureError(`response signature ${bad} does not verify`) }
     }
   }
 
@@ -225,66 +309,118 @@ export class OpenCloudClient {
   private peerState (key: string): PeerState {
     let state = this.peers.get(key)
     if (state == null) {
-      state = { idle: [], open: 0, nonces: [], waiters: [] }
+      state = { idle: [], open: 0, active: 0, nonces: [], waiters: [] }
       this.peers.set(key, state)
+      if (this.peers.size > MAX_PEER_STATES) {
+        // forget the oldest peer with nothing in flight (its nonces only cost a refresh-nonce)
+        for (const [k, s] of this.peers) {
+          if (s.open === 0 && s.active === 0 && k !== key) {
+            this.peers.delete(k)
+            break
+          }
+        }
+      }
     }
     return state
   }
 
+  /**
+   * A stream for one exchange: an idle pooled one, a new one while fewer
+   * than maxStreamsPerPeer are open, or the next one released. The wait is
+   * bounded by the caller's signal and by the message timeout.
+   */
   private async acquire (connection: Connection, state: PeerState, options: AbortOptions): Promise<Session> {
-    while (true) {
-      options.signal?.throwIfAborted()
-      const idle = state.idle.pop()
-      if (idle != null) {
-        clearTimeout(idle.idleTimer)
-        if (idle.stream.status === 'open' && idle.stream.writeStatus === 'writable' && idle.stream.readStatus === 'readable') return idle
-        state.open--
-        idle.stream.abort(new Error('stale stream'))
-        continue
-      }
-      if (state.open < this.maxStreamsPerPeer) {
-        state.open++
-        try {
-          const stream = await connection.newStream(PROTOCOL, options)
-          return { stream, lp: lpStream(stream, { maxDataLength: this.maxFrameSize, maxBufferSize: this.maxFrameSize + 16 }) }
-        } catch (err) {
+    const wait = deadline(this.messageTimeout, () => new StreamPoolTimeoutError(`no stream to ${connection.remotePeer.toString()} became free in time`), options.signal)
+    try {
+      while (true) {
+        if (this.closed) { throw new Error('the OpenCloud client is closed') }
+        wait.signal?.throwIfAborted()
+        const idle = state.idle.pop()
+        if (idle != null) {
+          clearTimeout(idle.idleTimer)
+          idle.unwatch?.()
+          if (usable(idle.stream)) { return idle }
           state.open--
-          throw err
+          idle.stream.abort(new Error('stale stream'))
+          continue
         }
+        if (state.open < this.maxStreamsPerPeer) {
+          state.open++
+          try {
+            const stream = await connection.newStream(PROTOCOL, { signal: wait.signal })
+            return { stream, frames: new FrameReader(stream, { maxFrameSize: this.maxFrameSize }) }
+          } catch (err) {
+            state.open--
+            this.wake(state)
+            throw err
+          }
+        }
+        await this.waitForStream(state, wait.signal)
       }
-      // all streams busy: wait for one to be released (bounded by the caller's signal)
-      await new Promise<void>((resolve, reject) => {
-        const onAbort = (): void => { reject(options.signal?.reason) }
-        state.waiters.push(() => {
-          options.signal?.removeEventListener('abort', onAbort)
-          resolve()
-        })
-        options.signal?.addEventListener('abort', onAbort, { once: true })
-      })
+    } finally {
+      wait.clear()
     }
   }
 
-  private release (session: Session, state: PeerState): void {
-    if (session.stream.status !== 'open') {
-      state.open--
-    } else {
-      session.idleTimer = setTimeout(() => {
-        const i = state.idle.indexOf(session)
-        if (i >= 0) {
-          state.idle.splice(i, 1)
-          state.open--
-          session.stream.close({ signal: AbortSignal.timeout(1_000) }).catch(() => { session.stream.abort(new Error('idle')) })
-        }
-      }, this.idleStreamTimeout)
-      session.idleTimer.unref?.()
-      state.idle.push(session)
-    }
+  /** Resolves when a stream is released; an aborted wait leaves the queue */
+  private async waitForStream (state: PeerState, signal?: AbortSignal): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const waiter = (): void => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }
+      const onAbort = (): void => {
+        const i = state.waiters.indexOf(waiter)
+        if (i >= 0) { state.waiters.splice(i, 1) }
+        reject(signal?.reason)
+      }
+      state.waiters.push(waiter)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  private wake (state: PeerState): void {
     state.waiters.shift()?.()
   }
 
+  /** Returns a stream to the pool after a complete exchange */
+  private release (session: Session, state: PeerState): void {
+    if (this.closed || !usable(session.stream)) {
+      state.open--
+      session.stream.abort(new Error('stream not reusable'))
+      this.wake(state)
+      return
+    }
+    const evict = (): void => {
+      const i = state.idle.indexOf(session)
+      if (i < 0) { return }
+      state.idle.splice(i, 1)
+      clearTimeout(session.idleTimer)
+      session.unwatch?.()
+      state.open--
+      if (session.stream.status === 'open') {
+        session.stream.close({ signal: AbortSignal.timeout(1_000) }).catch(() => { session.stream.abort(new Error('idle')) })
+      }
+      this.wake(state)
+    }
+    // the server closed or reset it while idle: drop it at once
+    session.stream.addEventListener('close', evict)
+    session.stream.addEventListener('remoteCloseWrite', evict)
+    session.unwatch = () => {
+      session.stream.removeEventListener('close', evict)
+      session.stream.removeEventListener('remoteCloseWrite', evict)
+      session.unwatch = undefined
+    }
+    session.idleTimer = setTimeout(evict, this.idleStreamTimeout)
+    session.idleTimer.unref?.()
+    state.idle.push(session)
+    this.wake(state)
+  }
+
+  /** Drops a stream after a failed exchange */
   private discard (session: Session, state: PeerState, err: unknown): void {
     state.open--
     session.stream.abort(err instanceof Error ? err : new Error(String(err)))
-    state.waiters.shift()?.()
+    this.wake(state)
   }
 }

@@ -35,6 +35,12 @@ export const MAX_CREDENTIALS = 8
 export const MAX_ARGS = 32
 export const MAX_ARG_LENGTH = 1024
 export const MAX_NAME_LENGTH = 64
+/** Longest credential string (an `oc:` id is about 55 characters) */
+export const MAX_CREDENTIAL_LENGTH = 256
+/** Longest signature (Ed25519: 64 bytes; BIP-322 witnesses are a few hundred) */
+export const MAX_SIGNATURE_LENGTH = 1024
+/** Longest payment currency, defer id or defer threshold */
+export const MAX_PAYMENT_FIELD_LENGTH = 256
 
 /** How often the client retries after refresh-nonce */
 export const MAX_NONCE_RETRIES = 2

@@ -60,13 +60,14 @@ export class NonceStore {
    * expires, and only for the peer it was issued to.
    */
   consume (peer: string, nonce: Uint8Array): boolean {
-    if (nonce.byteLength !== NONCE_LENGTH) return false
+    if (nonce.byteLength !== NONCE_LENGTH) { return false }
     const nonces = this.peers.get(peer)
-    if (nonces == null) return false
+    if (nonces == null) { return false }
     const key = Buffer.from(nonce).toString('hex')
     const expiry = nonces.get(key)
-    if (expiry == null) return false
+    if (expiry == null) { return false }
     nonces.delete(key)
+    if (nonces.size === 0) { this.peers.delete(peer) }
     return expiry > this.now()
   }
 
@@ -75,9 +76,9 @@ export class NonceStore {
     const now = this.now()
     for (const [peer, nonces] of this.peers) {
       for (const [k, exp] of nonces) {
-        if (exp <= now) nonces.delete(k)
+        if (exp <= now) { nonces.delete(k) }
       }
-      if (nonces.size === 0) this.peers.delete(peer)
+      if (nonces.size === 0) { this.peers.delete(peer) }
     }
   }
 

@@ -1,13 +1,15 @@
 import { serviceCapabilities } from '@libp2p/interface'
-import { MAX_BODY_SIZE, FRAME_OVERHEAD, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, PROTOCOL } from './constants.js'
+import { validateService } from '../../services/template.js'
 import { OpenCloudClient } from './client.js'
+import { MAX_BODY_SIZE, FRAME_OVERHEAD, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, PROTOCOL } from './constants.js'
+import { BufferBudget } from './framing.js'
 import { NonceStore } from './nonce.js'
 import { OpenCloudServer } from './server.js'
 import { openCloudId, openCloudSigner, openCloudVerifier } from './signing.js'
-import { validateService } from '../../services/template.js'
 import type { CallRequest, CallResult, CallTarget } from './client.js'
 import type { NonceStoreInit } from './nonce.js'
 import type { Stage } from './pipeline.js'
+import type { ServerStats } from './server.js'
 import type { CredentialVerifier, Signer } from './signing.js'
 import type { ServiceDefinition } from '../../services/template.js'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Startable } from '@libp2p/interface'
@@ -22,6 +24,17 @@ export interface OpenCloudInit {
   messageTimeout?: number
   /** An inbound stream with no request for this long is closed (ms) @default 60_000 */
   idleTimeout?: number
+  /**
+   * Bytes one peer's inbound streams may hold before they are read (frames
+   * in transit); the stream that exceeds it is reset
+   *
+   * @default 16 × the frame size (about 65 MiB)
+   */
+  maxBufferedBytesPerPeer?: number
+  /** The same for all peers together @default 64 × the frame size (about 260 MiB) */
+  maxBufferedBytes?: number
+  /** Client side: close a pooled stream unused for this long (ms) @default 20_000 */
+  clientIdleTimeout?: number
   /** @default 256 */
   maxInboundStreams?: number
   /** @default 256 */
@@ -70,7 +83,7 @@ export interface OpenCloud {
   /** Serve one more service (its name must be free) */
   addService(service: ServiceDefinition): void
   /** Request counters */
-  stats(): { streams: number, requests: number, byStatus: Record<string, number>, errors: number }
+  stats(): ServerStats
 }
 
 const VERSION = '0.1.0'
@@ -82,6 +95,7 @@ export class OpenCloudService implements OpenCloud, Startable {
   private readonly init: OpenCloudInit
   private readonly log: Logger
   private readonly nonces: NonceStore
+  private readonly budget: BufferBudget
   private readonly server: OpenCloudServer
   private readonly client: OpenCloudClient
   private started = false
@@ -94,15 +108,21 @@ export class OpenCloudService implements OpenCloud, Startable {
     this.id = openCloudId(components.peerId)
     this.nonces = new NonceStore(init.nonces)
     const maxBodySize = init.maxBodySize ?? MAX_BODY_SIZE
+    const maxFrameSize = maxBodySize + FRAME_OVERHEAD
+    this.budget = new BufferBudget({
+      perPeer: init.maxBufferedBytesPerPeer ?? 16 * maxFrameSize,
+      total: init.maxBufferedBytes ?? 64 * maxFrameSize
+    })
     const signers = [openCloudSigner(components.privateKey, components.peerId), ...(init.signers ?? [])]
-    for (const s of init.services ?? []) this.addService(s)
-    if (!this.services.has('info')) this.addService(this.infoService())
+    for (const s of init.services ?? []) { this.addService(s) }
+    if (!this.services.has('info')) { this.addService(this.infoService()) }
     this.server = new OpenCloudServer({
       services: this.services,
       nonces: this.nonces,
       verifiers: [openCloudVerifier, ...(init.verifiers ?? [])],
       maxBodySize,
-      maxFrameSize: maxBodySize + FRAME_OVERHEAD,
+      maxFrameSize,
+      budget: this.budget,
       requireCredentials: init.requireCredentials ?? true,
       access: init.access,
       reputation: init.reputation,
@@ -116,8 +136,9 @@ export class OpenCloudService implements OpenCloud, Startable {
       connectionManager: components.connectionManager,
       signers,
       log: this.log,
-      maxFrameSize: maxBodySize + FRAME_OVERHEAD,
+      maxFrameSize,
       messageTimeout: init.messageTimeout,
+      idleStreamTimeout: init.clientIdleTimeout,
       maxStreamsPerPeer: init.maxStreamsPerPeer,
       verifyResponses: init.verifyResponses
     })
@@ -128,13 +149,14 @@ export class OpenCloudService implements OpenCloud, Startable {
 
   addService (service: ServiceDefinition): void {
     validateService(service)
-    if (this.services.has(service.name)) throw new Error(`service "${service.name}" is already registered`)
+    if (this.services.has(service.name)) { throw new Error(`service "${service.name}" is already registered`) }
     this.services.set(service.name, service)
   }
 
   async start (): Promise<void> {
-    if (this.started) return
-    for (const s of this.services.values()) await s.start?.()
+    if (this.started) { return }
+    this.client.reopen()
+    for (const s of this.services.values()) { await s.start?.() }
     await this.components.registrar.handle(PROTOCOL, (stream, connection) => {
       this.server.handle(stream, connection).catch(err => { this.log.error('handler failed - %e', err) })
     }, {
@@ -147,11 +169,11 @@ export class OpenCloudService implements OpenCloud, Startable {
   }
 
   async stop (): Promise<void> {
-    if (!this.started) return
+    if (!this.started) { return }
     clearInterval(this.sweep)
     await this.components.registrar.unhandle(PROTOCOL)
     await this.client.close()
-    for (const s of this.services.values()) await s.stop?.()
+    for (const s of this.services.values()) { await s.stop?.() }
     this.started = false
   }
 
@@ -167,8 +189,8 @@ export class OpenCloudService implements OpenCloud, Startable {
     return this.client.callOk(target, call, options)
   }
 
-  stats (): OpenCloudServer['stats'] {
-    return this.server.stats
+  stats (): ServerStats {
+    return { ...this.server.stats, byStatus: { ...this.server.stats.byStatus }, bufferedBytes: this.budget.usage(), noncePeers: this.nonces.size }
   }
 
   /** The core `info` service: describes this node */

@@ -1,22 +1,23 @@
 /**
  * The server's request pipeline, in the spec's order ("Request processing"):
- *
- *   validate (shape, sigs, nonce, service, method) → access → reputation →
- *   payment → dispatch
+ * validate (shape, sigs, nonce, service, method) → access → reputation →
+ * usage → payment → dispatch.
  *
  * Each stage is a small function that either passes (returns undefined) or
  * answers (returns a Reply). No stage reaches back. Signing the response is
  * done by the caller, for every reply, whichever stage produced it.
  */
-import { MAX_ARG_LENGTH, MAX_ARGS, MAX_CREDENTIALS } from './constants.js'
-import { PaymentType, Status } from './pb/opencloud.js'
-import { verifyAll } from './signing.js'
 import { computeCost, isFree, parseUnsigned } from '../../services/pricing.js'
 import { ServiceError, TEMPLATE_METHODS } from '../../services/template.js'
+import { MAX_ARG_LENGTH, MAX_ARGS, MAX_CREDENTIAL_LENGTH, MAX_CREDENTIALS, MAX_PAYMENT_FIELD_LENGTH, MAX_SIGNATURE_LENGTH, NONCE_LENGTH } from './constants.js'
+import { PaymentType, Status } from './pb/opencloud.js'
+import { verifyAll } from './signing.js'
+import { isStatus } from './status.js'
 import type { NonceStore } from './nonce.js'
 import type { AcceptablePayment, Request } from './pb/opencloud.js'
 import type { CredentialVerifier } from './signing.js'
-import type { MethodDefinition, ServiceCall, ServiceDefinition } from '../../services/template.js'
+import type { CostBreakdown } from '../../services/pricing.js'
+import type { MethodDefinition, MethodResult, ServiceCall, ServiceDefinition } from '../../services/template.js'
 import type { PeerId } from '@libp2p/interface'
 
 export interface Reply {
@@ -62,18 +63,32 @@ export interface PipelineInit {
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
 
+const PAYMENT_TYPES = new Set<string>(Object.values(PaymentType).filter(v => typeof v === 'string'))
+
+/**
+ * Bounds on every field before anything costly happens: the signature stage
+ * parses credentials (base58) and hashes the request, so their sizes are
+ * capped here.
+ */
 export function validateShape (maxBodySize: number): Stage {
   return ({ request: r }) => {
     if (r.body.byteLength > maxBodySize) {
       return { status: Status.TOO_LARGE, detail: `body of ${r.body.byteLength} bytes exceeds this node's limit of ${maxBodySize} bytes; split it into pieces` }
     }
-    if (!NAME.test(r.service)) return { status: Status.BAD_REQUEST, detail: 'service name missing or malformed' }
-    if (!NAME.test(r.method)) return { status: Status.BAD_REQUEST, detail: 'method name missing or malformed' }
-    if (r.args.length > MAX_ARGS) return { status: Status.BAD_REQUEST, detail: `at most ${MAX_ARGS} args` }
-    if (r.args.some(a => a.length > MAX_ARG_LENGTH)) return { status: Status.BAD_REQUEST, detail: `an arg exceeds ${MAX_ARG_LENGTH} characters` }
-    if (r.id.length > MAX_CREDENTIALS) return { status: Status.BAD_REQUEST, detail: `at most ${MAX_CREDENTIALS} credentials` }
-    if (r.id.length !== r.sig.length) return { status: Status.INVALID_SIGNATURE, detail: `${r.id.length} credentials but ${r.sig.length} signatures` }
-    if (!(r.paymentType in PaymentType)) return { status: Status.BAD_REQUEST, detail: 'unknown payment-type' }
+    if (!NAME.test(r.service)) { return { status: Status.BAD_REQUEST, detail: 'service name missing or malformed' } }
+    if (!NAME.test(r.method)) { return { status: Status.BAD_REQUEST, detail: 'method name missing or malformed' } }
+    if (r.args.length > MAX_ARGS) { return { status: Status.BAD_REQUEST, detail: `at most ${MAX_ARGS} args` } }
+    if (r.args.some(a => a.length > MAX_ARG_LENGTH)) { return { status: Status.BAD_REQUEST, detail: `an arg exceeds ${MAX_ARG_LENGTH} characters` } }
+    if (r.id.length > MAX_CREDENTIALS) { return { status: Status.BAD_REQUEST, detail: `at most ${MAX_CREDENTIALS} credentials` } }
+    if (r.id.some(id => id.length > MAX_CREDENTIAL_LENGTH)) { return { status: Status.BAD_REQUEST, detail: `a credential exceeds ${MAX_CREDENTIAL_LENGTH} characters` } }
+    if (r.sig.some(sig => sig.byteLength > MAX_SIGNATURE_LENGTH)) { return { status: Status.BAD_REQUEST, detail: `a signature exceeds ${MAX_SIGNATURE_LENGTH} bytes` } }
+    if (r.nonce.byteLength !== 0 && r.nonce.byteLength !== NONCE_LENGTH) { return { status: Status.BAD_REQUEST, detail: `a nonce is ${NONCE_LENGTH} bytes` } }
+    if (r.id.length !== r.sig.length) { return { status: Status.INVALID_SIGNATURE, detail: `${r.id.length} credentials but ${r.sig.length} signatures` } }
+    if (!PAYMENT_TYPES.has(r.paymentType)) { return { status: Status.BAD_REQUEST, detail: 'unknown payment-type' } }
+    const p = r.payment
+    if (p != null && (p.currency.length > MAX_PAYMENT_FIELD_LENGTH || p.deferId.length > MAX_PAYMENT_FIELD_LENGTH || p.deferThreshold.length > MAX_PAYMENT_FIELD_LENGTH)) {
+      return { status: Status.BAD_REQUEST, detail: `payment currency, defer id and defer threshold are at most ${MAX_PAYMENT_FIELD_LENGTH} characters` }
+    }
     return undefined
   }
 }
@@ -82,11 +97,11 @@ export function verifySignatures (verifiers: readonly CredentialVerifier[], requ
   return async (state) => {
     const { request: r } = state
     if (r.id.length === 0) {
-      if (requireCredentials) return { status: Status.ACCESS_DENIED, detail: 'this node requires a signed credential (id + sig)' }
+      if (requireCredentials) { return { status: Status.ACCESS_DENIED, detail: 'this node requires a signed credential (id + sig)' } }
       return undefined
     }
     const bad = await verifyAll(verifiers, r.id, r.sig, state.digest)
-    if (bad >= 0) return { status: Status.INVALID_SIGNATURE, detail: `signature ${bad} does not verify for credential ${r.id[bad]?.slice(0, 80) ?? ''}` }
+    if (bad >= 0) { return { status: Status.INVALID_SIGNATURE, detail: `signature ${bad} does not verify for credential ${r.id[bad]?.slice(0, 80) ?? ''}` } }
     state.credentials = [...r.id]
     return undefined
   }
@@ -94,8 +109,8 @@ export function verifySignatures (verifiers: readonly CredentialVerifier[], requ
 
 export function checkNonce (nonces: NonceStore): Stage {
   return ({ request: r, peer }) => {
-    if (r.nonce.byteLength === 0) return { status: Status.REFRESH_NONCE, detail: 'nonce required' }
-    if (!nonces.consume(peer.toString(), r.nonce)) return { status: Status.REFRESH_NONCE, detail: 'nonce unknown, expired or already used' }
+    if (r.nonce.byteLength === 0) { return { status: Status.REFRESH_NONCE, detail: 'nonce required' } }
+    if (!nonces.consume(peer.toString(), r.nonce)) { return { status: Status.REFRESH_NONCE, detail: 'nonce unknown, expired or already used' } }
     return undefined
   }
 }
@@ -103,7 +118,7 @@ export function checkNonce (nonces: NonceStore): Stage {
 export function resolveService (services: Map<string, ServiceDefinition>): Stage {
   return (state) => {
     const service = services.get(state.request.service)
-    if (service == null) return { status: Status.SERVICE_UNSUPPORTED, detail: `no service "${state.request.service}" here` }
+    if (service == null) { return { status: Status.SERVICE_UNSUPPORTED, detail: `no service "${state.request.service}" here` } }
     const name = state.request.method
     if ((TEMPLATE_METHODS as readonly string[]).includes(name)) {
       state.service = service
@@ -111,7 +126,7 @@ export function resolveService (services: Map<string, ServiceDefinition>): Stage
       return undefined
     }
     const method = Object.hasOwn(service.methods, name) ? service.methods[name] : undefined
-    if (method == null) return { status: Status.METHOD_UNSUPPORTED, detail: `service "${service.name}" has no method "${name}"` }
+    if (method == null) { return { status: Status.METHOD_UNSUPPORTED, detail: `service "${service.name}" has no method "${name}"` } }
     state.service = service
     state.methodName = name
     state.method = method
@@ -133,8 +148,18 @@ function toCall (state: CallState): ServiceCall {
 
 /** Units of service of a call: the method's own usage function or 1 per dimension */
 export function usageOf (method: MethodDefinition, call: ServiceCall): bigint[] {
-  if (method.usage != null) return method.usage(call)
+  if (method.usage != null) { return method.usage(call) }
   return (method.units ?? []).map(() => 1n)
+}
+
+/** The cost of `units` of a method, or undefined when it cannot be priced (amount overflow) */
+export function priceOf (method: MethodDefinition, units: readonly bigint[]): CostBreakdown | undefined {
+  try {
+    return computeCost(method.pricing, units)
+  } catch (err: any) {
+    if (err?.name === 'AmountOverflowError' || err?.name === 'InvalidPricingError') { return undefined }
+    throw err
+  }
 }
 
 /**
@@ -146,11 +171,13 @@ export const defaultPaymentGate: Stage = (state) => {
   const r = state.request
   const method = state.method
   if (r.paymentType !== PaymentType.PAYMENT_NONE) {
-    return { status: Status.PAYMENT_DECLINED, detail: `payment-type ${PaymentType[r.paymentType] ?? r.paymentType} is not accepted by this node yet: no payment backend is configured` }
+    const name = r.paymentType === PaymentType.PAYMENT_ATTACHED ? 'attached' : 'defer'
+    return { status: Status.PAYMENT_DECLINED, detail: `payment-type ${name} is not implemented yet on this node (no payment backend); send payment-type none for free methods` }
   }
-  if (method == null || isFree(method.pricing)) return undefined
-  const cost = computeCost(method.pricing, state.usage ?? usageOf(method, toCall(state)))
-  if (cost.total === 0n) return undefined
+  if (method == null || isFree(method.pricing)) { return undefined }
+  const cost = priceOf(method, state.usage ?? usageOf(method, toCall(state)))
+  if (cost == null) { return { status: Status.TOO_LARGE, detail: 'this call is too large to be priced' } }
+  if (cost.total === 0n) { return undefined }
   return {
     status: Status.TOO_LOW,
     detail: `${r.service}.${r.method} costs ${cost.total} sat for this call`,
@@ -189,21 +216,22 @@ async function templateMethod (state: CallState): Promise<Reply> {
     }
     case 'quote': {
       const [methodName, ...rest] = state.request.args
-      if (methodName == null) return { status: Status.BAD_REQUEST, detail: 'usage: quote <method> [units…]' }
+      if (methodName == null) { return { status: Status.BAD_REQUEST, detail: 'usage: quote <method> [units…]' } }
       if ((TEMPLATE_METHODS as readonly string[]).includes(methodName)) {
         return { status: Status.OK, body: json({ service: service.name, method: methodName, currency: 'BTC', units: {}, base: 0n, usage: 0n, amount: 0n }) }
       }
       const m = Object.hasOwn(service.methods, methodName) ? service.methods[methodName] : undefined
-      if (m == null) return { status: Status.METHOD_UNSUPPORTED, detail: `service "${service.name}" has no method "${methodName}"` }
+      if (m == null) { return { status: Status.METHOD_UNSUPPORTED, detail: `service "${service.name}" has no method "${methodName}"` } }
       const dims = m.units ?? []
-      if (rest.length > dims.length) return { status: Status.BAD_REQUEST, detail: `${methodName} is priced in ${dims.length === 0 ? 'calls' : dims.join(' × ')}: too many units` }
+      if (rest.length > dims.length) { return { status: Status.BAD_REQUEST, detail: `${methodName} is priced in ${dims.length === 0 ? 'calls' : dims.join(' × ')}: too many units` } }
       const units: bigint[] = []
       for (let i = 0; i < dims.length; i++) {
         const v = rest[i] == null ? 1n : parseUnsigned(rest[i])
-        if (v == null) return { status: Status.BAD_REQUEST, detail: `units of ${dims[i]} must be a non-negative integer` }
+        if (v == null) { return { status: Status.BAD_REQUEST, detail: `units of ${dims[i]} must be a non-negative integer` } }
         units.push(v)
       }
-      const cost = computeCost(m.pricing, units)
+      const cost = priceOf(m, units)
+      if (cost == null) { return { status: Status.BAD_REQUEST, detail: 'these units are too large to be priced' } }
       return {
         status: Status.OK,
         body: json({
@@ -222,25 +250,39 @@ async function templateMethod (state: CallState): Promise<Reply> {
   }
 }
 
-export const dispatch: Stage = async (state) => {
-  if (state.method == null) return templateMethod(state)
-  try {
-    const result = await state.method.handler(toCall(state))
-    return { status: result.status ?? Status.OK, detail: result.detail, body: result.body }
-  } catch (err: any) {
-    if (err instanceof ServiceError) return { status: err.status, detail: err.detail }
-    throw err
+/**
+ * Runs the method. What a handler returns is checked like input: a status
+ * this version does not know, or a body over the limit, is a server-error
+ * (logged by the server), never a malformed response.
+ */
+export function dispatch (maxBodySize: number): Stage {
+  return async (state) => {
+    if (state.method == null) { return templateMethod(state) }
+    let result: MethodResult
+    try {
+      result = await state.method.handler(toCall(state))
+    } catch (err: any) {
+      if (err instanceof ServiceError && isStatus(err.status)) { return { status: err.status, detail: err.detail } }
+      throw err
+    }
+    if (result == null || typeof result !== 'object') { throw new TypeError(`${state.request.service}.${state.request.method} returned no result`) }
+    const status = result.status ?? Status.OK
+    if (!isStatus(status)) { throw new TypeError(`${state.request.service}.${state.request.method} returned an unknown status`) }
+    const body = result.body ?? new Uint8Array()
+    if (!(body instanceof Uint8Array)) { throw new TypeError(`${state.request.service}.${state.request.method} returned a body that is not bytes`) }
+    if (body.byteLength > maxBodySize) { throw new RangeError(`${state.request.service}.${state.request.method} returned ${body.byteLength} bytes, over the body limit`) }
+    return { status, detail: typeof result.detail === 'string' ? result.detail : undefined, body }
   }
 }
 
 /** The full pipeline as an ordered list of stages */
 export function createPipeline (init: PipelineInit): Stage[] {
   const computeUsage: Stage = (state) => {
-    if (state.method == null) return undefined
+    if (state.method == null) { return undefined }
     try {
       state.usage = usageOf(state.method, toCall(state))
     } catch (err: any) {
-      if (err instanceof ServiceError) return { status: err.status, detail: err.detail }
+      if (err instanceof ServiceError) { return { status: err.status, detail: err.detail } }
       return { status: Status.BAD_REQUEST, detail: 'cannot compute units of service for these args' }
     }
     return undefined
@@ -254,7 +296,7 @@ export function createPipeline (init: PipelineInit): Stage[] {
     init.reputation ?? (() => undefined),
     computeUsage,
     init.payment ?? defaultPaymentGate,
-    dispatch
+    dispatch(init.maxBodySize)
   ]
 }
 
@@ -262,7 +304,7 @@ export function createPipeline (init: PipelineInit): Stage[] {
 export async function runPipeline (stages: Stage[], state: CallState): Promise<Reply> {
   for (const stage of stages) {
     const reply = await stage(state)
-    if (reply != null) return reply
+    if (reply != null) { return reply }
   }
   return { status: Status.SERVER_ERROR, detail: 'no stage answered' }
 }

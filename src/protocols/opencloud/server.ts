@@ -1,28 +1,45 @@
-import { lpStream } from '@libp2p/utils'
-import { IDLE_TIMEOUT, MAX_CREDENTIALS, MAX_ARGS, MESSAGE_TIMEOUT } from './constants.js'
+import { IDLE_TIMEOUT, MAX_CREDENTIALS, MAX_ARGS, MESSAGE_TIMEOUT, NONCE_LENGTH } from './constants.js'
+import { FrameReader } from './framing.js'
 import { Request, Response, Status } from './pb/opencloud.js'
 import { createPipeline, runPipeline } from './pipeline.js'
 import { requestDigest, responseDigest } from './signing.js'
+import { isStatus } from './status.js'
+import type { BufferBudget } from './framing.js'
 import type { NonceStore } from './nonce.js'
-import type { PipelineInit, Reply, Stage } from './pipeline.js'
+import type { CallState, PipelineInit, Reply, Stage } from './pipeline.js'
 import type { Signer } from './signing.js'
-import type { Connection, Logger, Stream } from '@libp2p/interface'
+import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 
 export interface ServerInit extends PipelineInit {
   signers: Signer[]
   nonces: NonceStore
   maxFrameSize: number
+  /** time to receive one frame once its first byte arrived, to process one request, to write one response @default 30_000 */
   messageTimeout?: number
+  /** a stream with no request for this long is reset @default 60_000 */
   idleTimeout?: number
+  /** bytes buffered from inbound streams, per peer and in total */
+  budget?: BufferBudget
   log: Logger
 }
 
 /** Counters exposed for tests, benchmarks and the control API */
 export interface ServerStats {
+  /** inbound streams handled since start */
   streams: number
+  /** responses sent, by status name */
   requests: number
   byStatus: Record<string, number>
+  /** requests answered with server-error because something failed unexpectedly */
   errors: number
+  /** streams ended because of a malformed, oversized, truncated or slow frame */
+  badFrames: number
+  /** streams reset because their peer held more unread bytes than its budget */
+  overBudget: number
+  /** bytes inbound streams hold unread right now (filled in by `OpenCloud.stats()`) */
+  bufferedBytes?: number
+  /** peers with outstanding nonces (filled in by `OpenCloud.stats()`) */
+  noncePeers?: number
 }
 
 const CLOSE_TIMEOUT = 2_000
@@ -30,17 +47,41 @@ const CLOSE_TIMEOUT = 2_000
 /** protons types bytes fields as Uint8Array<ArrayBuffer> */
 type Bytes = Uint8Array<ArrayBuffer>
 
+/** Why a stage's reply cannot be sent as it is, or undefined when it can */
+function checkReply (reply: Reply, maxBodySize: number): string | undefined {
+  if (reply == null || typeof reply !== 'object') { return 'no reply' }
+  if (!isStatus(reply.status)) { return 'unknown status' }
+  if (reply.body != null && !(reply.body instanceof Uint8Array)) { return 'body is not bytes' }
+  if ((reply.body?.byteLength ?? 0) > maxBodySize) { return 'body over the limit' }
+  if (reply.detail != null && typeof reply.detail !== 'string') { return 'detail is not a string' }
+  return undefined
+}
+
+/** The processing deadline passed */
+class ProcessingTimeoutError extends Error {
+  static override name = 'ProcessingTimeoutError'
+  override name = 'ProcessingTimeoutError'
+}
+
+/** The stream closed while its request was being processed */
+class StreamGoneError extends Error {
+  static override name = 'StreamGoneError'
+  override name = 'StreamGoneError'
+}
+
 /**
  * Serves OpenCloud on inbound streams: reads length-prefixed Requests,
- * runs each through the pipeline and writes one signed Response per Request,
- * until the client closes the stream or it stays idle too long.
+ * runs each through the pipeline and writes one signed Response per Request
+ * (lockstep), until the client closes its end or the stream stays idle too
+ * long. Nothing a peer sends can make it throw: every failure is answered
+ * with a status or ends that one stream.
  */
 export class OpenCloudServer {
   private readonly init: ServerInit
   private readonly stages: Stage[]
   private readonly messageTimeout: number
   private readonly idleTimeout: number
-  readonly stats: ServerStats = { streams: 0, requests: 0, byStatus: {}, errors: 0 }
+  readonly stats: ServerStats = { streams: 0, requests: 0, byStatus: {}, errors: 0, badFrames: 0, overBudget: 0 }
 
   constructor (init: ServerInit) {
     this.init = init
@@ -52,37 +93,26 @@ export class OpenCloudServer {
   async handle (stream: Stream, connection: Connection): Promise<void> {
     const { log } = this.init
     const peer = connection.remotePeer
-    const lp = lpStream(stream, { maxDataLength: this.init.maxFrameSize, maxBufferSize: this.init.maxFrameSize + 16 })
+    const reader = new FrameReader(stream, { maxFrameSize: this.init.maxFrameSize, budget: this.init.budget, peer: peer.toString() })
     this.stats.streams++
     try {
       while (true) {
         let frame
         try {
-          frame = await lp.read({ signal: AbortSignal.timeout(this.idleTimeout) })
+          frame = await reader.read({ idleTimeout: this.idleTimeout, messageTimeout: this.messageTimeout })
         } catch (err: any) {
-          if (err.name === 'UnexpectedEOFError' || stream.readStatus !== 'readable') {
-            // the client finished (or vanished mid-frame: a truncated frame is dropped)
-            break
-          }
-          if (err.name === 'InvalidDataLengthError' || err.name === 'InvalidMessageLengthError' || err.name === 'InvalidDataLengthLengthError') {
-            log('oversized or malformed length prefix from %p', peer)
-            await this.writeReply(lp, { status: Status.TOO_LARGE, detail: `frame exceeds the limit of ${this.init.maxFrameSize} bytes; the stream is closed` }, undefined, undefined, peer.toString())
-            await stream.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT) }).catch(() => {})
-            stream.abort(err)
-            return
-          }
-          if (err.name === 'TimeoutError' || err.name === 'AbortError') {
-            log.trace('idle stream from %p closed', peer)
-            stream.abort(err)
-            return
-          }
-          throw err
+          await this.endOnReadError(stream, reader, err, peer)
+          return
+        }
+        if (frame == null) {
+          // the client closed its end between requests: done
+          await stream.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT) })
+          return
         }
 
         let request: Request | undefined
         let digest: Uint8Array | undefined
-        let reply: Reply
-        const signal = AbortSignal.timeout(this.messageTimeout)
+        let reply: Reply | undefined
         try {
           request = Request.decode(frame, { limits: { id: MAX_CREDENTIALS + 1, sig: MAX_CREDENTIALS + 1, args: MAX_ARGS + 1 } })
         } catch {
@@ -91,45 +121,142 @@ export class OpenCloudServer {
         if (request == null) {
           reply = { status: Status.BAD_REQUEST, detail: 'frame is not a valid OpenCloud request' }
         } else {
-          try {
-            digest = requestDigest(request)
-            reply = await runPipeline(this.stages, {
-              peer,
-              request,
-              digest,
-              credentials: [],
-              signal
-            })
-          } catch (err: any) {
-            // never leak internals: log it, answer server-error
-            this.stats.errors++
-            log.error('request %s.%s from %p failed - %e', request.service, request.method, peer, err)
-            reply = { status: Status.SERVER_ERROR, detail: 'internal error' }
+          digest = requestDigest(request)
+          reply = await this.process(stream, peer, request, digest)
+          if (reply == null) {
+            // the stream went away while the request was processed
+            stream.abort(new StreamGoneError('stream closed during processing'))
+            return
           }
         }
-        this.stats.requests++
-        const path = String(reply.status)
-        this.stats.byStatus[path] = (this.stats.byStatus[path] ?? 0) + 1
-        await this.writeReply(lp, reply, request, digest, peer.toString())
+        await this.writeReply(reader, reply, request, digest, peer.toString())
       }
-      await stream.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT) })
     } catch (err: any) {
       log('stream from %p ended with error - %e', peer, err)
       stream.abort(err)
+    } finally {
+      reader.release()
+    }
+  }
+
+  /**
+   * Runs the pipeline under the processing deadline. Resolves undefined when
+   * the stream closed meanwhile (nobody to answer). A stage that throws, or
+   * a deadline that passes, is a server-error; the details go to the log,
+   * never to the peer.
+   */
+  private async process (stream: Stream, peer: PeerId, request: Request, digest: Uint8Array): Promise<Reply | undefined> {
+    const { log } = this.init
+    const controller = new AbortController()
+    const state: CallState = { peer, request, digest, credentials: [], signal: controller.signal }
+    const timer = setTimeout(() => { controller.abort(new ProcessingTimeoutError('request took too long')) }, this.messageTimeout)
+    const onClose = (): void => { controller.abort(new StreamGoneError('stream closed')) }
+    stream.addEventListener('close', onClose)
+    const what = `${state.request.service.slice(0, 64)}.${state.request.method.slice(0, 64)}`
+    const work = runPipeline(this.stages, state)
+    try {
+      return await new Promise<Reply | undefined>((resolve) => {
+        const onAbort = (): void => {
+          const reason = controller.signal.reason
+          if (reason instanceof StreamGoneError) {
+            resolve(undefined)
+            return
+          }
+          this.stats.errors++
+          log.error('request %s from %p timed out', what, state.peer)
+          resolve({ status: Status.SERVER_ERROR, detail: 'request took too long to process' })
+        }
+        if (controller.signal.aborted) { onAbort() } else { controller.signal.addEventListener('abort', onAbort, { once: true }) }
+        work.then((reply) => {
+          const problem = checkReply(reply, this.init.maxBodySize)
+          if (problem != null) {
+            this.stats.errors++
+            log.error('request %s from %p produced an invalid reply - %s', what, state.peer, problem)
+            resolve({ status: Status.SERVER_ERROR, detail: 'internal error' })
+            return
+          }
+          resolve(reply)
+        }, (err: any) => {
+          this.stats.errors++
+          log.error('request %s from %p failed - %e', what, state.peer, err)
+          resolve({ status: Status.SERVER_ERROR, detail: 'internal error' })
+        })
+      })
+    } finally {
+      // a handler still running at this point was already told through the
+      // aborted signal (timeout or closed stream)
+      clearTimeout(timer)
+      stream.removeEventListener('close', onClose)
+    }
+  }
+
+  /** What to do when reading the next frame failed */
+  private async endOnReadError (stream: Stream, reader: FrameReader, err: any, peer: PeerId): Promise<void> {
+    const { log } = this.init
+    switch (err?.name) {
+      case 'FrameTooLargeError':
+        // answer, then stop reading: the rest of the stream is the oversized
+        // frame, which is never buffered
+        this.stats.badFrames++
+        log('oversized frame from %p - %s', peer, err.message)
+        try {
+          await this.writeReply(reader, { status: Status.TOO_LARGE, detail: `frame exceeds the limit of ${this.init.maxFrameSize} bytes; the stream is closed` }, undefined, undefined, peer.toString())
+          await stream.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT) })
+        } catch {
+          // the peer may already be gone; the stream is reset below either way
+        }
+        stream.abort(err)
+        return
+      case 'TruncatedFrameError':
+        // the client closed its end inside a frame; it can still read
+        this.stats.badFrames++
+        try {
+          await this.writeReply(reader, { status: Status.BAD_REQUEST, detail: 'stream ended inside a frame' }, undefined, undefined, peer.toString())
+          await stream.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT) })
+        } catch {
+          stream.abort(err)
+        }
+        return
+      case 'IdleTimeoutError':
+        // nothing was received: a request arriving after this is never processed
+        log.trace('idle stream from %p reset', peer)
+        stream.abort(err)
+        return
+      case 'FrameTimeoutError':
+        // a frame started but did not finish in time: a slow or stalled client
+        this.stats.badFrames++
+        log('frame from %p did not arrive in time', peer)
+        stream.abort(err)
+        return
+      case 'BufferBudgetExceededError':
+      case 'StreamBufferError':
+        // the stream is already reset
+        this.stats.overBudget++
+        log('stream from %p held too many unread bytes - %s', peer, err.message)
+        return
+      default:
+        // reset by the peer, …
+        log.trace('stream from %p ended - %e', peer, err)
+        stream.abort(err instanceof Error ? err : new Error(String(err)))
     }
   }
 
   /** Signs and writes a response; every response carries a fresh nonce */
-  private async writeReply (lp: ReturnType<typeof lpStream>, reply: Reply, request: Request | undefined, digest: Uint8Array | undefined, peer: string): Promise<void> {
+  private async writeReply (reader: FrameReader, reply: Reply, request: Request | undefined, digest: Uint8Array | undefined, peer: string): Promise<void> {
+    this.stats.requests++
+    const name = String(reply.status)
+    this.stats.byStatus[name] = (this.stats.byStatus[name] ?? 0) + 1
     const response = await this.sign(reply, request, digest, peer)
-    await lp.write(Response.encode(response), { signal: AbortSignal.timeout(this.messageTimeout) })
+    await reader.write(Response.encode(response), { signal: AbortSignal.timeout(this.messageTimeout) })
   }
 
   async sign (reply: Reply, request: Request | undefined, digest: Uint8Array | undefined, peer: string): Promise<Response> {
+    const nonce = request?.nonce ?? new Uint8Array()
     const response: Response = {
       id: this.init.signers.map(s => s.credential),
       sig: [],
-      nonce: request?.nonce ?? new Uint8Array(),
+      // echo only what can be a nonce: never reflect arbitrary bytes
+      nonce: (nonce.byteLength === NONCE_LENGTH ? nonce : new Uint8Array()) as Bytes,
       status: reply.status,
       detail: reply.detail ?? '',
       body: (reply.body ?? new Uint8Array()) as Bytes,

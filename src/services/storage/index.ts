@@ -1,78 +1,200 @@
-import { sha256 } from '../../protocols/opencloud/signing.js'
+import { logger } from '@libp2p/logger'
 import { Status } from '../../protocols/opencloud/pb/opencloud.js'
+import { json } from '../../protocols/opencloud/pipeline.js'
+import { sha256 } from '../../protocols/opencloud/signing.js'
 import { parseUnsigned } from '../pricing.js'
 import { ServiceError } from '../template.js'
-import { json } from '../../protocols/opencloud/pipeline.js'
-import type { SubDb } from '../../store/index.js'
+import type { BatchOp, SubDb } from '../../store/index.js'
 import type { Pricing } from '../pricing.js'
 import type { ServiceCall, ServiceDefinition } from '../template.js'
+import type { Logger } from '@libp2p/interface'
 
 export interface StorageServiceInit {
   /** namespaced LevelDB (e.g. `store.sub('storage')`) */
   db: SubDb
-  /** largest blob accepted, bytes @default 4 MiB (never more than the node's body limit) */
+  /**
+   * Largest blob accepted, bytes. Keep it at or below the node's body limit
+   * (`createDecloudNode` does): a bigger blob could never be sent or served.
+   *
+   * @default 4 MiB
+   */
   maxBlobSize?: number
-  /** total bytes this node will store @default 10 GiB */
+  /**
+   * total bytes of blob content this node will store
+   *
+   * @default 10 GiB
+   */
   capacity?: number
+  /**
+   * Hash every blob read and refuse to serve one whose bytes no longer match
+   * its id (server-error, logged). Costs one SHA-256 of the blob per get.
+   *
+   * @default true
+   */
+  verifyOnGet?: boolean
   pricing?: {
     put?: Pricing
     get?: Pricing
   }
+  /** @default logger('decloud:storage') */
+  log?: Logger
 }
 
+/** What the store keeps about a blob besides its bytes */
 export interface BlobMeta {
   size: number
+  /** ms since the epoch of the first put */
   created: number
-  /** OpenCloud IDs (or peer ids for anonymous callers) that stored it; delete needs one of them */
-  owners: string[]
+  /** how many credentials hold a claim on the blob; it is erased when the last one deletes it */
+  owners: number
+}
+
+/** The result of counting what the store really holds */
+export interface StorageCount {
+  blobs: number
+  bytes: number
 }
 
 export const DEFAULT_CAPACITY = 10 * 1024 * 1024 * 1024
-const ID = /^[0-9a-f]{64}$/
+export const DEFAULT_MAX_BLOB_SIZE = 4 * 1024 * 1024
+
+const ID = /^[0-9a-fA-F]{64}$/
+/** the usage counter: bytes of blob content stored, written in the same batch as every blob change */
 const USED_KEY = 'used'
 const blobKey = (id: string): string => `b/${id}`
 const metaKey = (id: string): string => `m/${id}`
+/** one key per owner, so a blob with many owners never makes one value grow */
+const ownerKey = (id: string, owner: string): string => `o/${id}/${owner}`
+const META_PREFIX = 'm/'
+const META_END = 'm0' // '0' sorts right after '/'
+const EMPTY = new Uint8Array(0)
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 
-function ownerOf (call: ServiceCall): string {
+/** Who a call acts for: its first verified credential, or the transport peer when the node accepts anonymous calls */
+export function ownerOf (call: ServiceCall): string {
   return call.credentials[0] ?? `peer:${call.peer.toString()}`
 }
 
-function parseId (s: string | undefined): string {
-  if (s == null || !ID.test(s)) throw new ServiceError(Status.BAD_REQUEST, 'blob id must be 64 lowercase hex characters (the SHA-256 of the content)')
-  return s
+/** A blob id as 64 hex characters (either case); answers bad-request otherwise */
+export function parseBlobId (s: string | undefined): string {
+  if (s == null || !ID.test(s)) { throw new ServiceError(Status.BAD_REQUEST, 'blob id must be 64 hex characters (the SHA-256 of the content)') }
+  return s.toLowerCase()
+}
+
+function hex (bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+}
+
+function encodeMeta (meta: BlobMeta): Uint8Array {
+  return enc.encode(JSON.stringify(meta))
+}
+
+function decodeMeta (bytes: Uint8Array): BlobMeta | undefined {
+  try {
+    const m = JSON.parse(dec.decode(bytes))
+    if (Number.isSafeInteger(m?.size) && m.size >= 0 && Number.isSafeInteger(m.created) && Number.isSafeInteger(m.owners) && m.owners >= 0) {
+      return { size: m.size, created: m.created, owners: m.owners }
+    }
+  } catch {
+    // not JSON: unreadable, like a JSON value of the wrong shape
+  }
+  return undefined
+}
+
+function parseCounter (bytes: Uint8Array | undefined): number | undefined {
+  if (bytes == null) { return undefined }
+  const s = dec.decode(bytes)
+  if (!/^[0-9]{1,16}$/.test(s)) { return undefined }
+  const n = Number(s)
+  return Number.isSafeInteger(n) ? n : undefined
+}
+
+function checkArgCount (call: ServiceCall, max: number, synopsis: string): void {
+  if (call.args.length > max) { throw new ServiceError(Status.BAD_REQUEST, `too many args; usage: storage.${call.method} ${synopsis}`.trimEnd()) }
 }
 
 /**
  * `storage`: content-addressed blobs (id = hex SHA-256 of the content) in
- * LevelDB. Writes are serialised and batched (blob, metadata and the usage
- * counter change together, or not at all), so a crash never leaves a blob
- * counted but missing, and no peer can delete a blob another peer stored.
+ * LevelDB.
+ *
+ * Invariants. The usage counter equals the sum of the sizes of the stored
+ * blobs: every change to a blob, its metadata, its owners and the counter is
+ * one batch, and writes are serialised, so concurrent puts of the same blob
+ * store and count it once, and puts racing for the last free bytes never
+ * exceed the capacity. A blob is erased only when the last credential that
+ * stored it deletes it. Bytes that no longer hash to their id are never served
+ * (verifyOnGet), and putting the same content again repairs them.
+ *
+ * Layout (inside the sublevel): `b/<id>` bytes, `m/<id>` JSON BlobMeta,
+ * `o/<id>/<owner>` empty, `used` decimal byte count.
  */
 export class StorageService {
   private readonly db: SubDb
   readonly maxBlobSize: number
   readonly capacity: number
-  private used = 0
-  /** serialises writes: puts and deletes touch the usage counter */
-  private lock: Promise<unknown> = Promise.resolve()
+  private readonly verifyOnGet: boolean
   private readonly pricing: StorageServiceInit['pricing']
+  private readonly log: Logger
+  private used = 0
+  /** serialises writes: puts and deletes read and change the usage counter */
+  private lock: Promise<unknown> = Promise.resolve()
 
   constructor (init: StorageServiceInit) {
     this.db = init.db
-    this.maxBlobSize = init.maxBlobSize ?? 4 * 1024 * 1024
+    this.maxBlobSize = init.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE
     this.capacity = init.capacity ?? DEFAULT_CAPACITY
+    this.verifyOnGet = init.verifyOnGet ?? true
     this.pricing = init.pricing
+    this.log = init.log ?? logger('decloud:storage')
+    if (!Number.isSafeInteger(this.maxBlobSize) || this.maxBlobSize < 0) { throw new RangeError('maxBlobSize must be a non-negative integer') }
+    if (!Number.isSafeInteger(this.capacity) || this.capacity < 0) { throw new RangeError('capacity must be a non-negative integer') }
   }
 
+  /** Loads the usage counter; recounts the blobs when it is missing or unreadable */
   async start (): Promise<void> {
-    const v = await this.db.get(USED_KEY)
-    this.used = v == null ? 0 : Number(dec.decode(v))
+    await this.exclusive(async () => {
+      const raw = await this.db.get(USED_KEY)
+      const stored = parseCounter(raw)
+      if (stored != null) {
+        this.used = stored
+        return
+      }
+      const { bytes } = await this.count()
+      if (raw != null) { this.log.error('usage counter unreadable; recounted %d bytes', bytes) }
+      await this.db.put(USED_KEY, enc.encode(String(bytes)))
+      this.used = bytes
+    })
   }
 
+  /** Waits for writes in progress, so the database can be closed */
+  async stop (): Promise<void> {
+    await this.exclusive(async () => {})
+  }
+
+  /** Bytes of blob content stored */
   get usedBytes (): number {
     return this.used
+  }
+
+  get freeBytes (): number {
+    return Math.max(0, this.capacity - this.used)
+  }
+
+  /** Counts the blobs and bytes the metadata records (a full scan: for checks and repair, not the hot path) */
+  async count (): Promise<StorageCount> {
+    let blobs = 0
+    let bytes = 0
+    for await (const [key, value] of this.db.iterator({ gte: META_PREFIX, lt: META_END })) {
+      const meta = decodeMeta(value)
+      if (meta == null) {
+        this.log.error('unreadable metadata at %s', key)
+        continue
+      }
+      blobs++
+      bytes += meta.size
+    }
+    return { blobs, bytes }
   }
 
   private async exclusive<T> (fn: () => Promise<T>): Promise<T> {
@@ -83,31 +205,54 @@ export class StorageService {
 
   async meta (id: string): Promise<BlobMeta | undefined> {
     const m = await this.db.get(metaKey(id))
-    return m == null ? undefined : JSON.parse(dec.decode(m))
+    if (m == null) { return undefined }
+    const meta = decodeMeta(m)
+    if (meta == null) {
+      this.log.error('unreadable metadata for blob %s', id)
+      throw new ServiceError(Status.SERVER_ERROR, 'stored metadata of this blob is unreadable')
+    }
+    return meta
   }
 
+  async isOwner (id: string, owner: string): Promise<boolean> {
+    return (await this.db.get(ownerKey(id, owner))) != null
+  }
+
+  /**
+   * Stores `body` for `owner` and returns its id. Storing content that is
+   * already here adds the owner's claim and uses no more capacity.
+   */
   async put (body: Uint8Array, owner: string): Promise<string> {
     if (body.byteLength > this.maxBlobSize) {
       throw new ServiceError(Status.TOO_LARGE, `blob of ${body.byteLength} bytes exceeds the limit of ${this.maxBlobSize} bytes per blob; split the file into pieces`)
     }
-    const id = Buffer.from(sha256(body)).toString('hex')
+    const digest = sha256(body)
+    const id = hex(digest)
     return this.exclusive(async () => {
       const existing = await this.meta(id)
       if (existing != null) {
-        if (!existing.owners.includes(owner)) {
-          existing.owners.push(owner)
-          await this.db.put(metaKey(id), enc.encode(JSON.stringify(existing)))
+        const ops: BatchOp[] = []
+        if (!await this.isOwner(id, owner)) {
+          ops.push({ type: 'put', key: ownerKey(id, owner), value: EMPTY })
+          ops.push({ type: 'put', key: metaKey(id), value: encodeMeta({ ...existing, owners: existing.owners + 1 }) })
         }
+        // repair: the caller holds the true bytes, so rewrite a copy that went missing or bad
+        const stored = await this.db.get(blobKey(id))
+        if (stored == null || !Buffer.from(sha256(stored)).equals(digest)) {
+          this.log.error('blob %s was missing or corrupt; rewritten from a new put', id)
+          ops.push({ type: 'put', key: blobKey(id), value: body })
+        }
+        if (ops.length > 0) { await this.db.batch(ops) }
         return id
       }
       if (this.used + body.byteLength > this.capacity) {
-        throw new ServiceError(Status.INSUFFICIENT_STORAGE, `this node has ${Math.max(0, this.capacity - this.used)} bytes free; the blob needs ${body.byteLength}`)
+        throw new ServiceError(Status.INSUFFICIENT_STORAGE, `this node has ${this.freeBytes} bytes free; the blob needs ${body.byteLength}`)
       }
-      const meta: BlobMeta = { size: body.byteLength, created: Date.now(), owners: [owner] }
       const used = this.used + body.byteLength
       await this.db.batch([
         { type: 'put', key: blobKey(id), value: body },
-        { type: 'put', key: metaKey(id), value: enc.encode(JSON.stringify(meta)) },
+        { type: 'put', key: metaKey(id), value: encodeMeta({ size: body.byteLength, created: Date.now(), owners: 1 }) },
+        { type: 'put', key: ownerKey(id, owner), value: EMPTY },
         { type: 'put', key: USED_KEY, value: enc.encode(String(used)) }
       ])
       this.used = used
@@ -115,29 +260,40 @@ export class StorageService {
     })
   }
 
+  /** The blob, or its bytes [offset, offset + length) clipped to its end */
   async get (id: string, offset = 0, length?: number): Promise<Uint8Array> {
     const blob = await this.db.get(blobKey(id))
-    if (blob == null) throw new ServiceError(Status.NOT_FOUND, `no blob ${id}`)
-    if (offset > blob.byteLength) throw new ServiceError(Status.BAD_REQUEST, `offset ${offset} is past the end of the blob (${blob.byteLength} bytes)`)
+    if (blob == null) { throw new ServiceError(Status.NOT_FOUND, `no blob ${id}`) }
+    if (this.verifyOnGet && hex(sha256(blob)) !== id) {
+      this.log.error('blob %s failed its integrity check (%d bytes stored); not served', id, blob.byteLength)
+      throw new ServiceError(Status.SERVER_ERROR, 'the stored copy of this blob is damaged')
+    }
+    if (offset > blob.byteLength) { throw new ServiceError(Status.BAD_REQUEST, `offset ${offset} is past the end of the blob (${blob.byteLength} bytes)`) }
     const end = length == null ? blob.byteLength : Math.min(blob.byteLength, offset + length)
     return blob.subarray(offset, end)
   }
 
-  /** Removes `owner`'s claim on a blob; the bytes go when no owner is left */
+  /**
+   * Removes `owner`'s claim on a blob and returns true when that erased it
+   * (no owner left). Only an owner may delete: access-denied otherwise.
+   */
   async delete (id: string, owner: string): Promise<boolean> {
     return this.exclusive(async () => {
       const meta = await this.meta(id)
-      if (meta == null) throw new ServiceError(Status.NOT_FOUND, `no blob ${id}`)
-      if (!meta.owners.includes(owner)) throw new ServiceError(Status.ACCESS_DENIED, 'only a peer that stored this blob may delete it')
-      meta.owners = meta.owners.filter(o => o !== owner)
-      if (meta.owners.length > 0) {
-        await this.db.put(metaKey(id), enc.encode(JSON.stringify(meta)))
+      if (meta == null) { throw new ServiceError(Status.NOT_FOUND, `no blob ${id}`) }
+      if (!await this.isOwner(id, owner)) { throw new ServiceError(Status.ACCESS_DENIED, 'only a peer that stored this blob may delete it') }
+      if (meta.owners > 1) {
+        await this.db.batch([
+          { type: 'del', key: ownerKey(id, owner) },
+          { type: 'put', key: metaKey(id), value: encodeMeta({ ...meta, owners: meta.owners - 1 }) }
+        ])
         return false
       }
       const used = Math.max(0, this.used - meta.size)
       await this.db.batch([
         { type: 'del', key: blobKey(id) },
         { type: 'del', key: metaKey(id) },
+        { type: 'del', key: ownerKey(id, owner) },
         { type: 'put', key: USED_KEY, value: enc.encode(String(used)) }
       ])
       this.used = used
@@ -148,35 +304,42 @@ export class StorageService {
   /** The service definition to register with OpenCloud */
   definition (): ServiceDefinition {
     const rangeArgs = (call: ServiceCall): { id: string, offset: number, length?: number } => {
-      const id = parseId(call.args[0])
-      const o = call.args[1] == null ? 0n : parseUnsigned(call.args[1])
-      const l = call.args[2] == null ? undefined : parseUnsigned(call.args[2])
-      if (o == null || (call.args[2] != null && l == null)) throw new ServiceError(Status.BAD_REQUEST, 'offset and length must be non-negative integers')
-      if (o > BigInt(Number.MAX_SAFE_INTEGER) || (l ?? 0n) > BigInt(Number.MAX_SAFE_INTEGER)) throw new ServiceError(Status.BAD_REQUEST, 'offset or length too large')
+      checkArgCount(call, 3, '<id> [offset] [length]')
+      const id = parseBlobId(call.args[0])
+      const o = call.args.length > 1 ? parseUnsigned(call.args[1]) : 0n
+      const l = call.args.length > 2 ? parseUnsigned(call.args[2]) : undefined
+      if (o == null || (call.args.length > 2 && l == null)) { throw new ServiceError(Status.BAD_REQUEST, 'offset and length must be non-negative decimal integers') }
+      if (o > BigInt(Number.MAX_SAFE_INTEGER) || (l ?? 0n) > BigInt(Number.MAX_SAFE_INTEGER)) { throw new ServiceError(Status.BAD_REQUEST, 'offset or length too large') }
       return { id, offset: Number(o), length: l == null ? undefined : Number(l) }
     }
     return {
       name: 'storage',
       version: '1.0.0',
       description: 'content-addressed blob storage (id = SHA-256 of the content)',
-      describe: () => ({ capacity: this.capacity, used: this.used, free: Math.max(0, this.capacity - this.used), maxBlobSize: this.maxBlobSize }),
+      describe: () => ({ capacity: this.capacity, used: this.used, free: this.freeBytes, maxBlobSize: this.maxBlobSize }),
       start: async () => { await this.start() },
+      stop: async () => { await this.stop() },
       methods: {
         put: {
           description: 'stores the body; returns its id (hex SHA-256)',
+          args: '',
           units: ['byte'],
           pricing: this.pricing?.put,
           usage: (call) => [BigInt(call.body.byteLength)],
-          handler: async (call) => ({ body: enc.encode(await this.put(call.body, ownerOf(call))) })
+          handler: async (call) => {
+            checkArgCount(call, 0, '')
+            return { body: enc.encode(await this.put(call.body, ownerOf(call))) }
+          }
         },
         get: {
           description: 'returns the blob, or the range [offset, offset+length)',
           args: '<id> [offset] [length]',
           units: ['byte'],
           pricing: this.pricing?.get,
+          // priced before the blob is read: the bytes asked for, at most one blob
           usage: (call) => {
             const { length } = rangeArgs(call)
-            return [BigInt(length ?? this.maxBlobSize)]
+            return [BigInt(Math.min(length ?? this.maxBlobSize, this.maxBlobSize))]
           },
           handler: async (call) => {
             const { id, offset, length } = rangeArgs(call)
@@ -184,20 +347,22 @@ export class StorageService {
           }
         },
         stat: {
-          description: 'size and creation time of a blob (JSON)',
+          description: 'size, creation time and owner count of a blob (JSON)',
           args: '<id>',
           handler: async (call) => {
-            const id = parseId(call.args[0])
+            checkArgCount(call, 1, '<id>')
+            const id = parseBlobId(call.args[0])
             const meta = await this.meta(id)
-            if (meta == null) throw new ServiceError(Status.NOT_FOUND, `no blob ${id}`)
-            return { body: json({ id, size: meta.size, created: new Date(meta.created).toISOString(), owners: meta.owners.length, yours: meta.owners.includes(ownerOf(call)) }) }
+            if (meta == null) { throw new ServiceError(Status.NOT_FOUND, `no blob ${id}`) }
+            return { body: json({ id, size: meta.size, created: new Date(meta.created).toISOString(), owners: meta.owners, yours: await this.isOwner(id, ownerOf(call)) }) }
           }
         },
         delete: {
           description: 'drops your claim on a blob; it is erased when no one else stored it',
           args: '<id>',
           handler: async (call) => {
-            const id = parseId(call.args[0])
+            checkArgCount(call, 1, '<id>')
+            const id = parseBlobId(call.args[0])
             const erased = await this.delete(id, ownerOf(call))
             return { body: json({ id, erased }) }
           }
@@ -207,6 +372,7 @@ export class StorageService {
   }
 }
 
+/** The storage service definition, for embedding with `openCloud({ services: [...] })` */
 export function storageService (init: StorageServiceInit): ServiceDefinition {
   return new StorageService(init).definition()
 }

@@ -1,0 +1,102 @@
+/**
+ * What every `decloud` command is, and the small helpers they share.
+ *
+ * A command is a file `src/cli/commands/<name>.ts` that exports `command`;
+ * `main.ts` finds it by name, so adding a command needs no other change.
+ */
+import { resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { defaultDataDir } from '../node/data-dir.js'
+import type { ParseArgsConfig } from 'node:util'
+
+export interface Command {
+  /** the word after `decloud`; equal to the file name */
+  name: string
+  /** one line for `decloud help` */
+  summary: string
+  /** full help text for `decloud help <name>` and `decloud <name> --help` */
+  usage: string
+  /** runs the command; resolves with the process exit code */
+  run(argv: string[]): Promise<number>
+}
+
+/** Exit codes shared by every command (docs/cli.md) */
+export const EXIT = {
+  OK: 0,
+  /** the command failed, or the remote answered with a non-ok status */
+  FAILURE: 1,
+  /** bad command line */
+  USAGE: 2,
+  /** no answer: dial failure, timeout, protocol violation */
+  TRANSPORT: 3
+} as const
+
+/** An error with a message for the user and an exit code; printed without a stack */
+export class CliError extends Error {
+  static override name = 'CliError'
+  override name = 'CliError'
+  readonly exitCode: number
+
+  constructor (message: string, exitCode: number = EXIT.FAILURE) {
+    super(message)
+    this.exitCode = exitCode
+  }
+}
+
+export class UsageError extends CliError {
+  static override name = 'UsageError'
+  override name = 'UsageError'
+
+  constructor (message: string) {
+    super(message, EXIT.USAGE)
+  }
+}
+
+export class TransportError extends CliError {
+  static override name = 'TransportError'
+  override name = 'TransportError'
+
+  constructor (message: string) {
+    super(message, EXIT.TRANSPORT)
+  }
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>
+
+/** `parseArgs` with positionals allowed and its errors turned into UsageError */
+export function parse<O extends Options> (argv: string[], options: O): { values: ReturnType<typeof parseArgs<{ options: O, allowPositionals: true, strict: true }>>['values'], positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true })
+    return { values, positionals }
+  } catch (err: any) {
+    throw new UsageError(String(err.message).split('\n')[0])
+  }
+}
+
+/** `--data-dir`, else `$DECLOUD_DATA_DIR`, else `~/.decloud` */
+export function resolveDataDir (value: string | undefined): string {
+  return value != null ? resolve(value) : defaultDataDir()
+}
+
+/** A positive integer option, or a UsageError */
+export function positiveInt (name: string, value: string | undefined, fallback: number): number {
+  if (value == null) return fallback
+  if (!/^[1-9][0-9]*$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`--${name} must be a positive integer, not "${value}"`)
+  return Number(value)
+}
+
+/** Writes to a stream and waits until it is handed to the OS */
+export async function write (stream: NodeJS.WritableStream, data: string | Uint8Array): Promise<void> {
+  if (typeof data !== 'string' && data.byteLength === 0) return
+  await new Promise<void>((resolve, reject) => {
+    stream.write(data, (err) => { err != null ? reject(err) : resolve() })
+  })
+}
+
+export async function out (data: string | Uint8Array): Promise<void> {
+  await write(process.stdout, data)
+}
+
+export async function err (line: string): Promise<void> {
+  await write(process.stderr, line.endsWith('\n') ? line : line + '\n')
+}

@@ -1,0 +1,126 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import { ControlApiError, findRunningNode } from '../../control/client.js'
+import { CliError, EXIT, UsageError, out, parse, resolveDataDir } from '../command.js'
+import type { MarketJson } from '../../node/reports.js'
+import type { Command } from '../command.js'
+
+const usage = `usage: decloud market [service] [options]
+
+Shows the market's price book: per service and method, every seller's
+price (cheapest first), the minimum, median, maximum and spread, and the age
+of each entry. Prices are integer satoshis; "price" is base + the usage of
+1,000,000 units of service (bytes, byte·days…), or --units.
+
+When a node is running for the data dir it shows that node's book (control
+API); otherwise a short-lived client node joins the swarm through
+--bootstrap and shows what its bootstrap peers know.
+
+options:
+  --method NAME          only this method
+  --units N              units of service the price column is for (default 1000000)
+  --json                 print the answer as one JSON object
+  --bootstrap MULTIADDR  a node of the swarm, repeatable (when no node is running)
+  --network-mode MODE    local or public (default: local for private/loopback bootstrap addresses)
+  --data-dir DIR         data dir (default $DECLOUD_DATA_DIR or ~/.decloud)
+
+exit codes: 0 printed · 1 failed · 2 bad command line
+
+examples:
+  decloud market
+  decloud market storage --method put --units 1048576
+`
+
+const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
+
+export const command: Command = {
+  name: 'market',
+  summary: 'show the price book: sellers, prices, median and spread per service',
+  usage,
+  async run (argv) {
+    const { values, positionals } = parse(argv, {
+      method: { type: 'string' },
+      units: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      bootstrap: { type: 'string', multiple: true },
+      'network-mode': { type: 'string' },
+      'data-dir': { type: 'string' }
+    })
+    if (positionals.length > 1) throw new UsageError('usage: decloud market [service] (see decloud market --help)')
+    const service = positionals[0]
+    if (service != null && !NAME.test(service)) throw new UsageError(`"${service}" is not a service name`)
+    if (values.method != null && !NAME.test(values.method)) throw new UsageError(`"${values.method}" is not a method name`)
+    let usage: bigint | undefined
+    if (values.units != null) {
+      if (!/^[0-9]{1,20}$/.test(values.units)) throw new UsageError('--units must be a non-negative integer')
+      usage = BigInt(values.units)
+    }
+    const networkMode = values['network-mode']
+    if (networkMode != null && networkMode !== 'local' && networkMode !== 'public') throw new UsageError('--network-mode must be local or public')
+    let bootstrap = values.bootstrap ?? []
+    for (const b of bootstrap) {
+      try {
+        multiaddr(b)
+      } catch (e: any) {
+        throw new UsageError(`--bootstrap "${b}" is not a valid multiaddr: ${e.message}`)
+      }
+    }
+    const dataDir = resolveDataDir(values['data-dir'])
+
+    let answer: MarketJson | undefined
+    const running = await findRunningNode(dataDir).catch(() => undefined)
+    if (running != null) {
+      const q = new URLSearchParams()
+      if (service != null) q.set('service', service)
+      if (values.method != null) q.set('method', values.method)
+      if (usage != null) q.set('units', usage.toString())
+      try {
+        answer = await running.client.request('GET', `/market${q.size > 0 ? `?${q.toString()}` : ''}`) as MarketJson
+      } catch (e: any) {
+        if (!(e instanceof ControlApiError && e.status === 404)) throw new CliError(`the node running for ${dataDir} did not answer: ${e.message}`)
+        if (bootstrap.length === 0) bootstrap = running.node.addresses
+      }
+    }
+    if (answer == null) {
+      if (bootstrap.length === 0) throw new UsageError(`no node is running for ${dataDir}: start one (decloud node) or give --bootstrap MULTIADDR`)
+      const { withSwarmClient } = await import('../../node/transient.js')
+      const { marketJson } = await import('../../node/reports.js')
+      try {
+        answer = await withSwarmClient({ bootstrap, networkMode: networkMode as 'local' | 'public' | undefined }, async (node) => {
+          await Promise.allSettled(node.libp2p.getConnections().map(async c => node.market.syncFrom(c.remotePeer)))
+          return marketJson(node, { service, method: values.method, usage })
+        })
+      } catch (e: any) {
+        throw new CliError(`cannot read the market: ${e.message}`)
+      }
+    }
+    if (values.json === true) {
+      await out(JSON.stringify(answer, null, 2) + '\n')
+      return EXIT.OK
+    }
+    await out(renderMarket(answer))
+    return EXIT.OK
+  }
+}
+
+function age (ms: number): string {
+  if (ms < 1_000) return `${ms}ms`
+  if (ms < 120_000) return `${Math.round(ms / 1000)}s`
+  if (ms < 7_200_000) return `${Math.round(ms / 60_000)}m`
+  return `${Math.round(ms / 3_600_000)}h`
+}
+
+/** Human rendering: a block per service/method */
+export function renderMarket (a: MarketJson): string {
+  if (a.summary.length === 0) return 'the price book is empty\n'
+  const blocks: string[] = []
+  for (const s of a.summary as Array<Record<string, any>>) {
+    const unit = (s.units as string[]).length === 0 ? 'per call' : `for ${String(s.usage)} ${(s.units as string[]).join('·')}`
+    const lines = [`${String(s.service)}.${String(s.method)}  (sat ${unit})  sellers ${String(s.sellers.length)}  min ${String(s.min)}  median ${String(s.median)}  max ${String(s.max)}  spread ${String(s.spread)}`]
+    const rows = (s.sellers as Array<Record<string, any>>).map(e => [String(e.peerId), String(e.price), `${String(e.base)} + ${String(e.rate)}/${String(e.per)}`, age(Number(e.age))])
+    const head = ['  peer', 'price', 'base + rate/per', 'age']
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => (i === 0 ? 2 : 0) + r[i].length)))
+    for (const r of [head, ...rows.map(r => [`  ${r[0]}`, ...r.slice(1)])]) lines.push(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i])).join('  '))
+    blocks.push(lines.join('\n'))
+  }
+  return blocks.join('\n\n') + '\n'
+}

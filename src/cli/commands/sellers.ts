@@ -1,0 +1,127 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import { ControlApiError, findRunningNode } from '../../control/client.js'
+import { CliError, EXIT, UsageError, out, parse, positiveInt, resolveDataDir } from '../command.js'
+import type { SellersJson } from '../../node/reports.js'
+import type { Command } from '../command.js'
+
+const DEFAULT_TIMEOUT = 10_000
+const MAX_TIMEOUT = 120_000
+
+const usage = `usage: decloud sellers <service> [options]
+
+Finds the nodes that sell <service> through decloud's DHT and prints them,
+cheapest first by the market's price book: peer id, price, addresses. Sellers
+found in the DHT that announced no price come last.
+
+When a node is running for the data dir it asks that node (control API);
+otherwise (or when the running node is too old to answer) a short-lived
+DHT-client node joins the swarm through --bootstrap (or the running node).
+
+options:
+  --method NAME          rank by the price of this method (default: the first priced one)
+  --units N              units of service the price is for (default 1000000)
+  --timeout MS           deadline of the DHT lookup (default ${DEFAULT_TIMEOUT}, at most ${MAX_TIMEOUT})
+  --limit N              stop after N sellers (at most 20 from the DHT)
+  --json                 print the answer as one JSON object
+  --bootstrap MULTIADDR  a node of the swarm, repeatable (when no node is running)
+  --network-mode MODE    local or public (default: local for private/loopback bootstrap addresses)
+  --data-dir DIR         data dir (default $DECLOUD_DATA_DIR or ~/.decloud)
+
+exit codes: 0 printed (also when none was found) · 1 failed · 2 bad command line
+
+examples:
+  decloud sellers storage
+  decloud sellers storage --method put --units 1048576 --json
+  decloud sellers storage --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/12D3Koo…
+`
+
+const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
+
+export const command: Command = {
+  name: 'sellers',
+  summary: 'find the sellers of a service through the DHT, cheapest first',
+  usage,
+  async run (argv) {
+    const { values, positionals } = parse(argv, {
+      method: { type: 'string' },
+      units: { type: 'string' },
+      timeout: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      bootstrap: { type: 'string', multiple: true },
+      'network-mode': { type: 'string' },
+      'data-dir': { type: 'string' }
+    })
+    if (positionals.length !== 1) throw new UsageError('usage: decloud sellers <service> (see decloud sellers --help)')
+    const [service] = positionals
+    if (!NAME.test(service)) throw new UsageError(`"${service}" is not a service name`)
+    if (values.method != null && !NAME.test(values.method)) throw new UsageError(`"${values.method}" is not a method name`)
+    const timeout = positiveInt('timeout', values.timeout, DEFAULT_TIMEOUT)
+    if (timeout > MAX_TIMEOUT) throw new UsageError(`--timeout is at most ${MAX_TIMEOUT} ms`)
+    const limit = values.limit != null ? positiveInt('limit', values.limit, 20) : undefined
+    let usage: bigint | undefined
+    if (values.units != null) {
+      if (!/^[0-9]{1,20}$/.test(values.units)) throw new UsageError('--units must be a non-negative integer')
+      usage = BigInt(values.units)
+    }
+    const networkMode = values['network-mode']
+    if (networkMode != null && networkMode !== 'local' && networkMode !== 'public') throw new UsageError('--network-mode must be local or public')
+    let bootstrap = values.bootstrap ?? []
+    for (const b of bootstrap) {
+      try {
+        multiaddr(b)
+      } catch (e: any) {
+        throw new UsageError(`--bootstrap "${b}" is not a valid multiaddr: ${e.message}`)
+      }
+    }
+    const dataDir = resolveDataDir(values['data-dir'])
+
+    let answer: SellersJson | undefined
+    const running = await findRunningNode(dataDir).catch(() => undefined)
+    if (running != null) {
+      const q = new URLSearchParams({ service, timeout: String(timeout) })
+      if (values.method != null) q.set('method', values.method)
+      if (usage != null) q.set('units', usage.toString())
+      if (limit != null) q.set('limit', String(limit))
+      try {
+        answer = await running.client.request('GET', `/sellers?${q.toString()}`, undefined, { timeout: timeout + 5_000 }) as SellersJson
+      } catch (e: any) {
+        if (!(e instanceof ControlApiError && e.status === 404)) throw new CliError(`the node running for ${dataDir} did not answer: ${e.message}`)
+        // a node without the endpoint: join its swarm through it
+        if (bootstrap.length === 0) bootstrap = running.node.addresses
+      }
+    }
+    if (answer == null) {
+      if (bootstrap.length === 0) throw new UsageError(`no node is running for ${dataDir}: start one (decloud node) or give --bootstrap MULTIADDR`)
+      const { withSwarmClient } = await import('../../node/transient.js')
+      const { sellersJson } = await import('../../node/reports.js')
+      try {
+        answer = await withSwarmClient({ bootstrap, networkMode: networkMode as 'local' | 'public' | undefined }, async (node) => {
+          // let the price book sync from the bootstrap peers first (bounded by their own deadline)
+          await Promise.allSettled(node.libp2p.getConnections().map(async c => node.market.syncFrom(c.remotePeer)))
+          return sellersJson(node, { service, method: values.method, usage, timeout, limit })
+        })
+      } catch (e: any) {
+        if (e instanceof CliError) throw e
+        throw new CliError(`cannot look up sellers: ${e.message}`)
+      }
+    }
+    if (values.json === true) {
+      await out(JSON.stringify(answer, null, 2) + '\n')
+      return EXIT.OK
+    }
+    await out(renderSellers(answer))
+    return EXIT.OK
+  }
+}
+
+/** Human rendering: one line per seller, cheapest first */
+export function renderSellers (a: SellersJson): string {
+  if (a.sellers.length === 0) return `no sellers of ${a.service} found (${a.elapsed} ms)\n`
+  const priceHead = a.method != null ? `${a.method} price (sat${a.usage != null ? ` for ${a.usage} units` : ' per 10^6 units'})` : 'price'
+  const rows = a.sellers.map(s => [s.peerId, s.price ?? '-', s.foundIn.join('+'), s.addresses[0] ?? ''])
+  const head = ['peer', priceHead, 'found in', 'address']
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)))
+  const line = (r: string[]): string => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i])).join('  ').trimEnd()
+  return [`${a.sellers.length} seller${a.sellers.length === 1 ? '' : 's'} of ${a.service} (${a.elapsed} ms)`, line(head), ...rows.map(line)].join('\n') + '\n'
+}

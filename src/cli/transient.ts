@@ -1,0 +1,36 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { identify } from '@libp2p/identify'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { createLibp2p } from 'libp2p'
+import { ensureDataDir, loadOrCreateKey } from '../node/data-dir.js'
+import { openCloud } from '../protocols/opencloud/opencloud.js'
+import type { OpenCloud } from '../protocols/opencloud/opencloud.js'
+import type { Identify } from '@libp2p/identify'
+
+/**
+ * Runs `fn` with a short-lived client-only libp2p node (no listen address,
+ * no services sold) using the data dir's key, then stops it. Used when no
+ * node is running for the data dir; LevelDB is not opened, so this never
+ * competes with a node that starts meanwhile.
+ */
+export async function withTransientNode<T> (dataDir: string, fn: (opencloud: OpenCloud) => Promise<T>): Promise<T> {
+  await ensureDataDir(dataDir)
+  const privateKey = await loadOrCreateKey(dataDir)
+  const libp2p = await createLibp2p<{ identify: Identify, opencloud: OpenCloud }>({
+    privateKey,
+    addresses: { listen: [] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: {
+      identify: identify(),
+      opencloud: openCloud({ services: [] })
+    }
+  })
+  try {
+    return await fn(libp2p.services.opencloud)
+  } finally {
+    await libp2p.stop()
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Shapes exchanged on the local control API (docs/control-api.md), shared by
+ * the server, the client and `decloud call --json`.
+ */
+import { statusCode } from '../protocols/opencloud/status.js'
+import type { CallResult } from '../protocols/opencloud/client.js'
+
+/** Prefix of every endpoint */
+export const API_PREFIX = '/v1'
+
+/** One OpenCloud response, as `POST /v1/call` and `decloud call --json` print it */
+export interface CallJson {
+  /** the spec's status path, e.g. `ok` or `client-error/service-unsupported` */
+  status: string
+  /** the status's numeric code on the wire (0 = ok) */
+  code: number
+  /** the server's human readable detail ('' when none) */
+  detail: string
+  /** the response body, base64 */
+  body: string
+  /** the response body, hex, when it is at most 64 bytes (digests, ids) */
+  bodyHex?: string
+  /** present on payment-declined: what the server would accept (amount in satoshis, decimal) */
+  acceptablePayment?: {
+    paymentType: string
+    currency: string
+    amount: string
+  }
+  /** the OpenCloud ID that signed the response */
+  signer: string
+  /** the peer id the response came from */
+  peer: string
+}
+
+/** `POST /v1/call` request body */
+export interface CallRequestJson {
+  /** a multiaddr (`/ip4/…/tcp/…/p2p/…`) or a peer id the node already knows addresses for */
+  target: string
+  service: string
+  method: string
+  args?: string[]
+  /** request body, base64 */
+  body?: string
+  /** milliseconds for the whole call, dial included @default 30000 */
+  timeout?: number
+}
+
+/** Every error answer of the control API */
+export interface ErrorJson {
+  error: {
+    /** `unauthorized`, `bad-request`, `not-found`, `method-not-allowed`, `too-large`, `busy`, `transport`, `timeout`, `internal` */
+    type: string
+    message: string
+  }
+}
+
+/** Largest body the hex rendering is given for */
+export const BODY_HEX_LIMIT = 64
+
+/** The JSON form of a call result */
+export function callResultJson (res: CallResult): CallJson {
+  const body = Buffer.from(res.body.buffer, res.body.byteOffset, res.body.byteLength)
+  const out: CallJson = {
+    status: res.path,
+    code: statusCode(res.status),
+    detail: res.detail,
+    body: body.toString('base64'),
+    ...(res.body.byteLength <= BODY_HEX_LIMIT ? { bodyHex: body.toString('hex') } : {}),
+    signer: res.signer,
+    peer: res.peer.toString()
+  }
+  if (res.acceptablePayment != null) {
+    out.acceptablePayment = {
+      paymentType: String(res.acceptablePayment.paymentType),
+      currency: res.acceptablePayment.currency,
+      amount: res.acceptablePayment.amount.toString()
+    }
+  }
+  return out
+}

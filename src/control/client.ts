@@ -1,0 +1,182 @@
+import { request } from 'node:http'
+import { API_PREFIX } from './api.js'
+import { CONTROL_HOST, readControlFiles } from './files.js'
+import type { CallJson, CallRequestJson, ErrorJson } from './api.js'
+import type { ControlFile } from './files.js'
+
+/** The control API answered with an error (or not at all) */
+export class ControlApiError extends Error {
+  static override name = 'ControlApiError'
+  override name = 'ControlApiError'
+  /** HTTP status, 0 when there was no answer */
+  readonly status: number
+  /** the error type of docs/control-api.md, or `unreachable` */
+  readonly type: string
+
+  constructor (status: number, type: string, message: string) {
+    super(message)
+    this.status = status
+    this.type = type
+  }
+}
+
+/** GET /v1/node */
+export interface NodeJson {
+  version: string
+  pid: number
+  startedAt: string
+  peerId: string
+  openCloudId: string
+  addresses: string[]
+  services: Array<{ name: string, version: string, description: string }>
+  stats: Record<string, unknown>
+}
+
+/** GET /v1/peers */
+export interface PeersJson {
+  peers: Array<{
+    peerId: string
+    openCloudId: string
+    protocols: string[]
+    connections: Array<{ remoteAddr: string, direction: string, status: string, opened: number, streams: number, rtt?: number }>
+  }>
+}
+
+export interface ControlClientInit {
+  port: number
+  token: string
+  /** @default 127.0.0.1 */
+  host?: string
+  /** Largest answer read (bytes) @default 16 MiB */
+  maxResponseSize?: number
+}
+
+export interface RequestOptions {
+  /** ms @default 10_000 */
+  timeout?: number
+}
+
+/** Talks to a running node's control API */
+export class ControlClient {
+  readonly port: number
+  readonly host: string
+  private readonly token: string
+  private readonly maxResponseSize: number
+
+  constructor (init: ControlClientInit) {
+    this.port = init.port
+    this.host = init.host ?? CONTROL_HOST
+    this.token = init.token
+    this.maxResponseSize = init.maxResponseSize ?? 16 * 1024 * 1024
+  }
+
+  async node (options: RequestOptions = {}): Promise<NodeJson> {
+    return this.request('GET', '/node', undefined, options) as Promise<NodeJson>
+  }
+
+  async peers (options: RequestOptions = {}): Promise<PeersJson> {
+    return this.request('GET', '/peers', undefined, options) as Promise<PeersJson>
+  }
+
+  /**
+   * Makes an OpenCloud call through the node (its identity, its connections).
+   * Resolves with the response whatever its status; rejects with
+   * ControlApiError when the node could not get an answer (`transport`,
+   * `timeout`) or refused the request.
+   */
+  async call (call: CallRequestJson): Promise<CallJson> {
+    // the node bounds the call by call.timeout; allow a little more for HTTP
+    return this.request('POST', '/call', call, { timeout: (call.timeout ?? 30_000) + 5_000 }) as Promise<CallJson>
+  }
+
+  /** One request; resolves with the parsed JSON of a 200 answer */
+  async request (method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<unknown> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
+    const timeout = options.timeout ?? 10_000
+    return new Promise((resolve, reject) => {
+      const req = request({
+        host: this.host,
+        port: this.port,
+        method,
+        path: `${API_PREFIX}${path}`,
+        agent: false,
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          accept: 'application/json',
+          ...(payload != null ? { 'content-type': 'application/json', 'content-length': payload.byteLength } : {})
+        }
+      }, (res) => {
+        const chunks: Buffer[] = []
+        let size = 0
+        res.on('data', (c: Buffer) => {
+          size += c.byteLength
+          if (size > this.maxResponseSize) {
+            req.destroy(new ControlApiError(0, 'too-large', `control API answer exceeds ${this.maxResponseSize} bytes`))
+            return
+          }
+          chunks.push(c)
+        })
+        res.on('error', reject)
+        res.on('end', () => {
+          let value: any
+          try {
+            value = JSON.parse(Buffer.concat(chunks, size).toString('utf8'))
+          } catch {
+            reject(new ControlApiError(res.statusCode ?? 0, 'bad-answer', `the control API on port ${this.port} answered ${res.statusCode ?? '?'} with no JSON`))
+            return
+          }
+          if (res.statusCode === 200) {
+            resolve(value)
+          } else {
+            const e = (value as ErrorJson)?.error
+            reject(new ControlApiError(res.statusCode ?? 0, String(e?.type ?? 'unknown'), String(e?.message ?? `HTTP ${res.statusCode ?? '?'}`)))
+          }
+        })
+      })
+      req.setTimeout(timeout, () => {
+        req.destroy(new ControlApiError(0, 'timeout', `the control API on port ${this.port} did not answer within ${timeout} ms`))
+      })
+      req.on('error', (err: any) => {
+        if (err instanceof ControlApiError) reject(err)
+        else reject(new ControlApiError(0, 'unreachable', `cannot reach the control API on ${this.host}:${this.port}: ${err.code ?? err.message}`))
+      })
+      req.end(payload)
+    })
+  }
+}
+
+export interface RunningNode {
+  client: ControlClient
+  info: ControlFile
+  node: NodeJson
+}
+
+function processAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err: any) {
+    return err.code === 'EPERM'
+  }
+}
+
+/**
+ * Finds the node running for a data dir: reads control.json and the token and
+ * asks the node who it is. Returns undefined when no node runs there (no
+ * files, or stale files left by a process that is gone or a port that
+ * refuses). Throws ControlApiError when something answers but refuses the
+ * token or answers garbage.
+ */
+export async function findRunningNode (dataDir: string, options: RequestOptions = {}): Promise<RunningNode | undefined> {
+  const files = await readControlFiles(dataDir)
+  if (files == null) return undefined
+  if (!processAlive(files.info.pid)) return undefined
+  const client = new ControlClient({ port: files.info.port, token: files.token })
+  try {
+    const node = await client.node({ timeout: options.timeout ?? 5_000 })
+    return { client, info: files.info, node }
+  } catch (err) {
+    if (err instanceof ControlApiError && err.type === 'unreachable') return undefined
+    throw err
+  }
+}

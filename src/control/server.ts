@@ -1,0 +1,412 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { createServer } from 'node:http'
+import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BODY_SIZE, MAX_NAME_LENGTH } from '../protocols/opencloud/constants.js'
+import { callResultJson, API_PREFIX } from './api.js'
+import { CONTROL_HOST, newToken, removeControlFiles, writeControlFiles } from './files.js'
+import { decloudVersion } from './version.js'
+import type { CallRequestJson, ErrorJson } from './api.js'
+import type { CallTarget } from '../protocols/opencloud/client.js'
+import type { OpenCloud } from '../protocols/opencloud/opencloud.js'
+import type { PeerId, PeerStore, Connection } from '@libp2p/interface'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+
+/** What the control API needs from a node (a DecloudNode has all of it) */
+export interface ControlledNode {
+  readonly peerId: PeerId
+  readonly openCloudId: string
+  addresses(): string[]
+  readonly opencloud: Pick<OpenCloud, 'call' | 'services' | 'stats'>
+  readonly libp2p: {
+    getConnections(peerId?: PeerId): Connection[]
+    readonly peerStore: Pick<PeerStore, 'get'>
+  }
+  readonly storage?: { readonly usedBytes: number, readonly capacity: number }
+}
+
+export interface ControlServerInit {
+  node: ControlledNode
+  /** control.json and control.token are written here */
+  dataDir: string
+  /** @default the package version */
+  version?: string
+  /** Largest HTTP request body (bytes) @default 8 MiB */
+  maxRequestSize?: number
+  /** Time to receive a whole request (ms) @default 30_000 */
+  requestTimeout?: number
+  /** Default and largest `timeout` of `POST /v1/call` (ms) @default 30_000 and 300_000 */
+  defaultCallTimeout?: number
+  maxCallTimeout?: number
+  /** Calls in flight at once; more get 503 @default 64 */
+  maxConcurrentCalls?: number
+  /** Open HTTP connections at once @default 64 */
+  maxConnections?: number
+  /** Largest body of a call (bytes) @default 4 MiB */
+  maxBodySize?: number
+}
+
+export const DEFAULT_MAX_REQUEST_SIZE = 8 * 1024 * 1024
+
+/** An answer other than 200, with the error type of docs/control-api.md */
+class HttpError extends Error {
+  readonly status: number
+  readonly type: string
+  readonly headers: Record<string, string>
+
+  constructor (status: number, type: string, message: string, headers: Record<string, string> = {}) {
+    super(message)
+    this.status = status
+    this.type = type
+    this.headers = headers
+  }
+}
+
+const log = logger('decloud:control')
+const badRequest = (message: string): HttpError => new HttpError(400, 'bad-request', message)
+
+function parseTarget (x: unknown): CallTarget {
+  if (typeof x !== 'string' || x === '') throw badRequest('target: a multiaddr or peer id string is required')
+  try {
+    return x.startsWith('/') ? multiaddr(x) : peerIdFromString(x)
+  } catch (err: any) {
+    throw badRequest(`target: ${err.message}`)
+  }
+}
+
+function parseName (field: string, x: unknown): string {
+  if (typeof x !== 'string' || x === '' || x.length > MAX_NAME_LENGTH) throw badRequest(`${field}: a string of 1 to ${MAX_NAME_LENGTH} characters is required`)
+  return x
+}
+
+function parseArgList (x: unknown): string[] {
+  if (x == null) return []
+  if (!Array.isArray(x) || x.length > MAX_ARGS || !x.every(a => typeof a === 'string' && a.length <= MAX_ARG_LENGTH)) {
+    throw badRequest(`args: an array of at most ${MAX_ARGS} strings of at most ${MAX_ARG_LENGTH} characters`)
+  }
+  return x
+}
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
+
+/**
+ * The node's local control API: JSON over HTTP on 127.0.0.1, a random port,
+ * every request authorised by the bearer token in `<dataDir>/control.token`.
+ * See docs/control-api.md.
+ */
+export class ControlServer {
+  private readonly init: ControlServerInit
+  private readonly node: ControlledNode
+  private readonly version: string
+  private readonly maxRequestSize: number
+  private readonly defaultCallTimeout: number
+  private readonly maxCallTimeout: number
+  private readonly maxConcurrentCalls: number
+  private readonly maxBodySize: number
+  private readonly server: Server
+  private readonly sockets = new Set<Socket>()
+  private readonly calls = new Set<AbortController>()
+  private token = ''
+  private tokenDigest: Buffer = Buffer.alloc(32)
+  private readonly startedAt = Date.now()
+  private started = false
+
+  constructor (init: ControlServerInit) {
+    this.init = init
+    this.node = init.node
+    this.version = init.version ?? decloudVersion()
+    this.maxRequestSize = init.maxRequestSize ?? DEFAULT_MAX_REQUEST_SIZE
+    this.defaultCallTimeout = init.defaultCallTimeout ?? 30_000
+    this.maxCallTimeout = init.maxCallTimeout ?? 300_000
+    this.maxConcurrentCalls = init.maxConcurrentCalls ?? 64
+    this.maxBodySize = init.maxBodySize ?? MAX_BODY_SIZE
+    this.server = createServer({
+      requestTimeout: init.requestTimeout ?? 30_000,
+      headersTimeout: 10_000,
+      keepAliveTimeout: 5_000
+    }, (req, res) => { this.handle(req, res) })
+    this.server.maxConnections = init.maxConnections ?? 64
+    this.server.maxHeadersCount = 64
+    this.server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket)
+      socket.once('close', () => { this.sockets.delete(socket) })
+    })
+    this.server.on('clientError', (_err, socket: Socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n')
+      else socket.destroy()
+    })
+  }
+
+  /** The port listened on (0 before start) */
+  get port (): number {
+    const a = this.server.address() as AddressInfo | null
+    return a?.port ?? 0
+  }
+
+  /** Listens on 127.0.0.1 (random port) and writes control.json and control.token */
+  async start (): Promise<void> {
+    if (this.started) return
+    this.token = newToken()
+    this.tokenDigest = digest(this.token)
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => { reject(err) }
+      this.server.once('error', onError)
+      this.server.listen({ host: CONTROL_HOST, port: 0, exclusive: true }, () => {
+        this.server.off('error', onError)
+        resolve()
+      })
+    })
+    try {
+      await writeControlFiles(this.init.dataDir, { port: this.port, pid: process.pid, version: this.version }, this.token)
+    } catch (err) {
+      await this.closeServer()
+      throw err
+    }
+    this.started = true
+  }
+
+  /** Stops listening, ends calls in flight and removes the control files */
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    await removeControlFiles(this.init.dataDir)
+    for (const c of this.calls) c.abort(new Error('the node is stopping'))
+    await this.closeServer()
+  }
+
+  private async closeServer (): Promise<void> {
+    const closed = new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
+    this.server.closeIdleConnections()
+    // give answers being written a moment, then cut every connection
+    const t = setTimeout(() => { for (const s of this.sockets) s.destroy() }, 500)
+    await closed
+    clearTimeout(t)
+  }
+
+  private handle (req: IncomingMessage, res: ServerResponse): void {
+    this.route(req, res).catch((err: any) => {
+      if (!(err instanceof HttpError)) log.error('%s %s failed - %e', req.method, req.url, err)
+      const e = err instanceof HttpError ? err : new HttpError(500, 'internal', 'internal error')
+      this.sendError(req, res, e)
+    })
+  }
+
+  private async route (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.authorize(req)
+    const path = (req.url ?? '/').split('?')[0]
+    switch (path) {
+      case `${API_PREFIX}/node`:
+        this.only(req, 'GET')
+        this.send(res, 200, this.nodeInfo())
+        return
+      case `${API_PREFIX}/peers`:
+        this.only(req, 'GET')
+        this.send(res, 200, { peers: await this.peers() })
+        return
+      case `${API_PREFIX}/call`:
+        this.only(req, 'POST')
+        await this.call(req, res)
+        return
+      default:
+        throw new HttpError(404, 'not-found', `no endpoint ${path}`)
+    }
+  }
+
+  private authorize (req: IncomingMessage): void {
+    const h = req.headers.authorization ?? ''
+    const m = /^Bearer ([^\s]+)$/i.exec(h)
+    // compare digests: constant time, whatever the presented length
+    if (m == null || !timingSafeEqual(digest(m[1]), this.tokenDigest)) {
+      throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token (see control.token in the data dir)', { 'www-authenticate': 'Bearer' })
+    }
+  }
+
+  private only (req: IncomingMessage, method: string): void {
+    if (req.method !== method) throw new HttpError(405, 'method-not-allowed', `use ${method}`, { allow: method })
+  }
+
+  private nodeInfo (): Record<string, unknown> {
+    const connections = this.node.libp2p.getConnections()
+    return {
+      version: this.version,
+      pid: process.pid,
+      startedAt: new Date(this.startedAt).toISOString(),
+      peerId: this.node.peerId.toString(),
+      openCloudId: this.node.openCloudId,
+      addresses: this.node.addresses(),
+      services: [...this.node.opencloud.services.values()].map(s => ({ name: s.name, version: s.version, description: s.description })),
+      stats: {
+        connections: connections.length,
+        peers: new Set(connections.map(c => c.remotePeer.toString())).size,
+        opencloud: this.node.opencloud.stats(),
+        ...(this.node.storage != null ? { storage: { used: this.node.storage.usedBytes, capacity: this.node.storage.capacity } } : {})
+      }
+    }
+  }
+
+  private async peers (): Promise<unknown[]> {
+    const byPeer = new Map<string, { peer: PeerId, connections: Connection[] }>()
+    for (const c of this.node.libp2p.getConnections()) {
+      const k = c.remotePeer.toString()
+      const e = byPeer.get(k) ?? { peer: c.remotePeer, connections: [] }
+      e.connections.push(c)
+      byPeer.set(k, e)
+    }
+    return Promise.all([...byPeer.values()].map(async ({ peer, connections }) => {
+      let protocols: string[] = []
+      try {
+        protocols = (await this.node.libp2p.peerStore.get(peer)).protocols
+      } catch {
+        // not in the peer store (yet): identify has not run
+      }
+      return {
+        peerId: peer.toString(),
+        openCloudId: `oc:${peer.toString()}`,
+        protocols,
+        connections: connections.map(c => ({
+          remoteAddr: c.remoteAddr.toString(),
+          direction: c.direction,
+          status: c.status,
+          opened: c.timeline.open,
+          streams: c.streams.length,
+          ...(c.rtt != null ? { rtt: c.rtt } : {})
+        }))
+      }
+    }))
+  }
+
+  private async call (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const input = this.parseCall(await this.readJson(req))
+    if (this.calls.size >= this.maxConcurrentCalls) {
+      throw new HttpError(503, 'busy', `${this.calls.size} calls in flight; try again`)
+    }
+    const controller = new AbortController()
+    this.calls.add(controller)
+    // the HTTP client went away: stop the call
+    const onClose = (): void => { if (!res.writableFinished) controller.abort(new Error('the control API client disconnected')) }
+    res.once('close', onClose)
+    const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(input.timeout)])
+    try {
+      const result = await this.node.opencloud.call(input.target, {
+        service: input.service,
+        method: input.method,
+        args: input.args,
+        body: input.body
+      }, { signal })
+      this.send(res, 200, callResultJson(result))
+    } catch (err: any) {
+      if (signal.aborted && signal.reason?.name === 'TimeoutError') {
+        throw new HttpError(504, 'timeout', `no answer within ${input.timeout} ms`)
+      }
+      throw new HttpError(502, 'transport', String(err?.message ?? err))
+    } finally {
+      this.calls.delete(controller)
+      res.off('close', onClose)
+    }
+  }
+
+  private parseCall (v: unknown): { target: CallTarget, service: string, method: string, args: string[], body: Uint8Array, timeout: number } {
+    if (typeof v !== 'object' || v == null || Array.isArray(v)) throw badRequest('the body must be a JSON object')
+    const o = v as Partial<Record<keyof CallRequestJson, unknown>>
+    return {
+      target: parseTarget(o.target),
+      service: parseName('service', o.service),
+      method: parseName('method', o.method),
+      args: parseArgList(o.args),
+      body: this.parseBody(o.body),
+      timeout: this.parseTimeout(o.timeout)
+    }
+  }
+
+  private parseBody (x: unknown): Uint8Array {
+    if (x == null) return new Uint8Array()
+    if (typeof x !== 'string' || x.length % 4 !== 0 || !BASE64.test(x)) throw badRequest('body: a base64 string is required')
+    const body = Buffer.from(x, 'base64')
+    if (body.byteLength > this.maxBodySize) {
+      throw new HttpError(413, 'too-large', `body of ${body.byteLength} bytes exceeds the limit of ${this.maxBodySize} bytes`)
+    }
+    return body
+  }
+
+  private parseTimeout (x: unknown): number {
+    if (x == null) return this.defaultCallTimeout
+    if (typeof x !== 'number' || !Number.isInteger(x) || x <= 0 || x > this.maxCallTimeout) {
+      throw badRequest(`timeout: an integer number of milliseconds from 1 to ${this.maxCallTimeout}`)
+    }
+    return x
+  }
+
+  /** Reads the request body (bounded) and parses it as JSON */
+  private async readJson (req: IncomingMessage): Promise<unknown> {
+    const declared = Number(req.headers['content-length'] ?? 0)
+    if (declared > this.maxRequestSize) {
+      throw new HttpError(413, 'too-large', `request body of ${declared} bytes exceeds the limit of ${this.maxRequestSize} bytes`)
+    }
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = []
+      let size = 0
+      const done = (err?: Error): void => {
+        req.off('data', onData)
+        req.off('end', onEnd)
+        req.off('error', onError)
+        if (err != null) {
+          // stop reading; the answer closes the connection
+          req.pause()
+          reject(err)
+        } else {
+          resolve(Buffer.concat(chunks, size))
+        }
+      }
+      const onData = (chunk: Buffer): void => {
+        size += chunk.byteLength
+        if (size > this.maxRequestSize) {
+          done(new HttpError(413, 'too-large', `request body exceeds the limit of ${this.maxRequestSize} bytes`))
+          return
+        }
+        chunks.push(chunk)
+      }
+      const onEnd = (): void => { done() }
+      const onError = (err: Error): void => { done(new HttpError(400, 'bad-request', err.message)) }
+      req.on('data', onData)
+      req.on('end', onEnd)
+      req.on('error', onError)
+    })
+    try {
+      return JSON.parse(body.toString('utf8'))
+    } catch (err: any) {
+      throw badRequest(`the body is not valid JSON: ${err.message}`)
+    }
+  }
+
+  private send (res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
+    if (res.headersSent) return
+    const body = JSON.stringify(value)
+    res.writeHead(status, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+      ...headers
+    })
+    res.end(body)
+  }
+
+  private sendError (req: IncomingMessage, res: ServerResponse, err: HttpError): void {
+    const value: ErrorJson = { error: { type: err.type, message: err.message } }
+    const headers = { ...err.headers }
+    // an unread request body is not worth draining: close the connection after answering
+    if (!req.complete) headers.connection = 'close'
+    this.send(res, err.status, value, headers)
+    if (!req.complete) {
+      // half-close after the answer and discard what the client still sends:
+      // closing a socket with unread data would reset it and lose the answer
+      res.once('finish', () => {
+        const socket = req.socket
+        req.resume()
+        socket?.end()
+        setTimeout(() => { socket?.destroy() }, 2_000).unref()
+      })
+    }
+  }
+}

@@ -1,0 +1,364 @@
+import { majorVersion, serviceKey } from './keys.js'
+import type { DhtKey } from './keys.js'
+import type { PeerDirectory } from './directory.js'
+import type { KadDHT } from '@libp2p/kad-dht'
+import type { AbortOptions, Libp2p, Logger, PeerId, PeerInfo } from '@libp2p/interface'
+
+/** How long one provide round may take (ms) */
+export const PROVIDE_TIMEOUT = 60_000
+/** Default deadline of a seller lookup (ms) */
+export const FIND_TIMEOUT = 10_000
+/**
+ * How often a seller re-provides its services (ms). Provider records live
+ * `PROVIDER_VALIDITY` on the nodes that hold them, so this is well before expiry.
+ */
+export const REPROVIDE_INTERVAL = 60 * 60_000
+/** How long decloud DHT nodes keep a provider record (ms) */
+export const PROVIDER_VALIDITY = 6 * 60 * 60_000
+/** Delay before a provide round once the routing table has grown (ms) */
+export const PROVIDE_DEBOUNCE = 500
+/** First retry delay after a provide round that reached nobody (ms); doubles up to the reprovide interval */
+export const PROVIDE_RETRY = 5_000
+/** A node alone for this long (no connections, empty routing table) answers lookups at once (ms) */
+export const LONELY_AFTER = 3_000
+
+const MERGED_PEERS = 1024
+
+/** A seller found through the DHT */
+export interface Seller {
+  /** the seller's peer id */
+  peerId: string
+  /** multiaddrs to dial it, each ending in /p2p/<peerId> */
+  addresses: string[]
+  service: string
+  /** major version of the service */
+  version: number
+}
+
+export interface FindSellersOptions extends AbortOptions {
+  /** deadline in ms @default 10_000 */
+  timeout?: number
+  /** stop after this many sellers (at most the DHT's k, 20) */
+  limit?: number
+  /** major version (or version string) of the service @default 1 */
+  version?: string | number
+  /** include this node when it sells the service @default false */
+  includeSelf?: boolean
+}
+
+export interface AdvertisedService {
+  service: string
+  version: number
+  key: string
+  /** when the last provide round ended (ms since epoch), 0: never */
+  lastProvided: number
+  /** DHT peers that accepted the provider record in the last round */
+  reached: number
+}
+
+export interface DiscoveryInit {
+  /** the libp2p node (for its peer id, peer store and connections) */
+  libp2p: Pick<Libp2p, 'peerId' | 'peerStore' | 'getConnections'>
+  dht: KadDHT
+  directory: PeerDirectory
+  log: Logger
+  provideTimeout?: number
+  findTimeout?: number
+  reprovideInterval?: number
+  provideDebounce?: number
+  provideRetry?: number
+}
+
+interface RoutingTableLike {
+  size: number
+  addEventListener(type: 'peer:add', fn: () => void): void
+  removeEventListener(type: 'peer:add', fn: () => void): void
+}
+
+interface Advert {
+  service: string
+  version: number
+  key: DhtKey
+  lastProvided: number
+  reached: number
+}
+
+/**
+ * Seller discovery over decloud's Kademlia DHT. Each service a node sells is
+ * a provider record under the service's well-known key (see `serviceKey`).
+ * The node provides as soon as its routing table has a peer, again each
+ * time the table has doubled in size (so a growing swarm learns about it),
+ * every `reprovideInterval`, and retries with backoff when a round reached
+ * nobody. Every DHT operation runs under a deadline.
+ */
+export class Discovery {
+  private readonly init: DiscoveryInit
+  private readonly adverts = new Map<string, Advert>()
+  private readonly log: Logger
+  private readonly provideTimeout: number
+  private readonly findTimeout: number
+  private readonly reprovideInterval: number
+  private readonly provideDebounce: number
+  private readonly provideRetry: number
+  private shutdown = new AbortController()
+  private running = false
+  private startedAt = 0
+  private providing?: Promise<void>
+  private again = false
+  private sizeAtLastProvide = 0
+  private retryDelay: number
+  private debounceTimer?: ReturnType<typeof setTimeout>
+  private retryTimer?: ReturnType<typeof setTimeout>
+  private interval?: ReturnType<typeof setInterval>
+  private readonly onPeerAdd = (): void => { this.grew() }
+  /** provider addresses already merged into the peer store, by peer */
+  private readonly merged = new Map<string, string>()
+
+  constructor (init: DiscoveryInit) {
+    this.init = init
+    this.log = init.log
+    this.provideTimeout = init.provideTimeout ?? PROVIDE_TIMEOUT
+    this.findTimeout = init.findTimeout ?? FIND_TIMEOUT
+    this.reprovideInterval = init.reprovideInterval ?? REPROVIDE_INTERVAL
+    this.provideDebounce = init.provideDebounce ?? PROVIDE_DEBOUNCE
+    this.provideRetry = init.provideRetry ?? PROVIDE_RETRY
+    this.retryDelay = this.provideRetry
+  }
+
+  private get routingTable (): RoutingTableLike | undefined {
+    return (this.init.dht as unknown as { routingTable?: RoutingTableLike }).routingTable
+  }
+
+  /** Peers in the DHT routing table */
+  routingTableSize (): number {
+    return this.routingTable?.size ?? 0
+  }
+
+  start (): void {
+    if (this.running) return
+    this.running = true
+    this.startedAt = Date.now()
+    this.shutdown = new AbortController()
+    this.routingTable?.addEventListener('peer:add', this.onPeerAdd)
+    this.interval = setInterval(() => { this.schedule(0) }, this.reprovideInterval)
+    this.interval.unref?.()
+    if (this.routingTableSize() > 0) this.schedule(0)
+  }
+
+  /** Stops advertising: no provide round runs after this resolves */
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    this.routingTable?.removeEventListener('peer:add', this.onPeerAdd)
+    clearInterval(this.interval)
+    clearTimeout(this.debounceTimer)
+    clearTimeout(this.retryTimer)
+    this.debounceTimer = undefined
+    this.retryTimer = undefined
+    this.shutdown.abort()
+    await this.providing?.catch(() => {})
+    for (const a of this.adverts.values()) {
+      await this.init.dht.cancelReprovide(a.key).catch(() => {})
+    }
+  }
+
+  /** Sell `service`: advertise it in the DHT from now on */
+  advertise (service: string, version: string | number = 1): void {
+    const major = majorVersion(version)
+    const id = `${service}/${major}`
+    if (this.adverts.has(id)) return
+    this.adverts.set(id, { service, version: major, key: serviceKey(service, major), lastProvided: 0, reached: 0 })
+    this.sizeAtLastProvide = 0
+    if (this.running && this.routingTableSize() > 0) this.schedule(this.provideDebounce)
+  }
+
+  /**
+   * Stop advertising `service`. Records already stored on other nodes cannot
+   * be deleted (Kademlia has no removal); they expire after PROVIDER_VALIDITY.
+   */
+  async withdraw (service: string, version: string | number = 1): Promise<void> {
+    const id = `${service}/${majorVersion(version)}`
+    const a = this.adverts.get(id)
+    if (a == null) return
+    this.adverts.delete(id)
+    await this.init.dht.cancelReprovide(a.key).catch(() => {})
+  }
+
+  /** What this node advertises and how the last provide rounds went */
+  advertised (): AdvertisedService[] {
+    return [...this.adverts.values()].map(a => ({ service: a.service, version: a.version, key: a.key.toString(), lastProvided: a.lastProvided, reached: a.reached }))
+  }
+
+  /** The routing table grew: provide again when it has doubled since the last round */
+  private grew (): void {
+    if (!this.running || this.adverts.size === 0) return
+    const size = this.routingTableSize()
+    if (this.sizeAtLastProvide === 0 || size >= 2 * this.sizeAtLastProvide) this.schedule(this.provideDebounce)
+  }
+
+  private schedule (delay: number): void {
+    if (!this.running || this.adverts.size === 0) return
+    if (this.providing != null) {
+      this.again = true
+      return
+    }
+    if (this.debounceTimer != null) return
+    this.debounceTimer = setTimeout(() => {
+      this.debounceTimer = undefined
+      void this.provideAll()
+    }, delay)
+    this.debounceTimer.unref?.()
+  }
+
+  /**
+   * Runs one provide round for every advertised service now (or joins the
+   * running one). Resolves when the round is over; never throws.
+   */
+  async provideAll (options: AbortOptions = {}): Promise<void> {
+    if (this.providing != null) return this.providing
+    if (!this.running) return
+    this.providing = this.provideRound(options).finally(() => {
+      this.providing = undefined
+      if (this.again && this.running) {
+        this.again = false
+        this.schedule(this.provideDebounce)
+      }
+    })
+    return this.providing
+  }
+
+  private async provideRound (options: AbortOptions): Promise<void> {
+    this.sizeAtLastProvide = Math.max(1, this.routingTableSize())
+    this.log('provide round: %d services, routing table %d', this.adverts.size, this.sizeAtLastProvide)
+    let reachedAny = false
+    const signals = [this.shutdown.signal, AbortSignal.timeout(this.provideTimeout)]
+    if (options.signal != null) signals.push(options.signal)
+    const signal = AbortSignal.any(signals)
+    await Promise.all([...this.adverts.values()].map(async (a) => {
+      let reached = 0
+      try {
+        for await (const event of this.init.dht.provide(a.key, { signal })) {
+          if (event.name === 'PEER_RESPONSE' && event.messageName === 'ADD_PROVIDER') reached++
+        }
+      } catch (err: any) {
+        if (!signal.aborted) this.log.error('provide %s failed - %e', a.service, err)
+      }
+      a.lastProvided = Date.now()
+      a.reached = reached
+      if (reached > 0) reachedAny = true
+      this.log('provided %s/%d to %d peers', a.service, a.version, reached)
+    }))
+    if (!this.running) return
+    clearTimeout(this.retryTimer)
+    if (reachedAny) {
+      this.retryDelay = this.provideRetry
+    } else {
+      // nobody took the record: try again later, backing off
+      this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.schedule(0) }, this.retryDelay)
+      this.retryTimer.unref?.()
+      this.retryDelay = Math.min(this.retryDelay * 2, this.reprovideInterval)
+    }
+  }
+
+  /**
+   * Finds sellers of `service` through the DHT, yielding each as soon as it
+   * is found. Ends at the deadline (`timeout`), on `signal`, when `limit`
+   * sellers were found or when the lookup is exhausted; never throws on a
+   * deadline and never hangs.
+   */
+  async * findSellersStream (service: string, options: FindSellersOptions = {}): AsyncGenerator<Seller> {
+    const version = majorVersion(options.version ?? 1)
+    const key = serviceKey(service, version)
+    const timeout = options.timeout ?? this.findTimeout
+    const signals = [this.shutdown.signal, AbortSignal.timeout(timeout)]
+    if (options.signal != null) signals.push(options.signal)
+    const signal = AbortSignal.any(signals)
+    const self = this.init.libp2p.peerId
+    const seen = new Set<string>()
+    const limit = options.limit ?? Infinity
+    let count = 0
+
+    // a node that has been alone for a while has nobody to ask: the DHT would wait for peers until the deadline
+    const alone = this.routingTableSize() === 0 && this.init.libp2p.getConnections().length === 0 && Date.now() - this.startedAt > LONELY_AFTER
+
+    const found = async (info: PeerInfo): Promise<Seller | undefined> => {
+      const id = info.id.toString()
+      if (seen.has(id)) return undefined
+      if (!(options.includeSelf ?? false) && info.id.equals(self)) return undefined
+      seen.add(id)
+      const addresses = await this.addressesOf(info, { signal })
+      this.init.directory.note(id, service, addresses)
+      return { peerId: id, addresses, service, version }
+    }
+
+    if (alone) {
+      for (const id of await localProviders(this.init.dht, key, signal)) {
+        const seller = await found({ id, multiaddrs: [] })
+        if (seller == null) continue
+        yield seller
+        if (++count >= limit) return
+      }
+      return
+    }
+    try {
+      for await (const event of this.init.dht.findProviders(key, { signal })) {
+        if (event.name !== 'PROVIDER') continue
+        for (const info of event.providers) {
+          const seller = await found(info)
+          if (seller == null) continue
+          yield seller
+          if (++count >= limit) return
+        }
+      }
+    } catch (err: any) {
+      if (!signal.aborted) throw err
+      // deadline reached: the sellers found so far are the answer
+    }
+  }
+
+  /** Finds sellers of `service` with a deadline; see findSellersStream */
+  async findSellers (service: string, options: FindSellersOptions = {}): Promise<Seller[]> {
+    const out: Seller[] = []
+    for await (const s of this.findSellersStream(service, options)) out.push(s)
+    return out
+  }
+
+  /** The provider's addresses (from the record, else the peer store), with /p2p/ */
+  private async addressesOf (info: PeerInfo, options: AbortOptions): Promise<string[]> {
+    let addrs = info.multiaddrs
+    if (addrs.length === 0) {
+      try {
+        const peer = await this.init.libp2p.peerStore.get(info.id, options)
+        addrs = peer.addresses.map(a => a.multiaddr)
+      } catch {}
+    } else {
+      // remember the addresses so that the seller can be called by peer id (once per address set)
+      const id = info.id.toString()
+      const key = addrs.map(a => a.toString()).join(' ')
+      if (this.merged.get(id) !== key) {
+        this.merged.delete(id)
+        this.merged.set(id, key)
+        if (this.merged.size > MERGED_PEERS) this.merged.delete(this.merged.keys().next().value as string)
+        await this.init.libp2p.peerStore.merge(info.id, { multiaddrs: addrs }, options).catch(() => {})
+      }
+    }
+    const id = info.id.toString()
+    return [...new Set(addrs.slice(0, 16).map(a => withPeer(a.toString(), id)))]
+  }
+}
+
+/** Appends /p2p/<peerId> unless the address already names a peer */
+export function withPeer (addr: string, peerId: string): string {
+  return addr.includes('/p2p/') ? addr : `${addr}/p2p/${peerId}`
+}
+
+/** Provider records this node holds itself (the DHT's local provider store) */
+async function localProviders (dht: KadDHT, key: DhtKey, signal: AbortSignal): Promise<PeerId[]> {
+  const providers = (dht as unknown as { providers?: { getProviders(cid: DhtKey, o: AbortOptions): Promise<PeerId[]> } }).providers
+  if (providers == null) return []
+  try {
+    return await providers.getProviders(key, { signal })
+  } catch {
+    return []
+  }
+}

@@ -1,0 +1,7 @@
+export { Discovery, withPeer, FIND_TIMEOUT, PROVIDE_TIMEOUT, REPROVIDE_INTERVAL, PROVIDER_VALIDITY } from './discovery.js'
+export type { Seller, FindSellersOptions, AdvertisedService, DiscoveryInit } from './discovery.js'
+export { PeerDirectory } from './directory.js'
+export type { DirectoryEntry } from './directory.js'
+export { serviceKey, serviceKeyText, majorVersion } from './keys.js'
+export { peersService, listPeers } from './peers-service.js'
+export type { PeerListing, PeersServiceInit } from './peers-service.js'

@@ -1,0 +1,49 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { isPrivate } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createDecloudNode } from './index.js'
+import type { DecloudNode, NetworkMode } from './index.js'
+
+export interface SwarmClientOptions {
+  /** multiaddrs (with /p2p/) of nodes of the swarm */
+  bootstrap: string[]
+  /** @default 'local' when every bootstrap address is private or loopback, else 'public' */
+  networkMode?: NetworkMode
+  /** how long to wait for the first DHT peer (ms) @default 5_000 */
+  joinTimeout?: number
+}
+
+/**
+ * Runs `fn` with a short-lived node that joins a swarm as a DHT client only
+ * (it stores no one's records and sells nothing), in a temporary data dir
+ * with a throw-away key, then stops it and deletes the dir. For commands
+ * that look the swarm up when no node runs for the user's data dir (the
+ * running node owns its LevelDB).
+ */
+export async function withSwarmClient<T> (options: SwarmClientOptions, fn: (node: DecloudNode) => Promise<T>): Promise<T> {
+  if (options.bootstrap.length === 0) throw new TypeError('a swarm client needs at least one bootstrap address')
+  const networkMode = options.networkMode ?? (options.bootstrap.every(a => isPrivate(multiaddr(a))) ? 'local' : 'public')
+  const dataDir = await mkdtemp(join(tmpdir(), 'decloud-client-'))
+  let node: DecloudNode | undefined
+  try {
+    node = await createDecloudNode({
+      dataDir,
+      listen: [],
+      networkMode,
+      bootstrap: options.bootstrap,
+      sell: [],
+      dht: { kad: { clientMode: true } },
+      market: { syncPeers: options.bootstrap.length }
+    })
+    const deadline = Date.now() + (options.joinTimeout ?? 5_000)
+    while (node.discovery.routingTableSize() === 0 && Date.now() < deadline) {
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    return await fn(node)
+  } finally {
+    await node?.stop()
+    await rm(dataDir, { recursive: true, force: true })
+  }
+}
