@@ -1,22 +1,21 @@
+/* eslint-disable no-console */
 /**
  * Discovery and market benchmark: swarms of N real nodes on 127.0.0.1 (one
  * bootstrap node, 3 storage sellers, the rest buyers), in this process or
  * spread over child processes.
  *
- * Measures, per swarm size:
- * - formation: time until every routing table has peers and every seller's
- *   provider record reached a DHT peer;
- * - time to first seller for a fresh node: from `createDecloudNode()` (with
- *   one swarm node as bootstrap) to the first seller the DHT lookup yields,
- *   and the lookup alone once the node has joined;
- * - gossip delivery: from a seller's `market.announce()` to the moment 50 %
- *   and 99 % of the other nodes accepted the new price into their books;
- * - memory per node (RSS and heap growth divided by the nodes hosted).
+ * Measured per swarm size: formation (time until every routing table has
+ * peers, every node has a gossip peer on the market topic and every
+ * seller's provider record reached a DHT peer); time to the first seller for
+ * a fresh node, from `createDecloudNode()` (one swarm node as bootstrap) to
+ * the first seller the DHT lookup yields, and the lookup alone once joined;
+ * gossip delivery, from a seller's `market.announce()` until 50 % and 99 %
+ * of the other nodes accepted the new price; memory per node (RSS and heap
+ * growth divided by the nodes hosted).
  *
- *   npx tsc -p . && node --expose-gc dist/bench/discovery.js [--sizes 10,30] [--procs 1] [--fresh 3] [--rounds 5]
- *   node --expose-gc dist/bench/discovery.js --sizes 100 --procs 4
- *
- * It prints numbers; it asserts nothing about speed.
+ * Run: `npx tsc -p . && node --expose-gc dist/bench/discovery.js [--sizes 10,30] [--procs 0] [--fresh 3] [--rounds 5]`;
+ * 100 nodes: `--sizes 100 --procs 4`. It prints numbers; it asserts nothing
+ * about speed.
  */
 import '../src/polyfill.js'
 import { fork } from 'node:child_process'
@@ -24,6 +23,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { MARKET_TOPIC } from '../src/market/announcement.js'
 import { createDecloudNode } from '../src/node/index.js'
 import { exitWhenDone, flags, fmt, machine, median, table } from './common.js'
 import type { DecloudNode, DecloudNodeOptions } from '../src/node/index.js'
@@ -41,7 +41,7 @@ const START_BATCH = 10
 
 // ---- a host of nodes: this process, or a child process driven over IPC ----
 
-interface HostStatus { nodes: number, minTable: number, sellersReached: number, sellers: number }
+interface HostStatus { nodes: number, minTable: number, minMarketPeers: number, sellersReached: number, sellers: number }
 interface HostMemory { rss: number, heap: number, nodes: number, baseRss: number, baseHeap: number }
 
 class NodeHost {
@@ -78,6 +78,7 @@ class NodeHost {
     return {
       nodes: this.nodes.length,
       minTable: Math.min(...this.nodes.map(n => n.discovery.routingTableSize())),
+      minMarketPeers: Math.min(...this.nodes.map(n => n.libp2p.services.pubsub.getSubscribers(MARKET_TOPIC).length)),
       sellersReached: sellers.filter(s => s.discovery.advertised().some(a => a.reached > 0)).length,
       sellers: sellers.length
     }
@@ -88,10 +89,10 @@ class NodeHost {
     this.clearWatch()
     const target = BigInt(seq)
     for (const n of this.nodes) {
-      if (n.peerId.toString() === peerId) continue
+      if (n.peerId.toString() === peerId) { continue }
       const id = n.peerId.toString()
       this.unwatch.push(n.market.onAnnouncement((e) => {
-        if (e.peerId === peerId && e.seq >= target && !this.seen.has(id)) this.seen.set(id, Date.now())
+        if (e.peerId === peerId && e.seq >= target && !this.seen.has(id)) { this.seen.set(id, Date.now()) }
       }))
     }
   }
@@ -107,7 +108,7 @@ class NodeHost {
   }
 
   private clearWatch (): void {
-    for (const u of this.unwatch.splice(0)) u()
+    for (const u of this.unwatch.splice(0)) { u() }
     this.seen.clear()
   }
 
@@ -125,7 +126,7 @@ class NodeHost {
 }
 
 function gc (): void {
-  (globalThis as { gc?: () => void }).gc?.()
+  (globalThis as { gc?(): void }).gc?.()
 }
 
 /** The same operations, on a child process */
@@ -138,13 +139,12 @@ class ChildHost {
     this.child = fork(fileURLToPath(import.meta.url), ['--child'], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     this.child.on('message', (m: { id: number, result?: unknown, error?: string }) => {
       const w = this.waiting.get(m.id)
-      if (w == null) return
+      if (w == null) { return }
       this.waiting.delete(m.id)
-      if (m.error != null) w.reject(new Error(m.error))
-      else w.resolve(m.result)
+      if (m.error != null) { w.reject(new Error(m.error)) } else { w.resolve(m.result) }
     })
     this.child.on('exit', () => {
-      for (const w of this.waiting.values()) w.reject(new Error('bench child exited'))
+      for (const w of this.waiting.values()) { w.reject(new Error('bench child exited')) }
       this.waiting.clear()
     })
   }
@@ -178,7 +178,7 @@ if (process.argv.includes('--child')) {
       try {
         const result = await (host[m.op] as (...a: unknown[]) => unknown).apply(host, m.args)
         process.send?.({ id: m.id, result })
-        if (m.op === 'stop') process.disconnect()
+        if (m.op === 'stop') { process.disconnect() }
       } catch (err: any) {
         process.send?.({ id: m.id, error: String(err?.message ?? err) })
       }
@@ -193,7 +193,7 @@ if (process.argv.includes('--child')) {
 async function until (fn: () => Promise<boolean>, ms: number): Promise<number> {
   const start = Date.now()
   while (!(await fn())) {
-    if (Date.now() - start > ms) return NaN
+    if (Date.now() - start > ms) { return NaN }
     await new Promise(resolve => setTimeout(resolve, 100))
   }
   return Date.now() - start
@@ -233,7 +233,7 @@ async function runSize (size: number, procs: number, freshCount: number, rounds:
 
   const waited = await until(async () => {
     const st = await Promise.all(hosts.map(async h => h.status()))
-    return st.every(s => s.minTable > 0 && s.sellersReached === s.sellers) &&
+    return st.every(s => s.minTable > 0 && s.minMarketPeers > 0 && s.sellersReached === s.sellers) &&
       announcer.discovery.advertised()[0].reached > 0 && boot.discovery.routingTableSize() > 0
   }, 180_000)
 
@@ -252,11 +252,10 @@ async function runSize (size: number, procs: number, freshCount: number, rounds:
     dirs.push(dataDir)
     const t0 = performance.now()
     const fresh = await createDecloudNode({ dataDir, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [via], sell: [], dht: DHT })
-    let first = NaN
-    for await (const _ of fresh.discovery.findSellersStream('storage', { timeout: 30_000 })) {
-      first = performance.now() - t0
-      break
-    }
+    const lookup = fresh.discovery.findSellersStream('storage', { timeout: 30_000 })
+    const found = await lookup.next()
+    const first = found.done === true ? NaN : performance.now() - t0
+    await lookup.return(undefined)
     result.firstSeller.push(first)
     const t1 = performance.now()
     const all = await fresh.findSellers('storage', { timeout: 15_000, limit: SELLERS })
@@ -273,7 +272,7 @@ async function runSize (size: number, procs: number, freshCount: number, rounds:
     const seq = announcer.market.book.lastSeqOf(id) + 1n
     await Promise.all(hosts.map(async h => h.watch(id, seq.toString())))
     const seenLocal: number[] = []
-    const off = boot.market.onAnnouncement(e => { if (e.peerId === id && e.seq >= seq && seenLocal.length === 0) seenLocal.push(Date.now()) })
+    const off = boot.market.onAnnouncement(e => { if (e.peerId === id && e.seq >= seq && seenLocal.length === 0) { seenLocal.push(Date.now()) } })
     const t0 = Date.now()
     await announcer.market.announce()
     await until(async () => seenLocal.length + (await Promise.all(hosts.map(async h => h.count()))).reduce((a, b) => a + b, 0) >= Math.ceil(others * 0.99), 10_000)
@@ -301,7 +300,7 @@ async function main (): Promise<void> {
     console.error(usage)
     process.exit(2)
   }
-  if ((globalThis as { gc?: unknown }).gc == null) console.error('(run with node --expose-gc for steadier memory figures)')
+  if ((globalThis as { gc?: unknown }).gc == null) { console.error('(run with node --expose-gc for steadier memory figures)') }
   console.log(`discovery and market benchmark · ${machine()}`)
   console.log(`${SELLERS} storage sellers per swarm · ${procs > 0 ? `${procs} child processes host the nodes` : 'one process'}`)
   const results: SizeResult[] = []

@@ -3,8 +3,14 @@
  * bare libp2p protocols used as baselines, and an in-memory blob service.
  *
  * - `/bench/echo/1.0.0`: length-prefixed echo (the RPC baseline)
- * - `/bench/sink/1.0.0`: reads everything, then answers the byte count as 8 bytes (raw upload)
- * - `/bench/source/1.0.0`: reads an 8-byte count N, writes N bytes, closes (raw download)
+ * - `/bench/sink/1.0.0`: repeatedly reads an 8-byte count N and N bytes, then answers N as
+ *   8 bytes (raw upload)
+ * - `/bench/source/1.0.0`: repeatedly reads an 8-byte count N, then writes N bytes (raw download)
+ *
+ * Sink and source serve any number of transfers on one stream, so the raw
+ * baseline runs on a long-lived, warmed-up stream (yamux grows a stream's
+ * window from 256 KiB to 16 MiB as data flows), like OpenCloud's pooled
+ * streams.
  * - OpenCloud service `memstore` (put/get/clear): like `storage` but keeps
  *   blobs in a Map, to separate protocol cost from LevelDB cost
  *
@@ -14,7 +20,8 @@
 import { fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { byteStream, lpStream } from '@libp2p/utils'
+import { lpStream } from '@libp2p/utils'
+import { Uint8ArrayList } from 'uint8arraylist'
 import { Status } from '../src/protocols/opencloud/pb/opencloud.js'
 import { sha256 } from '../src/protocols/opencloud/signing.js'
 import { ServiceError } from '../src/services/template.js'
@@ -29,8 +36,8 @@ export const SOURCE_PROTOCOL = '/bench/source/1.0.0'
 
 /** Largest echo message; RPC bodies are far smaller */
 export const MAX_ECHO_MESSAGE = 16 * MiB
-/** The source protocol writes at most this many bytes per stream */
-export const MAX_SOURCE_BYTES = 4096 * MiB
+/** Largest single transfer the sink accepts and the source writes */
+export const MAX_TRANSFER_BYTES = 4096 * MiB
 /** memstore refuses to hold more than this */
 export const MEMSTORE_CAPACITY = 1024 * MiB
 /** Chunk size the source protocol writes with (the OpenCloud body limit) */
@@ -105,27 +112,76 @@ async function echoHandler (stream: Stream): Promise<void> {
   }
 }
 
-async function sinkHandler (stream: Stream): Promise<void> {
-  try {
-    let n = 0
-    for await (const chunk of stream) n += chunk.byteLength
-    const ack = new Uint8Array(8)
-    new DataView(ack.buffer).setBigUint64(0, BigInt(n))
-    stream.send(ack)
-    await stream.close({ signal: AbortSignal.timeout(2_000) })
-  } catch (err: any) {
-    stream.abort(err)
+/** `n` as 8 bytes, big-endian */
+export function u64 (n: number): Uint8Array {
+  const b = new Uint8Array(8)
+  new DataView(b.buffer).setBigUint64(0, BigInt(n))
+  return b
+}
+
+/** The first 8 bytes of `b` as a big-endian unsigned integer */
+export function readU64 (b: Uint8Array): number {
+  return Number(new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0))
+}
+
+/**
+ * Splits a stream's incoming messages into 8-byte headers and the bytes that
+ * follow them, without buffering the payload: `onHeader(n)` returns how many
+ * payload bytes follow that header, `onPayloadEnd()` runs when they are in.
+ */
+function headerParser (onHeader: (n: number) => number, onPayloadEnd: () => void): (data: Uint8Array | Uint8ArrayList) => void {
+  const header = new Uint8ArrayList()
+  let remaining = 0
+  return (data) => {
+    const list = data instanceof Uint8Array ? new Uint8ArrayList(data) : data.sublist()
+    while (list.byteLength > 0) {
+      if (remaining > 0) {
+        const take = Math.min(remaining, list.byteLength)
+        list.consume(take)
+        remaining -= take
+        if (remaining === 0) onPayloadEnd()
+        continue
+      }
+      const take = Math.min(8 - header.byteLength, list.byteLength)
+      header.append(list.sublist(0, take))
+      list.consume(take)
+      if (header.byteLength === 8) {
+        remaining = onHeader(readU64(header.subarray()))
+        header.consume(8)
+        if (remaining === 0) onPayloadEnd()
+      }
+    }
   }
+}
+
+function sinkHandler (stream: Stream): void {
+  let expected = 0
+  const parse = headerParser((n) => {
+    if (n > MAX_TRANSFER_BYTES) throw new Error('transfer too large')
+    expected = n
+    return n
+  }, () => {
+    // the ack is 8 bytes: it never needs to wait for a drain
+    stream.send(u64(expected))
+  })
+  stream.addEventListener('message', (evt) => {
+    try {
+      parse(evt.data)
+    } catch (err: any) {
+      stream.abort(err)
+    }
+  })
+  stream.addEventListener('remoteCloseWrite', () => {
+    stream.close({ signal: AbortSignal.timeout(2_000) }).catch((err) => { stream.abort(err) })
+  })
 }
 
 let sourceData: Uint8Array | undefined
 
-async function sourceHandler (stream: Stream): Promise<void> {
-  try {
-    const bytes = byteStream(stream, { maxBufferSize: 64 })
-    const req = await bytes.read({ bytes: 8, signal: AbortSignal.timeout(10_000) })
-    const n = Number(new DataView(req.subarray().buffer, req.subarray().byteOffset, 8).getBigUint64(0))
-    if (n > MAX_SOURCE_BYTES) throw new Error('too many bytes asked')
+function sourceHandler (stream: Stream): void {
+  // transfers are written one after the other
+  let writing: Promise<void> = Promise.resolve()
+  const write = async (n: number): Promise<void> => {
     sourceData ??= randomBytes(SOURCE_CHUNK)
     let sent = 0
     while (sent < n) {
@@ -133,10 +189,23 @@ async function sourceHandler (stream: Stream): Promise<void> {
       sent += chunk.byteLength
       if (!stream.send(chunk)) await stream.onDrain({ signal: AbortSignal.timeout(30_000) })
     }
-    await stream.close({ signal: AbortSignal.timeout(30_000) })
-  } catch (err: any) {
-    stream.abort(err)
   }
+  const parse = headerParser((n) => {
+    if (n > MAX_TRANSFER_BYTES) throw new Error('transfer too large')
+    writing = writing.then(async () => { await write(n) })
+    writing.catch((err) => { stream.abort(err) })
+    return 0
+  }, () => {})
+  stream.addEventListener('message', (evt) => {
+    try {
+      parse(evt.data)
+    } catch (err: any) {
+      stream.abort(err)
+    }
+  })
+  stream.addEventListener('remoteCloseWrite', () => {
+    writing.then(async () => { await stream.close({ signal: AbortSignal.timeout(2_000) }) }).catch((err) => { stream.abort(err) })
+  })
 }
 
 /** Starts the benchmark server node in this process */
@@ -144,8 +213,8 @@ export async function startBenchServer (): Promise<BenchNode> {
   const server = await startBenchNode({ services: [memoryStoreService()] })
   const opts = { maxInboundStreams: 64, maxOutboundStreams: 64 }
   await server.node.libp2p.handle(ECHO_PROTOCOL, (stream) => { void echoHandler(stream) }, opts)
-  await server.node.libp2p.handle(SINK_PROTOCOL, (stream) => { void sinkHandler(stream) }, opts)
-  await server.node.libp2p.handle(SOURCE_PROTOCOL, (stream) => { void sourceHandler(stream) }, opts)
+  await server.node.libp2p.handle(SINK_PROTOCOL, (stream) => { sinkHandler(stream) }, opts)
+  await server.node.libp2p.handle(SOURCE_PROTOCOL, (stream) => { sourceHandler(stream) }, opts)
   return server
 }
 

@@ -2,8 +2,9 @@
  * Bulk transfer between two real libp2p nodes over 127.0.0.1 TCP (noise +
  * yamux), MB/s (10^6 bytes per second):
  *
- *   raw put   one `/bench/sink/1.0.0` stream carrying all the bytes, acknowledged at the end
- *   raw get   one `/bench/source/1.0.0` stream carrying all the bytes back
+ *   raw put   all the bytes on a `/bench/sink/1.0.0` stream, acknowledged at the end
+ *   raw get   all the bytes back on a `/bench/source/1.0.0` stream
+ *             (both streams stay open for the whole run, like OpenCloud's pooled streams)
  *   storage   OpenCloud `storage.put` / `storage.get` (LevelDB, so put includes a disk write),
  *             one call per piece (the maximum body size by default)
  *   memstore  the same calls to an in-memory service that only hashes and keeps the body:
@@ -13,15 +14,18 @@
  * already stored) and the order of the transfers alternates between rounds.
  * Targets: get ≥ 0.7× raw get, put ≥ 0.5× raw put.
  *
- *   node dist/bench/storage.js [--size 64M] [--piece 4M] [--rounds 3] [--parallel 1] [--two-process]
+ *   node dist/bench/storage.js [--size 64M] [--piece 4M] [--rounds 5] [--parallel 1] [--two-process]
  */
 import { randomBytes } from 'node:crypto'
+import { byteStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { MAX_BODY_SIZE } from '../src/protocols/opencloud/constants.js'
 import { sha256 } from '../src/protocols/opencloud/signing.js'
 import { MiB, exitWhenDone, flags, fmt, machine, median, parsePositive, parseSize, spread, startBenchNode, table, time } from './common.js'
-import { SINK_PROTOCOL, SOURCE_PROTOCOL, launchServer } from './server.js'
+import { SINK_PROTOCOL, SOURCE_PROTOCOL, launchServer, readU64, u64 } from './server.js'
 import type { BenchNode } from './common.js'
+import type { ByteStream } from '@libp2p/utils'
+import type { Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 const USAGE = `usage: node dist/bench/storage.js [options]
@@ -61,7 +65,7 @@ if (size > 1024 * MiB) {
 type Kind = 'raw put' | 'raw get' | 'storage put' | 'storage get' | 'memstore put' | 'memstore get'
 const KINDS: Kind[] = ['raw put', 'raw get', 'storage put', 'storage get', 'memstore put', 'memstore get']
 
-const enc = new TextDecoder()
+const dec = new TextDecoder()
 
 /** Runs `fn` over `items` with at most `limit` in flight */
 async function eachLimit<T> (items: T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
@@ -85,39 +89,54 @@ function freshPieces (data: Uint8Array): { pieces: Uint8Array[], ids: string[] }
   return { pieces, ids: pieces.map(p => Buffer.from(sha256(p)).toString('hex')) }
 }
 
-async function rawPut (client: BenchNode, target: Multiaddr, data: Uint8Array): Promise<void> {
-  const stream = await client.node.libp2p.dialProtocol(target, SINK_PROTOCOL)
-  try {
-    for (let off = 0; off < data.byteLength; off += piece) {
-      if (!stream.send(data.subarray(off, Math.min(off + piece, data.byteLength)))) {
-        await stream.onDrain({ signal: AbortSignal.timeout(30_000) })
-      }
-    }
-    await stream.close({ signal: AbortSignal.timeout(30_000) })
-    let ack = new Uint8Array(0)
-    for await (const chunk of stream) ack = Buffer.concat([ack, chunk.subarray()])
-    const n = ack.byteLength === 8 ? Number(new DataView(ack.buffer, ack.byteOffset, 8).getBigUint64(0)) : -1
-    if (n !== data.byteLength) throw new Error(`sink received ${n} of ${data.byteLength} bytes`)
-  } catch (err: any) {
-    stream.abort(err)
-    throw err
+/** Long-lived raw streams, reused by every raw transfer (warmed up like OpenCloud's pooled streams) */
+interface RawStreams {
+  sink: Stream
+  sinkBytes: ByteStream<Stream>
+  source: Stream
+  sourceBytes: ByteStream<Stream>
+}
+
+async function openRaw (client: BenchNode, target: Multiaddr): Promise<RawStreams> {
+  const sink = await client.node.libp2p.dialProtocol(target, SINK_PROTOCOL)
+  const source = await client.node.libp2p.dialProtocol(target, SOURCE_PROTOCOL)
+  return {
+    sink,
+    sinkBytes: byteStream(sink, { maxBufferSize: 64 }),
+    source,
+    // yamux lets at most one window (16 MiB) be in flight
+    sourceBytes: byteStream(source, { maxBufferSize: 64 * MiB })
   }
 }
 
-async function rawGet (client: BenchNode, target: Multiaddr, n: number): Promise<void> {
-  const stream = await client.node.libp2p.dialProtocol(target, SOURCE_PROTOCOL)
-  try {
-    const req = new Uint8Array(8)
-    new DataView(req.buffer).setBigUint64(0, BigInt(n))
-    stream.send(req)
-    await stream.close({ signal: AbortSignal.timeout(30_000) })
-    let got = 0
-    for await (const chunk of stream) got += chunk.byteLength
-    if (got !== n) throw new Error(`source sent ${got} of ${n} bytes`)
-  } catch (err: any) {
-    stream.abort(err)
-    throw err
+async function closeRaw (raw: RawStreams): Promise<void> {
+  await Promise.all([raw.sink, raw.source].map(async s => s.close({ signal: AbortSignal.timeout(2_000) }).catch(() => { s.abort(new Error('benchmark done')) })))
+}
+
+async function send (stream: Stream, data: Uint8Array): Promise<void> {
+  if (!stream.send(data)) await stream.onDrain({ signal: AbortSignal.timeout(30_000) })
+}
+
+async function rawPut (raw: RawStreams, data: Uint8Array): Promise<void> {
+  await send(raw.sink, u64(data.byteLength))
+  for (let off = 0; off < data.byteLength; off += piece) {
+    await send(raw.sink, data.subarray(off, Math.min(off + piece, data.byteLength)))
   }
+  const ack = await raw.sinkBytes.read({ bytes: 8, signal: AbortSignal.timeout(60_000) })
+  const n = readU64(ack.subarray())
+  if (n !== data.byteLength) throw new Error(`sink received ${n} of ${data.byteLength} bytes`)
+}
+
+async function rawGet (raw: RawStreams, n: number): Promise<void> {
+  await send(raw.source, u64(n))
+  const signal = AbortSignal.timeout(60_000)
+  let got = 0
+  while (got < n) {
+    const chunk = await raw.sourceBytes.read({ signal })
+    if (chunk == null) break
+    got += chunk.byteLength
+  }
+  if (got !== n) throw new Error(`source sent ${got} of ${n} bytes`)
 }
 
 async function main (): Promise<void> {
@@ -125,6 +144,7 @@ async function main (): Promise<void> {
   console.log(`# ${machine()}`)
   const server = await launchServer(twoProcess)
   const client = await startBenchNode()
+  let raw: RawStreams | undefined
   try {
     console.log(`# layout: ${server.layout}; ${rounds} rounds`)
     const target = multiaddr(server.addr)
@@ -133,7 +153,7 @@ async function main (): Promise<void> {
 
     const put = async (service: string, pieces: Uint8Array[], ids: string[]): Promise<void> => {
       await eachLimit(pieces, parallel, async (p, i) => {
-        const id = enc.decode(await oc.callOk(target, { service, method: 'put', body: p }))
+        const id = dec.decode(await oc.callOk(target, { service, method: 'put', body: p }))
         if (id !== ids[i]) throw new Error(`${service}.put answered id ${id}, expected ${ids[i]}`)
       })
     }
@@ -152,12 +172,14 @@ async function main (): Promise<void> {
       await oc.callOk(target, { service: 'memstore', method: 'clear' })
     }
 
+    raw = await openRaw(client, target)
+    const rawStreams = raw
     // warm-up: a few pieces through every path (connection, streams, JIT)
     {
       const warm = data.subarray(0, Math.min(size, 4 * piece))
       const { pieces, ids } = freshPieces(warm)
-      await rawPut(client, target, warm)
-      await rawGet(client, target, warm.byteLength)
+      await rawPut(rawStreams, warm)
+      await rawGet(rawStreams, warm.byteLength)
       for (const service of ['storage', 'memstore']) {
         const out: Uint8Array[] = []
         await put(service, pieces, ids)
@@ -176,8 +198,8 @@ async function main (): Promise<void> {
       const steps: Array<[Kind, () => Promise<void>]> = []
       const storageOut: Uint8Array[] = []
       const memOut: Uint8Array[] = []
-      steps.push(['raw put', async () => { await rawPut(client, target, data) }])
-      steps.push(['raw get', async () => { await rawGet(client, target, size) }])
+      steps.push(['raw put', async () => { await rawPut(rawStreams, data) }])
+      steps.push(['raw get', async () => { await rawGet(rawStreams, size) }])
       steps.push(['storage put', async () => { await put('storage', pieces, ids) }])
       steps.push(['storage get', async () => { await get('storage', ids, storageOut) }])
       steps.push(['memstore put', async () => { await put('memstore', pieces, ids) }])
@@ -244,6 +266,7 @@ async function main (): Promise<void> {
       }))
     }
   } finally {
+    if (raw != null) await closeRaw(raw)
     await client.destroy()
     await server.stop()
   }

@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, copyFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { PROTO_DESTINATIONS } from './proto-destinations.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'decloud-proto-'))
 let stale = false
@@ -13,9 +14,11 @@ try {
     execFileSync(process.execPath, ['node_modules/protons/dist/bin/protons.js', join(dir, f)], { stdio: 'inherit' })
     const name = f.replace(/\.proto$/, '.ts')
     const fresh = readFileSync(join(dir, name), 'utf8')
-    const committed = readFileSync(join('src/protocols/opencloud/pb', name), 'utf8')
+    const dest = PROTO_DESTINATIONS[f]
+    if (dest == null) throw new Error(`no destination for proto/${f}: add it to scripts/proto-destinations.js`)
+    const committed = readFileSync(join(dest, name), 'utf8')
     if (fresh !== committed) {
-      console.error(`stale generated code: src/protocols/opencloud/pb/${name} differs from proto/${f}; run npm run generate`)
+      console.error(`stale generated code: ${dest}/${name} differs from proto/${f}; run npm run generate`)
       stale = true
     }
   }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
-import { createDecloudNode } from '../src/node/index.js'
-import { serviceKey, serviceKeyText, majorVersion } from '../src/dht/keys.js'
 import { PeerDirectory } from '../src/dht/directory.js'
+import { serviceKey, serviceKeyText, majorVersion } from '../src/dht/keys.js'
+import { createDecloudNode } from '../src/node/index.js'
 import { runCli } from './cli-fixtures.js'
 import { startNode, tempDir } from './fixtures.js'
 import type { TestNode } from './fixtures.js'
@@ -14,8 +14,8 @@ const DHT = { provideTimeout: 10_000, findTimeout: 5_000, provideRetry: 500 }
 async function eventually (fn: () => Promise<boolean> | boolean, deadline = 15_000, every = 200): Promise<boolean> {
   const end = Date.now() + deadline
   for (;;) {
-    if (await fn()) return true
-    if (Date.now() > end) return false
+    if (await fn()) { return true }
+    if (Date.now() > end) { return false }
     await new Promise(resolve => setTimeout(resolve, every))
   }
 }
@@ -66,6 +66,23 @@ describe('joining a swarm', () => {
   it('refuses a bootstrap address that does not name its peer', async () => {
     const dataDir = await tempDir()
     await assert.rejects(createDecloudNode({ dataDir, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: ['/ip4/127.0.0.1/tcp/4001'] }), /must end in \/p2p/)
+  })
+
+  it('re-provides on schedule, and records of a seller that left expire on the nodes that held them', async () => {
+    const holder = await startNode({ sell: [], dht: { ...DHT, providerValidity: 1_500 } })
+    const seller = await startNode({ bootstrap: [holder.addr], sell: ['storage'], dht: { ...DHT, reprovideInterval: 400 } })
+    try {
+      assert.ok(await eventually(() => seller.discovery.advertised()[0].reached > 0), 'never provided')
+      const first = seller.discovery.advertised()[0].lastProvided
+      assert.ok(await eventually(() => seller.discovery.advertised()[0].lastProvided > first), 'never re-provided')
+      assert.equal((await holder.findSellers('storage', { timeout: 1_000 })).length, 1)
+      await seller.stop()
+      // nobody renews the record: the holder drops it once it is older than its validity
+      assert.ok(await eventually(async () => (await holder.findSellers('storage', { timeout: 500 })).length === 0, 10_000), 'stale record kept')
+    } finally {
+      await seller.destroy()
+      await holder.destroy()
+    }
   })
 
   it('picks the network mode from the listen addresses', async () => {

@@ -30,7 +30,7 @@ export class PeerDirectory {
   note (peerId: string, service: string, addresses: string[] = [], now = Date.now()): void {
     let e = this.entries.get(peerId)
     if (e == null) {
-      if (this.entries.size >= this.maxPeers) this.evictOldest()
+      if (this.entries.size >= this.maxPeers) { this.evictOldest() }
       e = { peerId, services: new Map(), addresses: [], lastSeen: now }
     } else {
       // keep insertion order = recency order
@@ -38,17 +38,17 @@ export class PeerDirectory {
     }
     this.entries.set(peerId, e)
     e.lastSeen = now
-    if (!e.services.has(service) && e.services.size >= MAX_SERVICES_PER_PEER) return
+    if (!e.services.has(service) && e.services.size >= MAX_SERVICES_PER_PEER) { return }
     e.services.set(service, now)
-    if (addresses.length > 0) e.addresses = addresses.slice(0, MAX_ADDRESSES)
+    if (addresses.length > 0) { e.addresses = addresses.slice(0, MAX_ADDRESSES) }
   }
 
   /** Forgets that `peerId` sells `service` (e.g. after a withdrawal) */
   forget (peerId: string, service: string): void {
     const e = this.entries.get(peerId)
-    if (e == null) return
+    if (e == null) { return }
     e.services.delete(service)
-    if (e.services.size === 0) this.entries.delete(peerId)
+    if (e.services.size === 0) { this.entries.delete(peerId) }
   }
 
   get (peerId: string): DirectoryEntry | undefined {
@@ -76,6 +76,6 @@ export class PeerDirectory {
 
   private evictOldest (): void {
     const oldest = this.entries.keys().next()
-    if (oldest.done !== true) this.entries.delete(oldest.value)
+    if (oldest.done !== true) { this.entries.delete(oldest.value) }
   }
 }

@@ -1,8 +1,8 @@
 import { majorVersion, serviceKey } from './keys.js'
-import type { DhtKey } from './keys.js'
 import type { PeerDirectory } from './directory.js'
-import type { KadDHT } from '@libp2p/kad-dht'
+import type { DhtKey } from './keys.js'
 import type { AbortOptions, Libp2p, Logger, PeerId, PeerInfo } from '@libp2p/interface'
+import type { KadDHT } from '@libp2p/kad-dht'
 
 /** How long one provide round may take (ms) */
 export const PROVIDE_TIMEOUT = 60_000
@@ -71,8 +71,8 @@ export interface DiscoveryInit {
 
 interface RoutingTableLike {
   size: number
-  addEventListener(type: 'peer:add', fn: () => void): void
-  removeEventListener(type: 'peer:add', fn: () => void): void
+  addEventListener(type: 'peer:add' | 'peer:remove', fn: () => void): void
+  removeEventListener(type: 'peer:add' | 'peer:remove', fn: () => void): void
 }
 
 interface Advert {
@@ -110,9 +110,19 @@ export class Discovery {
   private debounceTimer?: ReturnType<typeof setTimeout>
   private retryTimer?: ReturnType<typeof setTimeout>
   private interval?: ReturnType<typeof setInterval>
-  private readonly onPeerAdd = (): void => { this.grew() }
+  private joined = false
+  private joining?: Promise<void>
   /** provider addresses already merged into the peer store, by peer */
   private readonly merged = new Map<string, string>()
+  private readonly onPeerAdd = (): void => {
+    this.join()
+    this.grew()
+  }
+
+  private readonly onPeerRemove = (): void => {
+    // an empty table means a fresh join when the next peer comes
+    if (this.routingTableSize() === 0) { this.joined = false }
+  }
 
   constructor (init: DiscoveryInit) {
     this.init = init
@@ -135,21 +145,49 @@ export class Discovery {
   }
 
   start (): void {
-    if (this.running) return
+    if (this.running) { return }
     this.running = true
     this.startedAt = Date.now()
     this.shutdown = new AbortController()
     this.routingTable?.addEventListener('peer:add', this.onPeerAdd)
+    this.routingTable?.addEventListener('peer:remove', this.onPeerRemove)
     this.interval = setInterval(() => { this.schedule(0) }, this.reprovideInterval)
     this.interval.unref?.()
-    if (this.routingTableSize() > 0) this.schedule(0)
+    if (this.routingTableSize() > 0) {
+      this.join()
+      this.schedule(0)
+    }
+  }
+
+  /**
+   * Kademlia's join: once the routing table has its first peer, look up this
+   * node's own id. The lookup walks to the peers closest to it, which fills
+   * the table and makes this node known to its neighbours. (kad-dht's own
+   * start-up self-query runs before any peer is connected and finds nobody.)
+   */
+  private join (): void {
+    if (!this.running || this.joined || this.routingTableSize() === 0) { return }
+    this.joined = true
+    const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.findTimeout)])
+    this.joining = (async () => {
+      try {
+        // drain it: every peer it meets may join the routing table
+        let events = 0
+        for await (const event of this.init.dht.getClosestPeers(this.init.libp2p.peerId.toMultihash().bytes, { signal })) {
+          if (event.name === 'PEER_RESPONSE') { events++ }
+        }
+        this.log.trace('join lookup: %d answers', events)
+      } catch {}
+      this.log('joined: routing table has %d peers', this.routingTableSize())
+    })()
   }
 
   /** Stops advertising: no provide round runs after this resolves */
   async stop (): Promise<void> {
-    if (!this.running) return
+    if (!this.running) { return }
     this.running = false
     this.routingTable?.removeEventListener('peer:add', this.onPeerAdd)
+    this.routingTable?.removeEventListener('peer:remove', this.onPeerRemove)
     clearInterval(this.interval)
     clearTimeout(this.debounceTimer)
     clearTimeout(this.retryTimer)
@@ -157,6 +195,7 @@ export class Discovery {
     this.retryTimer = undefined
     this.shutdown.abort()
     await this.providing?.catch(() => {})
+    await this.joining
     for (const a of this.adverts.values()) {
       await this.init.dht.cancelReprovide(a.key).catch(() => {})
     }
@@ -166,10 +205,10 @@ export class Discovery {
   advertise (service: string, version: string | number = 1): void {
     const major = majorVersion(version)
     const id = `${service}/${major}`
-    if (this.adverts.has(id)) return
+    if (this.adverts.has(id)) { return }
     this.adverts.set(id, { service, version: major, key: serviceKey(service, major), lastProvided: 0, reached: 0 })
     this.sizeAtLastProvide = 0
-    if (this.running && this.routingTableSize() > 0) this.schedule(this.provideDebounce)
+    if (this.running && this.routingTableSize() > 0) { this.schedule(this.provideDebounce) }
   }
 
   /**
@@ -179,7 +218,7 @@ export class Discovery {
   async withdraw (service: string, version: string | number = 1): Promise<void> {
     const id = `${service}/${majorVersion(version)}`
     const a = this.adverts.get(id)
-    if (a == null) return
+    if (a == null) { return }
     this.adverts.delete(id)
     await this.init.dht.cancelReprovide(a.key).catch(() => {})
   }
@@ -191,18 +230,18 @@ export class Discovery {
 
   /** The routing table grew: provide again when it has doubled since the last round */
   private grew (): void {
-    if (!this.running || this.adverts.size === 0) return
+    if (!this.running || this.adverts.size === 0) { return }
     const size = this.routingTableSize()
-    if (this.sizeAtLastProvide === 0 || size >= 2 * this.sizeAtLastProvide) this.schedule(this.provideDebounce)
+    if (this.sizeAtLastProvide === 0 || size >= 2 * this.sizeAtLastProvide) { this.schedule(this.provideDebounce) }
   }
 
   private schedule (delay: number): void {
-    if (!this.running || this.adverts.size === 0) return
+    if (!this.running || this.adverts.size === 0) { return }
     if (this.providing != null) {
       this.again = true
       return
     }
-    if (this.debounceTimer != null) return
+    if (this.debounceTimer != null) { return }
     this.debounceTimer = setTimeout(() => {
       this.debounceTimer = undefined
       void this.provideAll()
@@ -215,8 +254,8 @@ export class Discovery {
    * running one). Resolves when the round is over; never throws.
    */
   async provideAll (options: AbortOptions = {}): Promise<void> {
-    if (this.providing != null) return this.providing
-    if (!this.running) return
+    if (this.providing != null) { return this.providing }
+    if (!this.running) { return }
     this.providing = this.provideRound(options).finally(() => {
       this.providing = undefined
       if (this.again && this.running) {
@@ -232,23 +271,24 @@ export class Discovery {
     this.log('provide round: %d services, routing table %d', this.adverts.size, this.sizeAtLastProvide)
     let reachedAny = false
     const signals = [this.shutdown.signal, AbortSignal.timeout(this.provideTimeout)]
-    if (options.signal != null) signals.push(options.signal)
+    if (options.signal != null) { signals.push(options.signal) }
     const signal = AbortSignal.any(signals)
     await Promise.all([...this.adverts.values()].map(async (a) => {
       let reached = 0
       try {
+        await this.waitForPeer(signal)
         for await (const event of this.init.dht.provide(a.key, { signal })) {
-          if (event.name === 'PEER_RESPONSE' && event.messageName === 'ADD_PROVIDER') reached++
+          if (event.name === 'PEER_RESPONSE' && event.messageName === 'ADD_PROVIDER') { reached++ }
         }
       } catch (err: any) {
-        if (!signal.aborted) this.log.error('provide %s failed - %e', a.service, err)
+        if (!signal.aborted) { this.log.error('provide %s failed - %e', a.service, err) }
       }
       a.lastProvided = Date.now()
       a.reached = reached
-      if (reached > 0) reachedAny = true
+      if (reached > 0) { reachedAny = true }
       this.log('provided %s/%d to %d peers', a.service, a.version, reached)
     }))
-    if (!this.running) return
+    if (!this.running) { return }
     clearTimeout(this.retryTimer)
     if (reachedAny) {
       this.retryDelay = this.provideRetry
@@ -271,7 +311,7 @@ export class Discovery {
     const key = serviceKey(service, version)
     const timeout = options.timeout ?? this.findTimeout
     const signals = [this.shutdown.signal, AbortSignal.timeout(timeout)]
-    if (options.signal != null) signals.push(options.signal)
+    if (options.signal != null) { signals.push(options.signal) }
     const signal = AbortSignal.any(signals)
     const self = this.init.libp2p.peerId
     const seen = new Set<string>()
@@ -283,8 +323,8 @@ export class Discovery {
 
     const found = async (info: PeerInfo): Promise<Seller | undefined> => {
       const id = info.id.toString()
-      if (seen.has(id)) return undefined
-      if (!(options.includeSelf ?? false) && info.id.equals(self)) return undefined
+      if (seen.has(id)) { return undefined }
+      if (!(options.includeSelf ?? false) && info.id.equals(self)) { return undefined }
       seen.add(id)
       const addresses = await this.addressesOf(info, { signal })
       this.init.directory.note(id, service, addresses)
@@ -294,32 +334,54 @@ export class Discovery {
     if (alone) {
       for (const id of await localProviders(this.init.dht, key, signal)) {
         const seller = await found({ id, multiaddrs: [] })
-        if (seller == null) continue
+        if (seller == null) { continue }
         yield seller
-        if (++count >= limit) return
+        if (++count >= limit) { return }
       }
       return
     }
     try {
+      // the DHT runs queries on an empty routing table (allowQueryWithZeroPeers): wait for a peer first
+      await this.waitForPeer(signal)
       for await (const event of this.init.dht.findProviders(key, { signal })) {
-        if (event.name !== 'PROVIDER') continue
+        if (event.name !== 'PROVIDER') { continue }
         for (const info of event.providers) {
           const seller = await found(info)
-          if (seller == null) continue
+          if (seller == null) { continue }
           yield seller
-          if (++count >= limit) return
+          if (++count >= limit) { return }
         }
       }
     } catch (err: any) {
-      if (!signal.aborted) throw err
+      if (!signal.aborted) { throw err }
       // deadline reached: the sellers found so far are the answer
     }
+  }
+
+  /** Resolves when the routing table has a peer; rejects when `signal` aborts */
+  private async waitForPeer (signal: AbortSignal): Promise<void> {
+    const table = this.routingTable
+    if (table == null || table.size > 0) { return }
+    signal.throwIfAborted()
+    await new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        table.removeEventListener('peer:add', done)
+        signal.removeEventListener('abort', abort)
+        resolve()
+      }
+      const abort = (): void => {
+        table.removeEventListener('peer:add', done)
+        reject(signal.reason)
+      }
+      table.addEventListener('peer:add', done)
+      signal.addEventListener('abort', abort, { once: true })
+    })
   }
 
   /** Finds sellers of `service` with a deadline; see findSellersStream */
   async findSellers (service: string, options: FindSellersOptions = {}): Promise<Seller[]> {
     const out: Seller[] = []
-    for await (const s of this.findSellersStream(service, options)) out.push(s)
+    for await (const s of this.findSellersStream(service, options)) { out.push(s) }
     return out
   }
 
@@ -338,7 +400,7 @@ export class Discovery {
       if (this.merged.get(id) !== key) {
         this.merged.delete(id)
         this.merged.set(id, key)
-        if (this.merged.size > MERGED_PEERS) this.merged.delete(this.merged.keys().next().value as string)
+        if (this.merged.size > MERGED_PEERS) { this.merged.delete(this.merged.keys().next().value as string) }
         await this.init.libp2p.peerStore.merge(info.id, { multiaddrs: addrs }, options).catch(() => {})
       }
     }
@@ -355,7 +417,7 @@ export function withPeer (addr: string, peerId: string): string {
 /** Provider records this node holds itself (the DHT's local provider store) */
 async function localProviders (dht: KadDHT, key: DhtKey, signal: AbortSignal): Promise<PeerId[]> {
   const providers = (dht as unknown as { providers?: { getProviders(cid: DhtKey, o: AbortOptions): Promise<PeerId[]> } }).providers
-  if (providers == null) return []
+  if (providers == null) { return [] }
   try {
     return await providers.getProviders(key, { signal })
   } catch {

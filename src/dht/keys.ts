@@ -18,11 +18,11 @@ const SHA2_256 = 0x12
 /** The major version of a semver string (`'1.4.2'` → 1); throws on garbage */
 export function majorVersion (version: string | number): number {
   if (typeof version === 'number') {
-    if (!Number.isSafeInteger(version) || version < 0) throw new TypeError(`invalid major version ${version}`)
+    if (!Number.isSafeInteger(version) || version < 0) { throw new TypeError(`invalid major version ${version}`) }
     return version
   }
   const m = /^v?(\d{1,9})(\.|$)/.exec(version)
-  if (m == null) throw new TypeError(`invalid service version "${version}"`)
+  if (m == null) { throw new TypeError(`invalid service version "${version}"`) }
   return Number(m[1])
 }
 

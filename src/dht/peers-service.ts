@@ -42,10 +42,10 @@ export async function listPeers (init: PeersServiceInit, options: { service?: st
     connected.set(id, list)
   }
   const add = (peerId: string, addresses: string[]): void => {
-    if (out.size >= limit || out.has(peerId) || peerId === self) return
+    if (out.size >= limit || out.has(peerId) || peerId === self) { return }
     const d = init.directory.get(peerId)
     const services = init.directory.servicesOf(peerId)
-    if (options.service != null && !services.includes(options.service)) return
+    if (options.service != null && !services.includes(options.service)) { return }
     out.set(peerId, {
       peerId,
       addresses: addresses.length > 0 ? addresses : (d?.addresses ?? []),
@@ -54,8 +54,8 @@ export async function listPeers (init: PeersServiceInit, options: { service?: st
       lastSeen: d?.lastSeen
     })
   }
-  for (const [id, addrs] of connected) add(id, addrs)
-  for (const e of init.directory.all()) add(e.peerId, e.addresses)
+  for (const [id, addrs] of connected) { add(id, addrs) }
+  for (const e of init.directory.all()) { add(e.peerId, e.addresses) }
   if (out.size < limit) {
     const peers = await init.libp2p.peerStore.all({ limit: limit * 2 })
     for (const p of peers) {
@@ -84,7 +84,7 @@ export function peersService (init: PeersServiceInit): ServiceDefinition {
           const [service, limitArg] = call.args
           let limit: number | undefined
           if (limitArg != null) {
-            if (!/^[0-9]{1,4}$/.test(limitArg)) throw new ServiceError(Status.BAD_REQUEST, 'limit must be an integer')
+            if (!/^[0-9]{1,4}$/.test(limitArg)) { throw new ServiceError(Status.BAD_REQUEST, 'limit must be an integer') }
             limit = Number(limitArg)
           }
           const peers = await listPeers(init, { service: service === '' ? undefined : service, limit })

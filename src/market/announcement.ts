@@ -93,7 +93,7 @@ export async function signAnnouncement (key: PrivateKey, peer: PeerId, a: Announ
  */
 export async function verifyAnnouncement (bytes: Uint8Array, options: { now?: number, from?: PeerId } = {}): Promise<Verdict> {
   const now = options.now ?? Date.now()
-  if (bytes.byteLength > MAX_ANNOUNCEMENT_SIZE) return { ok: false, action: 'reject', reason: `oversized (${bytes.byteLength} > ${MAX_ANNOUNCEMENT_SIZE} bytes)` }
+  if (bytes.byteLength > MAX_ANNOUNCEMENT_SIZE) { return { ok: false, action: 'reject', reason: `oversized (${bytes.byteLength} > ${MAX_ANNOUNCEMENT_SIZE} bytes)` } }
   let signed: SignedPriceAnnouncement
   let pa: PriceAnnouncement
   try {
@@ -102,29 +102,29 @@ export async function verifyAnnouncement (bytes: Uint8Array, options: { now?: nu
   } catch (err: any) {
     return { ok: false, action: 'reject', reason: `malformed: ${err.message}` }
   }
-  if (!NAME.test(pa.service) || !NAME.test(pa.method)) return { ok: false, action: 'reject', reason: 'invalid service or method name' }
-  if (!VERSION.test(pa.version)) return { ok: false, action: 'reject', reason: 'invalid version' }
-  if (pa.currency !== 'BTC') return { ok: false, action: 'reject', reason: `unknown currency "${pa.currency}"` }
-  if (!pa.units.every(u => NAME.test(u))) return { ok: false, action: 'reject', reason: 'invalid unit name' }
-  if (pa.per === 0n) return { ok: false, action: 'reject', reason: 'per must be positive' }
-  if (pa.base > UINT64_MAX || pa.rate > UINT64_MAX) return { ok: false, action: 'reject', reason: 'price out of range' }
+  if (!NAME.test(pa.service) || !NAME.test(pa.method)) { return { ok: false, action: 'reject', reason: 'invalid service or method name' } }
+  if (!VERSION.test(pa.version)) { return { ok: false, action: 'reject', reason: 'invalid version' } }
+  if (pa.currency !== 'BTC') { return { ok: false, action: 'reject', reason: `unknown currency "${pa.currency}"` } }
+  if (!pa.units.every(u => NAME.test(u))) { return { ok: false, action: 'reject', reason: 'invalid unit name' } }
+  if (pa.per === 0n) { return { ok: false, action: 'reject', reason: 'per must be positive' } }
+  if (pa.base > UINT64_MAX || pa.rate > UINT64_MAX) { return { ok: false, action: 'reject', reason: 'price out of range' } }
   let peer: PeerId
   try {
     peer = peerIdFromString(uint8ArrayToString(pa.peer, 'base58btc'))
   } catch {
     return { ok: false, action: 'reject', reason: 'invalid peer id' }
   }
-  if (peer.publicKey == null) return { ok: false, action: 'reject', reason: 'the peer id does not embed its public key' }
-  if (options.from != null && !options.from.equals(peer)) return { ok: false, action: 'reject', reason: 'the gossip message was not signed by the announcing peer' }
+  if (peer.publicKey == null) { return { ok: false, action: 'reject', reason: 'the peer id does not embed its public key' } }
+  if (options.from != null && !options.from.equals(peer)) { return { ok: false, action: 'reject', reason: 'the gossip message was not signed by the announcing peer' } }
   let valid = false
   try {
     valid = await peer.publicKey.verify(signingInput(signed.announcement), signed.signature)
   } catch {}
-  if (!valid) return { ok: false, action: 'reject', reason: 'invalid signature' }
+  if (!valid) { return { ok: false, action: 'reject', reason: 'invalid signature' } }
   const issued = Number(pa.issued)
   const validUntil = Number(pa.validUntil)
-  if (issued > now + MAX_CLOCK_SKEW) return { ok: false, action: 'reject', reason: 'issued in the future' }
-  if (validUntil < issued || validUntil - issued > MAX_VALIDITY) return { ok: false, action: 'reject', reason: 'validity out of range' }
+  if (issued > now + MAX_CLOCK_SKEW) { return { ok: false, action: 'reject', reason: 'issued in the future' } }
+  if (validUntil < issued || validUntil - issued > MAX_VALIDITY) { return { ok: false, action: 'reject', reason: 'validity out of range' } }
   if (validUntil <= now) {
     return now - validUntil > EXPIRY_GRACE
       ? { ok: false, action: 'reject', reason: 'expired' }
@@ -132,7 +132,7 @@ export async function verifyAnnouncement (bytes: Uint8Array, options: { now?: nu
   }
   const addrs: string[] = []
   for (const b of pa.addrs) {
-    if (b.byteLength > MAX_ADDR_BYTES) continue
+    if (b.byteLength > MAX_ADDR_BYTES) { continue }
     try {
       addrs.push(multiaddr(b).toString())
     } catch {}

@@ -1,6 +1,6 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub'
-import { Status } from '../protocols/opencloud/pb/opencloud.js'
 import { PROTOCOL as OPENCLOUD_PROTOCOL } from '../protocols/opencloud/constants.js'
+import { Status } from '../protocols/opencloud/pb/opencloud.js'
 import { ServiceError } from '../services/template.js'
 import { MARKET_TOPIC, MAX_VALIDITY, signAnnouncement, verifyAnnouncement } from './announcement.js'
 import { followMarketPrice, validateStrategy } from './strategy.js'
@@ -124,7 +124,7 @@ export class Market {
     this.syncPeers = init.syncPeers ?? SYNC_PEERS
     this.syncTimeout = init.syncTimeout ?? SYNC_TIMEOUT
     this.strategies = init.strategies ?? {}
-    for (const s of Object.values(this.strategies)) validateStrategy(s)
+    for (const s of Object.values(this.strategies)) { validateStrategy(s) }
   }
 
   private readonly validator = async (from: PeerId, msg: Message): Promise<TopicValidatorResult> => {
@@ -139,24 +139,24 @@ export class Market {
   }
 
   private readonly onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>): void => {
-    if (!evt.detail.subscriptions.some(s => s.topic === MARKET_TOPIC && s.subscribe)) return
+    if (!evt.detail.subscriptions.some(s => s.topic === MARKET_TOPIC && s.subscribe)) { return }
     // the audience doubled since our last announcement: tell the newcomers (bounded: log2(N) times)
     const audience = this.init.pubsub.getSubscribers(MARKET_TOPIC).length
-    if (audience >= 2 * this.audienceAtLastAnnounce || this.audienceAtLastAnnounce === 0) this.scheduleAnnounce(this.init.announceDebounce ?? ANNOUNCE_DEBOUNCE)
+    if (audience >= 2 * this.audienceAtLastAnnounce || this.audienceAtLastAnnounce === 0) { this.scheduleAnnounce(this.init.announceDebounce ?? ANNOUNCE_DEBOUNCE) }
   }
 
   private readonly onIdentify = (evt: CustomEvent<IdentifyResult>): void => {
-    if (evt.detail.protocols.includes(OPENCLOUD_PROTOCOL)) this.maybeSync(evt.detail.peerId)
+    if (evt.detail.protocols.includes(OPENCLOUD_PROTOCOL)) { this.maybeSync(evt.detail.peerId) }
   }
 
   /** Asks `peer` for its price book unless enough peers were asked already */
   private maybeSync (peer: PeerId): void {
-    if (!this.running || this.synced.size + this.syncing.size >= this.syncPeers) return
+    if (!this.running || this.synced.size + this.syncing.size >= this.syncPeers) { return }
     this.track(this.syncFrom(peer).catch(err => { this.log('price book sync from %p failed - %e', peer, err) }))
   }
 
   async start (): Promise<void> {
-    if (this.running) return
+    if (this.running) { return }
     this.running = true
     this.shutdown = new AbortController()
     await this.book.load()
@@ -169,7 +169,7 @@ export class Market {
     // peers identified before this listener was attached
     for (const c of this.init.libp2p.getConnections()) {
       const peer = await this.init.libp2p.peerStore.get(c.remotePeer).catch(() => undefined)
-      if (peer?.protocols.includes(OPENCLOUD_PROTOCOL) === true) this.maybeSync(c.remotePeer)
+      if (peer?.protocols.includes(OPENCLOUD_PROTOCOL) === true) { this.maybeSync(c.remotePeer) }
     }
     this.interval = setInterval(() => { this.scheduleAnnounce(0) }, this.announceInterval)
     this.interval.unref?.()
@@ -181,7 +181,7 @@ export class Market {
 
   /** Publishes withdrawals for what this node sold (where it can) and stops */
   async stop (): Promise<void> {
-    if (!this.running) return
+    if (!this.running) { return }
     // no new rounds from here on
     this.running = false
     clearTimeout(this.debounce)
@@ -211,7 +211,7 @@ export class Market {
   /** Applies a verified announcement to the book and tells the listeners */
   private accept (a: Announcement, signed: Parameters<PriceBook['apply']>[1], source: EntrySource): ApplyResult {
     const result = this.book.apply(a, signed, source)
-    if (!result.accepted) return result
+    if (!result.accepted) { return result }
     const peerId = a.peer.toString()
     if (result.removed === true) {
       this.init.directory.forget(peerId, a.service)
@@ -235,12 +235,12 @@ export class Market {
   }
 
   private scheduleAnnounce (delay: number): void {
-    if (!this.running) return
+    if (!this.running) { return }
     if (this.announcing != null) {
       this.announceAgain = true
       return
     }
-    if (this.debounce != null) return
+    if (this.debounce != null) { return }
     this.debounce = setTimeout(() => {
       this.debounce = undefined
       this.track(this.announce().catch(err => { this.log.error('announce failed - %e', err) }))
@@ -254,8 +254,8 @@ export class Market {
    * round.
    */
   async announce (): Promise<AnnounceResult> {
-    if (this.announcing != null) return this.announcing
-    if (!this.running) return { announced: 0, recipients: 0 }
+    if (this.announcing != null) { return this.announcing }
+    if (!this.running) { return { announced: 0, recipients: 0 } }
     this.announcing = this.publishAll(false).finally(() => {
       this.announcing = undefined
       if (this.announceAgain && this.running) {
@@ -276,8 +276,8 @@ export class Market {
   currentPricing (def: ServiceDefinition, method: string): Pricing {
     const m = def.methods[method]
     const strategy = this.strategies[`${def.name}.${method}`]
-    if (strategy == null) return m.pricing ?? {}
-    if (strategy.strategy === 'fixed') return strategy.pricing ?? m.pricing ?? {}
+    if (strategy == null) { return m.pricing ?? {} }
+    if (strategy.strategy === 'fixed') { return strategy.pricing ?? m.pricing ?? {} }
     return followMarketPrice({ peerId: this.init.libp2p.peerId.toString(), units: m.units ?? [], configured: m.pricing }, this.book.entries({ service: def.name, method }), strategy)
   }
 
@@ -293,10 +293,10 @@ export class Market {
       const free = typeof info.free === 'number' && Number.isSafeInteger(info.free) && info.free >= 0 ? BigInt(info.free) : 0n
       for (const [name, m] of Object.entries(def.methods)) {
         // a method with neither units nor a price is free per call: nothing to announce
-        if ((m.units ?? []).length === 0 && m.pricing == null && this.strategies[`${def.name}.${name}`] == null) continue
+        if ((m.units ?? []).length === 0 && m.pricing == null && this.strategies[`${def.name}.${name}`] == null) { continue }
         const pricing = this.currentPricing(def, name)
         // the server charges what the market is told
-        if (!withdraw && this.strategies[`${def.name}.${name}`] != null) m.pricing = pricing
+        if (!withdraw && this.strategies[`${def.name}.${name}`] != null) { m.pricing = pricing }
         const bytes = await signAnnouncement(this.init.privateKey, self, {
           service: def.name,
           version: def.version,
@@ -313,10 +313,10 @@ export class Market {
           withdrawn: withdraw
         })
         const verdict = await verifyAnnouncement(bytes, { now })
-        if (verdict.ok) this.accept(verdict.announcement, verdict.signed, 'self')
+        if (verdict.ok) { this.accept(verdict.announcement, verdict.signed, 'self') }
         try {
           const res = await this.init.pubsub.publish(MARKET_TOPIC, bytes)
-          for (const p of res.recipients) recipients.add(p.toString())
+          for (const p of res.recipients) { recipients.add(p.toString()) }
         } catch (err: any) {
           this.log('publish %s.%s: %s', def.name, name, err.message)
         }
@@ -333,16 +333,16 @@ export class Market {
   async syncFrom (peer: PeerId, options: AbortOptions = {}): Promise<number> {
     const id = peer.toString()
     const inFlight = this.syncing.get(id)
-    if (inFlight != null) return inFlight
+    if (inFlight != null) { return inFlight }
     const p = (async () => {
       const signals = [this.shutdown.signal, AbortSignal.timeout(this.syncTimeout)]
-      if (options.signal != null) signals.push(options.signal)
+      if (options.signal != null) { signals.push(options.signal) }
       const body = await this.init.opencloud.callOk(peer, { service: 'market', method: 'prices' }, { signal: AbortSignal.any(signals) })
       const accepted = await this.merge(body, 'sync')
       this.synced.add(id)
       this.log('synced %d price entries from %p', accepted, peer)
       // follow-the-market prices depend on what was just learned
-      if (accepted > 0 && Object.values(this.strategies).some(s => s.strategy === 'follow-market')) this.scheduleAnnounce(this.init.announceDebounce ?? ANNOUNCE_DEBOUNCE)
+      if (accepted > 0 && Object.values(this.strategies).some(s => s.strategy === 'follow-market')) { this.scheduleAnnounce(this.init.announceDebounce ?? ANNOUNCE_DEBOUNCE) }
       return accepted
     })().finally(() => { this.syncing.delete(id) })
     this.syncing.set(id, p)
@@ -358,14 +358,14 @@ export class Market {
       throw new Error('market.prices answer is not JSON')
     }
     const entries = (parsed as { entries?: unknown }).entries
-    if (!Array.isArray(entries)) throw new Error('market.prices answer has no entries')
+    if (!Array.isArray(entries)) { throw new Error('market.prices answer has no entries') }
     let accepted = 0
     for (const e of entries.slice(0, MAX_SYNC_ENTRIES)) {
       const signed = (e as { signed?: unknown })?.signed
-      if (typeof signed !== 'string' || signed.length > 4096) continue
+      if (typeof signed !== 'string' || signed.length > 4096) { continue }
       const verdict = await verifyAnnouncement(Buffer.from(signed, 'base64'))
-      if (!verdict.ok) continue
-      if (this.accept(verdict.announcement, verdict.signed, source).accepted) accepted++
+      if (!verdict.ok) { continue }
+      if (this.accept(verdict.announcement, verdict.signed, source).accepted) { accepted++ }
     }
     return accepted
   }
@@ -393,7 +393,7 @@ export class Market {
           args: '[service] [method]',
           handler: (call) => {
             const [service, method] = call.args
-            if (call.args.length > 2) throw new ServiceError(Status.BAD_REQUEST, 'usage: prices [service] [method]')
+            if (call.args.length > 2) { throw new ServiceError(Status.BAD_REQUEST, 'usage: prices [service] [method]') }
             const filter = { service: service === '' ? undefined : service, method: method === '' ? undefined : method }
             const summary = this.book.summary(filter).map(summaryJson)
             // newest first, within a count and a byte budget (the answer must fit any body limit)
@@ -402,7 +402,7 @@ export class Market {
             for (const e of this.book.entries(filter).sort((a, b) => b.issued - a.issued)) {
               const j = entryJson(e)
               bytes += JSON.stringify(j).length + 1
-              if (entries.length >= MAX_SYNC_ENTRIES || bytes > MAX_PRICES_BYTES) break
+              if (entries.length >= MAX_SYNC_ENTRIES || bytes > MAX_PRICES_BYTES) { break }
               entries.push(j)
             }
             return { body: new TextEncoder().encode(JSON.stringify({ generated: Date.now(), summary, entries })) }

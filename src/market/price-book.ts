@@ -1,12 +1,12 @@
-import { computeCost, MAX_AMOUNT } from '../services/pricing.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
+import { computeCost, MAX_AMOUNT } from '../services/pricing.js'
 import { MAX_ADDRS, MAX_UNITS, MAX_VALIDITY } from './announcement.js'
 import { BookEntry, PriceAnnouncement, SignedPriceAnnouncement } from './pb/market.js'
 import type { Announcement } from './announcement.js'
-import type { SubDb } from '../store/index.js'
 import type { Pricing } from '../services/pricing.js'
+import type { SubDb } from '../store/index.js'
 
 /** Most live entries kept */
 export const MAX_BOOK_ENTRIES = 10_000
@@ -106,7 +106,7 @@ function cmp (a: bigint, b: bigint): number {
 
 /** Median of sorted bigints: the middle one, or the floor of the mean of the two middle ones */
 export function median (sorted: bigint[]): bigint {
-  if (sorted.length === 0) return 0n
+  if (sorted.length === 0) { return 0n }
   const mid = sorted.length >> 1
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2n
 }
@@ -156,9 +156,9 @@ export class PriceBook {
         continue
       }
       this.remember(key, entry.seq, entry.issued + MAX_VALIDITY)
-      if (!withdrawn && entry.validUntil > now) this.setLive(key, entry)
+      if (!withdrawn && entry.validUntil > now) { this.setLive(key, entry) }
     }
-    if (stale.length > 0) await this.db.batch(stale.map(key => ({ type: 'del', key })))
+    if (stale.length > 0) { await this.db.batch(stale.map(key => ({ type: 'del', key }))) }
   }
 
   /**
@@ -175,23 +175,23 @@ export class PriceBook {
     const peerId = a.peer.toString()
     const key = bookKey(a.service, a.method, peerId)
     const mark = this.seqs.get(key)
-    if (mark != null && a.seq <= mark.seq) return { accepted: false, reason: 'stale or replayed sequence number' }
+    if (mark != null && a.seq <= mark.seq) { return { accepted: false, reason: 'stale or replayed sequence number' } }
     const existing = this.live.get(key)
     if (a.withdrawn) {
       this.remember(key, a.seq, a.issued + MAX_VALIDITY)
-      if (existing != null) this.removeLive(key, existing)
+      if (existing != null) { this.removeLive(key, existing) }
       const tombstone = toEntry(a, signed, source, this.now())
       this.persist(key, tombstone)
       return { accepted: true, removed: true }
     }
     if (existing == null) {
-      if (this.live.size >= this.maxEntries) this.sweep()
-      if (this.live.size >= this.maxEntries) return { accepted: false, reason: 'price book full' }
-      if ((this.perPeer.get(peerId) ?? 0) >= this.maxPerPeer) return { accepted: false, reason: 'too many entries from this peer' }
+      if (this.live.size >= this.maxEntries) { this.sweep() }
+      if (this.live.size >= this.maxEntries) { return { accepted: false, reason: 'price book full' } }
+      if ((this.perPeer.get(peerId) ?? 0) >= this.maxPerPeer) { return { accepted: false, reason: 'too many entries from this peer' } }
     }
     this.remember(key, a.seq, a.issued + MAX_VALIDITY)
     const entry = toEntry(a, signed, source, this.now())
-    if (existing != null) this.removeLive(key, existing)
+    if (existing != null) { this.removeLive(key, existing) }
     this.setLive(key, entry)
     this.persist(key, entry)
     return { accepted: true }
@@ -202,10 +202,10 @@ export class PriceBook {
     const now = this.now()
     const out: PriceEntry[] = []
     for (const e of this.live.values()) {
-      if (e.validUntil <= now) continue
-      if (filter.service != null && e.service !== filter.service) continue
-      if (filter.method != null && e.method !== filter.method) continue
-      if (filter.peerId != null && e.peerId !== filter.peerId) continue
+      if (e.validUntil <= now) { continue }
+      if (filter.service != null && e.service !== filter.service) { continue }
+      if (filter.method != null && e.method !== filter.method) { continue }
+      if (filter.peerId != null && e.peerId !== filter.peerId) { continue }
       out.push(e)
     }
     return out
@@ -220,7 +220,7 @@ export class PriceBook {
     let max = 0n
     const suffix = `/${peerId}`
     for (const [key, mark] of this.seqs) {
-      if (key.endsWith(suffix) && mark.seq > max) max = mark.seq
+      if (key.endsWith(suffix) && mark.seq > max) { max = mark.seq }
     }
     return max
   }
@@ -244,7 +244,7 @@ export class PriceBook {
     const groups = new Map<string, { service: string, method: string, units: string[] }>()
     for (const e of this.entries(filter)) {
       const id = `${e.service}.${e.method}`
-      if (!groups.has(id)) groups.set(id, { service: e.service, method: e.method, units: e.units })
+      if (!groups.has(id)) { groups.set(id, { service: e.service, method: e.method, units: e.units }) }
     }
     return [...groups.entries()].sort(([a], [b]) => a < b ? -1 : 1).map(([, g]) => {
       const sellers = this.rank(g.service, g.method, filter.usage)
@@ -270,16 +270,16 @@ export class PriceBook {
     const now = this.now()
     let dropped = 0
     for (const [key, e] of this.live) {
-      if (e.validUntil > now) continue
+      if (e.validUntil > now) { continue }
       this.removeLive(key, e)
       this.queueWrite(async () => { await this.db.del(key) })
       dropped++
     }
     for (const [key, mark] of this.seqs) {
-      if (mark.until > now) continue
+      if (mark.until > now) { continue }
       this.seqs.delete(key)
       // a tombstone of a withdrawal can go now too
-      if (!this.live.has(key)) this.queueWrite(async () => { await this.db.del(key) })
+      if (!this.live.has(key)) { this.queueWrite(async () => { await this.db.del(key) }) }
     }
     return dropped
   }
@@ -297,8 +297,7 @@ export class PriceBook {
   private removeLive (key: string, e: PriceEntry): void {
     this.live.delete(key)
     const n = (this.perPeer.get(e.peerId) ?? 1) - 1
-    if (n <= 0) this.perPeer.delete(e.peerId)
-    else this.perPeer.set(e.peerId, n)
+    if (n <= 0) { this.perPeer.delete(e.peerId) } else { this.perPeer.set(e.peerId, n) }
   }
 
   private remember (key: string, seq: bigint, until: number): void {
@@ -311,7 +310,7 @@ export class PriceBook {
         const m = this.seqs.get(oldest) as SeqMark
         this.seqs.delete(oldest)
         this.seqs.set(oldest, m)
-        if (this.seqs.size <= this.live.size) break
+        if (this.seqs.size <= this.live.size) { break }
         continue
       }
       this.seqs.delete(oldest)
@@ -355,7 +354,7 @@ function toEntry (a: Announcement, signed: SignedPriceAnnouncement, source: Entr
 
 /** Decodes a persisted entry (it was verified when accepted) */
 function decodeEntry (b: BookEntry): { entry: PriceEntry, withdrawn: boolean } | undefined {
-  if (b.signed == null) return undefined
+  if (b.signed == null) { return undefined }
   const pa = PriceAnnouncement.decode(b.signed.announcement, { limits: { units: MAX_UNITS, addrs: MAX_ADDRS } })
   const peerId = peerIdFromString(uint8ArrayToString(pa.peer, 'base58btc')).toString()
   const source = (['self', 'gossip', 'sync'] as const).find(s => s === b.source) ?? 'gossip'

@@ -1,5 +1,5 @@
-import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import { withPeer } from '../dht/discovery.js'
 import type { Market } from './market.js'
 import type { RankedEntry } from './price-book.js'
@@ -47,16 +47,16 @@ export async function rankSellers (market: Market, discovery: Discovery | undefi
   const exclude = new Set(options.exclude ?? [])
   const byPeer = new Map<string, SellerCandidate>()
   for (const e of market.rank(service, options.method, options.usage)) {
-    if (exclude.has(e.peerId)) continue
+    if (exclude.has(e.peerId)) { continue }
     byPeer.set(e.peerId, { peerId: e.peerId, addresses: e.addrs.map(a => withPeer(a, e.peerId)), price: e.price, entry: e, foundIn: ['book'] })
   }
   if (discovery != null && (options.discover ?? true)) {
     for await (const s of discovery.findSellersStream(service, options)) {
-      if (exclude.has(s.peerId)) continue
+      if (exclude.has(s.peerId)) { continue }
       const c = byPeer.get(s.peerId)
       if (c != null) {
         c.foundIn.push('dht')
-        if (c.addresses.length === 0) c.addresses = s.addresses
+        if (c.addresses.length === 0) { c.addresses = s.addresses }
       } else {
         byPeer.set(s.peerId, { peerId: s.peerId, addresses: s.addresses, foundIn: ['dht'] })
       }

@@ -6,11 +6,12 @@ import type { Pricing } from '../services/pricing.js'
 /**
  * How a seller prices one method.
  *
- * - `fixed`: the price in the service's configuration (or `pricing` here).
- * - `follow-market`: undercut the median of the other sellers' prices for
- *   the same method and units by `undercutPercent`, never below `floor` (nor
- *   above `ceiling`); with no other sellers known, `initial` (or the
- *   configured price).
+ * `fixed`: the price in the service's configuration (or `pricing` here).
+ *
+ * `follow-market`: undercut the median of the other sellers' prices for the
+ * same method and units by `undercutPercent`, never below `floor` (nor above
+ * `ceiling`); with no other sellers known, `initial` (or the configured
+ * price).
  *
  * @example
  * ```ts
@@ -31,14 +32,14 @@ export type PricingStrategy =
 
 export function validateStrategy (s: PricingStrategy): void {
   if (s.strategy === 'fixed') {
-    if (s.pricing != null) validatePricing(s.pricing)
+    if (s.pricing != null) { validatePricing(s.pricing) }
     return
   }
-  if (s.strategy !== 'follow-market') throw new InvalidPricingError(`unknown pricing strategy "${(s as { strategy: string }).strategy}"`)
-  if (!Number.isFinite(s.undercutPercent) || s.undercutPercent < 0 || s.undercutPercent > 100) throw new InvalidPricingError('undercutPercent must be between 0 and 100')
+  if (s.strategy !== 'follow-market') { throw new InvalidPricingError(`unknown pricing strategy "${(s as { strategy: string }).strategy}"`) }
+  if (!Number.isFinite(s.undercutPercent) || s.undercutPercent < 0 || s.undercutPercent > 100) { throw new InvalidPricingError('undercutPercent must be between 0 and 100') }
   validatePricing(s.floor)
-  if (s.ceiling != null) validatePricing(s.ceiling)
-  if (s.initial != null) validatePricing(s.initial)
+  if (s.ceiling != null) { validatePricing(s.ceiling) }
+  if (s.initial != null) { validatePricing(s.initial) }
 }
 
 /** Converts a rate per `fromPer` units to a rate per `toPer` units, rounding up */
@@ -74,14 +75,14 @@ export function followMarketPrice (own: { peerId: string, units: string[], confi
   }
   const floorBase = s.floor.base ?? 0n
   const floorRate = convertRate(s.floor.rate ?? 0n, s.floor.per ?? 1n, per)
-  if (base < floorBase) base = floorBase
-  if (rate < floorRate) rate = floorRate
+  if (base < floorBase) { base = floorBase }
+  if (rate < floorRate) { rate = floorRate }
   if (s.ceiling != null) {
     const ceilBase = s.ceiling.base
     // rounded down: the ceiling is never exceeded
     const ceilRate = s.ceiling.rate == null ? undefined : s.ceiling.rate * per / (s.ceiling.per ?? 1n)
-    if (ceilBase != null && base > ceilBase) base = ceilBase
-    if (ceilRate != null && rate > ceilRate) rate = ceilRate
+    if (ceilBase != null && base > ceilBase) { base = ceilBase }
+    if (ceilRate != null && rate > ceilRate) { rate = ceilRate }
   }
   return { base, rate, per }
 }

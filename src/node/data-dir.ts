@@ -22,7 +22,7 @@ export async function readKey (dir: string): Promise<PrivateKey | undefined> {
   try {
     return privateKeyFromProtobuf(await readFile(join(dir, KEY_FILE)))
   } catch (err: any) {
-    if (err.code === 'ENOENT') return undefined
+    if (err.code === 'ENOENT') { return undefined }
     throw new Error(`cannot read the node key ${join(dir, KEY_FILE)}: ${err.message}`)
   }
 }
@@ -30,13 +30,13 @@ export async function readKey (dir: string): Promise<PrivateKey | undefined> {
 /** Loads the node's Ed25519 key from the data dir, creating it (mode 0600) on first start */
 export async function loadOrCreateKey (dir: string): Promise<PrivateKey> {
   const existing = await readKey(dir)
-  if (existing != null) return existing
+  if (existing != null) { return existing }
   const key = await generateKeyPair('Ed25519')
   // 'wx': never overwrite a key another process just wrote
   try {
     await writeFile(join(dir, KEY_FILE), privateKeyToProtobuf(key), { mode: 0o600, flag: 'wx' })
   } catch (err: any) {
-    if (err.code === 'EEXIST') return (await readKey(dir)) as PrivateKey
+    if (err.code === 'EEXIST') { return (await readKey(dir)) as PrivateKey }
     throw err
   }
   await chmod(join(dir, KEY_FILE), 0o600)

@@ -13,8 +13,8 @@ import { tcp } from '@libp2p/tcp'
 import { isPrivate } from '@libp2p/utils'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
-import { Discovery, PROVIDER_VALIDITY } from '../dht/discovery.js'
 import { PeerDirectory } from '../dht/directory.js'
+import { Discovery, PROVIDER_VALIDITY } from '../dht/discovery.js'
 import { peersService } from '../dht/peers-service.js'
 import { MARKET_TOPIC } from '../market/announcement.js'
 import { Market } from '../market/market.js'
@@ -71,6 +71,8 @@ export interface DecloudNodeOptions {
     capacity?: number
     /** largest blob @default the body limit (4 MiB) */
     maxBlobSize?: number
+    /** hash every blob read and never serve bytes that do not match their id @default true */
+    verifyOnGet?: boolean
     pricing?: { put?: Pricing, get?: Pricing }
   }
   sha256?: { pricing?: Pricing }
@@ -134,7 +136,6 @@ export interface DecloudNodeOptions {
 }
 
 // a type alias, not an interface: libp2p's ServiceMap needs an index signature
-// eslint-disable-next-line @typescript-eslint/consistent-type-definitions
 export type DecloudServices = {
   opencloud: OpenCloud
   identify: Identify
@@ -203,8 +204,8 @@ export function decloudDefaults (options: DecloudDefaultsOptions): Parameters<ty
   const mode = options.networkMode ?? defaultNetworkMode(options.listen)
   const local = mode === 'local'
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
-  if ((options.bootstrap ?? []).length > 0) peerDiscovery.push(bootstrap({ list: options.bootstrap ?? [], timeout: 0 }))
-  if (options.mdns === true) peerDiscovery.push(mdns({ serviceTag: 'decloud.local' }))
+  if ((options.bootstrap ?? []).length > 0) { peerDiscovery.push(bootstrap({ list: options.bootstrap ?? [], timeout: 0 })) }
+  if (options.mdns === true) { peerDiscovery.push(mdns({ serviceTag: 'decloud.local' })) }
   const providerValidity = options.dht?.providerValidity ?? PROVIDER_VALIDITY
   return {
     privateKey: options.privateKey,
@@ -229,8 +230,11 @@ export function decloudDefaults (options: DecloudDefaultsOptions): Parameters<ty
         // every decloud node that can be dialled serves the DHT (the default client mode keeps routing tables empty)
         clientMode: false,
         peerInfoMapper: local ? removePublicAddressesMapper : removePrivateAddressesMapper,
-        // the first self-query starts at once (it waits for the first routing table peer): queries wait for it
+        // the first self-query starts at once (it waits for the first routing table peer)
         initialQuerySelfInterval: 0,
+        // lookups need not wait for that self-query to finish: Discovery itself waits for the first
+        // routing table peer, so a fresh node's first lookup starts as soon as it has one
+        allowQueryWithZeroPeers: true,
         logPrefix: 'decloud:dht',
         datastorePrefix: '/decloud-dht',
         metricsPrefix: 'decloud_dht',
@@ -301,7 +305,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
   const peerId = peerIdFromPrivateKey(privateKey)
   const listen = options.listen ?? [`/ip4/0.0.0.0/tcp/${options.dev === true ? 0 : DEFAULT_PORT}`]
   const networkMode = options.networkMode ?? defaultNetworkMode(listen)
-  if (networkMode !== 'local' && networkMode !== 'public') throw new TypeError(`network mode must be "local" or "public", not "${String(networkMode)}"`)
+  if (networkMode !== 'local' && networkMode !== 'public') { throw new TypeError(`network mode must be "local" or "public", not "${String(networkMode)}"`) }
   const bootstrapAddrs = parseBootstrap(options.bootstrap ?? [], peerId)
   const store = new Store(join(dataDir, DB_DIR))
   try {
@@ -313,14 +317,17 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
     throw err
   }
   const maxBodySize = options.opencloud?.maxBodySize ?? MAX_BODY_SIZE
-  const storage = new StorageService({
-    db: store.sub('storage'),
-    capacity: options.storage?.capacity ?? DEFAULT_CAPACITY,
-    maxBlobSize: Math.min(options.storage?.maxBlobSize ?? maxBodySize, maxBodySize),
-    pricing: options.storage?.pricing
-  })
+  let storage: StorageService
   let libp2p: Libp2p<DecloudServices>
   try {
+    // inside the try: an invalid option must not leave the data dir locked
+    storage = new StorageService({
+      db: store.sub('storage'),
+      capacity: options.storage?.capacity ?? DEFAULT_CAPACITY,
+      maxBlobSize: Math.min(options.storage?.maxBlobSize ?? maxBodySize, maxBodySize),
+      verifyOnGet: options.storage?.verifyOnGet,
+      pricing: options.storage?.pricing
+    })
     libp2p = await createLibp2p({
       ...decloudDefaults({
         listen,
@@ -380,7 +387,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
   if (!opencloud.services.has('peers')) {
     opencloud.addService(peersService({ libp2p, directory, selling: () => selling().map(s => s.name) }))
   }
-  if (!opencloud.services.has('market')) opencloud.addService(market.service())
+  if (!opencloud.services.has('market')) { opencloud.addService(market.service()) }
   const keeper = new SwarmKeeper({
     libp2p,
     bootstrap: bootstrapAddrs,
@@ -393,7 +400,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
   try {
     await libp2p.start()
     await market.start()
-    for (const s of selling()) discovery.advertise(s.name, s.version)
+    for (const s of selling()) { discovery.advertise(s.name, s.version) }
     discovery.start()
     keeper.start()
   } catch (err) {
@@ -426,7 +433,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
     findSellers: async (service, opts) => discovery.findSellers(service, opts),
     rankSellers: async (service, opts) => rankSellers(market, discovery, service, opts),
     async stop () {
-      if (stopped) return
+      if (stopped) { return }
       stopped = true
       keeper.stop()
       await market.stop().catch(() => {})

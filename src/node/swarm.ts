@@ -1,5 +1,5 @@
-import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p, Logger, PeerId, PeerInfo } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -40,10 +40,10 @@ export class SwarmKeeper {
   private checking = false
   private shutdown = new AbortController()
   private readonly onDiscovery = (evt: CustomEvent<PeerInfo>): void => {
-    if (!this.init.dialDiscovered) return
-    if (this.init.libp2p.getConnections().length >= DISCOVERY_DIAL_BELOW) return
-    if (evt.detail.id.equals(this.init.libp2p.peerId)) return
-    if (this.init.libp2p.getConnections(evt.detail.id).length > 0) return
+    if (!this.init.dialDiscovered) { return }
+    if (this.init.libp2p.getConnections().length >= DISCOVERY_DIAL_BELOW) { return }
+    if (evt.detail.id.equals(this.init.libp2p.peerId)) { return }
+    if (this.init.libp2p.getConnections(evt.detail.id).length > 0) { return }
     this.dial(evt.detail.id)
   }
 
@@ -52,7 +52,7 @@ export class SwarmKeeper {
   }
 
   start (): void {
-    if (this.running) return
+    if (this.running) { return }
     this.running = true
     this.shutdown = new AbortController()
     this.init.libp2p.addEventListener('peer:discovery', this.onDiscovery)
@@ -61,7 +61,7 @@ export class SwarmKeeper {
   }
 
   stop (): void {
-    if (!this.running) return
+    if (!this.running) { return }
     this.running = false
     clearInterval(this.timer)
     this.shutdown.abort()
@@ -70,11 +70,11 @@ export class SwarmKeeper {
 
   /** Dials the bootstrap list and remembered peers if the node has too few connections */
   async check (): Promise<void> {
-    if (!this.running || this.checking) return
-    if (this.init.libp2p.getConnections().length >= (this.init.minConnections ?? 1)) return
+    if (!this.running || this.checking) { return }
+    if (this.init.libp2p.getConnections().length >= (this.init.minConnections ?? 1)) { return }
     this.checking = true
     try {
-      for (const addr of this.init.bootstrap) this.dial(addr)
+      for (const addr of this.init.bootstrap) { this.dial(addr) }
       const self = this.init.libp2p.peerId
       const bootstrapIds = new Set(this.init.bootstrap.map(a => a.getComponents().findLast(c => c.name === 'p2p')?.value))
       const peers = await this.init.libp2p.peerStore.all({
@@ -83,7 +83,7 @@ export class SwarmKeeper {
         signal: this.shutdown.signal
       })
       // a random few, so that many nodes do not all dial the same peers
-      for (const p of peers.sort(() => Math.random() - 0.5).slice(0, KEEPER_DIALS)) this.dial(p.id)
+      for (const p of peers.sort(() => Math.random() - 0.5).slice(0, KEEPER_DIALS)) { this.dial(p.id) }
     } catch {
     } finally {
       this.checking = false
@@ -91,7 +91,7 @@ export class SwarmKeeper {
   }
 
   private dial (target: PeerId | Multiaddr): void {
-    if (!this.running) return
+    if (!this.running) { return }
     const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(KEEPER_DIAL_TIMEOUT)])
     this.init.libp2p.dial(target, { signal }).catch(err => {
       this.init.log.trace('keeper dial %s failed - %e', target.toString(), err)
@@ -105,10 +105,10 @@ export function parseBootstrap (list: string[], self?: PeerId): Multiaddr[] {
   for (const s of list) {
     const ma = multiaddr(s)
     const id = ma.getComponents().findLast(c => c.name === 'p2p')?.value
-    if (id == null) throw new TypeError(`bootstrap address ${s} must end in /p2p/<peer id>`)
+    if (id == null) { throw new TypeError(`bootstrap address ${s} must end in /p2p/<peer id>`) }
     peerIdFromString(id)
     // a shared config may list this node too
-    if (self != null && id === self.toString()) continue
+    if (self != null && id === self.toString()) { continue }
     out.push(ma)
   }
   return out

@@ -5,6 +5,7 @@ import { isPrivate } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createDecloudNode } from './index.js'
 import type { DecloudNode, NetworkMode } from './index.js'
+import type { PrivateKey } from '@libp2p/interface'
 
 export interface SwarmClientOptions {
   /** multiaddrs (with /p2p/) of nodes of the swarm */
@@ -13,23 +14,28 @@ export interface SwarmClientOptions {
   networkMode?: NetworkMode
   /** how long to wait for the first DHT peer (ms) @default 5_000 */
   joinTimeout?: number
+  /** the identity to call with (e.g. the user's data dir key) @default a throw-away key */
+  privateKey?: PrivateKey
 }
 
 /**
  * Runs `fn` with a short-lived node that joins a swarm as a DHT client only
  * (it stores no one's records and sells nothing), in a temporary data dir
- * with a throw-away key, then stops it and deletes the dir. For commands
+ * (with a throw-away key unless `privateKey` is given), then stops it and
+ * deletes the dir. Before `fn` runs, the node has a DHT peer (or waited
+ * `joinTimeout`) and has merged its connected peers' price books. For commands
  * that look the swarm up when no node runs for the user's data dir (the
  * running node owns its LevelDB).
  */
 export async function withSwarmClient<T> (options: SwarmClientOptions, fn: (node: DecloudNode) => Promise<T>): Promise<T> {
-  if (options.bootstrap.length === 0) throw new TypeError('a swarm client needs at least one bootstrap address')
+  if (options.bootstrap.length === 0) { throw new TypeError('a swarm client needs at least one bootstrap address') }
   const networkMode = options.networkMode ?? (options.bootstrap.every(a => isPrivate(multiaddr(a))) ? 'local' : 'public')
   const dataDir = await mkdtemp(join(tmpdir(), 'decloud-client-'))
   let node: DecloudNode | undefined
   try {
     node = await createDecloudNode({
       dataDir,
+      privateKey: options.privateKey,
       listen: [],
       networkMode,
       bootstrap: options.bootstrap,
@@ -41,6 +47,9 @@ export async function withSwarmClient<T> (options: SwarmClientOptions, fn: (node
     while (node.discovery.routingTableSize() === 0 && Date.now() < deadline) {
       await new Promise(resolve => setTimeout(resolve, 50))
     }
+    // the price book of the peers it is connected to (its bootstrap nodes), so that rankings have prices
+    const current = node
+    await Promise.allSettled(current.libp2p.getConnections().map(async c => current.market.syncFrom(c.remotePeer)))
     return await fn(node)
   } finally {
     await node?.stop()

@@ -5,7 +5,7 @@
  * the DHT, pick the cheapest from the gossiped price book, store a blob there
  * and read it back. Prints a summary and stops by itself.
  *
- *   npx tsc -p . && node dist/test/simulation/market-sim.js [--nodes 12] [--sellers 4] [--blob 65536]
+ * Run: `npx tsc -p . && node dist/test/simulation/market-sim.js [--nodes 12] [--sellers 4] [--blob 65536]`
  *
  * Exit code 0 when every buyer stored and read back its blob at the
  * cheapest seller, 1 otherwise. Sellers serve unpaid calls (payments arrive
@@ -16,8 +16,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { createDecloudNode } from '../../src/node/index.js'
 import { callCheapest } from '../../src/market/select.js'
+import { createDecloudNode } from '../../src/node/index.js'
 import type { DecloudNode, DecloudNodeOptions } from '../../src/node/index.js'
 
 const { values } = parseArgs({
@@ -57,7 +57,7 @@ async function start (name: string, options: DecloudNodeOptions): Promise<Declou
 async function until (what: string, fn: () => boolean | Promise<boolean>, ms = DEADLINE): Promise<number> {
   const start = Date.now()
   while (!(await fn())) {
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`)
+    if (Date.now() - start > ms) { throw new Error(`timed out waiting for ${what}`) }
     await new Promise(resolve => setTimeout(resolve, 100))
   }
   return Date.now() - start
@@ -107,7 +107,7 @@ try {
     const back = result.ok ? await buyer.opencloud.call(seller.addresses[0], { service: 'storage', method: 'get', args: [id] }) : undefined
     const same = back?.ok === true && Buffer.compare(Buffer.from(back.body), blob) === 0
     const cheapest = ranked[0].peerId === seller.peerId && ranked.every(c => c.price == null || (seller.price ?? 0n) <= c.price)
-    if (result.ok && same && cheapest) ok++
+    if (result.ok && same && cheapest) { ok++ }
     rows.push([`buyer-${i}`, `seller-${sellers.findIndex(s => s.peerId.toString() === seller.peerId)}`, String(seller.price ?? '?'), result.path, String(putMs), same ? 'yes' : 'NO'])
   }
 
@@ -134,5 +134,5 @@ process.exit(exitCode)
 
 function table (head: string[], rows: string[][]): void {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)))
-  for (const r of [head, ...rows]) process.stdout.write('  ' + r.map((c, i) => c.padEnd(widths[i])).join('  ') + '\n')
+  for (const r of [head, ...rows]) { process.stdout.write('  ' + r.map((c, i) => c.padEnd(widths[i])).join('  ') + '\n') }
 }

@@ -45,17 +45,17 @@ export const command: Command = {
       'network-mode': { type: 'string' },
       'data-dir': { type: 'string' }
     })
-    if (positionals.length > 1) throw new UsageError('usage: decloud market [service] (see decloud market --help)')
+    if (positionals.length > 1) { throw new UsageError('usage: decloud market [service] (see decloud market --help)') }
     const service = positionals[0]
-    if (service != null && !NAME.test(service)) throw new UsageError(`"${service}" is not a service name`)
-    if (values.method != null && !NAME.test(values.method)) throw new UsageError(`"${values.method}" is not a method name`)
+    if (service != null && !NAME.test(service)) { throw new UsageError(`"${service}" is not a service name`) }
+    if (values.method != null && !NAME.test(values.method)) { throw new UsageError(`"${values.method}" is not a method name`) }
     let usage: bigint | undefined
     if (values.units != null) {
-      if (!/^[0-9]{1,20}$/.test(values.units)) throw new UsageError('--units must be a non-negative integer')
+      if (!/^[0-9]{1,20}$/.test(values.units)) { throw new UsageError('--units must be a non-negative integer') }
       usage = BigInt(values.units)
     }
     const networkMode = values['network-mode']
-    if (networkMode != null && networkMode !== 'local' && networkMode !== 'public') throw new UsageError('--network-mode must be local or public')
+    if (networkMode != null && networkMode !== 'local' && networkMode !== 'public') { throw new UsageError('--network-mode must be local or public') }
     let bootstrap = values.bootstrap ?? []
     for (const b of bootstrap) {
       try {
@@ -70,23 +70,22 @@ export const command: Command = {
     const running = await findRunningNode(dataDir).catch(() => undefined)
     if (running != null) {
       const q = new URLSearchParams()
-      if (service != null) q.set('service', service)
-      if (values.method != null) q.set('method', values.method)
-      if (usage != null) q.set('units', usage.toString())
+      if (service != null) { q.set('service', service) }
+      if (values.method != null) { q.set('method', values.method) }
+      if (usage != null) { q.set('units', usage.toString()) }
       try {
         answer = await running.client.request('GET', `/market${q.size > 0 ? `?${q.toString()}` : ''}`) as MarketJson
       } catch (e: any) {
-        if (!(e instanceof ControlApiError && e.status === 404)) throw new CliError(`the node running for ${dataDir} did not answer: ${e.message}`)
-        if (bootstrap.length === 0) bootstrap = running.node.addresses
+        if (!(e instanceof ControlApiError && e.status === 404)) { throw new CliError(`the node running for ${dataDir} did not answer: ${e.message}`) }
+        if (bootstrap.length === 0) { bootstrap = running.node.addresses }
       }
     }
     if (answer == null) {
-      if (bootstrap.length === 0) throw new UsageError(`no node is running for ${dataDir}: start one (decloud node) or give --bootstrap MULTIADDR`)
+      if (bootstrap.length === 0) { throw new UsageError(`no node is running for ${dataDir}: start one (decloud node) or give --bootstrap MULTIADDR`) }
       const { withSwarmClient } = await import('../../node/transient.js')
       const { marketJson } = await import('../../node/reports.js')
       try {
         answer = await withSwarmClient({ bootstrap, networkMode: networkMode as 'local' | 'public' | undefined }, async (node) => {
-          await Promise.allSettled(node.libp2p.getConnections().map(async c => node.market.syncFrom(c.remotePeer)))
           return marketJson(node, { service, method: values.method, usage })
         })
       } catch (e: any) {
@@ -103,15 +102,15 @@ export const command: Command = {
 }
 
 function age (ms: number): string {
-  if (ms < 1_000) return `${ms}ms`
-  if (ms < 120_000) return `${Math.round(ms / 1000)}s`
-  if (ms < 7_200_000) return `${Math.round(ms / 60_000)}m`
+  if (ms < 1_000) { return `${ms}ms` }
+  if (ms < 120_000) { return `${Math.round(ms / 1000)}s` }
+  if (ms < 7_200_000) { return `${Math.round(ms / 60_000)}m` }
   return `${Math.round(ms / 3_600_000)}h`
 }
 
 /** Human rendering: a block per service/method */
 export function renderMarket (a: MarketJson): string {
-  if (a.summary.length === 0) return 'the price book is empty\n'
+  if (a.summary.length === 0) { return 'the price book is empty\n' }
   const blocks: string[] = []
   for (const s of a.summary as Array<Record<string, any>>) {
     const unit = (s.units as string[]).length === 0 ? 'per call' : `for ${String(s.usage)} ${(s.units as string[]).join('·')}`
@@ -119,7 +118,7 @@ export function renderMarket (a: MarketJson): string {
     const rows = (s.sellers as Array<Record<string, any>>).map(e => [String(e.peerId), String(e.price), `${String(e.base)} + ${String(e.rate)}/${String(e.per)}`, age(Number(e.age))])
     const head = ['  peer', 'price', 'base + rate/per', 'age']
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => (i === 0 ? 2 : 0) + r[i].length)))
-    for (const r of [head, ...rows.map(r => [`  ${r[0]}`, ...r.slice(1)])]) lines.push(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i])).join('  '))
+    for (const r of [head, ...rows.map(r => [`  ${r[0]}`, ...r.slice(1)])]) { lines.push(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i])).join('  ')) }
     blocks.push(lines.join('\n'))
   }
   return blocks.join('\n\n') + '\n'

@@ -52,20 +52,20 @@ export const command: Command = {
       'network-mode': { type: 'string' },
       'data-dir': { type: 'string' }
     })
-    if (positionals.length !== 1) throw new UsageError('usage: decloud sellers <service> (see decloud sellers --help)')
+    if (positionals.length !== 1) { throw new UsageError('usage: decloud sellers <service> (see decloud sellers --help)') }
     const [service] = positionals
-    if (!NAME.test(service)) throw new UsageError(`"${service}" is not a service name`)
-    if (values.method != null && !NAME.test(values.method)) throw new UsageError(`"${values.method}" is not a method name`)
+    if (!NAME.test(service)) { throw new UsageError(`"${service}" is not a service name`) }
+    if (values.method != null && !NAME.test(values.method)) { throw new UsageError(`"${values.method}" is not a method name`) }
     const timeout = positiveInt('timeout', values.timeout, DEFAULT_TIMEOUT)
-    if (timeout > MAX_TIMEOUT) throw new UsageError(`--timeout is at most ${MAX_TIMEOUT} ms`)
+    if (timeout > MAX_TIMEOUT) { throw new UsageError(`--timeout is at most ${MAX_TIMEOUT} ms`) }
     const limit = values.limit != null ? positiveInt('limit', values.limit, 20) : undefined
     let usage: bigint | undefined
     if (values.units != null) {
-      if (!/^[0-9]{1,20}$/.test(values.units)) throw new UsageError('--units must be a non-negative integer')
+      if (!/^[0-9]{1,20}$/.test(values.units)) { throw new UsageError('--units must be a non-negative integer') }
       usage = BigInt(values.units)
     }
     const networkMode = values['network-mode']
-    if (networkMode != null && networkMode !== 'local' && networkMode !== 'public') throw new UsageError('--network-mode must be local or public')
+    if (networkMode != null && networkMode !== 'local' && networkMode !== 'public') { throw new UsageError('--network-mode must be local or public') }
     let bootstrap = values.bootstrap ?? []
     for (const b of bootstrap) {
       try {
@@ -80,29 +80,27 @@ export const command: Command = {
     const running = await findRunningNode(dataDir).catch(() => undefined)
     if (running != null) {
       const q = new URLSearchParams({ service, timeout: String(timeout) })
-      if (values.method != null) q.set('method', values.method)
-      if (usage != null) q.set('units', usage.toString())
-      if (limit != null) q.set('limit', String(limit))
+      if (values.method != null) { q.set('method', values.method) }
+      if (usage != null) { q.set('units', usage.toString()) }
+      if (limit != null) { q.set('limit', String(limit)) }
       try {
         answer = await running.client.request('GET', `/sellers?${q.toString()}`, undefined, { timeout: timeout + 5_000 }) as SellersJson
       } catch (e: any) {
-        if (!(e instanceof ControlApiError && e.status === 404)) throw new CliError(`the node running for ${dataDir} did not answer: ${e.message}`)
+        if (!(e instanceof ControlApiError && e.status === 404)) { throw new CliError(`the node running for ${dataDir} did not answer: ${e.message}`) }
         // a node without the endpoint: join its swarm through it
-        if (bootstrap.length === 0) bootstrap = running.node.addresses
+        if (bootstrap.length === 0) { bootstrap = running.node.addresses }
       }
     }
     if (answer == null) {
-      if (bootstrap.length === 0) throw new UsageError(`no node is running for ${dataDir}: start one (decloud node) or give --bootstrap MULTIADDR`)
+      if (bootstrap.length === 0) { throw new UsageError(`no node is running for ${dataDir}: start one (decloud node) or give --bootstrap MULTIADDR`) }
       const { withSwarmClient } = await import('../../node/transient.js')
       const { sellersJson } = await import('../../node/reports.js')
       try {
         answer = await withSwarmClient({ bootstrap, networkMode: networkMode as 'local' | 'public' | undefined }, async (node) => {
-          // let the price book sync from the bootstrap peers first (bounded by their own deadline)
-          await Promise.allSettled(node.libp2p.getConnections().map(async c => node.market.syncFrom(c.remotePeer)))
           return sellersJson(node, { service, method: values.method, usage, timeout, limit })
         })
       } catch (e: any) {
-        if (e instanceof CliError) throw e
+        if (e instanceof CliError) { throw e }
         throw new CliError(`cannot look up sellers: ${e.message}`)
       }
     }
@@ -117,7 +115,7 @@ export const command: Command = {
 
 /** Human rendering: one line per seller, cheapest first */
 export function renderSellers (a: SellersJson): string {
-  if (a.sellers.length === 0) return `no sellers of ${a.service} found (${a.elapsed} ms)\n`
+  if (a.sellers.length === 0) { return `no sellers of ${a.service} found (${a.elapsed} ms)\n` }
   const priceHead = a.method != null ? `${a.method} price (sat${a.usage != null ? ` for ${a.usage} units` : ' per 10^6 units'})` : 'price'
   const rows = a.sellers.map(s => [s.peerId, s.price ?? '-', s.foundIn.join('+'), s.addresses[0] ?? ''])
   const head = ['peer', priceHead, 'found in', 'address']

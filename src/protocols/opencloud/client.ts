@@ -53,7 +53,14 @@ export interface ClientInit {
    */
   messageTimeout?: number
   maxStreamsPerPeer?: number
-  /** verify the server's signature on every response @default true */
+  /**
+   * Verify the server's signature on every response as it arrives. The
+   * transport (noise) already authenticates the server, so the signature is
+   * only needed as evidence for third parties: by default it is kept on the
+   * result and checked with `verifyResponse()` when it is used as evidence.
+   *
+   * @default false
+   */
   verifyResponses?: boolean
   /** close a pooled stream unused for this long; keep it below the server's idle timeout @default 20_000 */
   idleStreamTimeout?: number
@@ -109,6 +116,8 @@ function usable (stream: Stream): boolean {
 export class OpenCloudClient {
   private readonly init: ClientInit
   private readonly peers = new Map<string, PeerState>()
+  /** multiaddr strings already dialled → the peer they reached (bounded) */
+  private readonly targets = new Map<string, PeerId>()
   private readonly maxFrameSize: number
   private readonly messageTimeout: number
   private readonly maxStreamsPerPeer: number
@@ -122,7 +131,7 @@ export class OpenCloudClient {
     this.maxFrameSize = init.maxFrameSize ?? MAX_FRAME_SIZE
     this.messageTimeout = init.messageTimeout ?? MESSAGE_TIMEOUT
     this.maxStreamsPerPeer = init.maxStreamsPerPeer ?? MAX_STREAMS_PER_PEER
-    this.verifyResponses = init.verifyResponses ?? true
+    this.verifyResponses = init.verifyResponses ?? false
     this.idleStreamTimeout = init.idleStreamTimeout ?? 20_000
   }
 
@@ -256,22 +265,20 @@ export class OpenCloudClient {
     const encoded = Request.encode(request)
     if (encoded.byteLength > this.maxFrameSize) { throw new RangeError(`request of ${encoded.byteLength} bytes exceeds the frame limit of ${this.maxFrameSize} bytes`) }
     if (!usable(session.stream)) { throw new StreamNotUsableError('pooled stream closed before the request was sent') }
-    const write = deadline(this.messageTimeout, () => new TimeoutError('request not written in time'), options.signal)
-    try {
-      await session.frames.write(encoded, { signal: write.signal })
-    } catch (err: any) {
-      // send() refuses synchronously, before queueing any byte, when the stream is no longer writable
-      if (err.name === 'StreamStateError') { throw new StreamNotUsableError('stream closed before the request was sent') }
-      throw err
-    } finally {
-      write.clear()
-    }
-    const read = deadline(2 * this.messageTimeout, () => new TimeoutError('no response in time'), options.signal)
+    // one timer for the whole exchange: writing the request, the server's work, reading the response
+    const limit = deadline(2 * this.messageTimeout, () => new TimeoutError('no response in time'), options.signal)
     let frame
     try {
-      frame = await session.frames.read({ signal: read.signal })
+      try {
+        await session.frames.write(encoded, { signal: limit.signal })
+      } catch (err: any) {
+        // send() refuses synchronously, before queueing any byte, when the stream is no longer writable
+        if (err.name === 'StreamStateError') { throw new StreamNotUsableError('stream closed before the request was sent') }
+        throw err
+      }
+      frame = await session.frames.read({ signal: limit.signal })
     } finally {
-      read.clear()
+      limit.clear()
     }
     if (frame == null) { throw new ProtocolViolationError('stream closed without a response') }
     try {
@@ -295,15 +302,27 @@ export class OpenCloudClient {
 
   private async connect (target: CallTarget, options: AbortOptions): Promise<Connection> {
     let t: PeerId | Multiaddr
+    let peer: PeerId | undefined
     if (typeof target === 'string') {
-      t = multiaddr(target)
+      // fast path: a target string already dialled maps to its peer; reuse its open connection
+      peer = this.targets.get(target)
+      t = peer ?? multiaddr(target)
     } else {
       t = target
     }
     if (!isMultiaddr(t) && typeof (t as PeerId).toMultihash !== 'function') {
       throw new TypeError('target must be a PeerId, a Multiaddr or a multiaddr string')
     }
-    return this.init.connectionManager.openConnection(t, options)
+    if (!isMultiaddr(t)) {
+      const open = this.init.connectionManager.getConnections(t).find(c => c.status === 'open' && c.limits == null)
+      if (open != null) { return open }
+    }
+    const connection = await this.init.connectionManager.openConnection(peer != null && typeof target === 'string' ? multiaddr(target) : t, options)
+    if (typeof target === 'string') {
+      this.targets.set(target, connection.remotePeer)
+      if (this.targets.size > MAX_PEER_STATES) { this.targets.delete(this.targets.keys().next().value as string) }
+    }
+    return connection
   }
 
   private peerState (key: string): PeerState {
@@ -423,4 +442,16 @@ export class OpenCloudClient {
     session.stream.abort(err instanceof Error ? err : new Error(String(err)))
     this.wake(state)
   }
+}
+
+/**
+ * Checks the server's signatures on a call's response: true when every
+ * credential in `response.id` signed it and the first one is the OpenCloud ID
+ * of the peer that answered. Use it before keeping a response as evidence
+ * (a quote, a receipt) or showing it to a third party.
+ */
+export async function verifyResponse (result: Pick<CallResult, 'response' | 'peer'>, verifiers: readonly CredentialVerifier[] = [openCloudVerifier]): Promise<boolean> {
+  const { response, peer } = result
+  if (response.id.length === 0 || response.id[0] !== openCloudId(peer)) { return false }
+  return (await verifyAll(verifiers, response.id, response.sig, responseDigest(response))) < 0
 }

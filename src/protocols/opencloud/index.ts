@@ -1,6 +1,6 @@
 export { openCloud, OpenCloudService } from './opencloud.js'
 export type { OpenCloud, OpenCloudInit, OpenCloudComponents } from './opencloud.js'
-export { OpenCloudClient } from './client.js'
+export { OpenCloudClient, verifyResponse } from './client.js'
 export type { CallRequest, CallResult, CallTarget } from './client.js'
 export { OpenCloudServer } from './server.js'
 export type { ServerStats } from './server.js'

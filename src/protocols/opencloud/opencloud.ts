@@ -43,7 +43,7 @@ export interface OpenCloudInit {
   maxStreamsPerPeer?: number
   /** Refuse requests without a signed credential @default true */
   requireCredentials?: boolean
-  /** Verify server signatures on responses @default true */
+  /** Verify server signatures on every response as it arrives (see `verifyResponse()`) @default false */
   verifyResponses?: boolean
   nonces?: NonceStoreInit
   /** Extra credentials to present with every request (the node's OpenCloud ID is always first) */

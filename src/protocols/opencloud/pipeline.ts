@@ -148,8 +148,14 @@ function toCall (state: CallState): ServiceCall {
 
 /** Units of service of a call: the method's own usage function or 1 per dimension */
 export function usageOf (method: MethodDefinition, call: ServiceCall): bigint[] {
-  if (method.usage != null) { return method.usage(call) }
-  return (method.units ?? []).map(() => 1n)
+  const dims = (method.units ?? []).length
+  if (method.usage == null) { return new Array<bigint>(dims).fill(1n) }
+  const u = method.usage(call)
+  if (!Array.isArray(u) || u.length !== dims || u.some(x => typeof x !== 'bigint' || x < 0n)) {
+    // a bug in the service, not in the request: surfaces as a logged server-error
+    throw new TypeError(`${call.service}.${call.method}: usage must return ${dims} non-negative bigints`)
+  }
+  return u
 }
 
 /** The cost of `units` of a method, or undefined when it cannot be priced (amount overflow) */
@@ -283,7 +289,7 @@ export function createPipeline (init: PipelineInit): Stage[] {
       state.usage = usageOf(state.method, toCall(state))
     } catch (err: any) {
       if (err instanceof ServiceError) { return { status: err.status, detail: err.detail } }
-      return { status: Status.BAD_REQUEST, detail: 'cannot compute units of service for these args' }
+      throw err
     }
     return undefined
   }
