@@ -1,3 +1,4 @@
+/* eslint-disable no-console */
 /**
  * Shared helpers for the benchmarks: flags, temp nodes, timing, statistics
  * and tables. Benchmarks print numbers and ratios; they assert nothing about
@@ -47,22 +48,23 @@ export async function startBenchNode (options: DecloudNodeOptions = {}): Promise
   }
 }
 
+const UNITS: Record<string, number> = { b: 1, k: KiB, m: MiB, g: 1024 * MiB }
+
 /**
  * Parses `1024`, `4k`, `4KiB`, `64M`, `64MiB`, `1G` (binary multiples) to bytes.
  * Throws on anything else.
  */
 export function parseSize (s: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(s.trim())
-  if (m == null) throw new Error(`cannot parse size "${s}" (examples: 1024, 64k, 4MiB, 64M)`)
-  const unit = (m[2] ?? 'b').toLowerCase()[0]
-  const mult = unit === 'k' ? KiB : unit === 'm' ? MiB : unit === 'g' ? 1024 * MiB : 1
+  if (m == null) { throw new Error(`cannot parse size "${s}" (examples: 1024, 64k, 4MiB, 64M)`) }
+  const mult = UNITS[(m[2] ?? 'b').toLowerCase()[0]] ?? 1
   const n = Math.round(Number(m[1]) * mult)
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`size "${s}" out of range`)
+  if (!Number.isSafeInteger(n) || n <= 0) { throw new Error(`size "${s}" out of range`) }
   return n
 }
 
 export function parsePositive (name: string, s: string | undefined, dflt: number, integer = false): number {
-  if (s == null) return dflt
+  if (s == null) { return dflt }
   const n = Number(s)
   if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
     throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got "${s}"`)
@@ -87,7 +89,7 @@ export function flags (options: FlagOptions, usage: string): Record<string, stri
 }
 
 export function median (xs: number[]): number {
-  if (xs.length === 0) return NaN
+  if (xs.length === 0) { return NaN }
   const s = [...xs].sort((a, b) => a - b)
   const mid = s.length >> 1
   return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
@@ -96,7 +98,7 @@ export function median (xs: number[]): number {
 /** (max - min) / median, as a percentage: the spread of a set of runs */
 export function spread (xs: number[]): number {
   const m = median(xs)
-  if (!(m > 0)) return NaN
+  if (!(m > 0)) { return NaN }
   return (Math.max(...xs) - Math.min(...xs)) / m * 100
 }
 
@@ -141,7 +143,7 @@ export async function time (fn: () => Promise<void>): Promise<number> {
 
 /** Formats a number with thousands separators and `digits` decimals */
 export function fmt (n: number, digits = 0): string {
-  if (!Number.isFinite(n)) return String(n)
+  if (!Number.isFinite(n)) { return String(n) }
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 

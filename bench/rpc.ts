@@ -1,17 +1,16 @@
+/* eslint-disable no-console */
 /**
  * RPC round trips per second between two real libp2p nodes over 127.0.0.1 TCP
  * (noise + yamux):
  *
- *   (a) OpenCloud `sha256.hash` on a small body through `opencloud.call`:
- *       signed request, server-issued nonce, signed response, verified;
- *   (b) a bare length-prefixed echo protocol (`/bench/echo/1.0.0`) carrying
- *       the same body, on the same connection.
+ * - OpenCloud: `sha256.hash` on a small body through `opencloud.call` (signed
+ * request, server-issued nonce, signed response, verified);
+ * - echo: a bare length-prefixed echo protocol (`/bench/echo/1.0.0`) carrying
+ * the same body, on the same connection.
  *
- * Sequential calls (one stream) and N concurrent callers (N streams), a and b
+ * Sequential calls (one stream) and N concurrent callers (N streams), the two
  * alternated over several rounds; prints each round, the medians and the
- * ratio OpenCloud / echo. Target: ≥ 0.6.
- *
- *   node dist/bench/rpc.js [--duration 4] [--rounds 3] [--concurrency 8] [--size 1k] [--two-process]
+ * ratio OpenCloud / echo. Target: ≥ 0.6. Usage: `node dist/bench/rpc.js --help`.
  */
 import { randomBytes } from 'node:crypto'
 import { lpStream } from '@libp2p/utils'
@@ -29,9 +28,9 @@ const USAGE = `usage: node dist/bench/rpc.js [options]
   --size BYTES      request body size, e.g. 1024, 1k, 64k (default 1k)
   --warmup S        seconds of warm-up per protocol and mode (default 1)
   --two-process     run the server node in a child process
-  --no-verify-responses
-                    the client skips verifying response signatures (the default
-                    verifies them); shows what that verification costs
+  --verify-responses, --no-verify-responses
+                    make the client verify (or not) every response signature as
+                    it arrives; without either, the node's default applies
   --json            also print the results as one JSON line`
 
 const TARGET = 0.6
@@ -43,6 +42,7 @@ const opts = flags({
   size: { type: 'string' },
   warmup: { type: 'string' },
   'two-process': { type: 'boolean' },
+  'verify-responses': { type: 'boolean' },
   'no-verify-responses': { type: 'boolean' },
   json: { type: 'boolean' }
 }, USAGE)
@@ -53,7 +53,15 @@ const concurrency = parsePositive('concurrency', opts.concurrency as string | un
 const size = parseSize((opts.size as string | undefined) ?? '1k')
 const warmupMs = parsePositive('warmup', opts.warmup as string | undefined, 1) * 1000
 const twoProcess = opts['two-process'] === true
-const verifyResponses = opts['no-verify-responses'] !== true
+if (opts['verify-responses'] === true && opts['no-verify-responses'] === true) {
+  console.error('--verify-responses and --no-verify-responses exclude each other')
+  process.exit(2)
+}
+/** undefined: the node's default */
+let verifyResponses: boolean | undefined
+if (opts['verify-responses'] === true) { verifyResponses = true }
+if (opts['no-verify-responses'] === true) { verifyResponses = false }
+const VERIFY_LABEL = { true: 'yes', false: 'no', undefined: 'node default' }[String(verifyResponses) as 'true' | 'false' | 'undefined']
 if (size > MAX_ECHO_MESSAGE) {
   console.error(`--size must be at most ${MAX_ECHO_MESSAGE} bytes`)
   process.exit(2)
@@ -78,33 +86,34 @@ async function main (): Promise<void> {
   const client = await startBenchNode({ opencloud: { verifyResponses } })
   const echoStreams: Array<Awaited<ReturnType<typeof client.node.libp2p.dialProtocol>>> = []
   try {
-    console.log(`# layout: ${server.layout}; ${durationMs / 1000} s per measurement, ${rounds} rounds, warm-up ${warmupMs / 1000} s${verifyResponses ? '' : '; client does NOT verify response signatures'}`)
-    const target = multiaddr(server.addr)
+    console.log(`# layout: ${server.layout}; ${durationMs / 1000} s per measurement, ${rounds} rounds, warm-up ${warmupMs / 1000} s; response signatures verified by the client: ${VERIFY_LABEL}`)
+    // a multiaddr string, as the CLI and most callers pass it
+    const target = server.addr
     const body = randomBytes(size)
     const expected = Buffer.from(sha256(body))
 
     const first = await client.node.opencloud.call(target, { service: 'sha256', method: 'hash', body })
-    if (!first.ok || !expected.equals(first.body)) throw new Error(`sha256.hash answered ${first.path} ${first.detail}`)
+    if (!first.ok || !expected.equals(first.body)) { throw new Error(`sha256.hash answered ${first.path} ${first.detail}`) }
 
     const opencloud = async (): Promise<void> => {
       const res = await client.node.opencloud.call(target, { service: 'sha256', method: 'hash', body })
-      if (!res.ok || res.body.byteLength !== 32) throw new Error(`sha256.hash answered ${res.path} ${res.detail}`)
+      if (!res.ok || res.body.byteLength !== 32) { throw new Error(`sha256.hash answered ${res.path} ${res.detail}`) }
     }
 
     const lanes = Math.max(1, concurrency)
     for (let i = 0; i < lanes; i++) {
-      echoStreams.push(await client.node.libp2p.dialProtocol(target, ECHO_PROTOCOL))
+      echoStreams.push(await client.node.libp2p.dialProtocol(multiaddr(target), ECHO_PROTOCOL))
     }
     const echoLp = echoStreams.map(s => lpStream(s, { maxDataLength: MAX_ECHO_MESSAGE, maxBufferSize: MAX_ECHO_MESSAGE + 16 }))
     const echo = async (w: number): Promise<void> => {
       const lp = echoLp[w]
       await lp.write(body)
       const reply = await lp.read()
-      if (reply.byteLength !== body.byteLength) throw new Error('echo answered the wrong length')
+      if (reply.byteLength !== body.byteLength) { throw new Error('echo answered the wrong length') }
     }
 
     const modes = [{ mode: 'sequential, 1 stream', concurrency: 1 }]
-    if (concurrency > 1) modes.push({ mode: `${concurrency} concurrent callers`, concurrency })
+    if (concurrency > 1) { modes.push({ mode: `${concurrency} concurrent callers`, concurrency }) }
 
     const results: ModeResult[] = []
     for (const m of modes) {

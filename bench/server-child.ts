@@ -1,3 +1,4 @@
+/* eslint-disable no-console */
 /**
  * Entry of the benchmark server when it runs in its own process
  * (`--two-process`): starts the server, sends its address to the parent over
@@ -15,19 +16,19 @@ const server = await startBenchServer()
 let stopping = false
 
 async function stop (): Promise<void> {
-  if (stopping) return
+  if (stopping) { return }
   stopping = true
   const force = setTimeout(() => { process.exit(1) }, 10_000)
   force.unref()
   try {
     await server.destroy()
   } finally {
-    if (process.connected) process.disconnect()
+    if (process.connected) { process.disconnect() }
   }
 }
 
 process.on('message', (m: any) => {
-  if (m?.cmd === 'stop') void stop()
+  if (m?.cmd === 'stop') { void stop() }
 })
 process.on('disconnect', () => { void stop() })
 process.send({ addr: server.addr })

@@ -3,19 +3,18 @@
  * bare libp2p protocols used as baselines, and an in-memory blob service.
  *
  * - `/bench/echo/1.0.0`: length-prefixed echo (the RPC baseline)
- * - `/bench/sink/1.0.0`: repeatedly reads an 8-byte count N and N bytes, then answers N as
- *   8 bytes (raw upload)
- * - `/bench/source/1.0.0`: repeatedly reads an 8-byte count N, then writes N bytes (raw download)
+ * - `/bench/sink/1.0.0`: repeatedly reads an 8-byte count N and N bytes, then
+ * answers N as 8 bytes (raw upload)
+ * - `/bench/source/1.0.0`: repeatedly reads an 8-byte count N, then writes N
+ * bytes (raw download)
+ * - OpenCloud service `memstore` (put/get/clear): like `storage` but keeps
+ * blobs in a Map, to separate protocol cost from LevelDB cost
  *
  * Sink and source serve any number of transfers on one stream, so the raw
  * baseline runs on a long-lived, warmed-up stream (yamux grows a stream's
  * window from 256 KiB to 16 MiB as data flows), like OpenCloud's pooled
- * streams.
- * - OpenCloud service `memstore` (put/get/clear): like `storage` but keeps
- *   blobs in a Map, to separate protocol cost from LevelDB cost
- *
- * The server runs in the benchmark's process, or (with `--two-process`) in
- * a child process started from `server-child.ts`.
+ * streams. The server runs in the benchmark's process, or (with
+ * `--two-process`) in a child process started from `server-child.ts`.
  */
 import { fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -65,7 +64,7 @@ export function memoryStoreService (): ServiceDefinition {
         handler: (call) => {
           const id = Buffer.from(sha256(call.body)).toString('hex')
           if (!blobs.has(id)) {
-            if (used + call.body.byteLength > MEMSTORE_CAPACITY) throw new ServiceError(Status.INSUFFICIENT_STORAGE, 'memstore is full')
+            if (used + call.body.byteLength > MEMSTORE_CAPACITY) { throw new ServiceError(Status.INSUFFICIENT_STORAGE, 'memstore is full') }
             blobs.set(id, call.body)
             used += call.body.byteLength
           }
@@ -77,7 +76,7 @@ export function memoryStoreService (): ServiceDefinition {
         args: '<id>',
         handler: (call) => {
           const blob = blobs.get(call.args[0] ?? '')
-          if (blob == null) throw new ServiceError(Status.NOT_FOUND, 'no such blob')
+          if (blob == null) { throw new ServiceError(Status.NOT_FOUND, 'no such blob') }
           return { body: blob }
         }
       },
@@ -101,7 +100,7 @@ async function echoHandler (stream: Stream): Promise<void> {
       try {
         msg = await lp.read()
       } catch (err: any) {
-        if (err.name === 'UnexpectedEOFError' || stream.readStatus !== 'readable') break
+        if (err.name === 'UnexpectedEOFError' || stream.readStatus !== 'readable') { break }
         throw err
       }
       await lp.write(msg)
@@ -139,7 +138,7 @@ function headerParser (onHeader: (n: number) => number, onPayloadEnd: () => void
         const take = Math.min(remaining, list.byteLength)
         list.consume(take)
         remaining -= take
-        if (remaining === 0) onPayloadEnd()
+        if (remaining === 0) { onPayloadEnd() }
         continue
       }
       const take = Math.min(8 - header.byteLength, list.byteLength)
@@ -148,7 +147,7 @@ function headerParser (onHeader: (n: number) => number, onPayloadEnd: () => void
       if (header.byteLength === 8) {
         remaining = onHeader(readU64(header.subarray()))
         header.consume(8)
-        if (remaining === 0) onPayloadEnd()
+        if (remaining === 0) { onPayloadEnd() }
       }
     }
   }
@@ -157,7 +156,7 @@ function headerParser (onHeader: (n: number) => number, onPayloadEnd: () => void
 function sinkHandler (stream: Stream): void {
   let expected = 0
   const parse = headerParser((n) => {
-    if (n > MAX_TRANSFER_BYTES) throw new Error('transfer too large')
+    if (n > MAX_TRANSFER_BYTES) { throw new Error('transfer too large') }
     expected = n
     return n
   }, () => {
@@ -187,11 +186,11 @@ function sourceHandler (stream: Stream): void {
     while (sent < n) {
       const chunk = sourceData.subarray(0, Math.min(SOURCE_CHUNK, n - sent))
       sent += chunk.byteLength
-      if (!stream.send(chunk)) await stream.onDrain({ signal: AbortSignal.timeout(30_000) })
+      if (!stream.send(chunk)) { await stream.onDrain({ signal: AbortSignal.timeout(30_000) }) }
     }
   }
   const parse = headerParser((n) => {
-    if (n > MAX_TRANSFER_BYTES) throw new Error('transfer too large')
+    if (n > MAX_TRANSFER_BYTES) { throw new Error('transfer too large') }
     writing = writing.then(async () => { await write(n) })
     writing.catch((err) => { stream.abort(err) })
     return 0
@@ -252,7 +251,7 @@ export async function launchServer (twoProcess: boolean): Promise<ServerHandle> 
     addr,
     layout: `two processes (server is child ${child.pid})`,
     async stop () {
-      if (child.exitCode == null && child.connected) child.send({ cmd: 'stop' })
+      if (child.exitCode == null && child.connected) { child.send({ cmd: 'stop' }) }
       const timer = setTimeout(() => { child.kill() }, 10_000)
       await exited
       clearTimeout(timer)

@@ -1,20 +1,20 @@
+/* eslint-disable no-console */
 /**
  * Bulk transfer between two real libp2p nodes over 127.0.0.1 TCP (noise +
  * yamux), MB/s (10^6 bytes per second):
  *
- *   raw put   all the bytes on a `/bench/sink/1.0.0` stream, acknowledged at the end
- *   raw get   all the bytes back on a `/bench/source/1.0.0` stream
- *             (both streams stay open for the whole run, like OpenCloud's pooled streams)
- *   storage   OpenCloud `storage.put` / `storage.get` (LevelDB, so put includes a disk write),
- *             one call per piece (the maximum body size by default)
- *   memstore  the same calls to an in-memory service that only hashes and keeps the body:
- *             the protocol's cost without the database's
+ * - raw put: all the bytes on a `/bench/sink/1.0.0` stream, acknowledged at the end
+ * - raw get: all the bytes back on a `/bench/source/1.0.0` stream (both raw
+ * streams stay open for the whole run, like OpenCloud's pooled streams)
+ * - storage: OpenCloud `storage.put` / `storage.get` (LevelDB, so put includes
+ * a disk write), one call per piece (the maximum body size by default)
+ * - memstore: the same calls to an in-memory service that only hashes and
+ * keeps the body: the protocol's cost without the database's
  *
  * Each round uses fresh bytes (so content addressing never finds a blob
  * already stored) and the order of the transfers alternates between rounds.
- * Targets: get ≥ 0.7× raw get, put ≥ 0.5× raw put.
- *
- *   node dist/bench/storage.js [--size 64M] [--piece 4M] [--rounds 5] [--parallel 1] [--two-process]
+ * Targets: get ≥ 0.7× raw get, put ≥ 0.5× raw put. Usage:
+ * `node dist/bench/storage.js --help`.
  */
 import { randomBytes } from 'node:crypto'
 import { byteStream } from '@libp2p/utils'
@@ -24,8 +24,8 @@ import { sha256 } from '../src/protocols/opencloud/signing.js'
 import { MiB, exitWhenDone, flags, fmt, machine, median, parsePositive, parseSize, spread, startBenchNode, table, time } from './common.js'
 import { SINK_PROTOCOL, SOURCE_PROTOCOL, launchServer, readU64, u64 } from './server.js'
 import type { BenchNode } from './common.js'
-import type { ByteStream } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
+import type { ByteStream } from '@libp2p/utils'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 const USAGE = `usage: node dist/bench/storage.js [options]
@@ -114,7 +114,7 @@ async function closeRaw (raw: RawStreams): Promise<void> {
 }
 
 async function send (stream: Stream, data: Uint8Array): Promise<void> {
-  if (!stream.send(data)) await stream.onDrain({ signal: AbortSignal.timeout(30_000) })
+  if (!stream.send(data)) { await stream.onDrain({ signal: AbortSignal.timeout(30_000) }) }
 }
 
 async function rawPut (raw: RawStreams, data: Uint8Array): Promise<void> {
@@ -124,7 +124,7 @@ async function rawPut (raw: RawStreams, data: Uint8Array): Promise<void> {
   }
   const ack = await raw.sinkBytes.read({ bytes: 8, signal: AbortSignal.timeout(60_000) })
   const n = readU64(ack.subarray())
-  if (n !== data.byteLength) throw new Error(`sink received ${n} of ${data.byteLength} bytes`)
+  if (n !== data.byteLength) { throw new Error(`sink received ${n} of ${data.byteLength} bytes`) }
 }
 
 async function rawGet (raw: RawStreams, n: number): Promise<void> {
@@ -133,10 +133,10 @@ async function rawGet (raw: RawStreams, n: number): Promise<void> {
   let got = 0
   while (got < n) {
     const chunk = await raw.sourceBytes.read({ signal })
-    if (chunk == null) break
+    if (chunk == null) { break }
     got += chunk.byteLength
   }
-  if (got !== n) throw new Error(`source sent ${got} of ${n} bytes`)
+  if (got !== n) { throw new Error(`source sent ${got} of ${n} bytes`) }
 }
 
 async function main (): Promise<void> {
@@ -154,7 +154,7 @@ async function main (): Promise<void> {
     const put = async (service: string, pieces: Uint8Array[], ids: string[]): Promise<void> => {
       await eachLimit(pieces, parallel, async (p, i) => {
         const id = dec.decode(await oc.callOk(target, { service, method: 'put', body: p }))
-        if (id !== ids[i]) throw new Error(`${service}.put answered id ${id}, expected ${ids[i]}`)
+        if (id !== ids[i]) { throw new Error(`${service}.put answered id ${id}, expected ${ids[i]}`) }
       })
     }
     const get = async (service: string, ids: string[], out: Uint8Array[]): Promise<void> => {
@@ -164,11 +164,11 @@ async function main (): Promise<void> {
     }
     const check = (service: string, pieces: Uint8Array[], out: Uint8Array[]): void => {
       pieces.forEach((p, i) => {
-        if (!Buffer.from(p).equals(out[i] ?? new Uint8Array())) throw new Error(`${service}.get returned different bytes for piece ${i}`)
+        if (!Buffer.from(p).equals(out[i] ?? new Uint8Array())) { throw new Error(`${service}.get returned different bytes for piece ${i}`) }
       })
     }
     const cleanup = async (ids: string[]): Promise<void> => {
-      for (const id of new Set(ids)) await oc.callOk(target, { service: 'storage', method: 'delete', args: [id] })
+      for (const id of new Set(ids)) { await oc.callOk(target, { service: 'storage', method: 'delete', args: [id] }) }
       await oc.callOk(target, { service: 'memstore', method: 'clear' })
     }
 
@@ -266,7 +266,7 @@ async function main (): Promise<void> {
       }))
     }
   } finally {
-    if (raw != null) await closeRaw(raw)
+    if (raw != null) { await closeRaw(raw) }
     await client.destroy()
     await server.stop()
   }

@@ -134,7 +134,7 @@ export async function startCliNode (dataDir: string, extra: string[] = [], timeo
 /** Kills every process started by this module that is still running, and removes the fallback data dir */
 export async function killAll (): Promise<void> {
   await Promise.all([...live].map(async child => {
-    if (child.exitCode != null || child.signalCode != null) return
+    if (child.exitCode != null || child.signalCode != null) { return }
     const gone = new Promise(resolve => child.once('exit', resolve))
     child.kill('SIGKILL')
     await gone

@@ -55,7 +55,7 @@ describe('decloud command line (real processes over 127.0.0.1)', function () {
       const r = await runCli(['help'])
       assert.equal(r.code, 0)
       const text = r.stdout.toString()
-      for (const c of ['node', 'call', 'id']) assert.match(text, new RegExp(`^  ${c} `, 'm'))
+      for (const c of ['node', 'call', 'id']) { assert.match(text, new RegExp(`^  ${c} `, 'm')) }
     })
 
     it('`decloud call --help` prints the command usage', async () => {
@@ -176,7 +176,7 @@ describe('decloud command line (real processes over 127.0.0.1)', function () {
       assert.equal(n.peerId, server.peerId)
       assert.ok(n.addresses.includes(server.addr))
       const services = n.services.map((s: { name: string }) => s.name)
-      for (const s of ['info', 'sha256', 'storage']) assert.ok(services.includes(s), services.join(','))
+      for (const s of ['info', 'sha256', 'storage']) { assert.ok(services.includes(s), services.join(',')) }
     })
 
     it('--json prints the whole response as one JSON object', async () => {
@@ -303,7 +303,7 @@ describe('decloud command line (real processes over 127.0.0.1)', function () {
       let connected = false
       for (let i = 0; i < 100 && !connected; i++) {
         connected = (await running.client.peers()).peers.some(p => p.peerId === serverId)
-        if (!connected) await new Promise(resolve => setTimeout(resolve, 100))
+        if (!connected) { await new Promise(resolve => setTimeout(resolve, 100)) }
       }
       assert.ok(connected, '--bootstrap connects to the given node')
       const stopped = await client.stop('SIGTERM')

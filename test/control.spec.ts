@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { ControlApiError, ControlClient, ControlServer, CONTROL_FILE, TOKEN_FILE, findRunningNode } from '../src/control/index.js'
+import { priceOf } from '../src/market/price-book.js'
 import { MAX_BODY_SIZE } from '../src/protocols/opencloud/constants.js'
-import { startNode } from './fixtures.js'
+import { startNode, tempDir } from './fixtures.js'
 import type { TestNode } from './fixtures.js'
+import type { ControlledNode } from '../src/control/index.js'
 
 interface HttpAnswer {
   status: number
@@ -45,7 +47,7 @@ async function http (port: number, o: { method?: string, path: string, token?: s
     // the server may answer and close before the whole body is sent
     req.on('error', reject)
     if (o.chunks != null) {
-      for (const c of o.chunks) req.write(c)
+      for (const c of o.chunks) { req.write(c) }
       req.end()
     } else {
       req.end(o.body)
@@ -54,6 +56,23 @@ async function http (port: number, o: { method?: string, path: string, token?: s
 }
 
 const sha256hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
+
+async function eventually (fn: () => Promise<boolean> | boolean, deadline = 20_000, every = 100): Promise<boolean> {
+  const end = Date.now() + deadline
+  for (;;) {
+    if (await fn()) { return true }
+    if (Date.now() > end) { return false }
+    await new Promise(resolve => setTimeout(resolve, every))
+  }
+}
+
+/** A control server for `node` in a fresh data dir, and its token */
+async function controlFor (node: ControlledNode): Promise<{ control: ControlServer, token: string, dir: string }> {
+  const dir = await tempDir()
+  const control = new ControlServer({ node, dataDir: dir })
+  await control.start()
+  return { control, token: (await readFile(join(dir, TOKEN_FILE), 'utf8')).trim(), dir }
+}
 
 describe('local control API', () => {
   let a: TestNode
@@ -268,6 +287,110 @@ describe('local control API', () => {
     }
   })
 
+  it('GET /v1/sellers and /v1/market: malformed, unknown or repeated query parameters → 400', async () => {
+    const bad = [
+      '/v1/sellers',
+      '/v1/sellers?method=put',
+      '/v1/sellers?service=',
+      '/v1/sellers?service=Storage',
+      '/v1/sellers?service=-storage',
+      `/v1/sellers?service=${'s'.repeat(65)}`,
+      '/v1/sellers?service=storage%00',
+      '/v1/sellers?service=storage&method=put.x',
+      '/v1/sellers?service=storage&units=-1',
+      '/v1/sellers?service=storage&units=1.5',
+      `/v1/sellers?service=storage&units=${'9'.repeat(21)}`,
+      '/v1/sellers?service=storage&timeout=0',
+      '/v1/sellers?service=storage&timeout=120001',
+      '/v1/sellers?service=storage&timeout=1e3',
+      '/v1/sellers?service=storage&timeout=',
+      '/v1/sellers?service=storage&limit=0',
+      '/v1/sellers?service=storage&limit=21',
+      '/v1/sellers?service=storage&limit=two',
+      '/v1/sellers?service=storage&service=sha256',
+      '/v1/sellers?service=storage&color=blue',
+      '/v1/market?service=STORAGE',
+      '/v1/market?method=',
+      '/v1/market?units=abc',
+      '/v1/market?timeout=1000',
+      '/v1/market?service=storage&service=storage'
+    ]
+    for (const path of bad) {
+      const r = await http(control.port, { path, token })
+      assert.equal(r.status, 400, `${path}: ${JSON.stringify(r.json)}`)
+      assert.equal(r.json.error.type, 'bad-request')
+      assert.ok(r.json.error.message.length > 0)
+    }
+    assert.match((await http(control.port, { path: '/v1/sellers?service=storage&limit=21', token })).json.error.message, /^limit: /)
+    assert.match((await http(control.port, { path: '/v1/sellers?service=storage&color=blue', token })).json.error.message, /unknown query parameter "color"/)
+    // the largest values are accepted
+    const ok = await http(control.port, { path: `/v1/market?service=storage&method=put&units=${'9'.repeat(20)}`, token })
+    assert.equal(ok.status, 200, JSON.stringify(ok.json))
+    // other methods, and the token, as for every endpoint
+    const post = await http(control.port, { method: 'POST', path: '/v1/sellers?service=storage', token, body: '{}' })
+    assert.equal(post.status, 405)
+    assert.equal(post.headers.allow, 'GET')
+    assert.equal((await http(control.port, { method: 'DELETE', path: '/v1/market', token })).status, 405)
+    assert.equal((await http(control.port, { path: '/v1/market' })).status, 401)
+    assert.equal((await http(control.port, { path: '/v1/sellers?service=storage', headers: { authorization: 'Bearer x' } })).status, 401)
+  })
+
+  it('GET /v1/sellers and /v1/market → 404 on a node without a market', async () => {
+    const bare: ControlledNode = { peerId: a.peerId, openCloudId: a.openCloudId, addresses: () => a.addresses(), opencloud: a.opencloud, libp2p: a.libp2p }
+    const { control: c, token: t, dir } = await controlFor(bare)
+    try {
+      for (const path of ['/v1/sellers?service=storage', '/v1/market', '/v1/market?service=storage']) {
+        const r = await http(c.port, { path, token: t })
+        assert.equal(r.status, 404, path)
+        assert.equal(r.json.error.type, 'not-found')
+        assert.match(r.json.error.message, /no market/)
+      }
+      // parameters are checked first
+      assert.equal((await http(c.port, { path: '/v1/sellers?service=Bad', token: t })).status, 400)
+      assert.equal((await http(c.port, { path: '/v1/node', token: t })).status, 200)
+    } finally {
+      await c.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('a client that disconnects ends its seller lookup', async () => {
+    // a node with no peer: the lookup waits for one until its deadline
+    const lonely = await startNode({ sell: [] })
+    const signals: AbortSignal[] = []
+    const node: ControlledNode = {
+      peerId: lonely.peerId,
+      openCloudId: lonely.openCloudId,
+      addresses: () => lonely.addresses(),
+      opencloud: lonely.opencloud,
+      libp2p: lonely.libp2p,
+      market: lonely.market,
+      rankSellers: async (service, options) => {
+        if (options.signal != null) { signals.push(options.signal) }
+        return lonely.rankSellers(service, options)
+      }
+    }
+    const { control: c, token: t, dir } = await controlFor(node)
+    try {
+      const req = request({ host: '127.0.0.1', port: c.port, path: '/v1/sellers?service=storage&timeout=60000', agent: false, headers: { authorization: `Bearer ${t}` } })
+      req.on('error', () => {})
+      req.end()
+      assert.ok(await eventually(() => signals.length === 1, 5_000), 'the lookup did not start')
+      assert.equal(signals[0].aborted, false)
+      req.destroy()
+      assert.ok(await eventually(() => signals[0].aborted, 5_000), 'the lookup was not aborted')
+      // the API keeps serving, and a lookup with a short deadline answers with what it found
+      const r = await http(c.port, { path: '/v1/sellers?service=storage&timeout=200', token: t })
+      assert.equal(r.status, 200, JSON.stringify(r.json))
+      assert.deepEqual(r.json.sellers, [])
+      assert.equal(r.json.service, 'storage')
+    } finally {
+      await c.stop()
+      await lonely.destroy()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it('ControlClient and findRunningNode: find the node, call through it, refuse a wrong token', async () => {
     const running = await findRunningNode(a.dataDir)
     assert.ok(running != null)
@@ -310,5 +433,101 @@ describe('local control API', () => {
     await assert.rejects(http(port, { path: '/v1/node' }), (err: any) => err.code === 'ECONNREFUSED')
     assert.equal(await findRunningNode(b.dataDir), undefined)
     await extra.stop()
+  })
+})
+
+describe('local control API: sellers and market in a swarm', function () {
+  this.timeout(90_000)
+  let boot: TestNode
+  let sellers: TestNode[] = []
+  let buyer: TestNode
+  let control: ControlServer
+  let token: string
+  let dir: string
+  const putRates = [3n, 1n]
+  const market = { announceInterval: 10 * 60_000 }
+
+  before(async () => {
+    boot = await startNode({ sell: [], market })
+    sellers = await Promise.all(putRates.map(async rate => startNode({
+      bootstrap: [boot.addr],
+      sell: ['storage'],
+      storage: { pricing: { put: { rate, per: 1024n }, get: { rate: 1n, per: 1024n } } },
+      market
+    })))
+    // the buyer sells storage too (free): it is in its own price book, never among the sellers it lists
+    buyer = await startNode({ bootstrap: [boot.addr], market });
+    ({ control, token, dir } = await controlFor(buyer))
+  })
+
+  after(async () => {
+    await control?.stop()
+    await Promise.all([boot, ...sellers, buyer].map(async n => n?.destroy()))
+    if (dir != null) { await rm(dir, { recursive: true, force: true }) }
+  })
+
+  it('GET /v1/market shows the price book; GET /v1/sellers ranks the other sellers, cheapest first', async () => {
+    const self = buyer.peerId.toString()
+    const [s0, s1] = sellers.map(n => n.peerId.toString())
+    const knows = (): boolean => [s0, s1, self].every(p => buyer.market.book.entries({ service: 'storage', method: 'put', peerId: p }).length === 1)
+    assert.ok(await eventually(knows), `book: ${buyer.market.book.size}`)
+
+    const m = await http(control.port, { path: '/v1/market?service=storage&method=put&units=2048', token })
+    assert.equal(m.status, 200, JSON.stringify(m.json))
+    assert.equal(typeof m.json.generated, 'number')
+    assert.equal(m.json.summary.length, 1)
+    const put = m.json.summary[0]
+    assert.equal(put.service, 'storage')
+    assert.equal(put.method, 'put')
+    assert.deepEqual(put.units, ['byte'])
+    assert.equal(put.usage, '2048')
+    // the buyer's free price, then 1 and 3 sat per KiB: 0, 2, 6 sat for 2 KiB
+    assert.deepEqual(put.sellers.map((e: any) => e.peerId), [self, s1, s0])
+    assert.deepEqual(put.sellers.map((e: any) => e.price), ['0', '2', '6'])
+    assert.deepEqual([put.min, put.median, put.max, put.spread], ['0', '2', '6', '6'])
+    assert.equal(typeof put.sellers[1].age, 'number')
+    const all = await http(control.port, { path: '/v1/market', token })
+    // every service/method, sorted (the buyer's own free sha256.hash too)
+    assert.deepEqual(all.json.summary.map((x: any) => `${x.service}.${x.method}`), ['sha256.hash', 'storage.get', 'storage.put'])
+
+    // the DHT has the sellers' provider records once their provide round ended
+    const q = '/v1/sellers?service=storage&method=put&units=2048&timeout=5000'
+    let r: HttpAnswer = { status: 0, headers: {}, json: undefined }
+    const inBoth = async (): Promise<boolean> => {
+      r = await http(control.port, { path: q, token })
+      return r.status === 200 && r.json.sellers.length === 2 && r.json.sellers.every((x: any) => x.foundIn.includes('dht'))
+    }
+    assert.ok(await eventually(inBoth, 30_000, 500), JSON.stringify(r.json))
+    assert.equal(r.json.service, 'storage')
+    assert.equal(r.json.method, 'put')
+    assert.equal(r.json.usage, '2048')
+    assert.equal(typeof r.json.elapsed, 'number')
+    assert.deepEqual(r.json.sellers.map((x: any) => x.peerId), [s1, s0])
+    assert.deepEqual(r.json.sellers.map((x: any) => x.price), [
+      priceOf({ base: 0n, rate: 1n, per: 1024n, units: ['byte'] }, 2048n).toString(),
+      priceOf({ base: 0n, rate: 3n, per: 1024n, units: ['byte'] }, 2048n).toString()
+    ])
+    for (const x of r.json.sellers) {
+      assert.deepEqual([...x.foundIn].sort(), ['book', 'dht'])
+      assert.ok(x.addresses.length > 0)
+      assert.ok(x.addresses.every((a: string) => a.startsWith('/ip4/127.0.0.1/tcp/') && a.endsWith(`/p2p/${String(x.peerId)}`)), x.addresses.join(' '))
+      assert.deepEqual(Object.keys(x.prices).sort(), ['get', 'put'])
+    }
+    assert.deepEqual(r.json.sellers[0].prices.put, { ...r.json.sellers[0].prices.put, base: '0', rate: '1', per: '1024', units: ['byte'] })
+
+    // limit bounds the answer; without a method the first priced one (get) ranks
+    const one = await http(control.port, { path: '/v1/sellers?service=storage&method=put&limit=1&timeout=5000', token })
+    assert.deepEqual(one.json.sellers.map((x: any) => x.peerId), [s1])
+    assert.equal(one.json.usage, undefined)
+    const noMethod = await http(control.port, { path: '/v1/sellers?service=storage&timeout=5000', token })
+    assert.equal(noMethod.json.method, 'get')
+    // ControlClient speaks both endpoints
+    const client = new ControlClient({ port: control.port, token })
+    assert.deepEqual((await client.sellers({ service: 'storage', method: 'put', units: 2048n, timeout: 5_000 })).sellers.map(x => x.price), ['2', '6'])
+    assert.equal((await client.market({ service: 'storage', method: 'put' })).summary.length, 1)
+    // a service nobody sells
+    const none = await http(control.port, { path: '/v1/sellers?service=nothing&timeout=2000', token })
+    assert.equal(none.status, 200)
+    assert.deepEqual(none.json.sellers, [])
   })
 })

@@ -6,6 +6,7 @@ import { startNode } from './fixtures.js'
 import { RawStream, countingService, signedRequest, startBareNode, startKeyedNode } from './protocol-fixtures.js'
 import type { TestNode } from './fixtures.js'
 import type { BareNode, KeyedNode } from './protocol-fixtures.js'
+import { verifyResponse } from '../src/protocols/opencloud/index.js'
 import type { CallResult } from '../src/protocols/opencloud/index.js'
 
 const enc = new TextEncoder()
@@ -33,6 +34,36 @@ describe('OpenCloud between real nodes', function () {
     await a?.destroy()
     await b?.destroy()
     await priced?.destroy()
+  })
+
+  describe('response signatures as evidence', () => {
+    it('verifyResponse accepts a genuine response and rejects a tampered one or the wrong signer', async () => {
+      const body = enc.encode('evidence')
+      const res = await a.opencloud.call(b.addr, { service: 'sha256', method: 'hash', body })
+      assert.equal(res.ok, true)
+      assert.equal(await verifyResponse(res), true)
+      // any signed field changed: body, status, request digest
+      const tamperedBody = { ...res, response: { ...res.response, body: new Uint8Array(32) as typeof res.response.body } }
+      assert.equal(await verifyResponse(tamperedBody), false)
+      const tamperedStatus = { ...res, response: { ...res.response, status: Status.NOT_FOUND } }
+      assert.equal(await verifyResponse(tamperedStatus), false)
+      const digest = new Uint8Array(res.response.requestDigest)
+      digest[0] ^= 1
+      assert.equal(await verifyResponse({ ...res, response: { ...res.response, requestDigest: digest as typeof res.response.requestDigest } }), false)
+      // a genuine response presented as another peer's
+      assert.equal(await verifyResponse({ ...res, peer: priced.peerId }), false)
+    })
+
+    it('with verifyResponses the client checks every response as it arrives', async () => {
+      const c = await startNode({ opencloud: { verifyResponses: true } })
+      try {
+        const res = await c.opencloud.call(b.addr, { service: 'sha256', method: 'hash', body: enc.encode('x') })
+        assert.equal(res.ok, true)
+        assert.equal(await verifyResponse(res), true)
+      } finally {
+        await c.destroy()
+      }
+    })
   })
 
   describe('every status, produced by a real request', () => {

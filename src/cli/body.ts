@@ -12,7 +12,7 @@ function mib (n: number): string {
  * chunk in memory.
  */
 export async function readBody (file: string | undefined, max: number): Promise<Uint8Array> {
-  if (file == null) return new Uint8Array()
+  if (file == null) { return new Uint8Array() }
   const tooBig = (size: string): CliError => new CliError(
     `the body (${size}) is larger than the largest body a node accepts (${mib(max)}); split it into pieces of at most ${max} bytes`
   )
@@ -26,8 +26,8 @@ export async function readBody (file: string | undefined, max: number): Promise<
     } catch (err: any) {
       throw new CliError(`cannot read ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`)
     }
-    if (s.isDirectory()) throw new CliError(`cannot read ${file}: it is a directory`)
-    if (s.isFile() && s.size > max) throw tooBig(`${s.size} bytes`)
+    if (s.isDirectory()) { throw new CliError(`cannot read ${file}: it is a directory`) }
+    if (s.isFile() && s.size > max) { throw tooBig(`${s.size} bytes`) }
     source = createReadStream(file)
   }
   const chunks: Buffer[] = []
@@ -36,14 +36,14 @@ export async function readBody (file: string | undefined, max: number): Promise<
     for await (const chunk of source) {
       const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
       size += b.byteLength
-      if (size > max) throw tooBig(`more than ${max} bytes`)
+      if (size > max) { throw tooBig(`more than ${max} bytes`) }
       chunks.push(b)
     }
   } catch (err: any) {
-    if (err instanceof CliError) throw err
+    if (err instanceof CliError) { throw err }
     throw new CliError(`cannot read ${file === '-' ? 'stdin' : file}: ${err.message}`)
   } finally {
-    if (file === '-') process.stdin.pause()
+    if (file === '-') { process.stdin.pause() }
   }
   return Buffer.concat(chunks, size)
 }

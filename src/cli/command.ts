@@ -80,14 +80,14 @@ export function resolveDataDir (value: string | undefined): string {
 
 /** A positive integer option, or a UsageError */
 export function positiveInt (name: string, value: string | undefined, fallback: number): number {
-  if (value == null) return fallback
-  if (!/^[1-9][0-9]*$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`--${name} must be a positive integer, not "${value}"`)
+  if (value == null) { return fallback }
+  if (!/^[1-9][0-9]*$/.test(value) || !Number.isSafeInteger(Number(value))) { throw new UsageError(`--${name} must be a positive integer, not "${value}"`) }
   return Number(value)
 }
 
 /** Writes to a stream and waits until it is handed to the OS */
 export async function write (stream: NodeJS.WritableStream, data: string | Uint8Array): Promise<void> {
-  if (typeof data !== 'string' && data.byteLength === 0) return
+  if (typeof data !== 'string' && data.byteLength === 0) { return }
   await new Promise<void>((resolve, reject) => {
     stream.write(data, (err) => { err != null ? reject(err) : resolve() })
   })

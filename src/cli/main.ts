@@ -29,7 +29,7 @@ export function commandNames (): string[] {
 
 /** Loads a command by name; undefined when there is none */
 export async function loadCommand (name: string): Promise<Command | undefined> {
-  if (!NAME.test(name) || !commandNames().includes(name)) return undefined
+  if (!NAME.test(name) || !commandNames().includes(name)) { return undefined }
   const mod = await import(new URL(`${name}.js`, COMMANDS_DIR).href)
   const command = mod.command as Command | undefined
   if (command == null || typeof command.run !== 'function') {
@@ -48,14 +48,14 @@ async function overview (): Promise<string> {
   for (const name of commandNames()) {
     try {
       const c = await loadCommand(name)
-      if (c != null) commands.push([name, c.summary])
+      if (c != null) { commands.push([name, c.summary]) }
     } catch (e: any) {
       commands.push([name, `(cannot load: ${e.message})`])
     }
   }
   commands.push(['help', 'show this list, or a command\'s options: decloud help <command>'])
   const width = Math.max(...commands.map(([n]) => n.length))
-  for (const [n, s] of commands) lines.push(`  ${n.padEnd(width)}  ${s}`)
+  for (const [n, s] of commands) { lines.push(`  ${n.padEnd(width)}  ${s}`) }
   lines.push('', 'Every command takes --help. Data dir: --data-dir DIR, else $DECLOUD_DATA_DIR, else ~/.decloud.')
   return lines.join('\n') + '\n'
 }
@@ -63,8 +63,8 @@ async function overview (): Promise<string> {
 /** True when argv asks for help (before a `--`) */
 function wantsHelp (argv: string[]): boolean {
   for (const a of argv) {
-    if (a === '--') return false
-    if (a === '--help' || a === '-h') return true
+    if (a === '--') { return false }
+    if (a === '--help' || a === '-h') { return true }
   }
   return false
 }
@@ -119,7 +119,7 @@ export function describeError (e: unknown): { message: string, code: number } {
 /** Entry point used by bin/decloud.js: runs, flushes output and exits */
 export async function run (argv: string[] = process.argv.slice(2)): Promise<never> {
   // a closed pipe (`decloud call … | head`) is not an error worth a stack
-  process.stdout.on('error', (e: any) => { if (e.code === 'EPIPE') process.exit(EXIT.OK) })
+  process.stdout.on('error', (e: any) => { if (e.code === 'EPIPE') { process.exit(EXIT.OK) } })
   let code: number
   try {
     code = await main(argv)

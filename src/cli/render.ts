@@ -27,7 +27,7 @@ function isText (body: Uint8Array): boolean {
 /** The body as JSON text, when it is a JSON object or array */
 function asJson (body: Uint8Array): unknown {
   const first = body.find(b => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09)
-  if (first !== 0x7b && first !== 0x5b) return undefined
+  if (first !== 0x7b && first !== 0x5b) { return undefined }
   try {
     return JSON.parse(utf8.decode(body))
   } catch {
@@ -52,7 +52,7 @@ export interface PrintCallOptions {
  */
 export async function printCall (o: PrintCallOptions): Promise<number> {
   const ok = o.result.status === 'ok'
-  if (o.json) await out(JSON.stringify(o.result) + '\n')
+  if (o.json) { await out(JSON.stringify(o.result) + '\n') }
   if (!ok) {
     await err(`${o.result.status}${o.result.detail !== '' ? `: ${o.result.detail}` : ''}`)
     return EXIT.FAILURE
@@ -65,7 +65,7 @@ export async function printCall (o: PrintCallOptions): Promise<number> {
     }
     return EXIT.OK
   }
-  if (o.json) return EXIT.OK
+  if (o.json) { return EXIT.OK }
   if (o.out === '-') {
     await out(o.body)
     return EXIT.OK
@@ -75,7 +75,7 @@ export async function printCall (o: PrintCallOptions): Promise<number> {
     await out(render(o.body))
     return EXIT.OK
   }
-  if (o.body.byteLength === 0) return EXIT.OK
+  if (o.body.byteLength === 0) { return EXIT.OK }
   const tty = process.stdout.isTTY === true
   const parsed = asJson(o.body)
   if (parsed !== undefined) {

@@ -3,6 +3,7 @@ import { API_PREFIX } from './api.js'
 import { CONTROL_HOST, readControlFiles } from './files.js'
 import type { CallJson, CallRequestJson, ErrorJson } from './api.js'
 import type { ControlFile } from './files.js'
+import type { MarketJson, SellersJson } from '../node/reports.js'
 
 /** The control API answered with an error (or not at all) */
 export class ControlApiError extends Error {
@@ -42,6 +43,27 @@ export interface PeersJson {
   }>
 }
 
+/** GET /v1/sellers query */
+export interface SellersRequest {
+  service: string
+  /** rank by this method's price */
+  method?: string
+  /** units of service the price is for */
+  units?: bigint
+  /** deadline of the DHT lookup (ms, at most 120000) @default 10000 */
+  timeout?: number
+  /** at most this many sellers (1–20) */
+  limit?: number
+}
+
+/** GET /v1/market query */
+export interface MarketRequest {
+  service?: string
+  method?: string
+  /** units of service the price column is for */
+  units?: bigint
+}
+
 export interface ControlClientInit {
   port: number
   token: string
@@ -76,6 +98,26 @@ export class ControlClient {
 
   async peers (options: RequestOptions = {}): Promise<PeersJson> {
     return this.request('GET', '/peers', undefined, options) as Promise<PeersJson>
+  }
+
+  /** The sellers of a service the node finds (DHT and price book), cheapest first */
+  async sellers (q: SellersRequest): Promise<SellersJson> {
+    const p = new URLSearchParams({ service: q.service })
+    if (q.method != null) { p.set('method', q.method) }
+    if (q.units != null) { p.set('units', q.units.toString()) }
+    if (q.timeout != null) { p.set('timeout', String(q.timeout)) }
+    if (q.limit != null) { p.set('limit', String(q.limit)) }
+    // the node bounds the lookup by q.timeout; allow a little more for HTTP
+    return this.request('GET', `/sellers?${p.toString()}`, undefined, { timeout: (q.timeout ?? 10_000) + 5_000 }) as Promise<SellersJson>
+  }
+
+  /** The node's price book summary */
+  async market (q: MarketRequest = {}, options: RequestOptions = {}): Promise<MarketJson> {
+    const p = new URLSearchParams()
+    if (q.service != null) { p.set('service', q.service) }
+    if (q.method != null) { p.set('method', q.method) }
+    if (q.units != null) { p.set('units', q.units.toString()) }
+    return this.request('GET', `/market${p.size > 0 ? `?${p.toString()}` : ''}`, undefined, options) as Promise<MarketJson>
   }
 
   /**
@@ -137,8 +179,11 @@ export class ControlClient {
         req.destroy(new ControlApiError(0, 'timeout', `the control API on port ${this.port} did not answer within ${timeout} ms`))
       })
       req.on('error', (err: any) => {
-        if (err instanceof ControlApiError) reject(err)
-        else reject(new ControlApiError(0, 'unreachable', `cannot reach the control API on ${this.host}:${this.port}: ${err.code ?? err.message}`))
+        if (err instanceof ControlApiError) {
+          reject(err)
+        } else {
+          reject(new ControlApiError(0, 'unreachable', `cannot reach the control API on ${this.host}:${this.port}: ${err.code ?? err.message}`))
+        }
       })
       req.end(payload)
     })
@@ -169,14 +214,14 @@ function processAlive (pid: number): boolean {
  */
 export async function findRunningNode (dataDir: string, options: RequestOptions = {}): Promise<RunningNode | undefined> {
   const files = await readControlFiles(dataDir)
-  if (files == null) return undefined
-  if (!processAlive(files.info.pid)) return undefined
+  if (files == null) { return undefined }
+  if (!processAlive(files.info.pid)) { return undefined }
   const client = new ControlClient({ port: files.info.port, token: files.token })
   try {
     const node = await client.node({ timeout: options.timeout ?? 5_000 })
     return { client, info: files.info, node }
   } catch (err) {
-    if (err instanceof ControlApiError && err.type === 'unreachable') return undefined
+    if (err instanceof ControlApiError && err.type === 'unreachable') { return undefined }
     throw err
   }
 }

@@ -51,13 +51,13 @@ export async function readControlFiles (dataDir: string): Promise<{ info: Contro
   let token: string
   try {
     const raw = JSON.parse(await readFile(join(dataDir, CONTROL_FILE), 'utf8'))
-    if (!Number.isInteger(raw?.port) || raw.port <= 0 || raw.port > 65535 || !Number.isInteger(raw.pid)) return undefined
+    if (!Number.isInteger(raw?.port) || raw.port <= 0 || raw.port > 65535 || !Number.isInteger(raw.pid)) { return undefined }
     info = { port: raw.port, pid: raw.pid, version: String(raw.version ?? 'unknown') }
     token = (await readFile(join(dataDir, TOKEN_FILE), 'utf8')).trim()
   } catch (err: any) {
-    if (err.code === 'ENOENT' || err instanceof SyntaxError) return undefined
+    if (err.code === 'ENOENT' || err instanceof SyntaxError) { return undefined }
     throw new Error(`cannot read the control files in ${dataDir}: ${err.message}`)
   }
-  if (!/^[0-9a-f]{64}$/.test(token)) return undefined
+  if (!/^[0-9a-f]{64}$/.test(token)) { return undefined }
   return { info, token }
 }

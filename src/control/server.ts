@@ -3,11 +3,14 @@ import { createServer } from 'node:http'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { marketJson, sellersJson } from '../node/reports.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BODY_SIZE, MAX_NAME_LENGTH } from '../protocols/opencloud/constants.js'
 import { callResultJson, API_PREFIX } from './api.js'
 import { CONTROL_HOST, newToken, removeControlFiles, writeControlFiles } from './files.js'
 import { decloudVersion } from './version.js'
 import type { CallRequestJson, ErrorJson } from './api.js'
+import type { DecloudNode } from '../node/index.js'
+import type { SellersQuery } from '../node/reports.js'
 import type { CallTarget } from '../protocols/opencloud/client.js'
 import type { OpenCloud } from '../protocols/opencloud/opencloud.js'
 import type { PeerId, PeerStore, Connection } from '@libp2p/interface'
@@ -25,6 +28,10 @@ export interface ControlledNode {
     readonly peerStore: Pick<PeerStore, 'get'>
   }
   readonly storage?: { readonly usedBytes: number, readonly capacity: number }
+  /** The price book (`GET /v1/market`, `GET /v1/sellers`); without it those endpoints answer 404 */
+  readonly market?: DecloudNode['market']
+  /** Seller ranking: price book + DHT (`GET /v1/sellers`) */
+  readonly rankSellers?: DecloudNode['rankSellers']
 }
 
 export interface ControlServerInit {
@@ -49,6 +56,11 @@ export interface ControlServerInit {
 }
 
 export const DEFAULT_MAX_REQUEST_SIZE = 8 * 1024 * 1024
+/** Default and largest `timeout` of `GET /v1/sellers` (ms) */
+export const DEFAULT_SELLERS_TIMEOUT = 10_000
+export const MAX_SELLERS_TIMEOUT = 120_000
+/** Largest `limit` of `GET /v1/sellers` (the DHT's k) */
+export const MAX_SELLERS_LIMIT = 20
 
 /** An answer other than 200, with the error type of docs/control-api.md */
 class HttpError extends Error {
@@ -68,7 +80,7 @@ const log = logger('decloud:control')
 const badRequest = (message: string): HttpError => new HttpError(400, 'bad-request', message)
 
 function parseTarget (x: unknown): CallTarget {
-  if (typeof x !== 'string' || x === '') throw badRequest('target: a multiaddr or peer id string is required')
+  if (typeof x !== 'string' || x === '') { throw badRequest('target: a multiaddr or peer id string is required') }
   try {
     return x.startsWith('/') ? multiaddr(x) : peerIdFromString(x)
   } catch (err: any) {
@@ -77,12 +89,12 @@ function parseTarget (x: unknown): CallTarget {
 }
 
 function parseName (field: string, x: unknown): string {
-  if (typeof x !== 'string' || x === '' || x.length > MAX_NAME_LENGTH) throw badRequest(`${field}: a string of 1 to ${MAX_NAME_LENGTH} characters is required`)
+  if (typeof x !== 'string' || x === '' || x.length > MAX_NAME_LENGTH) { throw badRequest(`${field}: a string of 1 to ${MAX_NAME_LENGTH} characters is required`) }
   return x
 }
 
 function parseArgList (x: unknown): string[] {
-  if (x == null) return []
+  if (x == null) { return [] }
   if (!Array.isArray(x) || x.length > MAX_ARGS || !x.every(a => typeof a === 'string' && a.length <= MAX_ARG_LENGTH)) {
     throw badRequest(`args: an array of at most ${MAX_ARGS} strings of at most ${MAX_ARG_LENGTH} characters`)
   }
@@ -90,6 +102,44 @@ function parseArgList (x: unknown): string[] {
 }
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
+/** Service and method names in queries (as in price announcements) */
+const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
+const UNITS = /^[0-9]{1,20}$/
+
+/**
+ * The query string of a GET: every parameter known, none repeated.
+ * Returns the values by name (absent ones are missing).
+ */
+function parseQuery (url: string | undefined, allowed: readonly string[]): Map<string, string> {
+  const q = (url ?? '').indexOf('?')
+  const params = new URLSearchParams(q >= 0 ? (url ?? '').slice(q + 1) : '')
+  const out = new Map<string, string>()
+  for (const [k, v] of params) {
+    if (!allowed.includes(k)) { throw badRequest(`unknown query parameter "${k.slice(0, 64)}" (known: ${allowed.join(', ')})`) }
+    if (out.has(k)) { throw badRequest(`${k}: given more than once`) }
+    out.set(k, v)
+  }
+  return out
+}
+
+function queryName (field: string, x: string | undefined): string | undefined {
+  if (x == null) { return undefined }
+  if (!NAME.test(x)) { throw badRequest(`${field}: 1 to 64 characters a-z, 0-9, _ or -, starting with a letter or digit`) }
+  return x
+}
+
+function queryUnits (x: string | undefined): bigint | undefined {
+  if (x == null) { return undefined }
+  if (!UNITS.test(x)) { throw badRequest('units: a non-negative integer of at most 20 digits') }
+  return BigInt(x)
+}
+
+function queryInt (field: string, x: string | undefined, min: number, max: number, fallback: number): number {
+  if (x == null) { return fallback }
+  const n = /^[0-9]{1,9}$/.test(x) ? Number(x) : NaN
+  if (!(n >= min && n <= max)) { throw badRequest(`${field}: an integer from ${min} to ${max}`) }
+  return n
+}
 
 /**
  * The node's local control API: JSON over HTTP on 127.0.0.1, a random port,
@@ -134,8 +184,11 @@ export class ControlServer {
       socket.once('close', () => { this.sockets.delete(socket) })
     })
     this.server.on('clientError', (_err, socket: Socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n')
-      else socket.destroy()
+      if (socket.writable) {
+        socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n')
+      } else {
+        socket.destroy()
+      }
     })
   }
 
@@ -147,7 +200,7 @@ export class ControlServer {
 
   /** Listens on 127.0.0.1 (random port) and writes control.json and control.token */
   async start (): Promise<void> {
-    if (this.started) return
+    if (this.started) { return }
     this.token = newToken()
     this.tokenDigest = digest(this.token)
     await new Promise<void>((resolve, reject) => {
@@ -169,10 +222,10 @@ export class ControlServer {
 
   /** Stops listening, ends calls in flight and removes the control files */
   async stop (): Promise<void> {
-    if (!this.started) return
+    if (!this.started) { return }
     this.started = false
     await removeControlFiles(this.init.dataDir)
-    for (const c of this.calls) c.abort(new Error('the node is stopping'))
+    for (const c of this.calls) { c.abort(new Error('the node is stopping')) }
     await this.closeServer()
   }
 
@@ -180,14 +233,14 @@ export class ControlServer {
     const closed = new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
     this.server.closeIdleConnections()
     // give answers being written a moment, then cut every connection
-    const t = setTimeout(() => { for (const s of this.sockets) s.destroy() }, 500)
+    const t = setTimeout(() => { for (const s of this.sockets) { s.destroy() } }, 500)
     await closed
     clearTimeout(t)
   }
 
   private handle (req: IncomingMessage, res: ServerResponse): void {
     this.route(req, res).catch((err: any) => {
-      if (!(err instanceof HttpError)) log.error('%s %s failed - %e', req.method, req.url, err)
+      if (!(err instanceof HttpError)) { log.error('%s %s failed - %e', req.method, req.url, err) }
       const e = err instanceof HttpError ? err : new HttpError(500, 'internal', 'internal error')
       this.sendError(req, res, e)
     })
@@ -209,6 +262,14 @@ export class ControlServer {
         this.only(req, 'POST')
         await this.call(req, res)
         return
+      case `${API_PREFIX}/sellers`:
+        this.only(req, 'GET')
+        await this.sellers(req, res)
+        return
+      case `${API_PREFIX}/market`:
+        this.only(req, 'GET')
+        this.market(req, res)
+        return
       default:
         throw new HttpError(404, 'not-found', `no endpoint ${path}`)
     }
@@ -224,7 +285,7 @@ export class ControlServer {
   }
 
   private only (req: IncomingMessage, method: string): void {
-    if (req.method !== method) throw new HttpError(405, 'method-not-allowed', `use ${method}`, { allow: method })
+    if (req.method !== method) { throw new HttpError(405, 'method-not-allowed', `use ${method}`, { allow: method }) }
   }
 
   private nodeInfo (): Record<string, unknown> {
@@ -285,7 +346,7 @@ export class ControlServer {
     const controller = new AbortController()
     this.calls.add(controller)
     // the HTTP client went away: stop the call
-    const onClose = (): void => { if (!res.writableFinished) controller.abort(new Error('the control API client disconnected')) }
+    const onClose = (): void => { if (!res.writableFinished) { controller.abort(new Error('the control API client disconnected')) } }
     res.once('close', onClose)
     const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(input.timeout)])
     try {
@@ -307,8 +368,60 @@ export class ControlServer {
     }
   }
 
+  /** GET /v1/sellers: the DHT lookup joined with the price book, cheapest first */
+  private async sellers (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const p = parseQuery(req.url, ['service', 'method', 'units', 'timeout', 'limit'])
+    const service = queryName('service', p.get('service'))
+    if (service == null) { throw badRequest('service: required (e.g. ?service=storage)') }
+    const method = queryName('method', p.get('method'))
+    const usage = queryUnits(p.get('units'))
+    const timeout = queryInt('timeout', p.get('timeout'), 1, MAX_SELLERS_TIMEOUT, DEFAULT_SELLERS_TIMEOUT)
+    const limit = p.has('limit') ? queryInt('limit', p.get('limit'), 1, MAX_SELLERS_LIMIT, MAX_SELLERS_LIMIT) : undefined
+    const node = this.node
+    const market = node.market
+    const rank = node.rankSellers
+    if (market == null || rank == null) { throw new HttpError(404, 'not-found', 'this node has no market: no seller lookup') }
+    if (this.calls.size >= this.maxConcurrentCalls) {
+      throw new HttpError(503, 'busy', `${this.calls.size} calls and lookups in flight; try again`)
+    }
+    const controller = new AbortController()
+    this.calls.add(controller)
+    // the HTTP client went away (or the node stops): end the DHT lookup
+    const onClose = (): void => { if (!res.writableFinished) { controller.abort(new Error('the control API client disconnected')) } }
+    res.once('close', onClose)
+    const self = node.peerId.toString()
+    const q: SellersQuery = { service, method, usage, timeout, limit, signal: controller.signal }
+    try {
+      const answer = await sellersJson({
+        market,
+        // sellers other than this node: the DHT lookup leaves it out, so must the price book
+        rankSellers: async (s, o) => rank.call(node, s, { ...o, exclude: [...(o.exclude ?? []), self] })
+      }, q)
+      // the price book is not bounded by the DHT's limit
+      if (limit != null && answer.sellers.length > limit) { answer.sellers = answer.sellers.slice(0, limit) }
+      this.send(res, 200, answer)
+    } catch (err: any) {
+      if (controller.signal.aborted) { throw new HttpError(503, 'busy', String(controller.signal.reason?.message ?? 'aborted')) }
+      throw new HttpError(502, 'transport', `the seller lookup failed: ${String(err?.message ?? err)}`)
+    } finally {
+      this.calls.delete(controller)
+      res.off('close', onClose)
+    }
+  }
+
+  /** GET /v1/market: the price book summary */
+  private market (req: IncomingMessage, res: ServerResponse): void {
+    const p = parseQuery(req.url, ['service', 'method', 'units'])
+    const service = queryName('service', p.get('service'))
+    const method = queryName('method', p.get('method'))
+    const usage = queryUnits(p.get('units'))
+    const market = this.node.market
+    if (market == null) { throw new HttpError(404, 'not-found', 'this node has no market') }
+    this.send(res, 200, marketJson({ market }, { service, method, usage }))
+  }
+
   private parseCall (v: unknown): { target: CallTarget, service: string, method: string, args: string[], body: Uint8Array, timeout: number } {
-    if (typeof v !== 'object' || v == null || Array.isArray(v)) throw badRequest('the body must be a JSON object')
+    if (typeof v !== 'object' || v == null || Array.isArray(v)) { throw badRequest('the body must be a JSON object') }
     const o = v as Partial<Record<keyof CallRequestJson, unknown>>
     return {
       target: parseTarget(o.target),
@@ -321,8 +434,8 @@ export class ControlServer {
   }
 
   private parseBody (x: unknown): Uint8Array {
-    if (x == null) return new Uint8Array()
-    if (typeof x !== 'string' || x.length % 4 !== 0 || !BASE64.test(x)) throw badRequest('body: a base64 string is required')
+    if (x == null) { return new Uint8Array() }
+    if (typeof x !== 'string' || x.length % 4 !== 0 || !BASE64.test(x)) { throw badRequest('body: a base64 string is required') }
     const body = Buffer.from(x, 'base64')
     if (body.byteLength > this.maxBodySize) {
       throw new HttpError(413, 'too-large', `body of ${body.byteLength} bytes exceeds the limit of ${this.maxBodySize} bytes`)
@@ -331,7 +444,7 @@ export class ControlServer {
   }
 
   private parseTimeout (x: unknown): number {
-    if (x == null) return this.defaultCallTimeout
+    if (x == null) { return this.defaultCallTimeout }
     if (typeof x !== 'number' || !Number.isInteger(x) || x <= 0 || x > this.maxCallTimeout) {
       throw badRequest(`timeout: an integer number of milliseconds from 1 to ${this.maxCallTimeout}`)
     }
@@ -381,7 +494,7 @@ export class ControlServer {
   }
 
   private send (res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
-    if (res.headersSent) return
+    if (res.headersSent) { return }
     const body = JSON.stringify(value)
     res.writeHead(status, {
       'content-type': 'application/json; charset=utf-8',
@@ -396,7 +509,7 @@ export class ControlServer {
     const value: ErrorJson = { error: { type: err.type, message: err.message } }
     const headers = { ...err.headers }
     // an unread request body is not worth draining: close the connection after answering
-    if (!req.complete) headers.connection = 'close'
+    if (!req.complete) { headers.connection = 'close' }
     this.send(res, err.status, value, headers)
     if (!req.complete) {
       // half-close after the answer and discard what the client still sends:

@@ -7,7 +7,7 @@ let cached: string | undefined
  * runs as dist/src/control/version.js, three levels below the package root).
  */
 export function decloudVersion (): string {
-  if (cached != null) return cached
+  if (cached != null) { return cached }
   try {
     const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'))
     cached = typeof pkg.version === 'string' ? pkg.version : 'unknown'

@@ -15,6 +15,8 @@ export interface ServiceCall {
   /** credentials whose signatures verified */
   credentials: string[]
   signal: AbortSignal
+  /** SHA-256 of `body`, computed once by the framework for the request digest */
+  bodyHash?: Uint8Array
 }
 
 /** What a method returns; a missing status means ok */
@@ -22,6 +24,11 @@ export interface MethodResult {
   status?: Status
   detail?: string
   body?: Uint8Array
+  /**
+   * SHA-256 of `body` when the method knows it already (a content address);
+   * the server then does not hash the body again to sign the response
+   */
+  bodyHash?: Uint8Array
 }
 
 export interface MethodDefinition {

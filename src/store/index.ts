@@ -32,7 +32,7 @@ export class Store {
   private readonly subs = new Map<string, SubDb>()
 
   constructor (location: string) {
-    this.db = new Level<string, Uint8Array>(location, { valueEncoding: 'view' })
+    this.db = new Level<string, Uint8Array>(location, { valueEncoding: 'view', compression: false, writeBufferSize: 32 * 1024 * 1024 })
   }
 
   async open (): Promise<void> {

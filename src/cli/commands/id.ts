@@ -22,7 +22,7 @@ export const command: Command = {
   usage,
   async run (argv) {
     const { values, positionals } = parse(argv, { 'data-dir': { type: 'string' } })
-    if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`)
+    if (positionals.length > 0) { throw new UsageError(`unexpected argument "${positionals[0]}"`) }
     const dataDir = resolveDataDir(values['data-dir'])
     let peerId: string
     let ocId: string

@@ -69,14 +69,11 @@ export const command: Command = {
     let answer: MarketJson | undefined
     const running = await findRunningNode(dataDir).catch(() => undefined)
     if (running != null) {
-      const q = new URLSearchParams()
-      if (service != null) { q.set('service', service) }
-      if (values.method != null) { q.set('method', values.method) }
-      if (usage != null) { q.set('units', usage.toString()) }
       try {
-        answer = await running.client.request('GET', `/market${q.size > 0 ? `?${q.toString()}` : ''}`) as MarketJson
+        answer = await running.client.market({ service, method: values.method, units: usage })
       } catch (e: any) {
         if (!(e instanceof ControlApiError && e.status === 404)) { throw new CliError(`the node running for ${dataDir} did not answer: ${e.message}`) }
+        // a node without a market (or without the endpoint): ask its swarm through it
         if (bootstrap.length === 0) { bootstrap = running.node.addresses }
       }
     }

@@ -13,8 +13,10 @@ const STOP_DEADLINE = 10_000
 const usage = `usage: decloud node [options]
 
 Starts a node that buys and sells: creates the data dir (peer key, LevelDB),
-listens, serves OpenCloud (info, sha256, storage) and the local control API,
-and prints one line per listen address:
+listens, serves OpenCloud (info, peers, market, sha256, storage) and the
+local control API, advertises the services it sells (sha256, storage) in
+decloud's DHT and their prices on the market, and prints one line per listen
+address:
   listening on /ip4/…/tcp/…/p2p/<peer id>
 Ctrl-C (SIGINT) or SIGTERM stops it cleanly; a second Ctrl-C exits at once.
 
@@ -75,7 +77,7 @@ export const command: Command = {
       mdns: { type: 'boolean', default: false },
       'network-mode': { type: 'string' }
     })
-    if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}" (see decloud node --help)`)
+    if (positionals.length > 0) { throw new UsageError(`unexpected argument "${positionals[0]}" (see decloud node --help)`) }
     const networkMode = values['network-mode']
     if (networkMode != null && networkMode !== 'local' && networkMode !== 'public') {
       throw new UsageError(`--network-mode must be local or public, not "${networkMode}"`)
@@ -140,8 +142,8 @@ export const command: Command = {
 /** One line for a node that failed to start */
 function startError (e: any, dataDir: string): string {
   const message = String(e?.message ?? e)
-  if (/in use by another/.test(message)) return message
-  if (e?.code === 'EACCES' || e?.code === 'EPERM') return `cannot use the data dir ${dataDir}: ${message}`
+  if (/in use by another/.test(message)) { return message }
+  if (e?.code === 'EACCES' || e?.code === 'EPERM') { return `cannot use the data dir ${dataDir}: ${message}` }
   if (/EADDRINUSE|address already in use/i.test(message)) {
     // libp2p lists every failed address with a stack: keep the addresses
     const failed = [...message.matchAll(/^\s*(\/\S+): Error: listen EADDRINUSE/gm)].map(m => m[1])

@@ -6,6 +6,7 @@ import type { Command } from '../command.js'
 
 const DEFAULT_TIMEOUT = 10_000
 const MAX_TIMEOUT = 120_000
+const MAX_LIMIT = 20
 
 const usage = `usage: decloud sellers <service> [options]
 
@@ -21,7 +22,7 @@ options:
   --method NAME          rank by the price of this method (default: the first priced one)
   --units N              units of service the price is for (default 1000000)
   --timeout MS           deadline of the DHT lookup (default ${DEFAULT_TIMEOUT}, at most ${MAX_TIMEOUT})
-  --limit N              stop after N sellers (at most 20 from the DHT)
+  --limit N              at most N sellers (1 to ${MAX_LIMIT})
   --json                 print the answer as one JSON object
   --bootstrap MULTIADDR  a node of the swarm, repeatable (when no node is running)
   --network-mode MODE    local or public (default: local for private/loopback bootstrap addresses)
@@ -58,7 +59,8 @@ export const command: Command = {
     if (values.method != null && !NAME.test(values.method)) { throw new UsageError(`"${values.method}" is not a method name`) }
     const timeout = positiveInt('timeout', values.timeout, DEFAULT_TIMEOUT)
     if (timeout > MAX_TIMEOUT) { throw new UsageError(`--timeout is at most ${MAX_TIMEOUT} ms`) }
-    const limit = values.limit != null ? positiveInt('limit', values.limit, 20) : undefined
+    const limit = values.limit != null ? positiveInt('limit', values.limit, MAX_LIMIT) : undefined
+    if (limit != null && limit > MAX_LIMIT) { throw new UsageError(`--limit is at most ${MAX_LIMIT}`) }
     let usage: bigint | undefined
     if (values.units != null) {
       if (!/^[0-9]{1,20}$/.test(values.units)) { throw new UsageError('--units must be a non-negative integer') }
@@ -79,15 +81,11 @@ export const command: Command = {
     let answer: SellersJson | undefined
     const running = await findRunningNode(dataDir).catch(() => undefined)
     if (running != null) {
-      const q = new URLSearchParams({ service, timeout: String(timeout) })
-      if (values.method != null) { q.set('method', values.method) }
-      if (usage != null) { q.set('units', usage.toString()) }
-      if (limit != null) { q.set('limit', String(limit)) }
       try {
-        answer = await running.client.request('GET', `/sellers?${q.toString()}`, undefined, { timeout: timeout + 5_000 }) as SellersJson
+        answer = await running.client.sellers({ service, method: values.method, units: usage, timeout, limit })
       } catch (e: any) {
         if (!(e instanceof ControlApiError && e.status === 404)) { throw new CliError(`the node running for ${dataDir} did not answer: ${e.message}`) }
-        // a node without the endpoint: join its swarm through it
+        // a node without a market (or without the endpoint): join its swarm through it
         if (bootstrap.length === 0) { bootstrap = running.node.addresses }
       }
     }
@@ -99,6 +97,8 @@ export const command: Command = {
         answer = await withSwarmClient({ bootstrap, networkMode: networkMode as 'local' | 'public' | undefined }, async (node) => {
           return sellersJson(node, { service, method: values.method, usage, timeout, limit })
         })
+        // the price book part is not bounded by the DHT's limit
+        if (limit != null) { answer.sellers = answer.sellers.slice(0, limit) }
       } catch (e: any) {
         if (e instanceof CliError) { throw e }
         throw new CliError(`cannot look up sellers: ${e.message}`)

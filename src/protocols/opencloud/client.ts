@@ -301,25 +301,22 @@ export class OpenCloudClient {
   }
 
   private async connect (target: CallTarget, options: AbortOptions): Promise<Connection> {
-    let t: PeerId | Multiaddr
-    let peer: PeerId | undefined
-    if (typeof target === 'string') {
-      // fast path: a target string already dialled maps to its peer; reuse its open connection
-      peer = this.targets.get(target)
-      t = peer ?? multiaddr(target)
-    } else {
-      t = target
-    }
+    const known = typeof target === 'string' ? this.targets.get(target) : undefined
+    const t: PeerId | Multiaddr = known ?? (typeof target === 'string' ? multiaddr(target) : target)
     if (!isMultiaddr(t) && typeof (t as PeerId).toMultihash !== 'function') {
       throw new TypeError('target must be a PeerId, a Multiaddr or a multiaddr string')
     }
-    if (!isMultiaddr(t)) {
-      const open = this.init.connectionManager.getConnections(t).find(c => c.status === 'open' && c.limits == null)
+    // fast path: an open connection to the peer the target names (the
+    // connection manager parses a multiaddr's peer id on every call)
+    const key = typeof target === 'string' ? target : isMultiaddr(t) ? t.toString() : undefined
+    const peer = known ?? (isMultiaddr(t) ? (key == null ? undefined : this.targets.get(key)) : t as PeerId)
+    if (peer != null) {
+      const open = this.init.connectionManager.getConnections(peer).find(c => c.status === 'open' && c.limits == null)
       if (open != null) { return open }
     }
-    const connection = await this.init.connectionManager.openConnection(peer != null && typeof target === 'string' ? multiaddr(target) : t, options)
-    if (typeof target === 'string') {
-      this.targets.set(target, connection.remotePeer)
+    const connection = await this.init.connectionManager.openConnection(known != null ? multiaddr(target as string) : t, options)
+    if (key?.includes('/p2p/') === true) {
+      this.targets.set(key, connection.remotePeer)
       if (this.targets.size > MAX_PEER_STATES) { this.targets.delete(this.targets.keys().next().value as string) }
     }
     return connection

@@ -25,6 +25,8 @@ export interface Reply {
   detail?: string
   body?: Uint8Array
   acceptablePayment?: AcceptablePayment
+  /** SHA-256 of body, when the method supplied it */
+  bodyHash?: Uint8Array
 }
 
 /** Everything the stages know about one call; later stages see what earlier ones found */
@@ -33,6 +35,8 @@ export interface CallState {
   request: Request
   /** what the request's signatures cover */
   digest: Uint8Array
+  /** SHA-256 of the request body (already part of the digest) */
+  bodyHash?: Uint8Array
   /** credentials whose signatures verified (after the signature stage) */
   credentials: string[]
   service?: ServiceDefinition
@@ -142,7 +146,8 @@ function toCall (state: CallState): ServiceCall {
     body: state.request.body,
     peer: state.peer,
     credentials: state.credentials,
-    signal: state.signal
+    signal: state.signal,
+    bodyHash: state.bodyHash
   }
 }
 
@@ -277,7 +282,8 @@ export function dispatch (maxBodySize: number): Stage {
     const body = result.body ?? new Uint8Array()
     if (!(body instanceof Uint8Array)) { throw new TypeError(`${state.request.service}.${state.request.method} returned a body that is not bytes`) }
     if (body.byteLength > maxBodySize) { throw new RangeError(`${state.request.service}.${state.request.method} returned ${body.byteLength} bytes, over the body limit`) }
-    return { status, detail: typeof result.detail === 'string' ? result.detail : undefined, body }
+    const bodyHash = result.bodyHash instanceof Uint8Array && result.bodyHash.byteLength === 32 && result.body === body ? result.bodyHash : undefined
+    return { status, detail: typeof result.detail === 'string' ? result.detail : undefined, body, bodyHash }
   }
 }
 

@@ -2,7 +2,7 @@ import { IDLE_TIMEOUT, MAX_CREDENTIALS, MAX_ARGS, MESSAGE_TIMEOUT, NONCE_LENGTH 
 import { FrameReader } from './framing.js'
 import { Request, Response, Status } from './pb/opencloud.js'
 import { createPipeline, runPipeline } from './pipeline.js'
-import { requestDigest, responseDigest } from './signing.js'
+import { requestDigest, responseDigest, sha256 } from './signing.js'
 import { isStatus } from './status.js'
 import type { BufferBudget } from './framing.js'
 import type { NonceStore } from './nonce.js'
@@ -121,8 +121,9 @@ export class OpenCloudServer {
         if (request == null) {
           reply = { status: Status.BAD_REQUEST, detail: 'frame is not a valid OpenCloud request' }
         } else {
-          digest = requestDigest(request)
-          reply = await this.process(stream, peer, request, digest)
+          const bodyHash = sha256(request.body)
+          digest = requestDigest(request, bodyHash)
+          reply = await this.process(stream, peer, request, digest, bodyHash)
           if (reply == null) {
             // the stream went away while the request was processed
             stream.abort(new StreamGoneError('stream closed during processing'))
@@ -145,10 +146,10 @@ export class OpenCloudServer {
    * a deadline that passes, is a server-error; the details go to the log,
    * never to the peer.
    */
-  private async process (stream: Stream, peer: PeerId, request: Request, digest: Uint8Array): Promise<Reply | undefined> {
+  private async process (stream: Stream, peer: PeerId, request: Request, digest: Uint8Array, bodyHash: Uint8Array): Promise<Reply | undefined> {
     const { log } = this.init
     const controller = new AbortController()
-    const state: CallState = { peer, request, digest, credentials: [], signal: controller.signal }
+    const state: CallState = { peer, request, digest, bodyHash, credentials: [], signal: controller.signal }
     const timer = setTimeout(() => { controller.abort(new ProcessingTimeoutError('request took too long')) }, this.messageTimeout)
     const onClose = (): void => { controller.abort(new StreamGoneError('stream closed')) }
     stream.addEventListener('close', onClose)
@@ -264,7 +265,7 @@ export class OpenCloudServer {
       acceptablePayment: reply.acceptablePayment,
       requestDigest: (digest ?? new Uint8Array()) as Bytes
     }
-    const d = responseDigest(response)
+    const d = responseDigest(response, reply.bodyHash)
     response.sig = await Promise.all(this.init.signers.map(async s => s.sign(d) as Promise<Bytes>))
     return response
   }

@@ -24,13 +24,13 @@ function digest (domain: string, encoded: Uint8Array): Uint8Array {
  * `body` replaced by SHA-256(body). Hashing the body separately lets a signer
  * stream it and keeps the re-encoding small.
  */
-export function requestDigest (req: Request): Uint8Array {
-  return digest(REQUEST_DOMAIN, Request.encode({ ...req, sig: [], body: sha256(req.body) as Uint8Array<ArrayBuffer> }))
+export function requestDigest (req: Request, bodyHash: Uint8Array = sha256(req.body)): Uint8Array {
+  return digest(REQUEST_DOMAIN, Request.encode({ ...req, sig: [], body: bodyHash as Uint8Array<ArrayBuffer> }))
 }
 
 /** The same for responses, with the response domain string */
-export function responseDigest (res: Response): Uint8Array {
-  return digest(RESPONSE_DOMAIN, Response.encode({ ...res, sig: [], body: sha256(res.body) as Uint8Array<ArrayBuffer> }))
+export function responseDigest (res: Response, bodyHash: Uint8Array = sha256(res.body)): Uint8Array {
+  return digest(RESPONSE_DOMAIN, Response.encode({ ...res, sig: [], body: bodyHash as Uint8Array<ArrayBuffer> }))
 }
 
 /** Something that holds the key of one credential and can sign a digest with it */

@@ -1,0 +1,209 @@
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { findRunningNode } from '../src/control/index.js'
+import { priceOf } from '../src/market/price-book.js'
+import { readKey } from '../src/node/index.js'
+import { killAll, runCli, startCliNode } from './cli-fixtures.js'
+import { startNode, tempDir } from './fixtures.js'
+import type { CliNode } from './cli-fixtures.js'
+import type { TestNode } from './fixtures.js'
+
+async function eventually (fn: () => Promise<boolean> | boolean, deadline = 20_000, every = 100): Promise<boolean> {
+  const end = Date.now() + deadline
+  for (;;) {
+    if (await fn()) { return true }
+    if (Date.now() > end) { return false }
+    await new Promise(resolve => setTimeout(resolve, every))
+  }
+}
+
+const sha256hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
+
+/** The OpenCloud ID the data dir's key signs with */
+async function openCloudIdOf (dataDir: string): Promise<string> {
+  const key = await readKey(dataDir)
+  assert.ok(key != null, `no key in ${dataDir}`)
+  return `oc:${peerIdFromPrivateKey(key).toString()}`
+}
+
+describe('decloud call --cheapest', function () {
+  this.timeout(60_000)
+  // sellers serve unpaid calls: payments arrive with the payment backends
+  const serveUnpaid = { payment: () => undefined }
+  const market = { announceInterval: 10 * 60_000 }
+  // storage.put in sat per KiB: the second seller is the cheapest
+  const putRates = [3n, 1n, 2n]
+  let work: string
+  let boot: TestNode
+  let sellers: TestNode[] = []
+  const extra: TestNode[] = []
+  let cheapest: TestNode
+
+  before(async () => {
+    work = await tempDir('decloud-cheapest-')
+    boot = await startNode({ sell: [], market })
+    sellers = await Promise.all(putRates.map(async rate => startNode({
+      bootstrap: [boot.addr],
+      sell: ['storage'],
+      storage: { pricing: { put: { rate, per: 1024n } } },
+      opencloud: serveUnpaid,
+      market
+    })))
+    cheapest = sellers[1]
+    const knowsAll = (): boolean => sellers.every((s, i) => boot.market.book.entries({ service: 'storage', method: 'put', peerId: s.peerId.toString() })[0]?.rate === putRates[i])
+    assert.ok(await eventually(knowsAll), 'the prices did not reach the bootstrap node')
+  })
+
+  after(async () => {
+    await killAll()
+    await Promise.all([boot, ...sellers, ...extra].map(async n => n?.destroy()))
+    await rm(work, { recursive: true, force: true })
+  })
+
+  /** Where a blob landed: the sellers that hold it */
+  async function holders (id: string): Promise<TestNode[]> {
+    const held = await Promise.all(sellers.map(async s => s.storage.meta(id)))
+    return sellers.filter((_, i) => held[i] != null)
+  }
+
+  const expectedLine = (body: Uint8Array): RegExp => {
+    const price = priceOf({ base: 0n, rate: 1n, per: 1024n, units: ['byte'] }, BigInt(body.byteLength))
+    return new RegExp(`^decloud: cheapest seller ${cheapest.peerId.toString()} \\(${price} sat\\)$`, 'm')
+  }
+
+  it('checks its command line', async () => {
+    const dir = join(work, 'usage')
+    const cases: Array<[string[], RegExp]> = [
+      [['call', '--cheapest'], /usage: decloud call --cheapest/],
+      [['call', '--cheapest', cheapest.addr, 'storage.put'], /--cheapest takes no target/],
+      [['call', '--cheapest', 'storage'], /not <service>\.<method>/],
+      [['call', '--cheapest', '--service', 'sha256', 'storage.put'], /--service sha256 does not match storage\.put/],
+      [['call', '--service', 'storage', cheapest.addr, 'storage.put'], /--service goes with --cheapest/],
+      [['call', '--cheapest', 'storage.put', '--bootstrap', 'nonsense'], /--bootstrap "nonsense" is not a valid multiaddr/],
+      // no node runs for the data dir and no way into a swarm
+      [['call', '--cheapest', 'storage.put'], /no node is running for .*--bootstrap MULTIADDR/]
+    ]
+    for (const [args, message] of cases) {
+      const r = await runCli([...args, '--data-dir', dir])
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`)
+      assert.match(r.stderr, message)
+    }
+    const help = await runCli(['call', '--help'])
+    assert.match(help.stdout.toString(), /decloud call --cheapest \[--service S\] <service>\.<method>/)
+    assert.match(help.stdout.toString(), /--bootstrap MULTIADDR/)
+  })
+
+  it('without a running node: joins through --bootstrap and stores at the cheapest seller with the data dir\'s key', async () => {
+    const dir = join(work, 'transient')
+    const blob = randomBytes(5_000)
+    const file = join(work, 'transient.bin')
+    await writeFile(file, blob)
+    const r = await runCli(['call', '--cheapest', 'storage.put', '--body-file', file, '--bootstrap', boot.addr, '--data-dir', dir], { timeout: 45_000 })
+    assert.equal(r.code, 0, r.stderr)
+    const id = r.stdout.toString().trim()
+    assert.equal(id, sha256hex(blob))
+    assert.match(r.stderr, expectedLine(blob))
+    assert.deepEqual(await holders(id), [cheapest])
+    // the seller serves it back, and it belongs to the data dir's identity
+    const got = await boot.opencloud.callOk(cheapest.addr, { service: 'storage', method: 'get', args: [id] })
+    assert.ok(Buffer.from(got).equals(blob))
+    assert.equal(await cheapest.storage.isOwner(id, await openCloudIdOf(dir)), true)
+
+    // a service nobody sells: a clear message, exit 1
+    const none = await runCli(['call', '--cheapest', 'nothing.here', '--bootstrap', boot.addr, '--data-dir', dir, '--timeout', '3000'], { timeout: 45_000 })
+    assert.equal(none.code, 1, none.stderr)
+    assert.match(none.stderr, /^decloud: no seller of nothing found/m)
+  })
+
+  describe('through a running node', () => {
+    let node: CliNode
+    let dir: string
+
+    before(async () => {
+      dir = join(work, 'running')
+      node = await startCliNode(dir, ['--bootstrap', boot.addr])
+      const running = await findRunningNode(dir)
+      assert.ok(running != null)
+      const knowsAll = async (): Promise<boolean> => {
+        const [put] = (await running.client.market({ service: 'storage', method: 'put' })).summary as Array<{ sellers: Array<{ peerId: string }> }>
+        return sellers.every(s => put?.sellers.some(e => e.peerId === s.peerId.toString()))
+      }
+      assert.ok(await eventually(knowsAll), 'the running node did not learn the prices')
+    })
+
+    after(async () => {
+      await node?.stop('SIGINT').catch(() => {})
+    })
+
+    it('finds the sellers (GET /v1/sellers) and stores at the cheapest (POST /v1/call)', async () => {
+      const blob = randomBytes(20_000)
+      const file = join(work, 'running.bin')
+      await writeFile(file, blob)
+      const r = await runCli(['call', '--service', 'storage', '--cheapest', 'storage.put', '--body-file', file, '--data-dir', dir])
+      assert.equal(r.code, 0, r.stderr)
+      const id = r.stdout.toString().trim()
+      assert.equal(id, sha256hex(blob))
+      assert.match(r.stderr, expectedLine(blob))
+      assert.deepEqual(await holders(id), [cheapest])
+      // made by the running node (its identity)
+      assert.equal(await cheapest.storage.isOwner(id, `oc:${node.peerId}`), true)
+
+      // storage.get at that seller returns the bytes
+      const out = join(work, 'running.out')
+      const get = await runCli(['call', cheapest.addr, 'storage.get', id, '--out', out, '--data-dir', dir])
+      assert.equal(get.code, 0, get.stderr)
+      assert.ok((await readFile(out)).equals(blob))
+
+      // --json prints the response as a normal call does
+      const json = await runCli(['call', '--cheapest', 'storage.put', '-f', file, '--json', '--data-dir', dir])
+      assert.equal(json.code, 0, json.stderr)
+      const res = JSON.parse(json.stdout.toString())
+      assert.equal(res.status, 'ok')
+      assert.equal(res.peer, cheapest.peerId.toString())
+    })
+
+    it('decloud sellers and decloud market answer from the running node', async () => {
+      const s = await runCli(['sellers', 'storage', '--method', 'put', '--units', '1024', '--timeout', '5000', '--json', '--data-dir', dir])
+      assert.equal(s.code, 0, s.stderr)
+      const found = JSON.parse(s.stdout.toString())
+      // cheapest first; the running node itself (free storage) is not a seller to itself
+      assert.deepEqual(found.sellers.slice(0, 3).map((x: any) => x.peerId), [1, 2, 0].map(i => sellers[i].peerId.toString()))
+      assert.deepEqual(found.sellers.slice(0, 3).map((x: any) => x.price), ['1', '2', '3'])
+      assert.ok(found.sellers.every((x: any) => x.peerId !== node.peerId))
+      const one = await runCli(['sellers', 'storage', '--method', 'put', '--limit', '1', '--timeout', '5000', '--json', '--data-dir', dir])
+      assert.equal(JSON.parse(one.stdout.toString()).sellers.length, 1)
+      const m = await runCli(['market', 'storage', '--method', 'put', '--json', '--data-dir', dir])
+      assert.equal(m.code, 0, m.stderr)
+      const { summary } = JSON.parse(m.stdout.toString())
+      // the running node's own free price is in its book
+      assert.equal(summary[0].sellers[0].peerId, node.peerId)
+      assert.ok(sellers.every(x => summary[0].sellers.some((e: any) => e.peerId === x.peerId.toString())))
+    })
+
+    it('moves on to the next seller when the cheapest cannot be reached', async () => {
+      // a seller cheaper than all, whose process dies without withdrawing its price
+      const ghost = await startNode({ bootstrap: [boot.addr], sell: ['storage'], storage: { pricing: { put: { rate: 0n, per: 1024n } } }, opencloud: serveUnpaid, market })
+      extra.push(ghost)
+      const running = await findRunningNode(dir)
+      assert.ok(running != null)
+      const ghostId = ghost.peerId.toString()
+      assert.ok(await eventually(async () => {
+        const found = await running.client.sellers({ service: 'storage', method: 'put', timeout: 3_000 })
+        return found.sellers[0]?.peerId === ghostId
+      }), 'the running node never ranked the new seller first')
+      await ghost.libp2p.stop()
+
+      const blob = randomBytes(3_000)
+      const file = join(work, 'ghost.bin')
+      await writeFile(file, blob)
+      const r = await runCli(['call', '--cheapest', 'storage.put', '-f', file, '--timeout', '5000', '--data-dir', dir])
+      assert.equal(r.code, 0, r.stderr)
+      assert.match(r.stderr, new RegExp(`^decloud: seller ${ghostId} did not answer .*; trying the next$`, 'm'))
+      assert.match(r.stderr, expectedLine(blob))
+      assert.deepEqual(await holders(r.stdout.toString().trim()), [cheapest])
+    })
+  })
+})
