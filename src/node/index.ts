@@ -431,7 +431,8 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
     addresses: () => libp2p.getMultiaddrs().map(a => a.toString()),
     selling: () => selling().map(s => s.name),
     findSellers: async (service, opts) => discovery.findSellers(service, opts),
-    rankSellers: async (service, opts) => rankSellers(market, discovery, service, opts),
+    // a node never ranks itself as a seller to buy from
+    rankSellers: async (service, opts) => rankSellers(market, discovery, service, { ...opts, exclude: [...(opts.exclude ?? []), peerId.toString()] }),
     async stop () {
       if (stopped) { return }
       stopped = true

@@ -50,7 +50,7 @@ export async function sellersJson (node: Pick<DecloudNode, 'rankSellers' | 'mark
     ...(method !== '' ? { method } : {}),
     ...(q.usage != null ? { usage: q.usage.toString() } : {}),
     elapsed: Date.now() - start,
-    sellers: ranked.map(c => {
+    sellers: ranked.slice(0, q.limit ?? ranked.length).map(c => {
       const prices: SellersJson['sellers'][number]['prices'] = {}
       for (const e of node.market.book.entries({ service: q.service, peerId: c.peerId })) {
         prices[e.method] = { base: e.base.toString(), rate: e.rate.toString(), per: e.per.toString(), units: e.units, capacity: e.capacity.toString(), validUntil: e.validUntil }
