@@ -1,7 +1,7 @@
 /** @type {import('aegir').PartialOptions} */
 export default {
   build: {
-    // plain tsc is the build (npm run build); aegir is used for lint and docs
+    // plain tsc is the build (npm run build); aegir supplies the lint rules (eslint.config.js)
     bundle: false
   },
   test: {

@@ -2,6 +2,7 @@
  * Profiling aid, the baseline of profile-rpc.ts: N sequential 1 KiB
  * length-prefixed echoes on one libp2p stream between two in-process nodes.
  */
+/* eslint-disable no-console */
 import '../src/polyfill.js'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -16,7 +17,7 @@ await b.libp2p.handle('/bench/echo/1.0.0', async (stream) => {
   const lp = lpStream(stream)
   while (true) {
     const msg = await lp.read().catch(() => null)
-    if (msg == null) break
+    if (msg == null) { break }
     await lp.write(msg)
   }
 })

@@ -10,7 +10,7 @@ interface Resolvers<T> {
   reject(reason?: unknown): void
 }
 
-const P = Promise as unknown as { withResolvers?: <T>() => Resolvers<T> }
+const P = Promise as unknown as { withResolvers?<T>(): Resolvers<T> }
 
 if (typeof P.withResolvers !== 'function') {
   Object.defineProperty(Promise, 'withResolvers', {
@@ -18,13 +18,13 @@ if (typeof P.withResolvers !== 'function') {
     writable: true,
     enumerable: false,
     value: function withResolvers<T> (): Resolvers<T> {
-      let resolve!: (value: T | PromiseLike<T>) => void
-      let reject!: (reason?: unknown) => void
-      const promise = new Promise<T>((res, rej) => {
-        resolve = res
-        reject = rej
+      let res!: (value: T | PromiseLike<T>) => void
+      let rej!: (reason?: unknown) => void
+      const promise = new Promise<T>((resolve, reject) => {
+        res = resolve
+        rej = reject
       })
-      return { promise, resolve, reject }
+      return { promise, resolve: res, reject: rej }
     }
   })
 }

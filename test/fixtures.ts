@@ -25,7 +25,7 @@ export async function startNode (options: DecloudNodeOptions = {}): Promise<Test
     addr,
     async destroy () {
       await node.stop()
-      if (options.dataDir == null) await rm(dataDir, { recursive: true, force: true })
+      if (options.dataDir == null) { await rm(dataDir, { recursive: true, force: true }) }
     }
   })
 }

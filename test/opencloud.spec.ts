@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { PaymentType, Status, requestDigest, responseDigest, openCloudVerifier, NONCE_LENGTH, MAX_BODY_SIZE } from '../src/protocols/opencloud/index.js'
+import { verifyResponse } from '../src/protocols/opencloud/index.js'
 import { sha256Service } from '../src/services/sha256.js'
 import { startNode } from './fixtures.js'
 import { RawStream, countingService, signedRequest, startBareNode, startKeyedNode } from './protocol-fixtures.js'
 import type { TestNode } from './fixtures.js'
 import type { BareNode, KeyedNode } from './protocol-fixtures.js'
-import { verifyResponse } from '../src/protocols/opencloud/index.js'
 import type { CallResult } from '../src/protocols/opencloud/index.js'
 
 const enc = new TextEncoder()

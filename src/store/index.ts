@@ -42,7 +42,7 @@ export class Store {
       await this.db.put(VERSION_KEY, new TextEncoder().encode(String(SCHEMA_VERSION)) as Uint8Array<ArrayBuffer>)
     } else {
       const found = Number(new TextDecoder().decode(v))
-      if (found !== SCHEMA_VERSION) throw new StoreVersionError(`data dir has schema version ${found}, this decloud understands ${SCHEMA_VERSION}`)
+      if (found !== SCHEMA_VERSION) { throw new StoreVersionError(`data dir has schema version ${found}, this decloud understands ${SCHEMA_VERSION}`) }
     }
   }
 
