@@ -4,10 +4,9 @@
  * whatever a failing test left behind.
  */
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { rm } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
+import { tempDir } from './fixtures.js'
 import type { ChildProcess } from 'node:child_process'
 
 /** bin/decloud.js (tests run from dist/test/) */
@@ -19,7 +18,7 @@ const live = new Set<ChildProcess>()
 let fallbackDir: string | undefined
 
 async function env (): Promise<NodeJS.ProcessEnv> {
-  fallbackDir ??= await mkdtemp(join(tmpdir(), 'decloud-cli-default-'))
+  fallbackDir ??= await tempDir('decloud-cli-default-')
   const e: NodeJS.ProcessEnv = { ...process.env, DECLOUD_DATA_DIR: fallbackDir }
   delete e.DECLOUD_DEBUG
   return e

@@ -1,12 +1,21 @@
+import { rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createDecloudNode } from '../src/node/index.js'
 import type { DecloudNode, DecloudNodeOptions } from '../src/node/index.js'
 
-/** A fresh data dir under the OS temp dir */
+/** Every temp dir handed out; whatever a test did not remove goes when the process exits */
+const made = new Set<string>()
+process.once('exit', () => {
+  for (const dir of made) { rmSync(dir, { recursive: true, force: true }) }
+})
+
+/** A fresh data dir under the OS temp dir, removed at the latest when the test process exits */
 export async function tempDir (prefix = 'decloud-test-'): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix))
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  made.add(dir)
+  return dir
 }
 
 export interface TestNode extends DecloudNode {
