@@ -6,6 +6,7 @@
  */
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { multiaddr } from '@multiformats/multiaddr'
 import { defaultDataDir } from '../node/data-dir.js'
 import type { ParseArgsConfig } from 'node:util'
 
@@ -99,4 +100,29 @@ export async function out (data: string | Uint8Array): Promise<void> {
 
 export async function err (line: string): Promise<void> {
   await write(process.stderr, line.endsWith('\n') ? line : line + '\n')
+}
+
+/** Checks that every value of a repeatable `--option` is a multiaddr; returns them */
+export function checkMultiaddrs (option: string, values: string[]): string[] {
+  for (const v of values) {
+    try {
+      multiaddr(v)
+    } catch (e: any) {
+      throw new UsageError(`--${option} "${v}" is not a valid multiaddr: ${e.message}`)
+    }
+  }
+  return values
+}
+
+/** `--network-mode local|public`, when given */
+export function parseNetworkMode (value: string | undefined): 'local' | 'public' | undefined {
+  if (value != null && value !== 'local' && value !== 'public') { throw new UsageError(`--network-mode must be local or public, not "${value}"`) }
+  return value
+}
+
+/** `--units N`: a non-negative integer amount of units of service, when given */
+export function parseUnits (value: string | undefined): bigint | undefined {
+  if (value == null) { return undefined }
+  if (!/^[0-9]{1,20}$/.test(value)) { throw new UsageError('--units must be a non-negative integer') }
+  return BigInt(value)
 }

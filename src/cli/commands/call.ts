@@ -4,7 +4,7 @@ import { callResultJson } from '../../control/api.js'
 import { ControlApiError, findRunningNode } from '../../control/client.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BODY_SIZE } from '../../protocols/opencloud/constants.js'
 import { readBody } from '../body.js'
-import { CliError, TransportError, UsageError, err, parse, positiveInt, resolveDataDir } from '../command.js'
+import { CliError, TransportError, UsageError, checkMultiaddrs, err, parse, positiveInt, resolveDataDir } from '../command.js'
 import { printCall } from '../render.js'
 import type { CallJson } from '../../control/api.js'
 import type { ControlClient } from '../../control/client.js'
@@ -130,14 +130,7 @@ function parseCallLine (values: { cheapest?: boolean, service?: string, bootstra
   if (args.some(a => a.length > MAX_ARG_LENGTH)) { throw new UsageError(`an argument is longer than ${MAX_ARG_LENGTH} characters`) }
   const timeout = positiveInt('timeout', values.timeout, DEFAULT_CALL_TIMEOUT)
   if (timeout > MAX_CALL_TIMEOUT) { throw new UsageError(`--timeout is at most ${MAX_CALL_TIMEOUT} ms`) }
-  const bootstrap = values.bootstrap ?? []
-  for (const b of bootstrap) {
-    try {
-      multiaddr(b)
-    } catch (err: any) {
-      throw new UsageError(`--bootstrap "${b}" is not a valid multiaddr: ${err.message}`)
-    }
-  }
+  const bootstrap = checkMultiaddrs('bootstrap', values.bootstrap ?? [])
   return { target, targetText, service, method, args, timeout, cheapest, bootstrap }
 }
 

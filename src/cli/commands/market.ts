@@ -1,6 +1,5 @@
-import { multiaddr } from '@multiformats/multiaddr'
 import { ControlApiError, findRunningNode } from '../../control/client.js'
-import { CliError, EXIT, UsageError, out, parse, resolveDataDir } from '../command.js'
+import { CliError, EXIT, UsageError, checkMultiaddrs, out, parse, parseNetworkMode, parseUnits, resolveDataDir } from '../command.js'
 import type { MarketJson } from '../../node/reports.js'
 import type { Command } from '../command.js'
 
@@ -49,21 +48,9 @@ export const command: Command = {
     const service = positionals[0]
     if (service != null && !NAME.test(service)) { throw new UsageError(`"${service}" is not a service name`) }
     if (values.method != null && !NAME.test(values.method)) { throw new UsageError(`"${values.method}" is not a method name`) }
-    let usage: bigint | undefined
-    if (values.units != null) {
-      if (!/^[0-9]{1,20}$/.test(values.units)) { throw new UsageError('--units must be a non-negative integer') }
-      usage = BigInt(values.units)
-    }
-    const networkMode = values['network-mode']
-    if (networkMode != null && networkMode !== 'local' && networkMode !== 'public') { throw new UsageError('--network-mode must be local or public') }
-    let bootstrap = values.bootstrap ?? []
-    for (const b of bootstrap) {
-      try {
-        multiaddr(b)
-      } catch (e: any) {
-        throw new UsageError(`--bootstrap "${b}" is not a valid multiaddr: ${e.message}`)
-      }
-    }
+    const usage = parseUnits(values.units)
+    const networkMode = parseNetworkMode(values['network-mode'])
+    let bootstrap = checkMultiaddrs('bootstrap', values.bootstrap ?? [])
     const dataDir = resolveDataDir(values['data-dir'])
 
     let answer: MarketJson | undefined

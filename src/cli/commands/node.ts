@@ -1,9 +1,8 @@
-import { multiaddr } from '@multiformats/multiaddr'
 import { findRunningNode } from '../../control/client.js'
 import { ControlServer } from '../../control/server.js'
 import { decloudVersion } from '../../control/version.js'
 import { createDecloudNode } from '../../node/index.js'
-import { CliError, UsageError, EXIT, err, out, parse, resolveDataDir } from '../command.js'
+import { CliError, UsageError, EXIT, checkMultiaddrs, err, out, parse, parseNetworkMode, resolveDataDir } from '../command.js'
 import type { DecloudNode, DecloudNodeOptions } from '../../node/index.js'
 import type { Command } from '../command.js'
 
@@ -36,17 +35,6 @@ examples:
   decloud node --dev --data-dir /tmp/a --listen /ip4/127.0.0.1/tcp/0
 `
 
-function checkMultiaddrs (option: string, values: string[]): string[] {
-  for (const v of values) {
-    try {
-      multiaddr(v)
-    } catch (e: any) {
-      throw new UsageError(`--${option} "${v}" is not a valid multiaddr: ${e.message}`)
-    }
-  }
-  return values
-}
-
 /** Resolves with the name of the first SIGINT/SIGTERM; a second one exits at once */
 async function untilSignal (): Promise<NodeJS.Signals> {
   return new Promise(resolve => {
@@ -78,10 +66,7 @@ export const command: Command = {
       'network-mode': { type: 'string' }
     })
     if (positionals.length > 0) { throw new UsageError(`unexpected argument "${positionals[0]}" (see decloud node --help)`) }
-    const networkMode = values['network-mode']
-    if (networkMode != null && networkMode !== 'local' && networkMode !== 'public') {
-      throw new UsageError(`--network-mode must be local or public, not "${networkMode}"`)
-    }
+    const networkMode = parseNetworkMode(values['network-mode'])
     const listen = values.listen != null ? checkMultiaddrs('listen', values.listen) : undefined
     const bootstrap = values.bootstrap != null ? checkMultiaddrs('bootstrap', values.bootstrap) : undefined
     const dataDir = resolveDataDir(values['data-dir'])

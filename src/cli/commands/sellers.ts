@@ -1,6 +1,5 @@
-import { multiaddr } from '@multiformats/multiaddr'
 import { ControlApiError, findRunningNode } from '../../control/client.js'
-import { CliError, EXIT, UsageError, out, parse, positiveInt, resolveDataDir } from '../command.js'
+import { CliError, EXIT, UsageError, checkMultiaddrs, out, parse, parseNetworkMode, parseUnits, positiveInt, resolveDataDir } from '../command.js'
 import type { SellersJson } from '../../node/reports.js'
 import type { Command } from '../command.js'
 
@@ -61,21 +60,9 @@ export const command: Command = {
     if (timeout > MAX_TIMEOUT) { throw new UsageError(`--timeout is at most ${MAX_TIMEOUT} ms`) }
     const limit = values.limit != null ? positiveInt('limit', values.limit, MAX_LIMIT) : undefined
     if (limit != null && limit > MAX_LIMIT) { throw new UsageError(`--limit is at most ${MAX_LIMIT}`) }
-    let usage: bigint | undefined
-    if (values.units != null) {
-      if (!/^[0-9]{1,20}$/.test(values.units)) { throw new UsageError('--units must be a non-negative integer') }
-      usage = BigInt(values.units)
-    }
-    const networkMode = values['network-mode']
-    if (networkMode != null && networkMode !== 'local' && networkMode !== 'public') { throw new UsageError('--network-mode must be local or public') }
-    let bootstrap = values.bootstrap ?? []
-    for (const b of bootstrap) {
-      try {
-        multiaddr(b)
-      } catch (e: any) {
-        throw new UsageError(`--bootstrap "${b}" is not a valid multiaddr: ${e.message}`)
-      }
-    }
+    const usage = parseUnits(values.units)
+    const networkMode = parseNetworkMode(values['network-mode'])
+    let bootstrap = checkMultiaddrs('bootstrap', values.bootstrap ?? [])
     const dataDir = resolveDataDir(values['data-dir'])
 
     let answer: SellersJson | undefined
