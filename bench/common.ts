@@ -170,3 +170,12 @@ export function exitWhenDone (graceMs = 5_000): void {
     process.exit(0)
   }, graceMs).unref()
 }
+
+/** Runs a benchmark's main function: prints a failure, sets the exit code, and never hangs */
+export function runBenchmark (main: () => Promise<void>): void {
+  main().then(() => { exitWhenDone() }, (err) => {
+    console.error(err)
+    process.exitCode = 1
+    exitWhenDone()
+  })
+}

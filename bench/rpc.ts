@@ -17,7 +17,7 @@ import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { Status } from '../src/protocols/opencloud/pb/opencloud.js'
 import { sha256 } from '../src/protocols/opencloud/signing.js'
-import { exitWhenDone, flags, fmt, machine, median, parsePositive, parseSize, rate, spread, startBenchNode, table } from './common.js'
+import { flags, fmt, machine, median, parsePositive, parseSize, rate, runBenchmark, spread, startBenchNode, table } from './common.js'
 import { ECHO_PROTOCOL, MAX_ECHO_MESSAGE, launchServer } from './server.js'
 import type { RateResult } from './common.js'
 
@@ -183,8 +183,4 @@ async function main (): Promise<void> {
   }
 }
 
-main().then(() => { exitWhenDone() }, (err) => {
-  console.error(err)
-  process.exitCode = 1
-  exitWhenDone()
-})
+runBenchmark(main)

@@ -21,7 +21,7 @@ import { byteStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { MAX_BODY_SIZE } from '../src/protocols/opencloud/constants.js'
 import { sha256 } from '../src/protocols/opencloud/signing.js'
-import { MiB, exitWhenDone, flags, fmt, machine, median, parsePositive, parseSize, spread, startBenchNode, table, time } from './common.js'
+import { MiB, flags, fmt, machine, median, parsePositive, parseSize, runBenchmark, spread, startBenchNode, table, time } from './common.js'
 import { SINK_PROTOCOL, SOURCE_PROTOCOL, launchServer, readU64, u64 } from './server.js'
 import type { BenchNode } from './common.js'
 import type { Stream } from '@libp2p/interface'
@@ -272,8 +272,4 @@ async function main (): Promise<void> {
   }
 }
 
-main().then(() => { exitWhenDone() }, (err) => {
-  console.error(err)
-  process.exitCode = 1
-  exitWhenDone()
-})
+runBenchmark(main)

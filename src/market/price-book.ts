@@ -23,21 +23,9 @@ export const REFERENCE_UNITS = 1_000_000n
 
 export type EntrySource = 'self' | 'gossip' | 'sync'
 
-/** One seller's live price for one method */
-export interface PriceEntry {
+/** One seller's live price for one method: the announcement's terms, keyed by peer id string */
+export interface PriceEntry extends Omit<Announcement, 'peer' | 'currency' | 'withdrawn'> {
   peerId: string
-  service: string
-  version: string
-  method: string
-  units: string[]
-  base: bigint
-  rate: bigint
-  per: bigint
-  capacity: bigint
-  issued: number
-  validUntil: number
-  seq: bigint
-  addrs: string[]
   source: EntrySource
   received: number
   /** the encoded SignedPriceAnnouncement: verifiable by anyone */
