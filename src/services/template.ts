@@ -2,6 +2,7 @@ import { InvalidServiceError } from '../protocols/opencloud/errors.js'
 import { validatePricing } from './pricing.js'
 import type { Pricing } from './pricing.js'
 import type { Status } from '../protocols/opencloud/pb/opencloud.js'
+import type { AcceptedPayment, BitcoinCredentialState } from '../protocols/opencloud/pipeline.js'
 import type { PeerId } from '@libp2p/interface'
 
 /** One call as a service method sees it, after validation, access and payment */
@@ -17,6 +18,10 @@ export interface ServiceCall {
   signal: AbortSignal
   /** SHA-256 of `body`, computed once by the framework for the request digest */
   bodyHash?: Uint8Array
+  /** what the payment gate accepted for this call */
+  payment?: AcceptedPayment
+  /** checked bitcoin address credentials of the caller */
+  bitcoin?: BitcoinCredentialState[]
 }
 
 /** What a method returns; a missing status means ok */

@@ -22,6 +22,8 @@ export interface CallRequest {
   body?: Uint8Array
   paymentType?: PaymentType
   payment?: Payment
+  /** more credentials for this call, after the node's own (e.g. a `btc:` address) */
+  signers?: Signer[]
 }
 
 export interface CallResult {
@@ -244,8 +246,9 @@ export class OpenCloudClient {
   }
 
   private async buildRequest (call: CallRequest, nonce: Uint8Array | undefined): Promise<Request> {
+    const signers = call.signers == null || call.signers.length === 0 ? this.init.signers : [...this.init.signers, ...call.signers]
     const request: Request = {
-      id: this.init.signers.map(s => s.credential),
+      id: signers.map(s => s.credential),
       sig: [],
       nonce: (nonce ?? new Uint8Array()) as Bytes,
       service: call.service,
@@ -256,7 +259,7 @@ export class OpenCloudClient {
       body: (call.body ?? new Uint8Array()) as Bytes
     }
     const d = requestDigest(request)
-    request.sig = await Promise.all(this.init.signers.map(async s => s.sign(d) as Promise<Bytes>))
+    request.sig = await Promise.all(signers.map(async s => s.sign(d) as Promise<Bytes>))
     return request
   }
 

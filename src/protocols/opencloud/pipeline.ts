@@ -45,7 +45,34 @@ export interface CallState {
   method?: MethodDefinition
   /** units of service this call consumes, once computed */
   usage?: bigint[]
+  /** bitcoin address credentials, with their chain state, once checked (access stage) */
+  bitcoin?: BitcoinCredentialState[]
+  /** the payment the payment gate accepted for this call */
+  payment?: AcceptedPayment
   signal: AbortSignal
+}
+
+/** A `btc:` credential whose signature verified, with what the chain says of it */
+export interface BitcoinCredentialState {
+  address: string
+  /** confirmed balance (sats) */
+  confirmed: bigint
+  unconfirmed: bigint
+  /** height of the oldest confirmed coin still held */
+  heldSince?: number
+  /** blocks the coins have been held (tip height − heldSince + 1), 0 when none */
+  age: number
+}
+
+/** What the payment gate accepted for a call; services see it on `ServiceCall.payment` */
+export interface AcceptedPayment {
+  kind: 'none' | 'attached' | 'defer'
+  /** sats paid (attached) or promised (defer) with this request */
+  amount: bigint
+  /** the price of this call */
+  cost: bigint
+  txid?: string
+  deferId?: string
 }
 
 export type Stage = (state: CallState) => Promise<Reply | undefined> | Reply | undefined
@@ -138,7 +165,14 @@ export function resolveService (services: Map<string, ServiceDefinition>): Stage
   }
 }
 
-function toCall (state: CallState): ServiceCall {
+/** The price of this call (sats), undefined when it cannot be priced; 0 for template methods */
+export function costOf (state: CallState): bigint | undefined {
+  const method = state.method
+  if (method == null || isFree(method.pricing)) { return 0n }
+  return priceOf(method, state.usage ?? usageOf(method, toCall(state)))?.total
+}
+
+export function toCall (state: CallState): ServiceCall {
   return {
     service: state.request.service,
     method: state.request.method,
@@ -147,7 +181,9 @@ function toCall (state: CallState): ServiceCall {
     peer: state.peer,
     credentials: state.credentials,
     signal: state.signal,
-    bodyHash: state.bodyHash
+    bodyHash: state.bodyHash,
+    payment: state.payment,
+    bitcoin: state.bitcoin
   }
 }
 
