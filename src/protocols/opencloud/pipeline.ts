@@ -49,6 +49,11 @@ export interface CallState {
   bitcoin?: BitcoinCredentialState[]
   /** the payment the payment gate accepted for this call */
   payment?: AcceptedPayment
+  /**
+   * Run once when the call is over (a reply was produced or a stage threw),
+   * in reverse order of registration: e.g. a max-concurrent slot is released
+   */
+  cleanup?: Array<() => void>
   signal: AbortSignal
 }
 
@@ -350,9 +355,23 @@ export function createPipeline (init: PipelineInit): Stage[] {
 
 /** Runs stages in order until one answers */
 export async function runPipeline (stages: Stage[], state: CallState): Promise<Reply> {
-  for (const stage of stages) {
-    const reply = await stage(state)
-    if (reply != null) { return reply }
+  try {
+    for (const stage of stages) {
+      const reply = await stage(state)
+      if (reply != null) { return reply }
+    }
+    return { status: Status.SERVER_ERROR, detail: 'no stage answered' }
+  } finally {
+    const cleanup = state.cleanup
+    if (cleanup != null) {
+      state.cleanup = undefined
+      for (let i = cleanup.length - 1; i >= 0; i--) {
+        try {
+          cleanup[i]()
+        } catch {
+          // a cleanup failure must not replace the reply
+        }
+      }
+    }
   }
-  return { status: Status.SERVER_ERROR, detail: 'no stage answered' }
 }
