@@ -126,3 +126,56 @@ export function parseUnits (value: string | undefined): bigint | undefined {
   if (!/^[0-9]{1,20}$/.test(value)) { throw new UsageError('--units must be a non-negative integer') }
   return BigInt(value)
 }
+
+/** parseArgs options of the chain backend (`decloud node`, `decloud wallet`) */
+export const CHAIN_OPTIONS = {
+  chain: { type: 'string' },
+  'bitcoind-rpc': { type: 'string' },
+  esplora: { type: 'string' },
+  'chain-rpc': { type: 'string' }
+} as const
+
+export const CHAIN_USAGE = `  --chain NAME           regtest (default), signet, testnet or mainnet
+  --chain-rpc URL        a shared regtest chain (decloud chain serve prints the URL)
+  --bitcoind-rpc URL     a bitcoind-compatible JSON-RPC server, http://user:pass@host:port/
+  --esplora URL          an Esplora REST API root (signet, testnet, mainnet)
+                         without --chain-rpc/--bitcoind-rpc/--esplora, regtest runs
+                         embedded in <data dir>/chain; other chains need one of them`
+
+/** The chain options of a command line, checked */
+export function parseChainOptions (values: { chain?: string, 'bitcoind-rpc'?: string, esplora?: string, 'chain-rpc'?: string }): { chain?: 'regtest' | 'signet' | 'testnet' | 'mainnet', bitcoindRpc?: string, esplora?: string } {
+  const chain = values.chain
+  if (chain != null && !['regtest', 'signet', 'testnet', 'mainnet'].includes(chain)) {
+    throw new UsageError(`--chain must be regtest, signet, testnet or mainnet, not "${chain}"`)
+  }
+  const urls = (['bitcoind-rpc', 'esplora', 'chain-rpc'] as const).filter(k => values[k] != null)
+  if (urls.length > 1) { throw new UsageError(`give only one of --${urls.join(', --')}`) }
+  if (values['chain-rpc'] != null && chain != null && chain !== 'regtest') { throw new UsageError('--chain-rpc is a shared regtest chain: it goes with --chain regtest only') }
+  for (const k of urls) {
+    const v = values[k] as string
+    let u: URL
+    try {
+      u = new URL(v)
+    } catch {
+      throw new UsageError(`--${k}: "${v}" is not a URL`)
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') { throw new UsageError(`--${k}: an http:// or https:// URL is required`) }
+  }
+  return {
+    ...(chain != null ? { chain: chain as 'regtest' | 'signet' | 'testnet' | 'mainnet' } : {}),
+    ...(values['chain-rpc'] != null ? { chain: 'regtest' as const, bitcoindRpc: values['chain-rpc'] } : {}),
+    ...(values['bitcoind-rpc'] != null ? { bitcoindRpc: values['bitcoind-rpc'] } : {}),
+    ...(values.esplora != null ? { esplora: values.esplora } : {})
+  }
+}
+
+/** `--price service.method=BASE` or `=BASE+RATE/PER` or `=RATE/PER`, integer sats */
+export function parsePrice (value: string): { service: string, method: string, pricing: { base: bigint, rate: bigint, per: bigint } } {
+  const m = /^([a-z0-9][a-z0-9_-]{0,63})\.([a-z0-9][a-z0-9_-]{0,63})=(?:([0-9]{1,19})(?:\+([0-9]{1,19})\/([0-9]{1,19}))?|([0-9]{1,19})\/([0-9]{1,19}))$/.exec(value)
+  if (m == null) { throw new UsageError(`--price "${value}": use service.method=BASE, =BASE+RATE/PER or =RATE/PER (integer satoshis, e.g. storage.put=1/65536)`) }
+  const base = BigInt(m[3] ?? '0')
+  const rate = BigInt(m[4] ?? m[6] ?? '0')
+  const per = BigInt(m[5] ?? m[7] ?? '1')
+  if (per === 0n) { throw new UsageError(`--price "${value}": PER must be at least 1`) }
+  return { service: m[1], method: m[2], pricing: { base, rate, per } }
+}

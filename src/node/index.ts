@@ -27,7 +27,13 @@ import { sha256Service } from '../services/sha256.js'
 import { StorageService, DEFAULT_CAPACITY } from '../services/storage/index.js'
 import { Store } from '../store/index.js'
 import { defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR } from './data-dir.js'
+import { openPaymentParts } from './payments.js'
 import { SwarmKeeper, parseBootstrap } from './swarm.js'
+import { payAndCall } from '../payments/bidding.js'
+import type { NodePayments, PaymentsOptions, PolicyOptions } from './payments.js'
+import type { PayOption, PaidCallResult } from '../payments/bidding.js'
+import type { NodePolicy } from '../policy/reload.js'
+import type { CallRequest, CallTarget } from '../protocols/opencloud/client.js'
 import type { FindSellersOptions, Seller } from '../dht/discovery.js'
 import type { SellerCandidate, RankSellersOptions } from '../market/select.js'
 import type { PricingStrategy } from '../market/strategy.js'
@@ -45,7 +51,7 @@ export const DEFAULT_PORT = 4001
 /** decloud's own Kademlia DHT: never mixed with the IPFS DHT */
 export const DHT_PROTOCOL = '/decloud/kad/1.0.0'
 /** Core services every node serves; they are not advertised as sold */
-export const CORE_SERVICES = ['info', 'peers', 'market'] as const
+export const CORE_SERVICES = ['info', 'peers', 'market', 'payments'] as const
 
 /**
  * `local`: every node of the swarm is on loopback or a private network
@@ -126,6 +132,20 @@ export interface DecloudNodeOptions {
   }
   /** extra @libp2p/gossipsub options */
   gossipsub?: Partial<GossipsubOpts>
+  /**
+   * Bitcoin payments: chain backend, wallet, tabs, fulfilment of this node's
+   * own deferred promises. Off (undefined or false): attached and deferred
+   * payments are declined and priced methods answer too-low. `decloud node`
+   * turns them on with the embedded regtest chain by default.
+   */
+  payments?: PaymentsOptions | false
+  /**
+   * Who may call what, at what price, how often, on what tab
+   * (docs/policy.md). Off (undefined or false): every call is allowed at the
+   * services' prices. `decloud node` uses `<dataDir>/policy.yaml`, `--policy`
+   * or the default policy.
+   */
+  policy?: PolicyOptions | false
   /** Staying in the swarm */
   swarm?: {
     /** re-dial the bootstrap list and known peers below this many connections @default 1 */
@@ -170,6 +190,16 @@ export interface DecloudNode {
   findSellers(service: string, options?: FindSellersOptions): Promise<Seller[]>
   /** Sellers of `service` for a call of `method`, cheapest first (price book + DHT) */
   rankSellers(service: string, options: RankSellersOptions): Promise<SellerCandidate[]>
+  /** Chain, wallet, tabs and promises, when payments are on */
+  readonly payments?: NodePayments
+  /** The policy in force, when one is */
+  readonly policy?: NodePolicy
+  /**
+   * A paid call: the bidding strategy (docs/payments.md) pays with the
+   * wallet, attached or deferred, never more than `max` sats; the wallet's
+   * `btc:` identity credential goes with it. Throws when payments are off.
+   */
+  pay(target: CallTarget, call: CallRequest, options: { pay: PayOption, max: bigint, signal?: AbortSignal }): Promise<PaidCallResult>
   stop(): Promise<void>
 }
 
@@ -319,6 +349,13 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
   const maxBodySize = options.opencloud?.maxBodySize ?? MAX_BODY_SIZE
   let storage: StorageService
   let libp2p: Libp2p<DecloudServices>
+  let parts: Awaited<ReturnType<typeof openPaymentParts>>
+  try {
+    parts = await openPaymentParts({ dataDir, store, payments: options.payments, policy: options.policy })
+  } catch (err) {
+    await store.close()
+    throw err
+  }
   try {
     // inside the try: an invalid option must not leave the data dir locked
     storage = new StorageService({
@@ -339,12 +376,16 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
         gossipsub: options.gossipsub,
         opencloud: {
           ...options.opencloud,
-          services: [sha256Service(options.sha256), storage.definition(), ...(options.services ?? [])]
+          access: options.opencloud?.access ?? parts.access,
+          payment: options.opencloud?.payment ?? parts.payment,
+          verifiers: [...parts.verifiers, ...(options.opencloud?.verifiers ?? [])],
+          services: [sha256Service(options.sha256), storage.definition(), ...parts.services, ...(options.services ?? [])]
         }
       }),
       start: false
     })
   } catch (err) {
+    await parts.stop().catch(() => {})
     await store.close()
     throw err
   }
@@ -403,7 +444,9 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
     for (const s of selling()) { discovery.advertise(s.name, s.version) }
     discovery.start()
     keeper.start()
+    await parts.start(opencloud)
   } catch (err) {
+    await parts.stop().catch(() => {})
     await market.stop().catch(() => {})
     await discovery.stop().catch(() => {})
     keeper.stop()
@@ -433,6 +476,20 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
     findSellers: async (service, opts) => discovery.findSellers(service, opts),
     // a node never ranks itself as a seller to buy from
     rankSellers: async (service, opts) => rankSellers(market, discovery, service, { ...opts, exclude: [...(opts.exclude ?? []), peerId.toString()] }),
+    payments: parts.payments,
+    policy: parts.policy,
+    async pay (target, call, opts) {
+      const p = parts.payments
+      if (p == null) { throw new Error('payments are off on this node (start it with payments)') }
+      return payAndCall(opencloud, target, { ...call, signers: [...(call.signers ?? []), p.wallet.identitySigner()] }, {
+        pay: opts.pay,
+        max: opts.max,
+        wallet: p.wallet,
+        promises: p.promises,
+        backend: p.backend,
+        signal: opts.signal
+      })
+    },
     async stop () {
       if (stopped) { return }
       stopped = true
@@ -440,6 +497,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       await market.stop().catch(() => {})
       await discovery.stop().catch(() => {})
       await libp2p.stop()
+      await parts.stop().catch(() => {})
       await store.close()
     }
   }

@@ -2,12 +2,18 @@ import { findRunningNode } from '../../control/client.js'
 import { ControlServer } from '../../control/server.js'
 import { decloudVersion } from '../../control/version.js'
 import { createDecloudNode } from '../../node/index.js'
-import { CliError, UsageError, EXIT, checkMultiaddrs, err, out, parse, parseNetworkMode, resolveDataDir } from '../command.js'
+import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, UsageError, EXIT, checkMultiaddrs, err, out, parse, parseChainOptions, parseNetworkMode, parsePrice, resolveDataDir } from '../command.js'
 import type { DecloudNode, DecloudNodeOptions } from '../../node/index.js'
 import type { Command } from '../command.js'
 
 /** After the first signal, how long a clean stop may take before the process exits anyway */
 const STOP_DEADLINE = 10_000
+
+/** What `decloud node` charges for storage when payments are on (sats) */
+const DEFAULT_PUT_PRICING = { base: 0n, rate: 1n, per: 65_536n }
+const DEFAULT_GET_PRICING = { base: 0n, rate: 1n, per: 1_048_576n }
+const DEFAULT_PUT_PRICE = '1 sat per 64 KiB'
+const DEFAULT_GET_PRICE = '1 sat per MiB'
 
 const usage = `usage: decloud node [options]
 
@@ -19,6 +25,19 @@ address:
   listening on /ip4/…/tcp/…/p2p/<peer id>
 Ctrl-C (SIGINT) or SIGTERM stops it cleanly; a second Ctrl-C exits at once.
 
+Payments are in bitcoin: the node has a wallet (<data dir>/wallet.json, a
+BIP39 seed, mode 0600; set DECLOUD_WALLET_PASSPHRASE to encrypt a new one or
+open an encrypted one), takes attached and deferred payments for what it
+sells and pays its own deferred promises when they fall due. By default the
+chain is an embedded regtest chain in <data dir>/chain, and an empty wallet
+gets regtest coins at start. Storage is sold at ${DEFAULT_PUT_PRICE} (put) and
+${DEFAULT_GET_PRICE} (get); sha256 is free.
+
+The policy (who may call what, at what price, how often, on what tab) is
+<data dir>/policy.yaml when it exists, else --policy FILE, else the default
+policy (decloud policy default prints it). It is reloaded when the file
+changes or on SIGHUP; a bad edit keeps the policy in force.
+
 options:
   --data-dir DIR         data dir (default $DECLOUD_DATA_DIR or ~/.decloud)
   --listen MULTIADDR     address to listen on, repeatable
@@ -27,6 +46,12 @@ options:
   --bootstrap MULTIADDR  a node of the swarm to join, repeatable
   --mdns                 find peers on the local network with mDNS
   --network-mode MODE    local (keep loopback and private addresses) or public
+${CHAIN_USAGE}
+  --no-payments          sell for free, pay nothing: no chain, no wallet
+  --price S.M=PRICE      the price of a method, repeatable: BASE, BASE+RATE/PER or
+                         RATE/PER integer satoshis (e.g. storage.put=1/65536)
+  --policy FILE          the policy file (YAML or JSON; see docs/policy.md)
+  --no-policy            no policy: every call is allowed at the services' prices
 
 exit codes: 0 stopped cleanly · 1 could not start (e.g. data dir in use) · 2 bad command line
 
@@ -63,13 +88,30 @@ export const command: Command = {
       dev: { type: 'boolean', default: false },
       bootstrap: { type: 'string', multiple: true },
       mdns: { type: 'boolean', default: false },
-      'network-mode': { type: 'string' }
+      'network-mode': { type: 'string' },
+      ...CHAIN_OPTIONS,
+      'no-payments': { type: 'boolean', default: false },
+      price: { type: 'string', multiple: true },
+      policy: { type: 'string' },
+      'no-policy': { type: 'boolean', default: false }
     })
     if (positionals.length > 0) { throw new UsageError(`unexpected argument "${positionals[0]}" (see decloud node --help)`) }
     const networkMode = parseNetworkMode(values['network-mode'])
     const listen = values.listen != null ? checkMultiaddrs('listen', values.listen) : undefined
     const bootstrap = values.bootstrap != null ? checkMultiaddrs('bootstrap', values.bootstrap) : undefined
     const dataDir = resolveDataDir(values['data-dir'])
+    const chain = parseChainOptions(values)
+    const payments = values['no-payments'] !== true
+    if (!payments && Object.keys(chain).length > 0) { throw new UsageError('--no-payments goes without chain options') }
+    if (values['no-policy'] === true && values.policy != null) { throw new UsageError('give --policy FILE or --no-policy, not both') }
+    const prices = new Map<string, { base: bigint, rate: bigint, per: bigint }>()
+    for (const p of values.price ?? []) {
+      const { service, method, pricing } = parsePrice(p)
+      const key = `${service}.${method}`
+      if (!['storage.put', 'storage.get', 'sha256.hash'].includes(key)) { throw new UsageError(`--price: ${key} cannot be priced here (storage.put, storage.get, sha256.hash)`) }
+      prices.set(key, pricing)
+    }
+    if (!payments && [...prices.values()].some(p => p.base > 0n || p.rate > 0n)) { throw new UsageError('--price with --no-payments: nobody could pay that price') }
 
     const running = await findRunningNode(dataDir).catch(() => undefined)
     if (running != null) {
@@ -90,7 +132,16 @@ export const command: Command = {
       dev: values.dev === true,
       ...(bootstrap != null ? { bootstrap } : {}),
       ...(values.mdns === true ? { mdns: true } : {}),
-      ...(networkMode != null ? { networkMode } : {})
+      ...(networkMode != null ? { networkMode } : {}),
+      storage: {
+        pricing: {
+          put: prices.get('storage.put') ?? (payments ? DEFAULT_PUT_PRICING : undefined),
+          get: prices.get('storage.get') ?? (payments ? DEFAULT_GET_PRICING : undefined)
+        }
+      },
+      ...(prices.has('sha256.hash') ? { sha256: { pricing: prices.get('sha256.hash') } } : {}),
+      payments: payments ? { chain, passphrase: process.env.DECLOUD_WALLET_PASSPHRASE } : false,
+      policy: values['no-policy'] === true ? false : { file: values.policy }
     }
     let node: DecloudNode
     try {
@@ -108,6 +159,12 @@ export const command: Command = {
 
     await out(node.addresses().map(a => `listening on ${a}\n`).join(''))
     await err(`peer id ${node.peerId.toString()} · data dir ${dataDir} · control API on 127.0.0.1:${control.port} · Ctrl-C to stop`)
+    if (node.payments != null) {
+      const p = node.payments
+      const balance = await p.wallet.balance().catch(() => undefined)
+      await err(`chain ${p.backend.description} · wallet ${p.wallet.identityAddress} · balance ${balance != null ? `${balance.confirmed} sat` : 'unknown'}`)
+    }
+    if (node.policy != null) { await err(`policy ${node.policy.file ?? 'default (decloud policy default prints it)'}`) }
 
     const received = await signal
     const deadline = setTimeout(() => {
@@ -128,6 +185,7 @@ export const command: Command = {
 function startError (e: any, dataDir: string): string {
   const message = String(e?.message ?? e)
   if (/in use by another/.test(message)) { return message }
+  if (e?.name === 'PolicyError' || e?.name === 'ChainConfigError' || e?.name === 'WrongPassphraseError' || e?.name === 'PassphraseRequiredError' || e?.name === 'WalletFileError') { return message }
   if (e?.code === 'EACCES' || e?.code === 'EPERM') { return `cannot use the data dir ${dataDir}: ${message}` }
   if (/EADDRINUSE|address already in use/i.test(message)) {
     // libp2p lists every failed address with a stack: keep the addresses

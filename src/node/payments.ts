@@ -1,0 +1,228 @@
+/**
+ * The payment side of a decloud node: chain backend, wallet, `btc:`
+ * credentials, the payment gate with its tabs, the `payments` core service,
+ * the client's promise book and fulfilment loop, and the policy that
+ * decides who may call what at what price. `createDecloudNode` puts these
+ * into the OpenCloud pipeline:
+ *
+ *   access  = bitcoin credential check → policy access (allow/deny, rate, credentials)
+ *   payment = policy minimum payment → payment gate (attached, defer, tabs)
+ */
+import { logger } from '@libp2p/logger'
+import { secp256k1 } from '@noble/curves/secp256k1.js'
+import { p2wpkh } from '@scure/btc-signer'
+import { createChainBackend } from '../payments/chain/index.js'
+import { AddressBindings, bitcoinCredentialStage, btcVerifier } from '../payments/credentials.js'
+import { PaymentGate } from '../payments/gate.js'
+import { FulfilmentLoop, PromiseBook } from '../payments/promises.js'
+import { paymentsService } from '../payments/service.js'
+import { TabStore } from '../payments/tabs.js'
+import { canMine } from '../payments/types.js'
+import { Wallet } from '../payments/wallet.js'
+import { PolicyEngine } from '../policy/engine.js'
+import { openNodePolicy } from '../policy/reload.js'
+import { chainStages, policyStages } from '../policy/stage.js'
+import { defaultPaymentGate } from '../protocols/opencloud/pipeline.js'
+import type { ChainBackendOptions } from '../payments/chain/index.js'
+import type { ChainBackend } from '../payments/types.js'
+import type { TrustProvider } from '../policy/engine.js'
+import type { NodePolicy } from '../policy/reload.js'
+import type { Policy } from '../policy/schema.js'
+import type { PolicyStages } from '../policy/stage.js'
+import type { Stage } from '../protocols/opencloud/pipeline.js'
+import type { CredentialVerifier } from '../protocols/opencloud/signing.js'
+import type { ServiceDefinition } from '../services/template.js'
+import type { Store } from '../store/index.js'
+
+export interface PaymentsOptions {
+  /**
+   * The chain: a backend (e.g. one embedded regtest chain shared by the
+   * nodes of a test), or how to open one (`--chain`, `--bitcoind-rpc`,
+   * `--esplora`). @default the embedded regtest chain in `<dataDir>/chain`
+   */
+  chain?: ChainBackend | ChainBackendOptions
+  /** passphrase of the wallet's seed file (`DECLOUD_WALLET_PASSPHRASE` in the CLI) */
+  passphrase?: string
+  /**
+   * On a chain that can mine (regtest), give an empty wallet coins at
+   * start: its identity address (so its `btc:` credential holds coins, aged
+   * past the default policy's 6 blocks) and a spending address.
+   * @default true on a mining backend
+   */
+  devFund?: boolean
+  /** the largest tab a payer may run up when the policy does not say @default 100_000n */
+  maxTab?: bigint
+  /** confirmations an attached payment needs @default 0 (mempool acceptance) */
+  minConfirmations?: number
+  /** the fulfilment loop (paying this node's own deferred promises); false: off */
+  fulfilment?: false | { interval?: number, lead?: number }
+  /** how often overdue tabs are swept into broken promises (ms) @default 60_000 */
+  sweepInterval?: number
+}
+
+export interface PolicyOptions {
+  /** a policy file (YAML or JSON), watched and reloaded on change or SIGHUP */
+  file?: string
+  /** the rules as an object (embedders); wins over `file` */
+  rules?: Policy
+  /** trust of a peer (0–1) for trust bands, until reputation lands @default none known */
+  trust?: TrustProvider
+}
+
+/** What a node's payment side exposes */
+export interface NodePayments {
+  readonly backend: ChainBackend
+  readonly wallet: Wallet
+  readonly tabs: TabStore
+  readonly gate: PaymentGate
+  readonly promises: PromiseBook
+  readonly fulfilment?: FulfilmentLoop
+}
+
+export interface PaymentParts {
+  payments?: NodePayments
+  policy?: NodePolicy
+  stages?: PolicyStages
+  access: Stage | undefined
+  payment: Stage | undefined
+  verifiers: CredentialVerifier[]
+  services: ServiceDefinition[]
+  /** starts timers (fulfilment, sweep); call once the node is listening */
+  start(opencloud: import('../protocols/opencloud/opencloud.js').OpenCloud): Promise<void>
+  stop(): Promise<void>
+}
+
+/** Coins a dev wallet starts with: 1 BTC on the identity, 10 BTC to spend */
+export const DEV_IDENTITY_FUND = 100_000_000n
+export const DEV_SPEND_FUND = 1_000_000_000n
+
+interface Faucet { fund(address: string, amount?: bigint): Promise<unknown> }
+const hasFaucet = (b: ChainBackend): b is ChainBackend & Faucet => typeof (b as Partial<Faucet>).fund === 'function'
+
+/** Opens the chain, wallet, tabs and policy of a node; nothing is started */
+export async function openPaymentParts (init: {
+  dataDir: string
+  store: Store
+  payments?: PaymentsOptions | false
+  policy?: PolicyOptions | false
+}): Promise<PaymentParts> {
+  const log = logger('decloud:node:payments')
+  let policy: NodePolicy | undefined
+  let stages: PolicyStages | undefined
+  if (init.policy !== false && init.policy != null) {
+    if (init.policy.rules != null) {
+      const engine = new PolicyEngine(init.policy.rules)
+      policy = { current: () => engine, stop: () => {} }
+    } else {
+      policy = await openNodePolicy({ file: init.policy.file, dataDir: init.dataDir, log: logger('decloud:policy') })
+    }
+    const p = policy
+    stages = policyStages(() => p.current(), { trust: init.policy.trust })
+  }
+
+  if (init.payments === false || init.payments == null) {
+    return {
+      policy,
+      stages,
+      access: stages?.access,
+      payment: stages != null ? chainStages(stages.payment, defaultPaymentGate) : undefined,
+      verifiers: [],
+      services: [],
+      async start () {},
+      async stop () { policy?.stop() }
+    }
+  }
+
+  const opts = init.payments
+  const given = opts.chain != null && typeof (opts.chain as ChainBackend).height === 'function'
+  let backend: ChainBackend
+  try {
+    backend = given ? opts.chain as ChainBackend : await createChainBackend({ dataDir: init.dataDir, ...(opts.chain as ChainBackendOptions | undefined) })
+  } catch (err) {
+    policy?.stop()
+    throw err
+  }
+  const closeBackend = async (): Promise<void> => { if (!given) { await backend.close().catch(() => {}) } }
+  let wallet: Wallet
+  try {
+    wallet = await Wallet.open({ dataDir: init.dataDir, db: init.store.sub('wallet'), backend, passphrase: opts.passphrase })
+    if (opts.devFund ?? canMine(backend)) { await devFund(backend, wallet) }
+  } catch (err) {
+    policy?.stop()
+    await closeBackend()
+    throw err
+  }
+  const tabs = new TabStore({ db: init.store.sub('tabs') })
+  const gate = new PaymentGate({
+    wallet,
+    backend,
+    db: init.store.sub('payments'),
+    tabs,
+    maxTab: opts.maxTab,
+    minConfirmations: opts.minConfirmations,
+    ...(stages != null ? { allowDefer: stages.allowDefer, maxTabFor: stages.maxTabFor } : {})
+  })
+  const promises = new PromiseBook({ db: init.store.sub('promises') })
+  const btcStage = bitcoinCredentialStage({ bindings: new AddressBindings(init.store.sub('bindings')), backend })
+  let fulfilment: FulfilmentLoop | undefined
+  let sweep: ReturnType<typeof setInterval> | undefined
+  const payments: NodePayments = {
+    backend,
+    wallet,
+    tabs,
+    gate,
+    promises,
+    get fulfilment () { return fulfilment }
+  }
+  return {
+    payments,
+    policy,
+    stages,
+    access: chainStages(btcStage, stages?.access),
+    payment: chainStages(stages?.payment, gate.stage),
+    verifiers: [btcVerifier(backend.network)],
+    services: [paymentsService({ wallet, tabs })],
+    async start (opencloud) {
+      if (opts.fulfilment !== false) {
+        fulfilment = new FulfilmentLoop({ opencloud, wallet, backend, book: promises, interval: opts.fulfilment?.interval, lead: opts.fulfilment?.lead })
+        await fulfilment.start()
+      }
+      sweep = setInterval(() => {
+        tabs.sweep().catch((err: any) => { log.error('tab sweep failed - %e', err) })
+      }, opts.sweepInterval ?? 60_000)
+      sweep.unref()
+    },
+    async stop () {
+      if (sweep != null) { clearInterval(sweep) }
+      await fulfilment?.stop()
+      policy?.stop()
+      await closeBackend()
+    }
+  }
+}
+
+/** Gives an empty wallet on a mining chain its dev coins (see `PaymentsOptions.devFund`) */
+async function devFund (backend: ChainBackend, wallet: Wallet): Promise<void> {
+  if (!canMine(backend)) { return }
+  const [identity] = await backend.addresses([wallet.identityAddress])
+  const balance = await wallet.balance()
+  if (identity.confirmed + identity.unconfirmed > 0n || balance.confirmed + balance.unconfirmed > 0n) { return }
+  if (hasFaucet(backend)) {
+    await backend.fund(wallet.identityAddress, DEV_IDENTITY_FUND)
+    await backend.fund(await wallet.newAddress(), DEV_SPEND_FUND)
+  } else {
+    // a chain without our faucet: coinbase rewards, mature after 100 blocks
+    await backend.mine(1, wallet.identityAddress)
+    await backend.mine(1, await wallet.newAddress())
+    await backend.mine(100, burnAddress(backend))
+  }
+  // age the identity's coins past the default policy's min-age
+  await backend.mine(6, burnAddress(backend))
+}
+
+/** An address nobody keeps the key of: block rewards that must not land in the wallet (immature coins) */
+function burnAddress (backend: ChainBackend): string {
+  const address = p2wpkh(secp256k1.getPublicKey(secp256k1.utils.randomSecretKey(), true), backend.network).address
+  if (address == null) { throw new Error('cannot encode a burn address') }
+  return address
+}

@@ -1,0 +1,277 @@
+/**
+ * The client's bidding strategy (spec "Decloud - Client", response
+ * handling): "If too-low: based on bidding strategy, either increase payment
+ * or exit. If no-defer: based on bidding strategy, either switch to
+ * attached payment or exit."
+ *
+ * `payAndCall` starts from the amount given (or, for `auto`, from the
+ * seller's own price: the acceptable-payment of its first too-low answer),
+ * raises toward `max` on too-low (never above it), switches a refused
+ * deferred payment to an attached one when allowed, and otherwise gives up
+ * with a `PaymentRefusedError` that carries the seller's detail and every
+ * amount tried.
+ */
+import { isPeerId } from '@libp2p/interface'
+import { isMultiaddr, multiaddr } from '@multiformats/multiaddr'
+import { PaymentType, Status } from '../protocols/opencloud/pb/opencloud.js'
+import { statusPath } from '../protocols/opencloud/status.js'
+import { sellerAddress } from './promises.js'
+import type { PromiseBook } from './promises.js'
+import type { ChainBackend, PaymentWallet } from './types.js'
+import type { CallRequest, CallResult, CallTarget } from '../protocols/opencloud/client.js'
+import type { OpenCloud } from '../protocols/opencloud/opencloud.js'
+
+export type PayOption =
+  /** attach a transaction of this many sats */
+  | { kind: 'attached', amount: bigint }
+  /** promise this many sats under the seller's current tab */
+  | { kind: 'defer', amount: bigint, threshold?: string }
+  /** free if the method is free, else the seller's asking price in the kind it asks for */
+  | { kind: 'auto' }
+
+export interface PayAndCallOptions {
+  pay: PayOption
+  /** the most to pay (or promise) for this call, sats */
+  max: bigint
+  wallet: PaymentWallet
+  promises: PromiseBook
+  /**
+   * The wallet's chain: tells whether a transaction the seller did not
+   * accept was broadcast anyway. Without it such a payment's coins stay
+   * reserved (never spent twice) until the wallet sees them spent.
+   */
+  backend?: ChainBackend
+  /** switch to an attached payment when the seller refuses to defer @default true */
+  allowAttached?: boolean
+  /** answers to handle before giving up @default 8 */
+  maxAttempts?: number
+  signal?: AbortSignal
+}
+
+export interface BidAttempt {
+  kind: 'none' | 'attached' | 'defer'
+  amount: bigint
+  /** status path of the answer */
+  path: string
+}
+
+export interface PaidCallResult extends CallResult {
+  /** how the call was finally paid */
+  kind: 'none' | 'attached' | 'defer'
+  /** sats sent in an attached transaction */
+  paid: bigint
+  /** sats promised under `deferId` */
+  promised: bigint
+  txid?: string
+  deferId?: string
+  /** every request sent, in order */
+  attempts: BidAttempt[]
+}
+
+/** The seller would not take any payment the strategy was allowed to make */
+export class PaymentRefusedError extends Error {
+  static override name = 'PaymentRefusedError'
+  override name = 'PaymentRefusedError'
+  /** the seller's last detail */
+  readonly detail: string
+  /** status path of the last answer */
+  readonly path: string
+  readonly attempts: BidAttempt[]
+  /** amounts tried, in order */
+  readonly tried: bigint[]
+  readonly max: bigint
+  /** what the seller last asked for, when it said */
+  readonly asked?: bigint
+
+  constructor (message: string, init: { detail: string, path: string, attempts: BidAttempt[], max: bigint, asked?: bigint }) {
+    const tried = init.attempts.filter(a => a.kind !== 'none').map(a => a.amount)
+    super(`${message}; tried ${tried.length === 0 ? 'no payment' : tried.map(a => `${a} sat`).join(', ')} (max ${init.max} sat)${init.detail !== '' ? `; seller said: ${init.detail}` : ''}`)
+    this.detail = init.detail
+    this.path = init.path
+    this.attempts = init.attempts
+    this.tried = tried
+    this.max = init.max
+    this.asked = init.asked
+  }
+}
+
+/** Statuses a seller answers before its payment gate has taken anything */
+const BEFORE_PAYMENT = new Set<Status>([
+  Status.TOO_LOW, Status.NO_DEFER, Status.REFRESH_NONCE, Status.ACCESS_DENIED, Status.RATE_LIMITED,
+  Status.REQUEST_DECLINED, Status.INVALID_SIGNATURE, Status.SERVICE_UNSUPPORTED, Status.METHOD_UNSUPPORTED
+])
+
+/** The peer id a target names, or undefined when it names none */
+export function peerOfTarget (target: CallTarget): string | undefined {
+  if (isPeerId(target)) { return target.toString() }
+  try {
+    const ma = isMultiaddr(target) ? target : (typeof target === 'string' && target.startsWith('/') ? multiaddr(target) : undefined)
+    if (ma == null) { return typeof target === 'string' && /^[A-Za-z0-9]{1,128}$/.test(target) ? target : undefined }
+    return ma.getComponents().findLast(c => c.name === 'p2p')?.value
+  } catch {
+    return undefined
+  }
+}
+
+function targetString (target: CallTarget): string {
+  return isPeerId(target) || isMultiaddr(target) ? target.toString() : target
+}
+
+/**
+ * Calls a service method, paying for it by the bidding strategy.
+ *
+ * @example
+ * ```ts
+ * const res = await payAndCall(node.services.opencloud, sellerAddr,
+ *   { service: 'storage', method: 'put', body },
+ *   { pay: { kind: 'defer', amount: 50n, threshold: 'value:5000' }, max: 500n, wallet, promises: book })
+ * console.log(res.kind, res.promised, res.deferId)
+ * ```
+ */
+export async function payAndCall (opencloud: OpenCloud, target: CallTarget, call: CallRequest, opts: PayAndCallOptions): Promise<PaidCallResult> {
+  const { max, wallet, promises: book, backend, signal } = opts
+  if (typeof max !== 'bigint' || max < 0n) { throw new RangeError('max must be a non-negative bigint (sats)') }
+  const allowAttached = opts.allowAttached ?? true
+  const maxAttempts = opts.maxAttempts ?? 8
+  const attempts: BidAttempt[] = []
+  const options = { signal }
+  const targetText = targetString(target)
+  let seller = peerOfTarget(target)
+
+  let kind: 'none' | 'attached' | 'defer'
+  let amount: bigint
+  let threshold = ''
+  switch (opts.pay.kind) {
+    case 'attached': kind = 'attached'; amount = opts.pay.amount; break
+    case 'defer': kind = 'defer'; amount = opts.pay.amount; threshold = opts.pay.threshold ?? ''; break
+    default: kind = 'none'; amount = 0n
+  }
+  if (typeof amount !== 'bigint' || amount < 0n) { throw new RangeError('amount must be a non-negative bigint (sats)') }
+
+  const giveUp = (message: string, res: CallResult, asked?: bigint): never => {
+    throw new PaymentRefusedError(message, { detail: res.detail, path: res.path, attempts, max, asked })
+  }
+
+  let last: CallResult | undefined
+  while (attempts.length < maxAttempts) {
+    if (amount > max) {
+      throw new PaymentRefusedError(`${call.service}.${call.method} would cost ${amount} sat, over the max`, { detail: last?.detail ?? '', path: last?.path ?? '', attempts, max, asked: amount })
+    }
+    let res: CallResult
+    let txid: string | undefined
+    let deferId: string | undefined
+
+    if (kind === 'none') {
+      res = await opencloud.call(target, { ...call, paymentType: PaymentType.PAYMENT_NONE, payment: undefined }, options)
+    } else if (kind === 'defer') {
+      seller ??= await learnSeller(opencloud, target, signal)
+      deferId = await book.deferIdFor(seller, threshold)
+      res = await opencloud.call(target, {
+        ...call,
+        paymentType: PaymentType.PAYMENT_DEFER,
+        payment: { currency: 'BTC', amount, txn: new Uint8Array(0), deferId, deferThreshold: threshold }
+      }, options)
+    } else {
+      seller ??= await learnSeller(opencloud, target, signal)
+      const address = await sellerAddress(opencloud, book, seller, target, options)
+      const payment = await wallet.createPayment(address, amount)
+      txid = payment.txid
+      try {
+        res = await opencloud.call(target, {
+          ...call,
+          paymentType: PaymentType.PAYMENT_ATTACHED,
+          payment: { currency: 'BTC', amount, txn: payment.raw as Uint8Array<ArrayBuffer>, deferId: '', deferThreshold: '' }
+        }, options)
+      } catch (err) {
+        // no answer: the seller may have broadcast it
+        await releaseUnlessBroadcast(wallet, backend, txid, false)
+        throw err
+      }
+      if (!res.ok) {
+        const taken = await releaseUnlessBroadcast(wallet, backend, txid, BEFORE_PAYMENT.has(res.status))
+        if (!taken) { txid = undefined }
+      }
+    }
+    seller ??= res.peer.toString()
+    attempts.push({ kind, amount, path: res.path })
+    last = res
+
+    if (!BEFORE_PAYMENT.has(res.status) && res.status !== Status.PAYMENT_DECLINED) {
+      // served, or refused by the method after the payment gate let it through
+      if (kind === 'defer' && deferId != null && amount > 0n) {
+        await book.record({ seller, target: targetText, deferId, amount, threshold, certain: res.ok })
+      }
+      return {
+        ...res,
+        kind,
+        paid: kind === 'attached' && txid != null ? amount : 0n,
+        promised: kind === 'defer' ? amount : 0n,
+        txid: kind === 'attached' ? txid : undefined,
+        deferId: kind === 'defer' ? deferId : undefined,
+        attempts
+      }
+    }
+
+    const asked = res.acceptablePayment?.amount
+    switch (res.status) {
+      case Status.TOO_LOW: {
+        if (kind === 'none') {
+          if (asked == null || res.acceptablePayment == null) { giveUp(`${call.service}.${call.method} is not free and the seller named no price`, res) }
+          kind = res.acceptablePayment?.paymentType === PaymentType.PAYMENT_DEFER ? 'defer' : 'attached'
+          amount = asked as bigint
+          continue
+        }
+        if (asked != null && asked > max) { giveUp(`the seller asks ${asked} sat, over the max`, res, asked) }
+        if (amount >= max) { giveUp('too low at the max', res, asked) }
+        // the seller's price when it names one above ours, else double (toward max)
+        const next = asked != null && asked > amount ? asked : (amount === 0n ? 1n : amount * 2n)
+        amount = next > max ? max : next
+        continue
+      }
+      case Status.NO_DEFER: {
+        if (kind === 'defer' && seller != null && deferId != null && /^tab \S+ is settled\b/.test(res.detail)) {
+          // the tab was settled meanwhile: promise again under a new defer id
+          await book.rotate(seller, deferId)
+          continue
+        }
+        if (kind !== 'defer' || !allowAttached) { giveUp('the seller does not take a deferred payment for this call', res, asked) }
+        if (seller != null && deferId != null && /\bis (due|broken)\b/.test(res.detail)) {
+          // the tab is due at the seller: pay it at the next fulfilment run
+          await book.markDue(seller, deferId)
+        }
+        kind = 'attached'
+        if (asked != null && asked > amount) { amount = asked }
+        continue
+      }
+      case Status.REFRESH_NONCE:
+        // the client already retried with fresh nonces
+        continue
+      default:
+        giveUp(`the seller declined the payment (${statusPath(res.status)})`, res, asked)
+    }
+  }
+  throw new PaymentRefusedError(`gave up after ${attempts.length} attempts`, { detail: last?.detail ?? '', path: last?.path ?? '', attempts, max })
+}
+
+/**
+ * Gives back a payment's coins unless the seller may have broadcast it.
+ * Returns true when the payment is (or may be) out.
+ */
+async function releaseUnlessBroadcast (wallet: PaymentWallet, backend: ChainBackend | undefined, txid: string, surelyNot: boolean): Promise<boolean> {
+  if (!surelyNot) {
+    if (backend == null) { return true }
+    try {
+      if (await backend.transaction(txid) != null) { return true }
+    } catch {
+      return true
+    }
+  }
+  await wallet.release(txid)
+  return false
+}
+
+/** The peer id behind a target without /p2p/: asks its `info` service */
+async function learnSeller (opencloud: OpenCloud, target: CallTarget, signal?: AbortSignal): Promise<string> {
+  const res = await opencloud.call(target, { service: 'info', method: 'info' }, { signal })
+  return res.peer.toString()
+}

@@ -1,0 +1,388 @@
+/**
+ * The server's payment gate: the pipeline stage that decides, from the
+ * request's payment-type and payment, whether a call is paid for (spec
+ * "Request processing": "Based on payment, do we serve this request?").
+ *
+ * - `none`: free methods pass; a priced one is answered too-low with an
+ *   acceptable attached payment of its price.
+ * - `attached`: a raw bitcoin transaction paying the payer's own address
+ *   of this node (`payments.address`). Its outputs are summed, its txid is
+ *   reserved (once per node, ever), it is broadcast through the chain
+ *   backend, a receipt is written, and whatever it pays beyond the call's
+ *   cost is credited to the tab it names (`defer_id`).
+ * - `defer`: a signed promise to pay later, recorded on the payer's tab
+ *   (`TabStore`) with its evidence, within the tab limit and policy.
+ *
+ * The gate sets `state.payment` when it lets a call through. Amounts are
+ * bigint satoshis throughout.
+ */
+import { logger } from '@libp2p/logger'
+import { Transaction } from '@scure/btc-signer'
+import { PaymentType, Status } from '../protocols/opencloud/pb/opencloud.js'
+import { costOf } from '../protocols/opencloud/pipeline.js'
+import { openCloudId, OPENCLOUD_ID_PREFIX, sha256 } from '../protocols/opencloud/signing.js'
+import { DEFER_ID, InvalidThresholdError, parseThreshold } from './tabs.js'
+import { TxRejectedError } from './types.js'
+import type { TabStore, Threshold } from './tabs.js'
+import type { ChainBackend, PaymentWallet } from './types.js'
+import type { Payment } from '../protocols/opencloud/pb/opencloud.js'
+import type { AcceptedPayment, CallState, Reply, Stage } from '../protocols/opencloud/pipeline.js'
+import type { ServiceCall } from '../services/template.js'
+import type { SubDb } from '../store/index.js'
+import type { Logger, PeerId } from '@libp2p/interface'
+
+/** Default most a single tab may owe: 100,000 sat */
+export const DEFAULT_MAX_TAB = 100_000n
+/**
+ * Largest attached transaction: 100 kB, the standard relay limit
+ * (400,000 weight units) for a transaction without witness discount
+ */
+export const MAX_TX_SIZE = 100_000
+/** Longest reason from the chain backend passed on to the payer */
+const MAX_REASON = 200
+
+export interface PaymentGateInit {
+  /** receives attached payments; `addressFor(payer)` is each payer's address */
+  wallet: PaymentWallet
+  /** broadcasts attached transactions and reports confirmations */
+  backend: ChainBackend
+  /** receipts of attached payments (txids used), e.g. `store.sub('payments')` */
+  db: SubDb
+  tabs: TabStore
+  /** the most one tab may owe @default 100_000n */
+  maxTab?: bigint
+  /**
+   * Policy hook: may this call be deferred? `true` yes, `false` no (a
+   * generic no-defer), a string no with that detail.
+   *
+   * @default every signed call may be deferred
+   */
+  allowDefer?: (state: CallState) => boolean | string
+  /** Policy hook: the tab limit for this call's payer (overrides `maxTab`) */
+  maxTabFor?: (state: CallState) => bigint
+  /**
+   * Confirmations an attached transaction needs. 0 accepts it once the
+   * backend took it into its mempool; more answers payment-declined until
+   * then (the payer sends the same transaction again later).
+   *
+   * @default 0
+   */
+  minConfirmations?: number
+  /**
+   * Accept unconfirmed transactions that signal replace-by-fee (BIP-125),
+   * which the payer could replace with one paying itself. Only matters with
+   * `minConfirmations` 0.
+   *
+   * @default false
+   */
+  acceptReplaceable?: boolean
+  /** @default MAX_TX_SIZE */
+  maxTxSize?: number
+  /** @default logger('decloud:payments') */
+  log?: Logger
+}
+
+/** What the gate remembers of an attached transaction (key `x/<txid>`) */
+export interface Receipt {
+  txid: string
+  /** `pending` reserved (broadcast may not have happened), `waiting` for confirmations, `accepted` used */
+  status: 'pending' | 'waiting' | 'accepted'
+  payer: string
+  /** sats paid to the payer's address */
+  amount: bigint
+  /** price of the call it paid for */
+  cost: bigint
+  deferId?: string
+  service: string
+  method: string
+  /** ms since the epoch */
+  at: number
+}
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+const receiptKey = (txid: string): string => `x/${txid}`
+
+function encodeReceipt (r: Receipt): Uint8Array {
+  return enc.encode(JSON.stringify({ ...r, amount: r.amount.toString(), cost: r.cost.toString() }))
+}
+
+function decodeReceipt (bytes: Uint8Array): Receipt {
+  const o = JSON.parse(dec.decode(bytes))
+  return { ...o, amount: BigInt(o.amount), cost: BigInt(o.cost) }
+}
+
+/**
+ * Who pays: the first verified OpenCloud ID credential, or the transport's
+ * peer (authenticated by noise) when the request carried none. Tabs and
+ * payment addresses are keyed by it.
+ */
+export function payerOf (credentials: readonly string[], peer: PeerId): string {
+  return credentials.find(c => c.startsWith(OPENCLOUD_ID_PREFIX)) ?? openCloudId(peer)
+}
+
+export function payerOfCall (call: Pick<ServiceCall, 'credentials' | 'peer'>): string {
+  return payerOf(call.credentials, call.peer)
+}
+
+function isRejection (err: any): err is TxRejectedError {
+  return err instanceof TxRejectedError || err?.name === 'TxRejectedError'
+}
+
+function bounded (s: string): string {
+  const clean = s.replace(/[^\x20-\x7e]/g, '?')
+  return clean.length > MAX_REASON ? `${clean.slice(0, MAX_REASON)}…` : clean
+}
+
+const attachedOf = (cost: bigint): Reply['acceptablePayment'] => ({ paymentType: PaymentType.PAYMENT_ATTACHED, currency: 'BTC', amount: cost })
+const deferOf = (cost: bigint): Reply['acceptablePayment'] => ({ paymentType: PaymentType.PAYMENT_DEFER, currency: 'BTC', amount: cost })
+
+/**
+ * The payment gate stage, replacing the default one.
+ *
+ * @example
+ * ```ts
+ * const tabs = new TabStore({ db: store.sub('tabs') })
+ * openCloud({
+ *   services: [storage, paymentsService({ wallet, tabs })],
+ *   payment: paymentGate({ wallet, backend, db: store.sub('payments'), tabs })
+ * })
+ * ```
+ */
+export function paymentGate (init: PaymentGateInit): Stage {
+  return new PaymentGate(init).stage
+}
+
+export class PaymentGate {
+  private readonly init: PaymentGateInit
+  private readonly log: Logger
+  private readonly maxTxSize: number
+  private readonly minConfirmations: number
+  /** txids being processed right now: with the receipts in LevelDB, a txid passes once */
+  private readonly inflight = new Set<string>()
+
+  constructor (init: PaymentGateInit) {
+    this.init = init
+    this.log = init.log ?? logger('decloud:payments')
+    this.maxTxSize = init.maxTxSize ?? MAX_TX_SIZE
+    this.minConfirmations = init.minConfirmations ?? 0
+  }
+
+  readonly stage: Stage = async (state) => {
+    const r = state.request
+    const p = r.payment
+    if (p != null && p.currency !== '' && p.currency !== 'BTC') {
+      return { status: Status.BAD_REQUEST, detail: `this node takes payment in BTC (satoshis), not "${p.currency.slice(0, 16)}"` }
+    }
+    const cost = costOf(state)
+    if (cost == null) { return { status: Status.TOO_LARGE, detail: 'this call is too large to be priced' } }
+    switch (r.paymentType) {
+      case PaymentType.PAYMENT_ATTACHED: return this.attached(state, p, cost)
+      case PaymentType.PAYMENT_DEFER: return this.defer(state, p, cost)
+      default: return this.none(state, cost)
+    }
+  }
+
+  /** A receipt of an attached payment, by txid */
+  async receipt (txid: string): Promise<Receipt | undefined> {
+    if (!/^[0-9a-f]{64}$/.test(txid)) { return undefined }
+    const v = await this.init.db.get(receiptKey(txid))
+    return v == null ? undefined : decodeReceipt(v)
+  }
+
+  private none (state: CallState, cost: bigint): Reply | undefined {
+    if (cost === 0n) {
+      state.payment = { kind: 'none', amount: 0n, cost: 0n }
+      return undefined
+    }
+    const r = state.request
+    return { status: Status.TOO_LOW, detail: `${r.service}.${r.method} costs ${cost} sat for this call`, acceptablePayment: attachedOf(cost) }
+  }
+
+  private async attached (state: CallState, p: Payment | undefined, cost: bigint): Promise<Reply | undefined> {
+    const r = state.request
+    if (p == null || p.txn.byteLength === 0) { return { status: Status.BAD_REQUEST, detail: 'payment-type attached needs payment.txn (a raw bitcoin transaction)' } }
+    if (p.txn.byteLength > this.maxTxSize) { return { status: Status.BAD_REQUEST, detail: `payment.txn exceeds ${this.maxTxSize} bytes` } }
+    const deferId = p.deferId === '' ? undefined : p.deferId
+    if (deferId != null && !DEFER_ID.test(deferId)) { return { status: Status.BAD_REQUEST, detail: 'payment.defer_id is 1 to 64 characters of A-Z a-z 0-9 . _ : -' } }
+    let tx: Transaction
+    try {
+      tx = Transaction.fromRaw(p.txn, { allowUnknownOutputs: true, allowUnknownInputs: true, allowUnknownVersion: true, disableScriptCheck: true })
+      if (tx.inputsLength === 0 || tx.outputsLength === 0) { throw new Error('no inputs or outputs') }
+    } catch {
+      return { status: Status.BAD_REQUEST, detail: 'payment.txn is not a bitcoin transaction' }
+    }
+    const txid = tx.id
+    if (this.minConfirmations === 0 && this.init.acceptReplaceable !== true && replaceable(tx)) {
+      return { status: Status.BAD_REQUEST, detail: 'transaction signals replace-by-fee (BIP-125): this node accepts unconfirmed payments only when they cannot be replaced' }
+    }
+    const payer = payerOf(state.credentials, state.peer)
+    const { wallet } = this.init
+    const mine: Array<{ to: string, amount: bigint }> = []
+    for (let i = 0; i < tx.outputsLength; i++) {
+      const amount = tx.getOutput(i).amount
+      let to: string | undefined
+      try {
+        to = tx.getOutputAddress(i, wallet.network)
+      } catch {
+        to = undefined
+      }
+      if (to != null && amount != null && wallet.isMine(to)) { mine.push({ to, amount }) }
+    }
+    // only outputs to the payer's own address count, so nobody can present
+    // a transaction someone else made to this node as theirs; the address is
+    // looked up only for transactions that pay this node at all
+    const address = mine.length > 0 ? await wallet.addressFor(payer) : undefined
+    let paid = 0n
+    let elsewhere = 0n
+    for (const o of mine) {
+      if (o.to === address) { paid += o.amount } else { elsewhere += o.amount }
+    }
+    const where = elsewhere > 0n ? ` (${elsewhere} sat go to another of this node's addresses: pay the one payments.address gives you)` : ''
+    if (paid < cost || (paid === 0n && cost === 0n)) {
+      const detail = `${r.service}.${r.method} costs ${cost} sat; the transaction pays ${paid} sat to your payment address${where}`
+      if (cost === 0n) { return { status: Status.BAD_REQUEST, detail } }
+      return { status: Status.TOO_LOW, detail, acceptablePayment: attachedOf(cost) }
+    }
+
+    // reserve the txid: the in-memory set covers requests in flight, the
+    // receipt in LevelDB every request before
+    if (this.inflight.has(txid)) { return { status: Status.BAD_REQUEST, detail: `transaction ${txid} was already used` } }
+    this.inflight.add(txid)
+    try {
+      const { db } = this.init
+      const prev = await this.receipt(txid)
+      if (prev != null) {
+        const same = prev.payer === payer && prev.deferId === deferId
+        if (prev.status === 'accepted') {
+          // the one exception: a payer resending the settle transaction of
+          // a tab (it may have crashed before it read the answer)
+          if (same && deferId != null && prev.cost === 0n && cost === 0n) {
+            state.payment = { kind: 'attached', amount: prev.amount, cost, txid, deferId }
+            return undefined
+          }
+          return { status: Status.BAD_REQUEST, detail: `transaction ${txid} was already used` }
+        }
+        // pending (interrupted) or waiting for confirmations: only its payer may finish it
+        if (!same) { return { status: Status.BAD_REQUEST, detail: `transaction ${txid} was already used` } }
+      }
+      const receipt: Receipt = { txid, status: 'pending', payer, amount: paid, cost, deferId, service: r.service, method: r.method, at: Date.now() }
+      await db.put(receiptKey(txid), encodeReceipt(receipt))
+
+      const refused = await this.broadcast(p.txn, txid)
+      if (refused != null) {
+        if (prev == null) { await db.del(receiptKey(txid)) }
+        return refused
+      }
+      if (this.minConfirmations > 0) {
+        const status = await this.confirmations(txid)
+        if (status == null) { return { status: Status.SERVER_ERROR, detail: 'the chain backend is unavailable; try again later' } }
+        if (status < this.minConfirmations) {
+          await db.put(receiptKey(txid), encodeReceipt({ ...receipt, status: 'waiting' }))
+          return {
+            status: Status.PAYMENT_DECLINED,
+            detail: `transaction ${txid} has ${status} of the ${this.minConfirmations} confirmations this node requires: send the same transaction again once it has them`
+          }
+        }
+      }
+      // credit first, then mark the receipt used: a crash in between leaves a
+      // pending receipt the payer can finish, and credits are idempotent per txid
+      if (deferId != null) {
+        await this.init.tabs.credit({ payer, deferId, amount: paid - cost, txid })
+      }
+      await db.put(receiptKey(txid), encodeReceipt({ ...receipt, status: 'accepted' }))
+      const accepted: AcceptedPayment = { kind: 'attached', amount: paid, cost, txid, deferId }
+      state.payment = accepted
+      this.log.trace('accepted %s sat in %s from %s for %s.%s', paid, txid, payer, r.service, r.method)
+      return undefined
+    } finally {
+      this.inflight.delete(txid)
+    }
+  }
+
+  /** Broadcasts; answers the refusal to send, or undefined when the backend has the transaction */
+  private async broadcast (raw: Uint8Array, txid: string): Promise<Reply | undefined> {
+    try {
+      await this.init.backend.broadcast(raw)
+      return undefined
+    } catch (err: any) {
+      if (isRejection(err)) {
+        switch (err.kind) {
+          case 'already-known': return undefined
+          case 'double-spend': return { status: Status.BAD_REQUEST, detail: 'transaction conflicts with a spent output (double spend)' }
+          case 'fee': return { status: Status.BAD_REQUEST, detail: `transaction fee refused: ${bounded(err.reason)}` }
+          case 'invalid': return { status: Status.BAD_REQUEST, detail: `transaction is invalid: ${bounded(err.reason)}` }
+          default: return { status: Status.BAD_REQUEST, detail: `transaction refused: ${bounded(err.reason)}` }
+        }
+      }
+      this.log.error('broadcast of %s failed - %e', txid, err)
+      return { status: Status.SERVER_ERROR, detail: 'the chain backend is unavailable; try again later' }
+    }
+  }
+
+  private async confirmations (txid: string): Promise<number | undefined> {
+    try {
+      const s = await this.init.backend.transaction(txid)
+      return s?.confirmations ?? 0
+    } catch (err: any) {
+      this.log.error('status of %s unavailable - %e', txid, err)
+      return undefined
+    }
+  }
+
+  private async defer (state: CallState, p: Payment | undefined, cost: bigint): Promise<Reply | undefined> {
+    const r = state.request
+    if (p == null) { return { status: Status.BAD_REQUEST, detail: 'payment-type defer needs payment (amount, defer_id)' } }
+    if (!DEFER_ID.test(p.deferId)) { return { status: Status.BAD_REQUEST, detail: 'payment.defer_id is required: 1 to 64 characters of A-Z a-z 0-9 . _ : -' } }
+    let threshold: Threshold | undefined
+    try {
+      threshold = p.deferThreshold === '' ? undefined : parseThreshold(p.deferThreshold)
+    } catch (err: any) {
+      if (err instanceof InvalidThresholdError) { return { status: Status.BAD_REQUEST, detail: err.message } }
+      throw err
+    }
+    if (p.amount < cost) {
+      return { status: Status.TOO_LOW, detail: `${r.service}.${r.method} costs ${cost} sat for this call; the promise is for ${p.amount} sat`, acceptablePayment: deferOf(cost) }
+    }
+    const attached = cost > 0n ? attachedOf(cost) : undefined
+    if (state.credentials.length === 0) {
+      // spec: the server must not accept a defer id without a valid signature on the request
+      return { status: Status.NO_DEFER, detail: 'a deferred payment must be signed (id + sig): the signed request is the promise', acceptablePayment: attached }
+    }
+    const allowed = this.init.allowDefer?.(state) ?? true
+    if (allowed !== true) {
+      const detail = typeof allowed === 'string' ? allowed : `this node does not accept deferred payment for ${r.service}.${r.method}`
+      return { status: Status.NO_DEFER, detail, acceptablePayment: attached }
+    }
+    if (p.amount === 0n) {
+      state.payment = { kind: 'defer', amount: 0n, cost, deferId: p.deferId }
+      return undefined
+    }
+    const payer = payerOf(state.credentials, state.peer)
+    const maxTab = this.init.maxTabFor?.(state) ?? this.init.maxTab ?? DEFAULT_MAX_TAB
+    const out = await this.init.tabs.promise({
+      payer,
+      deferId: p.deferId,
+      amount: p.amount,
+      threshold,
+      maxTab,
+      request: r,
+      bodyHash: state.bodyHash ?? sha256(r.body)
+    })
+    if (!out.ok) {
+      if (out.reason === 'threshold') { return { status: Status.BAD_REQUEST, detail: out.detail } }
+      return { status: Status.NO_DEFER, detail: out.detail, acceptablePayment: attached }
+    }
+    state.payment = { kind: 'defer', amount: p.amount, cost, deferId: p.deferId }
+    return undefined
+  }
+}
+
+/** BIP-125: an input with nSequence below 0xfffffffe signals replaceability */
+function replaceable (tx: Transaction): boolean {
+  for (let i = 0; i < tx.inputsLength; i++) {
+    const seq = tx.getInput(i).sequence
+    if (seq != null && seq < 0xfffffffe) { return true }
+  }
+  return false
+}

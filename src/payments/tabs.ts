@@ -1,0 +1,650 @@
+/**
+ * Server side of deferred payments: one tab per (payer OpenCloud ID, defer
+ * id). Spec "Decloud - Server": "store deferred payment promises made by
+ * clients, and match that against the actual payment received. The
+ * defer-threshold field is helpful in evaluating an honest client whose
+ * payment is not yet due, vs. a cheating client."
+ *
+ * A tab accrues what the payer promised (`payment-type defer`) and what it
+ * paid (`attached` payments naming the defer id). Each promise keeps its
+ * evidence: the signed request, body replaced by nothing, plus the body
+ * hash, which is enough to check the payer's signature again
+ * (`verifyEvidence`). A tab whose threshold passed and that stays unpaid
+ * past a grace period becomes `broken`: a broken-promise record is written
+ * for reputation to read (`brokenPromises()`).
+ *
+ * Layout (keys in the tabs SubDb; payer and defer id never contain `/`):
+ * - `t/<payer>/<deferId>`           the tab (JSON, amounts as decimal strings)
+ * - `e/<payer>/<deferId>/<seq>`     evidence of one promise (JSON)
+ * - `c/<payer>/<deferId>/<txid>`    a payment credited to the tab (makes credits idempotent)
+ * - `p/<payer>`                     the payer's open and broken tab ids
+ * - `d/<dueAt>/<payer>/<deferId>`   due index, for the sweep
+ * - `b/<brokenAt>/<payer>/<deferId>` broken promises
+ *
+ * Every change of one tab runs under that tab's lock and is written in one
+ * batch, so concurrent calls never lose an update; changes to the payer's
+ * summary also take the payer's lock (always after the tab's, never before).
+ */
+import { MAX_AMOUNT } from '../services/pricing.js'
+import { Request } from '../protocols/opencloud/pb/opencloud.js'
+import { openCloudVerifier, requestDigest, verifyAll } from '../protocols/opencloud/signing.js'
+import type { CredentialVerifier } from '../protocols/opencloud/signing.js'
+import type { BatchOp, SubDb } from '../store/index.js'
+
+/** When a deferred payment falls due (spec "defer-threshold") */
+export type Threshold =
+  | { kind: 'time', seconds: number }
+  | { kind: 'value', sats: bigint }
+  | { kind: 'completion' }
+
+/** The threshold of a tab whose first promise named none */
+export const DEFAULT_THRESHOLD = 'time:3600'
+/** The accepted forms, for error messages */
+export const THRESHOLD_FORMS = '"time:<seconds>" (due that long after the tab opened), "value:<sats>" (due once that much is owed) or "completion" (due once the service was delivered)'
+/** Longest time threshold: one year */
+export const MAX_THRESHOLD_SECONDS = 365 * 24 * 3600
+
+export const DEFAULT_MAX_OPEN_TABS_PER_PAYER = 16
+export const DEFAULT_MAX_EVIDENCE_PER_TAB = 64
+/** Time an overdue tab is given before it is recorded as broken: 15 minutes */
+export const DEFAULT_GRACE = 15 * 60_000
+/** Tabs broken per sweep at most; the rest wait for the next one */
+const SWEEP_BATCH = 1000
+
+/** A defer id: what the wire's `defer_id` may hold */
+export const DEFER_ID = /^[A-Za-z0-9._:-]{1,64}$/
+const PAYER = /^[A-Za-z0-9._:-]{1,256}$/
+
+export class InvalidThresholdError extends Error {
+  static override name = 'InvalidThresholdError'
+  override name = 'InvalidThresholdError'
+}
+
+/**
+ * Parses a wire `defer_threshold`. Empty means the default
+ * (`time:3600`); anything else not in the accepted forms throws
+ * InvalidThresholdError, whose message names them.
+ *
+ * @example
+ * ```ts
+ * parseThreshold('value:5000') // → { kind: 'value', sats: 5000n }
+ * parseThreshold('')           // → { kind: 'time', seconds: 3600 }
+ * ```
+ */
+export function parseThreshold (s: string): Threshold {
+  if (s === '') { return parseThreshold(DEFAULT_THRESHOLD) }
+  if (s === 'completion') { return { kind: 'completion' } }
+  let m = /^time:(\d{1,10})$/.exec(s)
+  if (m != null) {
+    const seconds = Number(m[1])
+    if (seconds < 1 || seconds > MAX_THRESHOLD_SECONDS) { throw new InvalidThresholdError(`defer-threshold time must be 1 to ${MAX_THRESHOLD_SECONDS} seconds`) }
+    return { kind: 'time', seconds }
+  }
+  m = /^value:(\d{1,20})$/.exec(s)
+  if (m != null) {
+    const sats = BigInt(m[1])
+    if (sats < 1n || sats > MAX_AMOUNT) { throw new InvalidThresholdError(`defer-threshold value must be 1 to ${MAX_AMOUNT} sat`) }
+    return { kind: 'value', sats }
+  }
+  throw new InvalidThresholdError(`defer-threshold "${s.slice(0, 64)}" is not understood; use ${THRESHOLD_FORMS}, or leave it empty for ${DEFAULT_THRESHOLD}`)
+}
+
+export function formatThreshold (t: Threshold): string {
+  switch (t.kind) {
+    case 'time': return `time:${t.seconds}`
+    case 'value': return `value:${t.sats}`
+    case 'completion': return 'completion'
+  }
+}
+
+export type TabStatus = 'open' | 'due' | 'settled' | 'broken'
+
+export interface Tab {
+  payer: string
+  deferId: string
+  /** sats promised */
+  accrued: bigint
+  /** sats paid (attached payments naming the defer id) */
+  paid: bigint
+  /** canonical defer-threshold */
+  threshold: string
+  /** ms since the epoch */
+  openedAt: number
+  /** when payment is (or was) due; undefined while a value threshold is not reached */
+  dueAt?: number
+  /** promises accepted */
+  promises: number
+  /** evidence records dropped (oldest first) to keep the tab bounded */
+  evidenceDropped: number
+  /** payments credited */
+  payments: number
+  /** stored status: `open`, `settled` or `broken` (`due` is derived, see `statusAt`) */
+  status: TabStatus
+  settledAt?: number
+  brokenAt?: number
+  updatedAt: number
+}
+
+/** A tab as the `payments.tab` method answers it (JSON) */
+export interface TabView {
+  deferId: string
+  accrued: string
+  paid: string
+  owed: string
+  threshold: string
+  openedAt: string
+  due?: string
+  status: TabStatus
+  promises: number
+  payments: number
+}
+
+/** What an overdue tab leaves behind: read by reputation */
+export interface BrokenPromise {
+  payer: string
+  deferId: string
+  /** sats owed when the tab was found broken */
+  owed: bigint
+  accrued: bigint
+  paid: bigint
+  threshold: string
+  dueAt: number
+  brokenAt: number
+  promises: number
+  /** set when the payer paid in full after all (late) */
+  settledAt?: number
+}
+
+/** One accepted promise: the signed request, body removed, and the body's hash */
+export interface Evidence {
+  seq: number
+  at: number
+  amount: bigint
+  /** protobuf Request with `body` empty; `sig` kept */
+  request: Uint8Array
+  /** SHA-256 of the original body */
+  bodyHash: Uint8Array
+}
+
+export function owedOf (tab: Pick<Tab, 'accrued' | 'paid'>): bigint {
+  return tab.accrued > tab.paid ? tab.accrued - tab.paid : 0n
+}
+
+/** The status at time `now`: an open tab whose due time passed is `due` */
+export function statusAt (tab: Tab, now: number): TabStatus {
+  if (tab.status === 'open' && tab.dueAt != null && tab.dueAt <= now && owedOf(tab) > 0n) { return 'due' }
+  return tab.status
+}
+
+export function tabView (tab: Tab, now = Date.now()): TabView {
+  return {
+    deferId: tab.deferId,
+    accrued: tab.accrued.toString(),
+    paid: tab.paid.toString(),
+    owed: owedOf(tab).toString(),
+    threshold: tab.threshold,
+    openedAt: new Date(tab.openedAt).toISOString(),
+    ...(tab.dueAt != null ? { due: new Date(tab.dueAt).toISOString() } : {}),
+    status: statusAt(tab, now),
+    promises: tab.promises,
+    payments: tab.payments
+  }
+}
+
+/**
+ * Checks that an evidence record still carries a valid signature of its
+ * payer: the request's digest is recomputed from the stored request and
+ * body hash, then each credential's signature is verified.
+ */
+export async function verifyEvidence (ev: Evidence, verifiers: readonly CredentialVerifier[] = [openCloudVerifier]): Promise<boolean> {
+  let req: Request
+  try {
+    req = Request.decode(ev.request)
+  } catch {
+    return false
+  }
+  if (req.id.length === 0 || req.id.length !== req.sig.length) { return false }
+  const digest = requestDigest(req, ev.bodyHash)
+  return await verifyAll(verifiers, req.id, req.sig, digest) < 0
+}
+
+/**
+ * Runs functions one at a time per key. An entry exists only while some
+ * call holds or waits for the key, so the map stays as small as the number
+ * of calls in progress.
+ */
+export class KeyedMutex {
+  private readonly tails = new Map<string, Promise<void>>()
+
+  async run<T> (key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key)
+    let release!: () => void
+    const mine = new Promise<void>((resolve) => { release = resolve })
+    const tail = prev == null ? mine : prev.then(async () => mine)
+    this.tails.set(key, tail)
+    try {
+      if (prev != null) { await prev }
+      return await fn()
+    } finally {
+      release()
+      if (this.tails.get(key) === tail) { this.tails.delete(key) }
+    }
+  }
+
+  /** keys held or waited for */
+  get size (): number {
+    return this.tails.size
+  }
+}
+
+/** A map that forgets its least recently used entry beyond `max` */
+export class Lru<V> {
+  private readonly map = new Map<string, V>()
+  constructor (private readonly max: number) {}
+
+  get (key: string): V | undefined {
+    const v = this.map.get(key)
+    if (v !== undefined) {
+      this.map.delete(key)
+      this.map.set(key, v)
+    }
+    return v
+  }
+
+  set (key: string, value: V): void {
+    this.map.delete(key)
+    this.map.set(key, value)
+    if (this.map.size > this.max) { this.map.delete(this.map.keys().next().value as string) }
+  }
+}
+
+/** Tabs and payer summaries kept in memory (LevelDB stays the truth; this process is its only writer) */
+const CACHE_SIZE = 10_000
+
+export interface TabStoreInit {
+  /** namespaced LevelDB, e.g. `store.sub('tabs')` */
+  db: SubDb
+  /** tabs a payer may have open (not settled) at once @default 16 */
+  maxOpenTabsPerPayer?: number
+  /** evidence records kept per tab; the oldest are dropped, counts kept @default 64 */
+  maxEvidencePerTab?: number
+  /** ms an overdue tab is given before it is broken @default 15 minutes */
+  grace?: number
+}
+
+export interface PromiseInput {
+  payer: string
+  deferId: string
+  /** sats promised by this request */
+  amount: bigint
+  /** the request's threshold, undefined when it named none */
+  threshold?: Threshold
+  /** the most the tab may owe after this promise */
+  maxTab: bigint
+  /** the signed request (its body is not stored) and the body's hash */
+  request: Request
+  bodyHash: Uint8Array
+  now?: number
+}
+
+export type PromiseRefusal =
+  /** the tab's threshold passed: it must be settled first */
+  | 'due'
+  /** this tab is broken */
+  | 'broken'
+  /** this tab was settled: promises go under a new defer id */
+  | 'settled'
+  /** the tab would owe more than its limit */
+  | 'over-limit'
+  /** the payer has as many open tabs as allowed */
+  | 'too-many-tabs'
+  /** another tab of the payer is broken */
+  | 'payer-broken'
+  /** the request names a threshold other than the tab's */
+  | 'threshold'
+
+export type PromiseOutcome =
+  | { ok: true, tab: Tab }
+  | { ok: false, reason: PromiseRefusal, detail: string, tab?: Tab }
+
+export interface CreditInput {
+  payer: string
+  deferId: string
+  amount: bigint
+  txid: string
+  now?: number
+}
+
+interface PayerSummary {
+  open: string[]
+  broken: string[]
+}
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+
+function encodeJson (v: unknown): Uint8Array {
+  return enc.encode(JSON.stringify(v, (_k, x) => typeof x === 'bigint' ? x.toString() : x))
+}
+
+/** 15 digits of ms since the epoch sort like numbers until the year 33658 */
+function pad (ms: number): string {
+  return Math.max(0, Math.floor(ms)).toString().padStart(15, '0')
+}
+
+const tabKey = (payer: string, id: string): string => `t/${payer}/${id}`
+const evidencePrefix = (payer: string, id: string): string => `e/${payer}/${id}/`
+const evidenceKey = (payer: string, id: string, seq: number): string => `${evidencePrefix(payer, id)}${seq.toString().padStart(10, '0')}`
+const creditKey = (payer: string, id: string, txid: string): string => `c/${payer}/${id}/${txid}`
+const payerKey = (payer: string): string => `p/${payer}`
+const dueKey = (dueAt: number, payer: string, id: string): string => `d/${pad(dueAt)}/${payer}/${id}`
+const brokenKey = (brokenAt: number, payer: string, id: string): string => `b/${pad(brokenAt)}/${payer}/${id}`
+/** sorts after every key under a prefix (keys are ASCII) */
+const END = '\uffff'
+
+function decodeTab (bytes: Uint8Array): Tab {
+  const o = JSON.parse(dec.decode(bytes))
+  return { ...o, accrued: BigInt(o.accrued), paid: BigInt(o.paid) }
+}
+
+function decodeBroken (bytes: Uint8Array): BrokenPromise {
+  const o = JSON.parse(dec.decode(bytes))
+  return { ...o, owed: BigInt(o.owed), accrued: BigInt(o.accrued), paid: BigInt(o.paid) }
+}
+
+function checkIds (payer: string, deferId: string): void {
+  if (!PAYER.test(payer)) { throw new TypeError('payer id malformed') }
+  if (!DEFER_ID.test(deferId)) { throw new TypeError('defer id malformed') }
+}
+
+/**
+ * The tabs of deferred payments, on LevelDB.
+ *
+ * @example
+ * ```ts
+ * const tabs = new TabStore({ db: store.sub('tabs') })
+ * const out = await tabs.promise({ payer, deferId: 'd1', amount: 100n, maxTab: 100_000n, request, bodyHash })
+ * if (out.ok) console.log(tabView(out.tab))
+ * ```
+ */
+export class TabStore {
+  private readonly db: SubDb
+  private readonly maxOpenTabs: number
+  private readonly maxEvidence: number
+  readonly grace: number
+  private readonly tabLocks = new KeyedMutex()
+  private readonly payerLocks = new KeyedMutex()
+  private readonly tabCache = new Lru<Tab>(CACHE_SIZE)
+  private readonly payerCache = new Lru<PayerSummary>(CACHE_SIZE)
+
+  constructor (init: TabStoreInit) {
+    this.db = init.db
+    this.maxOpenTabs = init.maxOpenTabsPerPayer ?? DEFAULT_MAX_OPEN_TABS_PER_PAYER
+    this.maxEvidence = init.maxEvidencePerTab ?? DEFAULT_MAX_EVIDENCE_PER_TAB
+    this.grace = init.grace ?? DEFAULT_GRACE
+  }
+
+  async get (payer: string, deferId: string): Promise<Tab | undefined> {
+    if (!PAYER.test(payer) || !DEFER_ID.test(deferId)) { return undefined }
+    const tab = await this.load(payer, deferId)
+    return tab == null ? undefined : { ...tab }
+  }
+
+  /** The stored tab (cached; never mutated: changes make a new object) */
+  private async load (payer: string, deferId: string): Promise<Tab | undefined> {
+    const key = tabKey(payer, deferId)
+    const hit = this.tabCache.get(key)
+    if (hit != null) { return hit }
+    const v = await this.db.get(key)
+    if (v == null) { return undefined }
+    const tab = decodeTab(v)
+    this.tabCache.set(key, tab)
+    return tab
+  }
+
+  /** Writes a batch, then what it wrote into the caches */
+  private async commit (ops: BatchOp[], tabs: Tab[], summary?: { payer: string, value: PayerSummary }): Promise<void> {
+    for (const t of tabs) { ops.push({ type: 'put', key: tabKey(t.payer, t.deferId), value: encodeJson(t) }) }
+    if (summary != null) { ops.push({ type: 'put', key: payerKey(summary.payer), value: encodeJson(summary.value) }) }
+    await this.db.batch(ops)
+    for (const t of tabs) { this.tabCache.set(tabKey(t.payer, t.deferId), t) }
+    if (summary != null) { this.payerCache.set(summary.payer, summary.value) }
+  }
+
+  /** Every tab of a payer, settled ones included */
+  async * tabsOf (payer: string): AsyncGenerator<Tab> {
+    if (!PAYER.test(payer)) { return }
+    const prefix = `t/${payer}/`
+    for await (const [, v] of this.db.iterator({ gte: prefix, lt: prefix + END })) { yield decodeTab(v) }
+  }
+
+  /** The evidence kept for a tab, oldest first */
+  async * evidence (payer: string, deferId: string): AsyncGenerator<Evidence> {
+    if (!PAYER.test(payer) || !DEFER_ID.test(deferId)) { return }
+    const prefix = evidencePrefix(payer, deferId)
+    for await (const [, v] of this.db.iterator({ gte: prefix, lt: prefix + END })) {
+      const o = JSON.parse(dec.decode(v))
+      yield { seq: o.seq, at: o.at, amount: BigInt(o.amount), request: Buffer.from(o.request, 'base64'), bodyHash: Buffer.from(o.bodyHash, 'hex') }
+    }
+  }
+
+  /** True when this transaction was already credited to the tab */
+  async credited (payer: string, deferId: string, txid: string): Promise<boolean> {
+    if (!PAYER.test(payer) || !DEFER_ID.test(deferId)) { return false }
+    return await this.db.get(creditKey(payer, deferId, txid)) != null
+  }
+
+  /**
+   * Records a promise on the payer's tab (opening it when it is new), or
+   * says why not. The caller checked the amount against the call's cost.
+   */
+  async promise (input: PromiseInput): Promise<PromiseOutcome> {
+    const { payer, deferId, amount } = input
+    checkIds(payer, deferId)
+    if (amount <= 0n) { throw new RangeError('a promise is for a positive amount') }
+    const now = input.now ?? Date.now()
+    return this.tabLocks.run(tabKey(payer, deferId), async () => {
+      const existing = await this.load(payer, deferId)
+      if (existing == null) {
+        return this.payerLocks.run(payer, async () => this.openTab(input, now))
+      }
+      const tab = existing
+      const status = statusAt(tab, now)
+      if (status === 'settled') { return { ok: false, reason: 'settled', detail: `tab ${deferId} is settled; promise under a new defer id`, tab } }
+      if (status === 'broken') { return { ok: false, reason: 'broken', detail: `tab ${deferId} is broken (${owedOf(tab)} sat overdue): settle it first`, tab } }
+      if (status === 'due') { return { ok: false, reason: 'due', detail: `tab ${deferId} is due: settle it first (${owedOf(tab)} sat owed)`, tab } }
+      if (input.threshold != null && formatThreshold(input.threshold) !== tab.threshold) {
+        return { ok: false, reason: 'threshold', detail: `tab ${deferId} was opened with defer-threshold ${tab.threshold}; send that or none`, tab }
+      }
+      const summary = await this.summary(payer)
+      if (summary.broken.length > 0) { return { ok: false, reason: 'payer-broken', detail: `your tab ${summary.broken[0]} is broken: settle it first`, tab } }
+      const owedAfter = owedOf({ accrued: tab.accrued + amount, paid: tab.paid })
+      if (owedAfter > input.maxTab) {
+        return { ok: false, reason: 'over-limit', detail: `tab ${deferId} would owe ${owedAfter} sat, over this node's limit of ${input.maxTab} sat per tab`, tab }
+      }
+      const ops: BatchOp[] = []
+      const next: Tab = { ...tab, accrued: tab.accrued + amount, promises: tab.promises + 1, updatedAt: now }
+      this.setDue(next, now, ops)
+      this.addEvidence(next, input, now, ops)
+      await this.commit(ops, [next])
+      return { ok: true, tab: { ...next } }
+    })
+  }
+
+  /** A new tab: checks the payer's summary (payer lock held) */
+  private async openTab (input: PromiseInput, now: number): Promise<PromiseOutcome> {
+    const { payer, deferId, amount } = input
+    const summary = await this.summary(payer)
+    if (summary.broken.length > 0) { return { ok: false, reason: 'payer-broken', detail: `your tab ${summary.broken[0]} is broken: settle it first` } }
+    if (summary.open.length >= this.maxOpenTabs) {
+      return { ok: false, reason: 'too-many-tabs', detail: `you have ${summary.open.length} open tabs here, the most this node allows: settle one first` }
+    }
+    if (amount > input.maxTab) {
+      return { ok: false, reason: 'over-limit', detail: `tab ${deferId} would owe ${amount} sat, over this node's limit of ${input.maxTab} sat per tab` }
+    }
+    const threshold = input.threshold ?? parseThreshold(DEFAULT_THRESHOLD)
+    const tab: Tab = {
+      payer,
+      deferId,
+      accrued: amount,
+      paid: 0n,
+      threshold: formatThreshold(threshold),
+      openedAt: now,
+      dueAt: threshold.kind === 'time' ? now + threshold.seconds * 1000 : undefined,
+      promises: 1,
+      evidenceDropped: 0,
+      payments: 0,
+      status: 'open',
+      updatedAt: now
+    }
+    const ops: BatchOp[] = []
+    if (tab.dueAt != null) { ops.push({ type: 'put', key: dueKey(tab.dueAt, payer, deferId), value: new Uint8Array(0) }) }
+    this.setDue(tab, now, ops)
+    this.addEvidence(tab, input, now, ops)
+    await this.commit(ops, [tab], { payer, value: { ...summary, open: [...summary.open, deferId] } })
+    return { ok: true, tab: { ...tab } }
+  }
+
+  /**
+   * Value and completion thresholds fall due with promises (time ones are
+   * fixed when the tab opens): sets `dueAt` and the due index.
+   */
+  private setDue (tab: Tab, now: number, ops: BatchOp[]): void {
+    if (tab.dueAt != null) { return }
+    const t = parseThreshold(tab.threshold)
+    const due = t.kind === 'completion' || (t.kind === 'value' && owedOf(tab) >= t.sats)
+    if (!due) { return }
+    tab.dueAt = now
+    ops.push({ type: 'put', key: dueKey(now, tab.payer, tab.deferId), value: new Uint8Array(0) })
+  }
+
+  private addEvidence (tab: Tab, input: PromiseInput, now: number, ops: BatchOp[]): void {
+    const seq = tab.promises
+    const request = Request.encode({ ...input.request, body: new Uint8Array(0) })
+    ops.push({
+      type: 'put',
+      key: evidenceKey(tab.payer, tab.deferId, seq),
+      value: encodeJson({ seq, at: now, amount: input.amount, request: Buffer.from(request).toString('base64'), bodyHash: Buffer.from(input.bodyHash).toString('hex') })
+    })
+    const drop = seq - this.maxEvidence
+    if (drop >= 1) {
+      ops.push({ type: 'del', key: evidenceKey(tab.payer, tab.deferId, drop) })
+      tab.evidenceDropped++
+    }
+  }
+
+  /**
+   * Credits a payment to the payer's tab (opening an empty one when the
+   * payment comes first). Idempotent per txid: the same transaction is never
+   * credited twice.
+   */
+  async credit (input: CreditInput): Promise<{ tab: Tab, credited: boolean }> {
+    const { payer, deferId, amount, txid } = input
+    checkIds(payer, deferId)
+    if (!/^[0-9a-f]{64}$/.test(txid)) { throw new TypeError('txid malformed') }
+    if (amount < 0n) { throw new RangeError('a credit is not negative') }
+    const now = input.now ?? Date.now()
+    return this.tabLocks.run(tabKey(payer, deferId), async () => {
+      const existing = await this.load(payer, deferId)
+      if (existing != null && await this.credited(payer, deferId, txid)) { return { tab: { ...existing }, credited: false } }
+      return this.payerLocks.run(payer, async () => {
+        const summary = await this.summary(payer)
+        const ops: BatchOp[] = []
+        let tab: Tab
+        if (existing == null) {
+          // paid before any promise: a credit the payer's promises draw on
+          tab = { payer, deferId, accrued: 0n, paid: amount, threshold: DEFAULT_THRESHOLD, openedAt: now, promises: 0, evidenceDropped: 0, payments: 1, status: 'open', updatedAt: now }
+          summary.open.push(deferId)
+        } else {
+          tab = { ...existing, paid: existing.paid + amount, payments: existing.payments + 1, updatedAt: now }
+        }
+        if (tab.status !== 'settled' && tab.accrued > 0n && tab.paid >= tab.accrued) {
+          if (tab.dueAt != null) { ops.push({ type: 'del', key: dueKey(tab.dueAt, payer, deferId) }) }
+          if (tab.status === 'broken' && tab.brokenAt != null) {
+            const bk = brokenKey(tab.brokenAt, payer, deferId)
+            const rec = await this.db.get(bk)
+            if (rec != null) { ops.push({ type: 'put', key: bk, value: encodeJson({ ...decodeBroken(rec), settledAt: now }) }) }
+          }
+          tab.status = 'settled'
+          tab.settledAt = now
+          summary.open = summary.open.filter(id => id !== deferId)
+          summary.broken = summary.broken.filter(id => id !== deferId)
+        } else if (tab.status === 'open' && tab.dueAt != null) {
+          // a value threshold no longer reached after a partial payment: open again
+          const t = parseThreshold(tab.threshold)
+          if (t.kind === 'value' && owedOf(tab) < t.sats) {
+            ops.push({ type: 'del', key: dueKey(tab.dueAt, payer, deferId) })
+            tab.dueAt = undefined
+          }
+        }
+        ops.push({ type: 'put', key: creditKey(payer, deferId, txid), value: encodeJson({ amount, at: now }) })
+        await this.commit(ops, [tab], { payer, value: summary })
+        return { tab: { ...tab }, credited: true }
+      })
+    })
+  }
+
+  /**
+   * Marks tabs that were due before `now − grace` and are still unpaid as
+   * broken, and records a broken promise for each. Returns how many tabs it
+   * broke (at most 1000 per call).
+   */
+  async sweep (now = Date.now()): Promise<number> {
+    const found: Array<{ key: string, payer: string, deferId: string }> = []
+    for await (const [key] of this.db.iterator({ gte: 'd/', lt: `d/${pad(now - this.grace)}/${END}`, limit: SWEEP_BATCH })) {
+      const [, , payer, deferId] = key.split('/')
+      if (payer == null || deferId == null) { continue }
+      found.push({ key, payer, deferId })
+    }
+    let broken = 0
+    for (const { key, payer, deferId } of found) {
+      const done = await this.tabLocks.run(tabKey(payer, deferId), async () => {
+        const tab = await this.load(payer, deferId)
+        if (tab == null || tab.status !== 'open' || tab.dueAt == null || dueKey(tab.dueAt, payer, deferId) !== key || owedOf(tab) === 0n) {
+          await this.db.del(key)
+          return false
+        }
+        return this.payerLocks.run(payer, async () => {
+          const summary = await this.summary(payer)
+          const next: Tab = { ...tab, status: 'broken', brokenAt: now, updatedAt: now }
+          const record: BrokenPromise = {
+            payer,
+            deferId,
+            owed: owedOf(tab),
+            accrued: tab.accrued,
+            paid: tab.paid,
+            threshold: tab.threshold,
+            dueAt: tab.dueAt as number,
+            brokenAt: now,
+            promises: tab.promises
+          }
+          await this.commit([
+            { type: 'del', key },
+            { type: 'put', key: brokenKey(now, payer, deferId), value: encodeJson(record) }
+          ], [next], { payer, value: { open: summary.open.filter(id => id !== deferId), broken: [...summary.broken.filter(id => id !== deferId), deferId] } })
+          return true
+        })
+      })
+      if (done) { broken++ }
+    }
+    return broken
+  }
+
+  /** Broken promises, oldest first (optionally only those broken at or after `since`, ms) */
+  async * brokenPromises (options: { since?: number, limit?: number } = {}): AsyncGenerator<BrokenPromise> {
+    const it = this.db.iterator({ gte: `b/${pad(options.since ?? 0)}`, lt: `b/${END}`, limit: options.limit })
+    for await (const [, v] of it) { yield decodeBroken(v) }
+  }
+
+  /** The payer's open and broken tab ids (a copy) */
+  private async summary (payer: string): Promise<PayerSummary> {
+    let s = this.payerCache.get(payer)
+    if (s == null) {
+      const v = await this.db.get(payerKey(payer))
+      const o = v == null ? {} : JSON.parse(dec.decode(v))
+      s = { open: Array.isArray(o.open) ? o.open : [], broken: Array.isArray(o.broken) ? o.broken : [] }
+      this.payerCache.set(payer, s)
+    }
+    return { open: [...s.open], broken: [...s.broken] }
+  }
+}

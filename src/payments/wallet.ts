@@ -1,0 +1,548 @@
+/**
+ * The node's bitcoin wallet: BIP84 (P2WPKH) keys from the data dir's BIP39
+ * mnemonic, coins as the chain backend reports them, coin selection, change,
+ * and reservations so two payments never spend the same coin.
+ *
+ * Keys: m/84'/coin'/account'/0/i (receive) and m/84'/coin'/account'/1/i
+ * (change), coin = 0 on mainnet and 1 elsewhere. Receive index 0 is the
+ * wallet's identity address (its `btc:` credential): it is never handed out
+ * for payments and its coins are never spent by `createPayment`, since
+ * moving them would reset the identity's age.
+ *
+ * Persisted in the wallet sublevel, under a prefix naming the seed's
+ * fingerprint, the address encoding and the account (so another seed or
+ * chain in the same data dir never mixes with this one):
+ * - `next/<chain>`: next unused index of the receive (0) / change (1) chain
+ * - `addr/<chain>/<index>`: derived address (saves re-deriving at start)
+ * - `label/<label>`: receive index handed out for a label
+ * - `res/<txid>`: outpoints reserved by a payment not yet seen by the chain
+ * - `sent/<time>/<txid>`: the local ledger of payments made
+ * - `senttx/<txid>`: its ledger key
+ */
+import { randomInt } from 'node:crypto'
+import { inspect } from 'node:util'
+import { HDKey } from '@scure/bip32'
+import { mnemonicToSeed } from '@scure/bip39'
+import { OutScript, p2wpkh, Transaction } from '@scure/btc-signer'
+import { btcSigner, decodeAddress } from './credentials.js'
+import { loadOrCreateMnemonic } from './mnemonic.js'
+import { ChainUnsupportedError, coinType, InsufficientFundsError, TxRejectedError } from './types.js'
+import type { AddressNetwork, AddressState, AddressTx, ChainBackend, ChainName, PaymentWallet, SignedPayment, Utxo, WalletBalance } from './types.js'
+import type { Signer } from '../protocols/opencloud/signing.js'
+import type { BatchOp, SubDb } from '../store/index.js'
+
+/** Receive and change chains of a BIP44 account */
+const RECEIVE = 0
+const CHANGE = 1
+type ChainIndex = typeof RECEIVE | typeof CHANGE
+
+/** The identity address: receive index 0 */
+const IDENTITY_INDEX = 0
+/** Unused addresses looked at past the last used one when restoring */
+const GAP_LIMIT = 20
+/** Longest label accepted by `addressFor` */
+const MAX_LABEL_LENGTH = 512
+/** Addresses per backend query */
+const QUERY_CHUNK = 200
+/** Backend history queries in flight at once */
+const HISTORY_CONCURRENCY = 8
+/** Dust threshold of a P2WPKH output (3 sat/vB × (31 + 67) vbytes) */
+export const DUST_P2WPKH = 294n
+
+export interface WalletOpenOptions {
+  /** the node's data dir, holding `wallet.json` */
+  dataDir: string
+  /** the wallet's sublevel of the node's store (`store.sub('wallet')`) */
+  db: SubDb
+  backend: ChainBackend
+  /** passphrase of an encrypted seed file, or to encrypt a new one */
+  passphrase?: string
+  /** BIP44 account @default 0 */
+  account?: number
+}
+
+/** One payment in the local ledger */
+export interface LedgerEntry {
+  txid: string
+  to: string
+  amount: bigint
+  fee: bigint
+  /** ms since the epoch */
+  time: number
+}
+
+interface Reservation {
+  outpoints: string[]
+  time: number
+}
+
+interface Owned {
+  chain: ChainIndex
+  index: number
+  address: string
+}
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+
+function text (s: string): Uint8Array {
+  return enc.encode(s)
+}
+
+function pad (n: number, width: number): string {
+  return String(n).padStart(width, '0')
+}
+
+function outpoint (u: { txid: string, vout: number }): string {
+  return `${u.txid}:${u.vout}`
+}
+
+/**
+ * Estimated virtual size of a transaction spending `inputs` P2WPKH coins
+ * into outputs of these scriptPubKey lengths: 10.5 vB of overhead, 68 vB per
+ * input, 9 + script length per output (31 for P2WPKH), rounded up.
+ */
+export function estimateVsize (inputs: number, outputScriptLengths: number[]): bigint {
+  // in half-vbytes to stay in integers
+  const halves = 21 + 136 * inputs + outputScriptLengths.reduce((s, l) => s + 2 * (9 + l), 0)
+  return BigInt(Math.ceil(halves / 2))
+}
+
+/** Dust threshold of an output script at the default dust relay fee (3 sat/vB) */
+export function dustThreshold (script: Uint8Array): bigint {
+  const witness = script.byteLength >= 4 && script.byteLength <= 42 && (script[0] === 0 || (script[0] >= 0x51 && script[0] <= 0x60)) && script[1] === script.byteLength - 2
+  return 3n * BigInt(9 + script.byteLength + (witness ? 67 : 148))
+}
+
+/** Unconfirmed first, then the newest block first */
+function newestFirst (a: AddressTx, b: AddressTx): number {
+  if (a.height == null) { return b.height == null ? 0 : -1 }
+  if (b.height == null) { return 1 }
+  return b.height - a.height
+}
+
+/** A promise chain: one critical section at a time */
+class Mutex {
+  private tail: Promise<unknown> = Promise.resolve()
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn)
+    this.tail = result.catch(() => {})
+    return result
+  }
+}
+
+export class Wallet implements PaymentWallet {
+  readonly chain: ChainName
+  readonly network: AddressNetwork
+  readonly account: number
+  /** receive index 0: the address of the wallet's `btc:` credential */
+  readonly identityAddress: string
+  private readonly db: SubDb
+  private readonly backend: ChainBackend
+  private readonly prefix: string
+  readonly #mnemonic: string
+  readonly #chains: [HDKey, HDKey]
+  private readonly next: [number, number]
+  /** every derived address the wallet handed out (or uses), by address and by script */
+  private readonly byAddress = new Map<string, Owned>()
+  private readonly byScript = new Map<string, Owned>()
+  private readonly byIndex: [Map<number, string>, Map<number, string>] = [new Map(), new Map()]
+  /** reserved outpoint → txid of the payment holding it */
+  private readonly reserved = new Map<string, string>()
+  private readonly reservations = new Map<string, Reservation>()
+  private readonly mutex = new Mutex()
+
+  private constructor (init: { db: SubDb, backend: ChainBackend, mnemonic: string, root: HDKey, account: number }) {
+    this.db = init.db
+    this.backend = init.backend
+    this.chain = init.backend.chain
+    this.network = init.backend.network
+    this.account = init.account
+    this.#mnemonic = init.mnemonic
+    const accountKey = init.root.derive(`m/84'/${coinType(this.chain)}'/${init.account}'`)
+    this.#chains = [accountKey.deriveChild(RECEIVE), accountKey.deriveChild(CHANGE)]
+    this.prefix = `${init.root.fingerprint.toString(16).padStart(8, '0')}/${this.network.bech32}/${init.account}/`
+    this.next = [IDENTITY_INDEX + 1, 0]
+    this.identityAddress = this.derive(RECEIVE, IDENTITY_INDEX)
+  }
+
+  /**
+   * Opens the wallet of a data dir: reads (or creates, on first start) the
+   * seed file, then the wallet's state from the store. A seed restored into
+   * a data dir with no wallet state is scanned for funded addresses.
+   */
+  static async open (options: WalletOpenOptions): Promise<Wallet> {
+    const account = options.account ?? 0
+    if (!Number.isSafeInteger(account) || account < 0 || account >= 0x80000000) { throw new RangeError('account must be an integer in [0, 2^31)') }
+    const { mnemonic, created } = await loadOrCreateMnemonic(options.dataDir, { passphrase: options.passphrase })
+    const root = HDKey.fromMasterSeed(await mnemonicToSeed(mnemonic))
+    const wallet = new Wallet({ db: options.db, backend: options.backend, mnemonic, root, account })
+    const fresh = await wallet.load()
+    if (fresh && !created) {
+      try {
+        await wallet.rescan()
+      } catch {
+        // the backend may be down at start; `rescan()` can run later
+      }
+    }
+    if (fresh) { await wallet.saveCounters() }
+    return wallet
+  }
+
+  /** Reads counters, addresses and reservations; true when nothing was stored yet */
+  private async load (): Promise<boolean> {
+    const p = this.prefix
+    let fresh = true
+    for (const chain of [RECEIVE, CHANGE] as const) {
+      const v = await this.db.get(`${p}next/${chain}`)
+      if (v != null) {
+        fresh = false
+        const n = Number(dec.decode(v))
+        if (Number.isSafeInteger(n) && n >= this.next[chain]) { this.next[chain] = n }
+      }
+      for await (const [key, value] of this.db.iterator({ gte: `${p}addr/${chain}/`, lt: `${p}addr/${chain}/~` })) {
+        const index = Number(key.slice(`${p}addr/${chain}/`.length))
+        this.remember({ chain, index, address: dec.decode(value) })
+      }
+      for (let i = chain === RECEIVE ? IDENTITY_INDEX : 0; i < this.next[chain]; i++) { this.derive(chain, i) }
+    }
+    for await (const [key, value] of this.db.iterator({ gte: `${p}res/`, lt: `${p}res/~` })) {
+      const txid = key.slice(`${p}res/`.length)
+      const r = JSON.parse(dec.decode(value)) as Reservation
+      this.reservations.set(txid, r)
+      for (const o of r.outpoints) { this.reserved.set(o, txid) }
+    }
+    return fresh
+  }
+
+  private async saveCounters (): Promise<void> {
+    await this.db.batch(([RECEIVE, CHANGE] as const).map(chain => ({ type: 'put' as const, key: `${this.prefix}next/${chain}`, value: text(String(this.next[chain])) })))
+  }
+
+  private remember (o: Owned): void {
+    this.byAddress.set(o.address, o)
+    this.byIndex[o.chain].set(o.index, o.address)
+    const script = Buffer.from(OutScript.encode(decodeAddress(o.address, this.network) as NonNullable<ReturnType<typeof decodeAddress>>)).toString('hex')
+    this.byScript.set(script, o)
+  }
+
+  /** The address of chain/index (derived once, then remembered) */
+  private derive (chain: ChainIndex, index: number): string {
+    const known = this.byIndex[chain].get(index)
+    if (known != null) { return known }
+    const key = this.#chains[chain].deriveChild(index)
+    const address = p2wpkh(key.publicKey as Uint8Array, this.network).address as string
+    this.remember({ chain, index, address })
+    return address
+  }
+
+  private privateKey (chain: ChainIndex, index: number): Uint8Array {
+    return this.#chains[chain].deriveChild(index).privateKey as Uint8Array
+  }
+
+  /** Hands out the next index of a chain; the caller writes `ops` in one batch */
+  private allocate (chain: ChainIndex, ops: BatchOp[]): string {
+    const index = this.next[chain]
+    this.next[chain] = index + 1
+    const address = this.derive(chain, index)
+    ops.push(
+      { type: 'put', key: `${this.prefix}next/${chain}`, value: text(String(this.next[chain])) },
+      { type: 'put', key: `${this.prefix}addr/${chain}/${pad(index, 10)}`, value: text(address) }
+    )
+    return address
+  }
+
+  async addressFor (label: string): Promise<string> {
+    if (typeof label !== 'string' || label.length === 0 || label.length > MAX_LABEL_LENGTH) { throw new RangeError(`a label is 1–${MAX_LABEL_LENGTH} characters`) }
+    return this.mutex.run(async () => {
+      const key = `${this.prefix}label/${label}`
+      const v = await this.db.get(key)
+      if (v != null) { return this.derive(RECEIVE, Number(dec.decode(v))) }
+      const ops: BatchOp[] = []
+      const address = this.allocate(RECEIVE, ops)
+      ops.push({ type: 'put', key, value: text(String(this.next[RECEIVE] - 1)) })
+      await this.db.batch(ops)
+      return address
+    })
+  }
+
+  async newAddress (): Promise<string> {
+    return this.mutex.run(async () => {
+      const ops: BatchOp[] = []
+      const address = this.allocate(RECEIVE, ops)
+      await this.db.batch(ops)
+      return address
+    })
+  }
+
+  isMine (address: string): boolean {
+    return this.byAddress.has(address)
+  }
+
+  /** Addresses whose coins pay for things: every handed-out receive address but the identity, and every change address */
+  private spendableAddresses (): string[] {
+    const out: string[] = []
+    for (let i = IDENTITY_INDEX + 1; i < this.next[RECEIVE]; i++) { out.push(this.derive(RECEIVE, i)) }
+    for (let i = 0; i < this.next[CHANGE]; i++) { out.push(this.derive(CHANGE, i)) }
+    return out
+  }
+
+  private usedAddresses (): string[] {
+    return [this.identityAddress, ...this.spendableAddresses()]
+  }
+
+  private async utxos (addresses: string[]): Promise<Utxo[]> {
+    const out: Utxo[] = []
+    for (let i = 0; i < addresses.length; i += QUERY_CHUNK) {
+      out.push(...await this.backend.utxos(addresses.slice(i, i + QUERY_CHUNK)))
+    }
+    // only coins of scripts this wallet derived (a backend's answer is input
+    // like any other), and never the identity address's
+    return out.filter(u => {
+      const o = typeof u.script === 'string' ? this.byScript.get(u.script.toLowerCase()) : undefined
+      return o != null && !(o.chain === RECEIVE && o.index === IDENTITY_INDEX) && typeof u.value === 'bigint' && u.value > 0n
+    })
+  }
+
+  /** Spendable coins (the identity address's excluded), confirmed and unconfirmed */
+  async balance (): Promise<WalletBalance> {
+    let confirmed = 0n
+    let unconfirmed = 0n
+    for (const u of await this.utxos(this.spendableAddresses())) {
+      if (u.height != null) { confirmed += u.value } else { unconfirmed += u.value }
+    }
+    return { confirmed, unconfirmed }
+  }
+
+  /** Balance and age of the identity address, as a server sees them */
+  async identityState (): Promise<AddressState> {
+    const [s] = await this.backend.addresses([this.identityAddress])
+    return s
+  }
+
+  /** A signer for the identity address's `btc:` credential */
+  identitySigner (): Signer {
+    return btcSigner(this.privateKey(RECEIVE, IDENTITY_INDEX), this.identityAddress, this.network)
+  }
+
+  /** The wallet's 24 words, for a user who asks to back them up. Never logged. */
+  exportMnemonic (): string {
+    return this.#mnemonic
+  }
+
+  /** Outpoints reserved by payments not yet seen by the chain */
+  reservedOutpoints (): string[] {
+    return [...this.reserved.keys()]
+  }
+
+  async createPayment (address: string, amount: bigint, options: { feeRate?: bigint } = {}): Promise<SignedPayment> {
+    const decoded = decodeAddress(address, this.network)
+    if (decoded == null) { throw new TypeError(`${address.slice(0, 100)} is not a ${this.chain} address (${this.network.bech32}1…)`) }
+    const script = OutScript.encode(decoded)
+    if (typeof amount !== 'bigint' || amount < dustThreshold(script)) { throw new RangeError(`amount must be at least ${dustThreshold(script)} sat (dust limit)`) }
+    const feeRate = options.feeRate ?? await this.backend.feeRate()
+    if (typeof feeRate !== 'bigint' || feeRate < 1n || feeRate > 100_000n) { throw new RangeError('fee rate must be 1–100000 sat/vB') }
+    return this.mutex.run(async () => this.build(address, script, amount, feeRate))
+  }
+
+  /** Coin selection, signing and reservation; runs under the mutex */
+  private async build (address: string, script: Uint8Array, amount: bigint, feeRate: bigint): Promise<SignedPayment> {
+    const coins = await this.utxos(this.spendableAddresses())
+    await this.forgetSpentReservations(coins)
+    const free = coins.filter(u => !this.reserved.has(outpoint(u)))
+    // confirmed first, then largest first
+    free.sort((a, b) => {
+      if ((a.height == null) !== (b.height == null)) { return a.height == null ? 1 : -1 }
+      if (a.value === b.value) { return 0 }
+      return a.value > b.value ? -1 : 1
+    })
+    const changeScriptLength = 22
+    const selected: Utxo[] = []
+    let total = 0n
+    let plan: { fee: bigint, change: bigint } | undefined
+    for (const coin of free) {
+      selected.push(coin)
+      total += coin.value
+      const feeNoChange = feeRate * estimateVsize(selected.length, [script.byteLength])
+      if (total < amount + feeNoChange) { continue }
+      const feeWithChange = feeRate * estimateVsize(selected.length, [script.byteLength, changeScriptLength])
+      const change = total - amount - feeWithChange
+      // change below dust goes to the fee
+      plan = change >= DUST_P2WPKH ? { fee: feeWithChange, change } : { fee: total - amount, change: 0n }
+      break
+    }
+    if (plan == null) {
+      const available = free.reduce((s, u) => s + u.value, 0n)
+      const needed = amount + feeRate * estimateVsize(Math.max(1, free.length), [script.byteLength])
+      throw new InsufficientFundsError(needed, available)
+    }
+
+    const ops: BatchOp[] = []
+    const tx = new Transaction({ version: 2 })
+    for (const u of selected) {
+      tx.addInput({ txid: u.txid, index: u.vout, witnessUtxo: { script: Buffer.from(u.script, 'hex'), amount: u.value } })
+    }
+    const outputs: Array<{ script: Uint8Array, amount: bigint }> = [{ script, amount }]
+    if (plan.change > 0n) {
+      const changeAddress = this.allocate(CHANGE, ops)
+      const change = { script: OutScript.encode(decodeAddress(changeAddress, this.network) as NonNullable<ReturnType<typeof decodeAddress>>), amount: plan.change }
+      // change at a random position, so it cannot be told by its place
+      outputs.splice(randomInt(2), 0, change)
+    }
+    for (const o of outputs) { tx.addOutput(o) }
+    for (let i = 0; i < selected.length; i++) {
+      const owner = this.byScript.get(selected[i].script.toLowerCase()) as Owned
+      tx.signIdx(this.privateKey(owner.chain, owner.index), i)
+    }
+    tx.finalize()
+    const raw = tx.extract()
+    const txid = tx.id
+
+    const time = Date.now()
+    const reservation: Reservation = { outpoints: selected.map(outpoint), time }
+    const ledgerKey = `${this.prefix}sent/${pad(time, 15)}/${txid}`
+    const entry = { txid, to: address, amount: amount.toString(), fee: plan.fee.toString(), time }
+    ops.push(
+      { type: 'put', key: `${this.prefix}res/${txid}`, value: text(JSON.stringify(reservation)) },
+      { type: 'put', key: ledgerKey, value: text(JSON.stringify(entry)) },
+      { type: 'put', key: `${this.prefix}senttx/${txid}`, value: text(ledgerKey) }
+    )
+    await this.db.batch(ops)
+    this.reservations.set(txid, reservation)
+    for (const o of reservation.outpoints) { this.reserved.set(o, txid) }
+    return { txid, raw, amount, fee: plan.fee }
+  }
+
+  /**
+   * A reservation ends once one of its coins is no longer unspent: the
+   * payment (or a conflicting one) reached the chain or its mempool, so its
+   * other coins cannot be spent by it any more either.
+   */
+  private async forgetSpentReservations (coins: Utxo[]): Promise<void> {
+    if (this.reservations.size === 0) { return }
+    const unspent = new Set(coins.map(outpoint))
+    const done = [...this.reservations].filter(([, r]) => r.outpoints.some(o => !unspent.has(o))).map(([txid]) => txid)
+    if (done.length === 0) { return }
+    await this.db.batch(done.map(txid => ({ type: 'del' as const, key: `${this.prefix}res/${txid}` })))
+    for (const txid of done) { this.unreserve(txid) }
+  }
+
+  private unreserve (txid: string): void {
+    const r = this.reservations.get(txid)
+    if (r == null) { return }
+    for (const o of r.outpoints) {
+      if (this.reserved.get(o) === txid) { this.reserved.delete(o) }
+    }
+    this.reservations.delete(txid)
+  }
+
+  async release (txid: string): Promise<void> {
+    await this.mutex.run(async () => {
+      const ops: BatchOp[] = [{ type: 'del', key: `${this.prefix}res/${txid}` }]
+      const ledgerKey = await this.db.get(`${this.prefix}senttx/${txid}`)
+      if (ledgerKey != null) {
+        ops.push({ type: 'del', key: dec.decode(ledgerKey) }, { type: 'del', key: `${this.prefix}senttx/${txid}` })
+      }
+      await this.db.batch(ops)
+      this.unreserve(txid)
+    })
+  }
+
+  async send (address: string, amount: bigint, options: { feeRate?: bigint } = {}): Promise<SignedPayment> {
+    const payment = await this.createPayment(address, amount, options)
+    try {
+      await this.backend.broadcast(payment.raw)
+    } catch (err) {
+      if (err instanceof TxRejectedError && err.kind === 'already-known') { return payment }
+      // a refused transaction gives its coins back; if the backend could not
+      // be reached, the coins stay reserved until they are seen spent or
+      // `release(txid)` is called, so no second payment races the first
+      if (err instanceof TxRejectedError) { await this.release(payment.txid) }
+      throw err
+    }
+    return payment
+  }
+
+  /** The local ledger of payments made, newest first */
+  async ledger (limit = 100): Promise<LedgerEntry[]> {
+    const out: LedgerEntry[] = []
+    for await (const [, value] of this.db.iterator({ gte: `${this.prefix}sent/`, lt: `${this.prefix}sent/~`, reverse: true, limit })) {
+      const e = JSON.parse(dec.decode(value))
+      out.push({ txid: e.txid, to: e.to, amount: BigInt(e.amount), fee: BigInt(e.fee), time: e.time })
+    }
+    return out
+  }
+
+  async history (limit = 100): Promise<AddressTx[]> {
+    const addresses = this.usedAddresses()
+    const merged = new Map<string, AddressTx>()
+    const add = (t: AddressTx): void => {
+      const m = merged.get(t.txid)
+      if (m == null) {
+        merged.set(t.txid, { ...t })
+      } else {
+        // a transaction touching several of our addresses: its net effect on the wallet
+        m.delta += t.delta
+        m.height ??= t.height
+      }
+    }
+    try {
+      for (let i = 0; i < addresses.length; i += HISTORY_CONCURRENCY) {
+        const lists = await Promise.all(addresses.slice(i, i + HISTORY_CONCURRENCY).map(async a => this.backend.history(a, limit)))
+        lists.flat().forEach(add)
+      }
+    } catch (err) {
+      if (!(err instanceof ChainUnsupportedError)) { throw err }
+      return (await this.ledger(limit)).map(e => ({ txid: e.txid, delta: -(e.amount + e.fee) }))
+    }
+    // unconfirmed first, then newest block first
+    return [...merged.values()].sort(newestFirst).slice(0, limit)
+  }
+
+  /**
+   * Looks past the last used index of both chains for funded addresses (a
+   * seed restored in a new data dir) and extends the wallet to the last
+   * funded one.
+   */
+  async rescan (gap = GAP_LIMIT): Promise<void> {
+    await this.mutex.run(async () => {
+      const ops: BatchOp[] = []
+      for (const chain of [RECEIVE, CHANGE] as const) {
+        let last = -1
+        for (let start = this.next[chain]; ; start += gap) {
+          const used = await this.fundedIndexes(chain, start, gap)
+          if (used.length === 0) { break }
+          last = used[used.length - 1]
+        }
+        if (last >= this.next[chain]) {
+          for (let i = this.next[chain]; i <= last; i++) {
+            ops.push({ type: 'put', key: `${this.prefix}addr/${chain}/${pad(i, 10)}`, value: text(this.derive(chain, i)) })
+          }
+          this.next[chain] = last + 1
+        }
+        ops.push({ type: 'put', key: `${this.prefix}next/${chain}`, value: text(String(this.next[chain])) })
+      }
+      // lookahead addresses that are not in use stay unknown to isMine
+      for (const [address, o] of this.byAddress) {
+        if (o.index >= this.next[o.chain] && !(o.chain === RECEIVE && o.index === IDENTITY_INDEX)) {
+          this.byAddress.delete(address)
+          this.byIndex[o.chain].delete(o.index)
+          for (const [s, so] of this.byScript) { if (so === o) { this.byScript.delete(s) } }
+        }
+      }
+      await this.db.batch(ops)
+    })
+  }
+
+  /** Indexes in [start, start + count) of a chain whose address holds coins */
+  private async fundedIndexes (chain: ChainIndex, start: number, count: number): Promise<number[]> {
+    const batch = Array.from({ length: count }, (_, k) => start + k)
+    const states = await this.backend.addresses(batch.map(i => this.derive(chain, i)))
+    return batch.filter((_, k) => states[k].confirmed + states[k].unconfirmed > 0n)
+  }
+
+  [inspect.custom] (): string {
+    return `Wallet(${this.chain}, account ${this.account}, identity ${this.identityAddress})`
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * The policy in the server pipeline (spec "Request processing": access
+ * controls, then payment).
+ *
+ * - `access` (the pipeline's access position): refuses with access-denied
+ *   (and what would be accepted), or rate-limited (with the wait) for rate
+ *   limits and max-concurrent.
+ * - `payment` (before the payment gate; it only refuses): too-low with an
+ *   acceptable-payment when the request offers less than the policy's
+ *   min-payment for its units of service.
+ * - `allowDefer`, `maxTabFor`, `minPaymentFor`: the hooks the payment gate
+ *   asks about deferred payments and minimums.
+ *
+ * The engine is read once per call (hot reload swaps it between calls; a
+ * call in progress keeps the decision it started with), so reloading never
+ * touches a connection.
+ */
+import { logger } from '@libp2p/logger'
+import { PaymentType, Status } from '../protocols/opencloud/pb/opencloud.js'
+import { costOf, toCall, usageOf } from '../protocols/opencloud/pipeline.js'
+import { minimumPayment } from './engine.js'
+import { ConcurrencyLimiter, RateLimiter } from './rate-limit.js'
+import { describeMinPayment } from './schema.js'
+import type { Decision, PolicyContext, PolicyEngine, TrustProvider } from './engine.js'
+import type { RateLimiterInit } from './rate-limit.js'
+import type { CallState, Reply, Stage } from '../protocols/opencloud/pipeline.js'
+import type { Logger } from '@libp2p/interface'
+
+export interface PolicyStagesOptions {
+  /** the trust of a peer (0–1), consulted only when the policy has trust bands */
+  trust?: TrustProvider
+  /** shared buckets, e.g. to keep them across a rebuild of the stages */
+  limiter?: RateLimiter
+  /** used when `limiter` is not given */
+  rateLimiter?: RateLimiterInit
+  concurrency?: ConcurrencyLimiter
+  log?: Logger
+}
+
+export interface PolicyStages {
+  /** for `OpenCloudInit.access`, after the bitcoin credential check */
+  access: Stage
+  /** for the payment position, before the payment gate (see `chainStages`) */
+  payment: Stage
+  /** may this call be paid later: true, or why not (the no-defer detail) */
+  allowDefer(state: CallState): boolean | string
+  /** the largest tab (sats) for this caller and call; 0n when defer is not allowed */
+  maxTabFor(state: CallState): bigint
+  /** the policy's least payment for this call (sats); 0n when none */
+  minPaymentFor(state: CallState): bigint
+  /** the decision for this call (made once per call, then remembered) */
+  decisionFor(state: CallState): Decision
+  readonly limiter: RateLimiter
+  readonly concurrency: ConcurrencyLimiter
+}
+
+/** Runs stages in order as one stage: the first that answers ends it */
+export function chainStages (...stages: Array<Stage | undefined>): Stage {
+  const list = stages.filter((s): s is Stage => s != null)
+  return async (state) => {
+    for (const s of list) {
+      const reply = await s(state)
+      if (reply != null) { return reply }
+    }
+    return undefined
+  }
+}
+
+function paymentTypeName (t: PaymentType): 'none' | 'attached' | 'defer' {
+  return t === PaymentType.PAYMENT_ATTACHED ? 'attached' : t === PaymentType.PAYMENT_DEFER ? 'defer' : 'none'
+}
+
+function waitText (ms: number): string {
+  return ms >= 10_000 ? `${Math.ceil(ms / 1000)} s` : `${ms} ms`
+}
+
+/**
+ * The pipeline stages and payment-gate hooks of a policy.
+ *
+ * @param source the engine, or a function returning the current one (hot reload)
+ * @example
+ * ```ts
+ * const reloader = new PolicyReloader({ file: 'policy.yaml' })
+ * await reloader.start()
+ * const policy = policyStages(() => reloader.engine, { trust: (peer) => reputation.trust(peer) })
+ * openCloud({ services, access: policy.access, payment: chainStages(policy.payment, gate) })
+ * ```
+ */
+export function policyStages (source: PolicyEngine | (() => PolicyEngine), options: PolicyStagesOptions = {}): PolicyStages {
+  const current = typeof source === 'function' ? source : () => source
+  const limiter = options.limiter ?? new RateLimiter(options.rateLimiter)
+  const concurrency = options.concurrency ?? new ConcurrencyLimiter()
+  const log = options.log ?? logger('decloud:policy')
+  const decisions = new WeakMap<CallState, Decision>()
+
+  const trustOf = (peer: string): number | undefined => {
+    if (options.trust == null) { return undefined }
+    try {
+      const t = options.trust(peer)
+      return typeof t === 'number' && Number.isFinite(t) ? t : undefined
+    } catch (err: any) {
+      log.error('trust provider failed for %s - %e', peer, err)
+      return undefined
+    }
+  }
+
+  const contextOf = (engine: PolicyEngine, state: CallState): PolicyContext => {
+    const peer = state.peer.toString()
+    return {
+      peer,
+      credentials: state.credentials,
+      bitcoin: state.bitcoin,
+      trust: engine.usesTrust ? trustOf(peer) : undefined,
+      service: state.request.service,
+      method: state.request.method,
+      paymentType: paymentTypeName(state.request.paymentType),
+      amount: state.request.payment?.amount,
+      usage: state.usage
+    }
+  }
+
+  const decisionFor = (state: CallState): Decision => {
+    const known = decisions.get(state)
+    if (known != null) { return known }
+    const engine = current()
+    const decision = engine.decide(contextOf(engine, state))
+    decisions.set(state, decision)
+    return decision
+  }
+
+  /** Units of service, computed if the usage stage has not run yet; undefined when they cannot be */
+  const usageFor = (state: CallState): bigint[] | undefined => {
+    if (state.usage != null) { return state.usage }
+    if (state.method == null) { return [] }
+    try {
+      return usageOf(state.method, toCall(state))
+    } catch {
+      // malformed arguments: the usage stage answers for them
+      return undefined
+    }
+  }
+
+  /** Bytes a call moves for bytes/s limits: its body, or the bytes a read asks for */
+  const bytesOf = (state: CallState): number => {
+    let bytes = state.request.body.byteLength
+    const m = state.method
+    if (m?.units?.[0] === 'byte' && m.usage != null) {
+      const u = usageFor(state)?.[0]
+      if (u != null && u > BigInt(bytes)) { bytes = u > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(u) }
+    }
+    return bytes
+  }
+
+  const allowDeferOf = (d: Decision, what: string): true | string => {
+    if (!d.defer.allowed) { return d.defer.reason }
+    if (d.maxTab.amount === 0n) { return `deferred payment for ${what} is not accepted: no tab is allowed (max-tab 0); pay attached` }
+    return true
+  }
+
+  const access: Stage = (state) => {
+    const d = decisionFor(state)
+    const r = state.request
+    const what = `${r.service}.${r.method}`
+    if (d.action === 'deny') {
+      return { status: Status.ACCESS_DENIED, detail: d.detail ?? `access to ${what} is denied by this node's policy` }
+    }
+    const peer = state.peer.toString()
+    let release: (() => void) | undefined
+    if (d.maxConcurrent != null) {
+      const { rule, limit } = d.maxConcurrent
+      release = concurrency.acquire(`${rule.key}\u0000${peer}`, limit)
+      if (release == null) {
+        return { status: Status.RATE_LIMITED, detail: `too many calls at once: at most ${limit} in progress per peer for ${rule.scope}; retry when one finishes` }
+      }
+      // released when the call is over: runPipeline runs state.cleanup whatever the outcome
+      state.cleanup ??= []
+      state.cleanup.push(release)
+    }
+    if (d.rateLimits.length > 0) {
+      const bytes = d.rateLimits.some(x => x.limit.bytes !== undefined) ? bytesOf(state) : 0
+      const res = limiter.take(d.rateLimits.map(x => ({ key: `${x.rule.key}\u0000${peer}`, limit: x.limit })), bytes)
+      if (!res.ok) {
+        release?.()
+        const { rule, limit } = d.rateLimits[res.index]
+        const rate = res.dimension === 'requests'
+          ? `${limit.requests} requests/s (burst ${limit.requestBurst ?? Math.max(1, limit.requests ?? 1)})`
+          : `${limit.bytes} bytes/s (burst ${limit.byteBurst ?? limit.bytes})`
+        return { status: Status.RATE_LIMITED, detail: `rate limit of ${rate} per peer for ${rule.scope} reached; retry after ${waitText(res.retryAfterMs)} (retry-after-ms=${res.retryAfterMs})` }
+      }
+    }
+    return undefined
+  }
+
+  const payment: Stage = (state): Reply | undefined => {
+    // the template methods (info, methods, quote) are always free
+    if (state.method == null) { return undefined }
+    const d = decisionFor(state)
+    if (d.minPayment == null) { return undefined }
+    const usage = usageFor(state)
+    if (usage == null) { return undefined }
+    const min = minimumPayment(d.minPayment.pricing, usage)
+    if (min === 0n) { return undefined }
+    const r = state.request
+    const paid = r.paymentType === PaymentType.PAYMENT_NONE ? 0n : r.payment?.amount ?? 0n
+    if (paid >= min) { return undefined }
+    let cost: bigint | undefined
+    try {
+      cost = costOf(state)
+    } catch {
+      cost = undefined
+    }
+    const amount = cost != null && cost > min ? cost : min
+    const what = `${r.service}.${r.method}`
+    const defer = r.paymentType === PaymentType.PAYMENT_DEFER && allowDeferOf(d, what) === true
+    return {
+      status: Status.TOO_LOW,
+      detail: `${what} needs at least ${amount} sat for this call (this node's minimum: ${d.minPayment.pricing.map(describeMinPayment).join(' / ')}); offered ${paid} sat`,
+      acceptablePayment: { paymentType: defer ? PaymentType.PAYMENT_DEFER : PaymentType.PAYMENT_ATTACHED, currency: 'BTC', amount }
+    }
+  }
+
+  return {
+    access,
+    payment,
+    decisionFor,
+    limiter,
+    concurrency,
+    allowDefer (state) {
+      return allowDeferOf(decisionFor(state), `${state.request.service}.${state.request.method}`)
+    },
+    maxTabFor (state) {
+      const d = decisionFor(state)
+      return d.defer.allowed ? d.maxTab.amount : 0n
+    },
+    minPaymentFor (state) {
+      if (state.method == null) { return 0n }
+      const d = decisionFor(state)
+      if (d.minPayment == null) { return 0n }
+      const usage = usageFor(state)
+      return usage == null ? 0n : minimumPayment(d.minPayment.pricing, usage)
+    }
+  }
+}
