@@ -11,9 +11,9 @@
  * definition under another name). Three kinds of call:
  * - free: payment-type none on `sha256`;
  * - defer: payment-type defer on `sha256-paid`, a raw `opencloud.call`
- *   (the server's tab update only);
+ * (the server's tab update only);
  * - defer + book: the same through `payAndCall`, which also records each
- *   promise in the buyer's PromiseBook (the whole client path).
+ * promise in the buyer's PromiseBook (the whole client path).
  * Rounds alternate the order. Usage: `node dist/bench/payments.js --help`.
  */
 import { randomBytes } from 'node:crypto'

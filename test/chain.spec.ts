@@ -332,6 +332,23 @@ describe('chain backends', function () {
       assert.ok(await rpc.feeRate() >= 1n)
     })
 
+    it('funds an address from the served chain\'s faucet (sendtoaddress), regtest only', async () => {
+      const key = newKey()
+      const h = await rpc.height()
+      const f = await rpc.fund(key.address, 2n * BTC + 1n)
+      assert.equal(f.height, h + 1)
+      assert.equal(f.value, 2n * BTC + 1n)
+      const again = await rpc.fund(key.address)
+      assert.equal(again.value, 10n * BTC)
+      assert.deepEqual((await rpc.addresses([key.address]))[0], { address: key.address, confirmed: 12n * BTC + 1n, unconfirmed: 0n, heldSince: f.height })
+      // spendable at once: not a coinbase
+      const tx = pay(key, f, newKey().address, BTC)
+      assert.equal(await rpc.broadcast(tx.raw), tx.txid)
+      const mainnet = new BitcoindRpcBackend(chain.rpcUrl ?? '', { chain: 'mainnet' })
+      await assert.rejects(mainnet.mine(1, burn), ChainUnsupportedError)
+      await assert.rejects(mainnet.fund(burn), ChainUnsupportedError)
+    })
+
     it('refuses a wrong API key with a clear error', async () => {
       const wrong = (chain.rpcUrl ?? '').replace(/x:[0-9a-f]+@/, 'x:wrongwrongwrong@')
       await assert.rejects(BitcoindRpcBackend.connect(wrong), (e: Error) => e instanceof ChainUnavailableError && /refused the credentials \(HTTP 401\)/.test(e.message))

@@ -445,7 +445,7 @@ describe('payments on a regtest chain between real nodes', function () {
     assert.match(other.detail, /takes payment in BTC/)
   })
 
-  for (const crash of ['after the payment was persisted, before it was sent', 'after the seller took the payment, before the buyer noted it']) {
+  ;['after the payment was persisted, before it was sent', 'after the seller took the payment, before the buyer noted it'].forEach((crash) => {
     it(`restarting both nodes ${crash} still settles the tab exactly once`, async () => {
       let s = await startPeer(chain)
       let b = await startPeer(chain)
@@ -496,7 +496,7 @@ describe('payments on a regtest chain between real nodes', function () {
       const received = (await s.wallet.history()).filter(t => t.delta > 0n)
       assert.deepEqual(received.map(t => [t.txid, t.delta]), [[payment.txid, 2200n]])
     })
-  }
+  })
 
   it('an overdue unpaid tab is swept into a broken promise; the payer is refused until it pays', async () => {
     const s = await startPeer(chain)

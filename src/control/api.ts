@@ -30,6 +30,8 @@ export interface CallJson {
   signer: string
   /** the peer id the response came from */
   peer: string
+  /** present when the call was paid through the node's wallet */
+  payment?: PaymentJson
 }
 
 /** `POST /v1/call` request body */
@@ -43,6 +45,25 @@ export interface CallRequestJson {
   body?: string
   /** milliseconds for the whole call, dial included @default 30000 */
   timeout?: number
+  /**
+   * pay for the call with the node's wallet: `attached:SATS`,
+   * `defer:SATS[:THRESHOLD]` or `auto`; needs `max`
+   */
+  pay?: string
+  /** the most to pay or promise, sats (decimal string) */
+  max?: string
+}
+
+/** How a paid call was paid (`POST /v1/call` with `pay`) */
+export interface PaymentJson {
+  kind: 'none' | 'attached' | 'defer'
+  /** sats sent in an attached transaction (decimal) */
+  paid: string
+  /** sats promised under deferId (decimal) */
+  promised: string
+  txid?: string
+  deferId?: string
+  attempts: Array<{ kind: string, amount: string, status: string }>
 }
 
 /** Every error answer of the control API */

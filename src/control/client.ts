@@ -131,6 +131,31 @@ export class ControlClient {
     return this.request('POST', '/call', call, { timeout: (call.timeout ?? 30_000) + 5_000 }) as Promise<CallJson>
   }
 
+  /** GET /v1/wallet: chain, identity address, balances (sats as decimal strings) */
+  async wallet (options: RequestOptions = {}): Promise<WalletJson> {
+    return this.request('GET', '/wallet', undefined, options) as Promise<WalletJson>
+  }
+
+  /** POST /v1/wallet/address: a new receive address */
+  async walletAddress (): Promise<{ address: string }> {
+    return this.request('POST', '/wallet/address', {}) as Promise<{ address: string }>
+  }
+
+  /** POST /v1/wallet/send */
+  async walletSend (address: string, amount: bigint, feeRate?: bigint): Promise<{ txid: string, amount: string, fee: string }> {
+    return this.request('POST', '/wallet/send', { address, amount: amount.toString(), ...(feeRate != null ? { feeRate: feeRate.toString() } : {}) }, { timeout: 60_000 }) as Promise<{ txid: string, amount: string, fee: string }>
+  }
+
+  /** GET /v1/wallet/history */
+  async walletHistory (limit?: number): Promise<{ transactions: Array<{ txid: string, height?: number, delta: string }> }> {
+    return this.request('GET', `/wallet/history${limit != null ? `?limit=${limit}` : ''}`, undefined, { timeout: 60_000 }) as Promise<{ transactions: Array<{ txid: string, height?: number, delta: string }> }>
+  }
+
+  /** POST /v1/chain/mine (regtest) */
+  async mine (blocks: number, address?: string): Promise<{ height: number, address: string }> {
+    return this.request('POST', '/chain/mine', { blocks, ...(address != null ? { address } : {}) }, { timeout: 120_000 }) as Promise<{ height: number, address: string }>
+  }
+
   /** One request; resolves with the parsed JSON of a 200 answer */
   async request (method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<unknown> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
@@ -188,6 +213,15 @@ export class ControlClient {
       req.end(payload)
     })
   }
+}
+
+export interface WalletJson {
+  chain: string
+  backend: string
+  height: number
+  identityAddress: string
+  balance: { confirmed: string, unconfirmed: string }
+  identity: { confirmed: string, unconfirmed: string, heldSince?: number }
 }
 
 export interface RunningNode {

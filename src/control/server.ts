@@ -5,11 +5,13 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { marketJson, sellersJson } from '../node/reports.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BODY_SIZE, MAX_NAME_LENGTH } from '../protocols/opencloud/constants.js'
+import { parsePayOption } from '../payments/pay-option.js'
 import { callResultJson, API_PREFIX } from './api.js'
 import { CONTROL_HOST, newToken, removeControlFiles, writeControlFiles } from './files.js'
 import { decloudVersion } from './version.js'
 import type { CallRequestJson, ErrorJson } from './api.js'
 import type { DecloudNode } from '../node/index.js'
+import type { PayOption } from '../payments/bidding.js'
 import type { SellersQuery } from '../node/reports.js'
 import type { CallTarget } from '../protocols/opencloud/client.js'
 import type { OpenCloud } from '../protocols/opencloud/opencloud.js'
@@ -32,6 +34,9 @@ export interface ControlledNode {
   readonly market?: DecloudNode['market']
   /** Seller ranking: price book + DHT (`GET /v1/sellers`) */
   readonly rankSellers?: DecloudNode['rankSellers']
+  /** Wallet, chain, promises (`/v1/wallet…`, `/v1/chain/mine`, paid calls); without them those answer 404 */
+  readonly payments?: DecloudNode['payments']
+  readonly pay?: DecloudNode['pay']
 }
 
 export interface ControlServerInit {
@@ -100,6 +105,14 @@ function parseArgList (x: unknown): string[] {
   }
   return x
 }
+/** A sats amount field: a decimal string (or a safe integer number) → bigint; undefined when absent */
+function satsField (field: string, x: unknown): bigint | undefined {
+  if (x == null) { return undefined }
+  if (typeof x === 'number' && Number.isSafeInteger(x) && x >= 0) { return BigInt(x) }
+  if (typeof x === 'string' && /^[0-9]{1,20}$/.test(x) && BigInt(x) < 2n ** 64n) { return BigInt(x) }
+  throw badRequest(`${field}: a non-negative integer number of satoshis, as a decimal string`)
+}
+
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 /** Service and method names in queries (as in price announcements) */
@@ -270,6 +283,30 @@ export class ControlServer {
         this.only(req, 'GET')
         this.market(req, res)
         return
+      case `${API_PREFIX}/wallet`:
+        this.only(req, 'GET')
+        this.send(res, 200, await this.wallet())
+        return
+      case `${API_PREFIX}/wallet/address`:
+        this.only(req, 'POST')
+        this.send(res, 200, { address: await this.payments().wallet.newAddress() })
+        return
+      case `${API_PREFIX}/wallet/send`:
+        this.only(req, 'POST')
+        this.send(res, 200, await this.walletSend(await this.readJson(req)))
+        return
+      case `${API_PREFIX}/wallet/history`:
+        this.only(req, 'GET')
+        this.send(res, 200, await this.walletHistory(req))
+        return
+      case `${API_PREFIX}/promises`:
+        this.only(req, 'GET')
+        this.send(res, 200, await this.promises())
+        return
+      case `${API_PREFIX}/chain/mine`:
+        this.only(req, 'POST')
+        this.send(res, 200, await this.mine(await this.readJson(req)))
+        return
       default:
         throw new HttpError(404, 'not-found', `no endpoint ${path}`)
     }
@@ -338,6 +375,92 @@ export class ControlServer {
     }))
   }
 
+  private payments (): NonNullable<ControlledNode['payments']> {
+    const p = this.node.payments
+    if (p == null) { throw new HttpError(404, 'not-found', 'payments are off on this node (started with --no-payments)') }
+    return p
+  }
+
+  /** GET /v1/wallet */
+  private async wallet (): Promise<unknown> {
+    const p = this.payments()
+    try {
+      const [balance, identity, height] = await Promise.all([p.wallet.balance(), p.wallet.identityState(), p.backend.height()])
+      return {
+        chain: p.backend.chain,
+        backend: p.backend.description,
+        height,
+        identityAddress: p.wallet.identityAddress,
+        balance: { confirmed: balance.confirmed.toString(), unconfirmed: balance.unconfirmed.toString() },
+        identity: {
+          confirmed: identity.confirmed.toString(),
+          unconfirmed: identity.unconfirmed.toString(),
+          ...(identity.heldSince != null ? { heldSince: identity.heldSince } : {})
+        }
+      }
+    } catch (err: any) {
+      throw new HttpError(502, 'chain', `the chain backend did not answer: ${String(err?.message ?? err)}`)
+    }
+  }
+
+  /** POST /v1/wallet/send {address, amount, feeRate?} */
+  private async walletSend (v: unknown): Promise<unknown> {
+    const p = this.payments()
+    if (typeof v !== 'object' || v == null || Array.isArray(v)) { throw badRequest('the body must be a JSON object') }
+    const o = v as Record<string, unknown>
+    if (typeof o.address !== 'string' || o.address.length === 0 || o.address.length > 128) { throw badRequest('address: a bitcoin address is required') }
+    const amount = satsField('amount', o.amount)
+    if (amount == null || amount === 0n) { throw badRequest('amount: a positive integer number of satoshis (decimal string) is required') }
+    const feeRate = satsField('feeRate', o.feeRate)
+    try {
+      const sent = await p.wallet.send(o.address, amount, feeRate != null ? { feeRate } : {})
+      return { txid: sent.txid, amount: sent.amount.toString(), fee: sent.fee.toString() }
+    } catch (err: any) {
+      if (err?.name === 'InsufficientFundsError' || err?.name === 'TxRejectedError' || /address/i.test(String(err?.message))) {
+        throw new HttpError(400, err?.name === 'InsufficientFundsError' ? 'insufficient-funds' : 'bad-request', String(err.message))
+      }
+      throw new HttpError(502, 'chain', `the payment failed: ${String(err?.message ?? err)}`)
+    }
+  }
+
+  /** GET /v1/wallet/history?limit=N */
+  private async walletHistory (req: IncomingMessage): Promise<unknown> {
+    const p = this.payments()
+    const q = parseQuery(req.url, ['limit'])
+    const limit = queryInt('limit', q.get('limit'), 1, 1000, 100)
+    try {
+      const txs = await p.wallet.history(limit)
+      return { transactions: txs.map(t => ({ txid: t.txid, ...(t.height != null ? { height: t.height } : {}), delta: t.delta.toString() })) }
+    } catch (err: any) {
+      throw new HttpError(502, 'chain', `the chain backend did not answer: ${String(err?.message ?? err)}`)
+    }
+  }
+
+  /** GET /v1/promises: this node's deferred promises not settled yet */
+  private async promises (): Promise<unknown> {
+    const p = this.payments()
+    const list = await p.promises.outstanding()
+    return { promises: JSON.parse(JSON.stringify(list, (_k, x) => typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? undefined : x)) }
+  }
+
+  /** POST /v1/chain/mine {blocks, address?} (regtest) */
+  private async mine (v: unknown): Promise<unknown> {
+    const p = this.payments()
+    const backend = p.backend as Partial<{ mine(n: number, address: string): Promise<number> }>
+    if (typeof backend.mine !== 'function') { throw new HttpError(404, 'not-found', `the chain ${p.backend.description} cannot mine (regtest only)`) }
+    if (typeof v !== 'object' || v == null || Array.isArray(v)) { throw badRequest('the body must be a JSON object') }
+    const o = v as Record<string, unknown>
+    if (typeof o.blocks !== 'number' || !Number.isInteger(o.blocks) || o.blocks < 1 || o.blocks > 1000) { throw badRequest('blocks: an integer from 1 to 1000') }
+    if (o.address != null && (typeof o.address !== 'string' || o.address.length > 128)) { throw badRequest('address: a bitcoin address') }
+    const address = typeof o.address === 'string' ? o.address : await p.wallet.newAddress()
+    try {
+      const height = await backend.mine(o.blocks, address)
+      return { height, address }
+    } catch (err: any) {
+      throw new HttpError(400, 'bad-request', `cannot mine: ${String(err?.message ?? err)}`)
+    }
+  }
+
   private async call (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const input = this.parseCall(await this.readJson(req))
     if (this.calls.size >= this.maxConcurrentCalls) {
@@ -350,14 +473,29 @@ export class ControlServer {
     res.once('close', onClose)
     const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(input.timeout)])
     try {
-      const result = await this.node.opencloud.call(input.target, {
-        service: input.service,
-        method: input.method,
-        args: input.args,
-        body: input.body
-      }, { signal })
+      const call = { service: input.service, method: input.method, args: input.args, body: input.body }
+      if (input.pay != null) {
+        if (this.node.pay == null || this.node.payments == null) { throw new HttpError(404, 'not-found', 'payments are off on this node (started with --no-payments): it cannot pay') }
+        const result = await this.node.pay(input.target, call, { pay: input.pay.option, max: input.pay.max, signal })
+        this.send(res, 200, {
+          ...callResultJson(result),
+          payment: {
+            kind: result.kind,
+            paid: result.paid.toString(),
+            promised: result.promised.toString(),
+            ...(result.txid != null ? { txid: result.txid } : {}),
+            ...(result.deferId != null ? { deferId: result.deferId } : {}),
+            attempts: result.attempts.map(a => ({ kind: a.kind, amount: a.amount.toString(), status: a.path }))
+          }
+        })
+        return
+      }
+      const result = await this.node.opencloud.call(input.target, call, { signal })
       this.send(res, 200, callResultJson(result))
     } catch (err: any) {
+      if (err instanceof HttpError) { throw err }
+      if (err?.name === 'PaymentRefusedError') { throw new HttpError(402, 'payment-refused', String(err.message)) }
+      if (err?.name === 'InsufficientFundsError') { throw new HttpError(402, 'insufficient-funds', String(err.message)) }
       if (signal.aborted && signal.reason?.name === 'TimeoutError') {
         throw new HttpError(504, 'timeout', `no answer within ${input.timeout} ms`)
       }
@@ -420,16 +558,32 @@ export class ControlServer {
     this.send(res, 200, marketJson({ market }, { service, method, usage }))
   }
 
-  private parseCall (v: unknown): { target: CallTarget, service: string, method: string, args: string[], body: Uint8Array, timeout: number } {
+  private parseCall (v: unknown): { target: CallTarget, service: string, method: string, args: string[], body: Uint8Array, timeout: number, pay?: { option: PayOption, max: bigint } } {
     if (typeof v !== 'object' || v == null || Array.isArray(v)) { throw badRequest('the body must be a JSON object') }
     const o = v as Partial<Record<keyof CallRequestJson, unknown>>
+    let pay: { option: PayOption, max: bigint } | undefined
+    if (o.pay != null) {
+      if (typeof o.pay !== 'string') { throw badRequest('pay: attached:SATS, defer:SATS[:THRESHOLD] or auto') }
+      let option: PayOption
+      try {
+        option = parsePayOption(o.pay)
+      } catch (err: any) {
+        throw badRequest(`pay: ${String(err.message)}`)
+      }
+      const max = satsField('max', o.max)
+      if (max == null) { throw badRequest('max: the most to pay, sats (decimal string), is required with pay') }
+      pay = { option, max }
+    } else if (o.max != null) {
+      throw badRequest('max goes with pay')
+    }
     return {
       target: parseTarget(o.target),
       service: parseName('service', o.service),
       method: parseName('method', o.method),
       args: parseArgList(o.args),
       body: this.parseBody(o.body),
-      timeout: this.parseTimeout(o.timeout)
+      timeout: this.parseTimeout(o.timeout),
+      ...(pay != null ? { pay } : {})
     }
   }
 

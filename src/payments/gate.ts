@@ -4,14 +4,14 @@
  * "Request processing": "Based on payment, do we serve this request?").
  *
  * - `none`: free methods pass; a priced one is answered too-low with an
- *   acceptable attached payment of its price.
- * - `attached`: a raw bitcoin transaction paying the payer's own address
- *   of this node (`payments.address`). Its outputs are summed, its txid is
- *   reserved (once per node, ever), it is broadcast through the chain
- *   backend, a receipt is written, and whatever it pays beyond the call's
- *   cost is credited to the tab it names (`defer_id`).
+ * acceptable attached payment of its price.
+ * - `attached`: a raw bitcoin transaction paying the payer's own address of
+ * this node (`payments.address`). Its outputs are summed, its txid is
+ * reserved (once per node, ever), it is broadcast through the chain
+ * backend, a receipt is written, and whatever it pays beyond the call's
+ * cost is credited to the tab it names (`defer_id`).
  * - `defer`: a signed promise to pay later, recorded on the payer's tab
- *   (`TabStore`) with its evidence, within the tab limit and policy.
+ * (`TabStore`) with its evidence, within the tab limit and policy.
  *
  * The gate sets `state.payment` when it lets a call through. Amounts are
  * bigint satoshis throughout.
@@ -57,9 +57,9 @@ export interface PaymentGateInit {
    *
    * @default every signed call may be deferred
    */
-  allowDefer?: (state: CallState) => boolean | string
+  allowDefer?(state: CallState): boolean | string
   /** Policy hook: the tab limit for this call's payer (overrides `maxTab`) */
-  maxTabFor?: (state: CallState) => bigint
+  maxTabFor?(state: CallState): bigint
   /**
    * Confirmations an attached transaction needs. 0 accepts it once the
    * backend took it into its mempool; more answers payment-declined until

@@ -6,8 +6,11 @@
  * A promise is kept per (seller peer id, defer id): what was promised, what
  * was paid, the threshold, when it is due, and its state:
  *
- *   open ──(due: payment built, raw tx persisted)──▶ paying(txid, raw)
- *        ◀──(more promised meanwhile)── paying ──(seller answered ok)──▶ settled
+ * - open → paying(txid, raw): the promise is due; the payment is built and
+ * its raw transaction persisted;
+ * - paying → settled: the seller answered ok;
+ * - paying → open: more was promised meanwhile (paid again at the next run),
+ * or the chain refused the transaction and does not know it.
  *
  * Exactly once: the raw transaction is written to LevelDB before it is
  * broadcast or sent, and a promise in `paying` is always finished with that

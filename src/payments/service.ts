@@ -4,13 +4,13 @@
  * attached transaction naming the defer id, which the payment gate checks,
  * broadcasts and credits to the tab before the method runs.
  *
- * - `payments.address`        → `{"address":"rb1q…","chain":"regtest"}`:
- *   the caller's own payment address here (the same one every time). The
- *   signed response is evidence of where the seller asked to be paid.
- * - `payments.tab <deferId>`  → the caller's tab (JSON: accrued, paid,
- *   owed, threshold, due, status); not-found when there is none.
+ * - `payments.address` → `{"address":"rb1q…","chain":"regtest"}`: the
+ * caller's own payment address here (the same one every time). The signed
+ * response is evidence of where the seller asked to be paid.
+ * - `payments.tab <deferId>` → the caller's tab (JSON: accrued, paid, owed,
+ * threshold, due, status); not-found when there is none.
  * - `payments.settle <deferId>` with payment-type attached and
- *   `payment.defer_id` = deferId → the tab after the payment.
+ * `payment.defer_id` = deferId → the tab after the payment.
  */
 import { Status } from '../protocols/opencloud/pb/opencloud.js'
 import { json } from '../protocols/opencloud/pipeline.js'

@@ -25,9 +25,9 @@
  * batch, so concurrent calls never lose an update; changes to the payer's
  * summary also take the payer's lock (always after the tab's, never before).
  */
-import { MAX_AMOUNT } from '../services/pricing.js'
 import { Request } from '../protocols/opencloud/pb/opencloud.js'
 import { openCloudVerifier, requestDigest, verifyAll } from '../protocols/opencloud/signing.js'
+import { MAX_AMOUNT } from '../services/pricing.js'
 import type { CredentialVerifier } from '../protocols/opencloud/signing.js'
 import type { BatchOp, SubDb } from '../store/index.js'
 
@@ -93,7 +93,7 @@ export function formatThreshold (t: Threshold): string {
   switch (t.kind) {
     case 'time': return `time:${t.seconds}`
     case 'value': return `value:${t.sats}`
-    case 'completion': return 'completion'
+    default: return 'completion'
   }
 }
 

@@ -3,6 +3,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { callResultJson } from '../../control/api.js'
 import { ControlApiError, findRunningNode } from '../../control/client.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BODY_SIZE } from '../../protocols/opencloud/constants.js'
+import { parseMax, parsePayOption } from '../../payments/pay-option.js'
 import { readBody } from '../body.js'
 import { CliError, TransportError, UsageError, checkMultiaddrs, err, parse, positiveInt, resolveDataDir } from '../command.js'
 import { printCall } from '../render.js'
@@ -56,6 +57,16 @@ options:
   --bootstrap MULTIADDR  with --cheapest and no running node: a node of the swarm,
                          repeatable
   --data-dir DIR         the caller's data dir (default $DECLOUD_DATA_DIR or ~/.decloud)
+  --pay HOW              pay for the call with the running node's wallet:
+                           attached:SATS           a transaction of SATS now
+                           defer:SATS[:THRESHOLD]  a promise of SATS on the seller's tab,
+                                                   paid by the node when THRESHOLD
+                                                   (time:SECONDS, value:SATS, completion) is due
+                           auto                    free when free, else the seller's asking
+                                                   price (deferred when it allows, else attached)
+                         the price is raised toward --max on too-low; when the seller refuses
+                         to defer it switches to attached. Needs a running node.
+  --max SATS             the most to pay or promise for this call (required with --pay)
 
 exit codes: 0 ok · 1 the node answered with another status (printed on stderr),
             no seller found, or the command failed · 2 bad command line
@@ -69,6 +80,8 @@ examples:
   echo hello | decloud call $ADDR sha256.hash --body-file -
   decloud call --service storage --cheapest storage.put -f photo.jpg
   decloud call --cheapest storage.put -f photo.jpg --bootstrap $ADDR
+  decloud call $ADDR storage.put -f photo.jpg --pay auto --max 5000
+  decloud call $ADDR storage.put -f photo.jpg --pay defer:100:time:3600 --max 200
 `
 
 function parseTarget (s: string): { target: Multiaddr | string, multiaddr?: Multiaddr } {
@@ -147,9 +160,28 @@ export const command: Command = {
       cheapest: { type: 'boolean', default: false },
       service: { type: 'string' },
       bootstrap: { type: 'string', multiple: true },
-      'data-dir': { type: 'string' }
+      'data-dir': { type: 'string' },
+      pay: { type: 'string' },
+      max: { type: 'string' }
     })
     const line = parseCallLine(values, positionals)
+    let pay: { pay: string, max: string } | undefined
+    if (values.pay != null) {
+      try {
+        parsePayOption(values.pay)
+      } catch (e: any) {
+        throw new UsageError(`--pay: ${String(e.message)}`)
+      }
+      if (values.max == null) { throw new UsageError('--pay needs --max SATS: the most this call may cost') }
+      try {
+        parseMax(values.max)
+      } catch (e: any) {
+        throw new UsageError(String(e.message))
+      }
+      pay = { pay: values.pay, max: values.max }
+    } else if (values.max != null) {
+      throw new UsageError('--max goes with --pay')
+    }
     const { service, method, args, timeout } = line
     const body = await readBody(values['body-file'], MAX_BODY_SIZE)
     const dataDir = resolveDataDir(values['data-dir'])
@@ -160,10 +192,19 @@ export const command: Command = {
     } catch (err: any) {
       throw new CliError(`the node running for ${dataDir} refused the control request: ${err.message}`)
     }
-    const print = async (result: CallJson, answer: Uint8Array): Promise<number> =>
-      printCall({ name: `${service}.${method}`, result, body: answer, out: values.out, json: values.json === true })
+    if (pay != null && running == null) {
+      throw new UsageError(`--pay needs a running node for ${dataDir} (decloud node): its wallet pays, and it keeps deferred promises`)
+    }
+    const print = async (result: CallJson, answer: Uint8Array): Promise<number> => {
+      if (result.payment != null && values.json !== true) {
+        const p = result.payment
+        if (p.kind === 'attached') { await err(`decloud: paid ${p.paid} sat (attached, txid ${p.txid ?? '?'})`) }
+        if (p.kind === 'defer') { await err(`decloud: promised ${p.promised} sat on tab ${p.deferId ?? '?'} (the node pays when it falls due)`) }
+      }
+      return printCall({ name: `${service}.${method}`, result, body: answer, out: values.out, json: values.json === true })
+    }
 
-    const call = { service, method, args, body }
+    const call: CallInput = { service, method, args, body, ...pay }
     if (line.cheapest) {
       // the call's units of service: the body's bytes when there is a body (storage.put, sha256.hash)
       const usage = values['body-file'] != null ? BigInt(body.byteLength) : undefined
@@ -186,8 +227,9 @@ export const command: Command = {
 async function callThroughNode (client: ControlClient, dataDir: string, targetText: string, call: CallInput, timeout: number): Promise<{ result: CallJson, body: Uint8Array }> {
   let result: CallJson
   try {
-    result = await client.call({ target: targetText, service: call.service, method: call.method, args: call.args, body: Buffer.from(call.body).toString('base64'), timeout })
+    result = await client.call({ target: targetText, service: call.service, method: call.method, args: call.args, body: Buffer.from(call.body).toString('base64'), timeout, ...payFields(call) })
   } catch (err: any) {
+    if (err instanceof ControlApiError && ['payment-refused', 'insufficient-funds'].includes(err.type)) { throw new CliError(err.message) }
     if (err instanceof ControlApiError && ['transport', 'timeout', 'unreachable'].includes(err.type)) {
       throw new TransportError(`no answer from ${targetText}: ${err.message}`)
     }
@@ -217,7 +259,11 @@ async function callDirect (dataDir: string, target: Target, targetText: string, 
 }
 
 /** One OpenCloud call, as typed on the command line */
-interface CallInput { service: string, method: string, args: string[], body: Uint8Array }
+interface CallInput { service: string, method: string, args: string[], body: Uint8Array, pay?: string, max?: string }
+
+function payFields (call: CallInput): { pay?: string, max?: string } {
+  return call.pay != null ? { pay: call.pay, max: call.max } : {}
+}
 interface CheapestOptions {
   /** units of service of the call, for the ranking */
   usage?: bigint
@@ -262,9 +308,11 @@ async function cheapestThroughNode (client: ControlClient, dataDir: string, call
         method: call.method,
         args: call.args,
         body: Buffer.from(call.body).toString('base64'),
-        timeout: o.timeout
+        timeout: o.timeout,
+        ...payFields(call)
       })
     } catch (e: any) {
+      if (e instanceof ControlApiError && ['payment-refused', 'insufficient-funds'].includes(e.type)) { throw new CliError(e.message) }
       if (e instanceof ControlApiError && (e.type === 'transport' || e.type === 'timeout')) {
         skipped.push({ peerId: seller.peerId, error: e.message })
         await err(`decloud: seller ${seller.peerId} did not answer (${e.message}); trying the next`)

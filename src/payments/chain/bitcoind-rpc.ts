@@ -9,7 +9,7 @@
  * arrive as JSON numbers and are turned into sats through their 8-decimal
  * text, never with float arithmetic.
  */
-import { Address, OutScript } from '@scure/btc-signer'
+import { Address, OutScript, Transaction } from '@scure/btc-signer'
 import { BCOIN_REGTEST, CORE_REGTEST, networkOf } from '../networks.js'
 import { ChainUnavailableError, ChainUnsupportedError, TxRejectedError } from '../types.js'
 import type { AddressNetwork, AddressState, AddressTx, ChainName, MiningBackend, TxStatus, Utxo } from '../types.js'
@@ -41,21 +41,25 @@ const BCOIN_PROBE = Address(BCOIN_REGTEST).encode({ type: 'wpkh', hash: new Uint
 export interface BitcoindRpcOptions {
   /**
    * the chain the server must be on
+   *
    * @default 'regtest'
    */
   chain?: ChainName
   /**
    * per request
+   *
    * @default RPC_TIMEOUT_MS
    */
   timeoutMs?: number
   /**
    * per `scantxoutset`
+   *
    * @default SCAN_TIMEOUT_MS
    */
   scanTimeoutMs?: number
   /**
    * largest response body read
+   *
    * @default MAX_RESPONSE_BYTES
    */
   maxResponseBytes?: number
@@ -239,14 +243,42 @@ export class BitcoindRpcBackend implements MiningBackend {
     return rate < 1n ? 1n : rate
   }
 
-  /** generatetoaddress; returns the new height */
+  /** generatetoaddress (regtest only); returns the new height */
   async mine (n: number, address: string): Promise<number> {
+    if (this.chain !== 'regtest') { throw new ChainUnsupportedError(`mining is for regtest, not ${this.chain}`) }
     if (!Number.isSafeInteger(n) || n < 0 || n > MAX_MINE_BLOCKS) { throw new RangeError(`mine: block count must be 0..${MAX_MINE_BLOCKS}, not ${String(n)}`) }
     this.scriptOf(address)
     // about 2 ms a block on bcoin's regtest; allow a lot more
     const hashes = await this.call('generatetoaddress', [n, address], this.timeoutMs + n * 100)
     if (!Array.isArray(hashes) || hashes.length !== n) { throw this.garbage('generatetoaddress') }
     return this.height()
+  }
+
+  /**
+   * Regtest only: pays amount (default 10 BTC) to address with
+   * `sendtoaddress` (on `decloud chain serve`, from its faucet; on Bitcoin
+   * Core, from its loaded wallet) and mines one block, so the coins are
+   * confirmed and spendable when it returns.
+   */
+  async fund (address: string, amount: bigint = 1_000_000_000n): Promise<{ txid: string, vout: number, value: bigint, height: number }> {
+    if (this.chain !== 'regtest') { throw new ChainUnsupportedError(`funding from a faucet is for regtest, not ${this.chain}`) }
+    if (typeof amount !== 'bigint' || amount <= 0n || amount > 2_100_000_000_000_000n) { throw new RangeError('fund: amount must be a positive number of sats') }
+    const script = this.scriptOf(address)
+    // a decimal string: exact, and both Core and bcoin accept it
+    const btc = `${amount / 100_000_000n}.${(amount % 100_000_000n).toString().padStart(8, '0')}`
+    const txid = await this.call('sendtoaddress', [address, btc])
+    if (typeof txid !== 'string' || !TXID.test(txid)) { throw this.garbage('sendtoaddress') }
+    await this.mine(1, Address(this.network).encode({ type: 'wpkh', hash: new Uint8Array(20) }))
+    const status = await this.transaction(txid)
+    if (status?.height == null || status.raw == null) { throw new ChainUnavailableError(`${this.description}: the funding transaction ${txid} was not mined`) }
+    const tx = Transaction.fromRaw(status.raw, { allowUnknownOutputs: true })
+    for (let vout = 0; vout < tx.outputsLength; vout++) {
+      const out = tx.getOutput(vout)
+      if (out.script != null && Buffer.from(out.script).toString('hex') === script && out.amount === amount) {
+        return { txid: txid.toLowerCase(), vout, value: amount, height: status.height }
+      }
+    }
+    throw new ChainUnavailableError(`${this.description}: the funding transaction ${txid} does not pay ${address}`)
   }
 
   /** Aborts requests in flight; later calls throw ChainUnavailableError */

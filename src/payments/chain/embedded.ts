@@ -320,37 +320,46 @@ export class EmbeddedChain implements MiningBackend {
    */
   async fund (address: string, amount: bigint = DEFAULT_FUND_SATS): Promise<Funding> {
     this.checkOpen()
-    if (typeof amount !== 'bigint' || amount <= 0n || amount > MAX_MONEY) { throw new RangeError(`fund: amount must be 1..${MAX_MONEY} sats`) }
+    checkAmount(amount)
     const { addr } = parseAddress(address)
     return this.exclusive(async () => {
-      const node = this.node
-      const need = amount + 1_000_000n
-      let coins = await this.faucetCoins()
-      // the faucet runs dry only on a fresh chain started with segwit: false
-      // (or after paying out thousands of BTC): mine it some mature coins
-      for (let round = 0; sum(coins) < need && round < 3; round++) {
-        for (let i = 0; i < COINBASE_MATURITY + 1; i++) { await this.mineOne(this.faucetAddress) }
-        coins = await this.faucetCoins()
-      }
-      if (sum(coins) < need) { throw new Error(`fund: the regtest faucet cannot pay ${amount} sats`) }
-
-      const mtx = new bcoin.MTX()
-      mtx.addOutput(addr, Number(amount))
-      await mtx.fund(coins, { changeAddress: this.faucetAddress, rate: FAUCET_RATE, height: node.chain.height })
-      mtx.sign(this.faucet)
-      const tx = mtx.toTX()
-      let missing: string[] | null
-      try {
-        missing = await node.mempool.addTX(tx)
-      } catch (err: any) {
-        throw new Error(`fund: the faucet transaction was refused: ${String(err?.reason ?? err?.message ?? err)}`)
-      }
-      if (missing != null) { throw new Error('fund: the faucet transaction has missing inputs') }
+      const tx = await this.faucetPay(addr, amount)
       await this.mineOne(this.faucetAddress)
-      const meta = await node.getMeta(tx.hash('hex'))
+      const meta = await this.node.getMeta(tx.hash('hex'))
       if (meta == null || meta.height < 0) { throw new Error('fund: the faucet transaction was not mined') }
       return { txid: tx.txid(), vout: 0, value: amount, height: meta.height }
     })
+  }
+
+  /**
+   * Puts a faucet payment of amount to addr (output 0) into the mempool;
+   * call inside `exclusive`
+   */
+  private async faucetPay (addr: bcoin.Address, amount: bigint): Promise<bcoin.TX> {
+    const node = this.node
+    const need = amount + 1_000_000n
+    let coins = await this.faucetCoins()
+    // the faucet runs dry only on a fresh chain started with segwit: false
+    // (or after paying out thousands of BTC): mine it some mature coins
+    for (let round = 0; sum(coins) < need && round < 3; round++) {
+      for (let i = 0; i < COINBASE_MATURITY + 1; i++) { await this.mineOne(this.faucetAddress) }
+      coins = await this.faucetCoins()
+    }
+    if (sum(coins) < need) { throw new Error(`fund: the regtest faucet cannot pay ${amount} sats`) }
+
+    const mtx = new bcoin.MTX()
+    mtx.addOutput(addr, Number(amount))
+    await mtx.fund(coins, { changeAddress: this.faucetAddress, rate: FAUCET_RATE, height: node.chain.height })
+    mtx.sign(this.faucet)
+    const tx = mtx.toTX()
+    let missing: string[] | null
+    try {
+      missing = await node.mempool.addTX(tx)
+    } catch (err: any) {
+      throw new Error(`fund: the faucet transaction was refused: ${String(err?.reason ?? err?.message ?? err)}`)
+    }
+    if (missing != null) { throw new Error('fund: the faucet transaction has missing inputs') }
+    return tx
   }
 
   /** Closes the HTTP server and the node; idempotent */
@@ -434,6 +443,29 @@ export class EmbeddedChain implements MiningBackend {
           default:
             throw rpcError(-26, err.reason)
         }
+      }
+    })
+
+    // Bitcoin Core's wallet call, paid here from the faucet (this is
+    // regtest): lets every process sharing the chain fund its wallet with
+    // mature coins instead of ever smaller coinbase rewards
+    delete rpc.calls.sendtoaddress
+    rpc.add('sendtoaddress', async (args) => {
+      if (args.length < 2 || typeof args[0] !== 'string') { throw rpcError(-1, 'sendtoaddress "address" amount') }
+      let parsed
+      try {
+        parsed = parseAddress(args[0])
+      } catch {
+        throw rpcError(-5, 'Invalid address')
+      }
+      const amount = parseBtcAmount(args[1])
+      if (amount == null || amount <= 0n || amount > MAX_MONEY) { throw rpcError(-3, 'Invalid amount') }
+      if (this.closed) { throw rpcError(-1, 'shutting down') }
+      try {
+        const tx = await this.exclusive(async () => await this.faucetPay(parsed.addr, amount))
+        return tx.txid()
+      } catch (err: any) {
+        throw rpcError(-6, String(err?.message ?? err))
       }
     })
 
@@ -554,6 +586,10 @@ function checkCount (addresses: string[]): void {
   if (addresses.length > MAX_ADDRESSES) { throw new RangeError(`at most ${MAX_ADDRESSES} addresses per call`) }
 }
 
+function checkAmount (amount: bigint): void {
+  if (typeof amount !== 'bigint' || amount <= 0n || amount > MAX_MONEY) { throw new RangeError(`fund: amount must be 1..${MAX_MONEY} sats`) }
+}
+
 function sum (coins: bcoin.Coin[]): bigint {
   return coins.reduce((s, c) => s + BigInt(c.value), 0n)
 }
@@ -586,6 +622,15 @@ function rpcError (code: number, message: string): Error {
  */
 function satsToBtcNumber (sats: bigint): number {
   return Number(sats) / 1e8
+}
+
+/** a BTC amount as a JSON number or decimal string, in sats; undefined when not one */
+function parseBtcAmount (v: unknown): bigint | undefined {
+  const text = typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v.toFixed(8) : v
+  if (typeof text !== 'string') { return undefined }
+  const m = /^([0-9]{1,8})(?:\.([0-9]{1,8}))?$/.exec(text)
+  if (m == null) { return undefined }
+  return BigInt(m[1]) * 100_000_000n + BigInt((m[2] ?? '').padEnd(8, '0'))
 }
 
 function reverseHex (hex: string): string {

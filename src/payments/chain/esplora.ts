@@ -29,16 +29,19 @@ const CHAIN_PAGE = 25
 export interface EsploraOptions {
   /**
    * the chain the server is on
+   *
    * @default 'mainnet'
    */
   chain?: ChainName
   /**
    * per request
+   *
    * @default ESPLORA_TIMEOUT_MS
    */
   timeoutMs?: number
   /**
    * largest response body read
+   *
    * @default ESPLORA_MAX_RESPONSE_BYTES
    */
   maxResponseBytes?: number

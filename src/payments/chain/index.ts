@@ -22,6 +22,7 @@ export type { EsploraOptions } from './esplora.js'
 export interface ChainBackendOptions {
   /**
    * which bitcoin network
+   *
    * @default 'regtest'
    */
   chain?: ChainName
