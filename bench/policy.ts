@@ -3,15 +3,15 @@
  * Policy cost:
  *
  * 1. evaluation: `PolicyEngine.decide` with 1,000 rules (services, methods,
- *    specific credentials, bitcoin classes, trust bands), per call: median
- *    and p99 in µs; the same for the access stage (decision + token
- *    buckets); and a worst case where all 1,000 rules are global bitcoin
- *    classes, so every rule is a candidate;
+ * specific credentials, bitcoin classes, trust bands), per call: median
+ * and p99 in µs; the same for the access stage (decision + token
+ * buckets); and a worst case where all 1,000 rules are global bitcoin
+ * classes, so every rule is a candidate;
  * 2. RPC: `sha256.hash` round trips/s between real nodes over 127.0.0.1 with
- *    no policy, with the default policy (whose per-peer limit of 200
- *    requests/s, burst 400, this client exceeds: most answers are then
- *    rate-limited), and with the default policy with that limit raised out
- *    of reach (the cost of evaluating it), alternated in one run.
+ * no policy, with the default policy (whose per-peer limit of 200
+ * requests/s, burst 400, this client exceeds: most answers are then
+ * rate-limited), and with the default policy with that limit raised out
+ * of reach (the cost of evaluating it), alternated in one run.
  *
  * Usage: `node dist/bench/policy.js --help`.
  */
@@ -22,9 +22,9 @@ import { base58btc } from 'multiformats/bases/base58'
 import { PolicyEngine, chainStages, defaultPolicy, parsePolicy, policyStages } from '../src/policy/index.js'
 import { PaymentType, Status, defaultPaymentGate, openCloudId } from '../src/protocols/opencloud/index.js'
 import { flags, fmt, machine, median, parsePositive, rate, runBenchmark, spread, startBenchNode, table } from './common.js'
+import type { BenchNode } from './common.js'
 import type { PolicyContext } from '../src/policy/index.js'
 import type { CallState, Stage } from '../src/protocols/opencloud/pipeline.js'
-import type { BenchNode } from './common.js'
 
 const USAGE = `usage: node dist/bench/policy.js [options]
   --rules N         rules in the evaluation policy (default 1000)

@@ -290,6 +290,22 @@ describe('payments on a regtest chain between real nodes', function () {
     assert.equal(await total(seller) - before, 3300n)
   })
 
+  it('a deferred call the method refused after the seller counted it is paid by the seller\'s tab, never above what may have been promised', async () => {
+    const pay = { kind: 'defer' as const, amount: PUT_COST, threshold: 'completion' }
+    // storage.put takes no args: the method answers bad-request after the gate took the promise
+    const res = await payAndCall(buyer.oc, seller.addr, { ...put(), args: ['unexpected'] }, opts(buyer, chain, pay, 5000n))
+    assert.equal(res.status, Status.BAD_REQUEST)
+    assert.equal(res.promised, PUT_COST)
+    const deferId = res.deferId as string
+    const mine = await buyer.book.get(seller.peerId, deferId)
+    assert.deepEqual([mine?.promised, mine?.uncertain], [0n, PUT_COST])
+    assert.deepEqual(pick(await tabOf(buyer, seller, deferId)), { accrued: '1100', paid: '0', owed: '1100', status: 'due', threshold: 'completion' })
+    const report = await buyer.loop.runOnce()
+    assert.deepEqual(report.settled.map(x => [x.deferId, x.amount]), [[deferId, PUT_COST]])
+    assert.equal((await tabOf(buyer, seller, deferId)).status, 'settled')
+    assert.equal((await buyer.book.get(seller.peerId, deferId))?.state, 'settled')
+  })
+
   it('concurrent deferred calls on one tab lose no update', async () => {
     const pay = { kind: 'defer' as const, amount: PUT_COST, threshold: 'value:100000' }
     const results = await Promise.all(Array.from({ length: 4 }, async () => payAndCall(buyer.oc, seller.addr, put(), opts(buyer, chain, pay, 5000n))))
@@ -430,6 +446,28 @@ describe('payments on a regtest chain between real nodes', function () {
     assert.equal(second.ok, true, second.detail)
     const third = await buyer.oc.call(careful.addr, call)
     assert.equal(third.detail, `transaction ${payment.txid} was already used`)
+  })
+
+  it('answers server-error while its chain backend is down, without burning the transaction', async () => {
+    // a seller on a chain of its own, which goes away
+    const lonely = await startRegtest()
+    const cut = await startPeer(lonely)
+    extra.push(cut)
+    try {
+      const address = json(await buyer.oc.call(cut.addr, { service: 'payments', method: 'address' })).address
+      const payment = await buyer.wallet.createPayment(address, PUT_COST)
+      const call = { ...put(), paymentType: PaymentType.PAYMENT_ATTACHED, payment: { currency: 'BTC', amount: PUT_COST, txn: payment.raw as Uint8Array<ArrayBuffer>, deferId: '', deferThreshold: '' } }
+      await lonely.close()
+      const res = await buyer.oc.call(cut.addr, call)
+      assert.equal(res.status, Status.SERVER_ERROR)
+      assert.equal(res.detail, 'the chain backend is unavailable; try again later')
+      // the txid was not burnt: sent again, it is judged afresh, not refused as used
+      const again = await buyer.oc.call(cut.addr, call)
+      assert.equal(again.status, Status.SERVER_ERROR)
+      await buyer.wallet.release(payment.txid)
+    } finally {
+      await lonely.close()
+    }
   })
 
   it('payments.tab and payments.settle answer clearly when misused', async () => {

@@ -146,7 +146,7 @@ export async function openPaymentParts (init: {
   let wallet: Wallet
   try {
     wallet = await Wallet.open({ dataDir: init.dataDir, db: init.store.sub('wallet'), backend, passphrase: opts.passphrase })
-    if (opts.devFund ?? canMine(backend)) { await devFund(backend, wallet) }
+    if (opts.devFund ?? (canMine(backend) && backend.chain === 'regtest')) { await devFund(backend, wallet) }
   } catch (err) {
     policy?.stop()
     await closeBackend()
@@ -207,10 +207,17 @@ async function devFund (backend: ChainBackend, wallet: Wallet): Promise<void> {
   const [identity] = await backend.addresses([wallet.identityAddress])
   const balance = await wallet.balance()
   if (identity.confirmed + identity.unconfirmed > 0n || balance.confirmed + balance.unconfirmed > 0n) { return }
+  let funded = false
   if (hasFaucet(backend)) {
-    await backend.fund(wallet.identityAddress, DEV_IDENTITY_FUND)
-    await backend.fund(await wallet.newAddress(), DEV_SPEND_FUND)
-  } else {
+    try {
+      await backend.fund(wallet.identityAddress, DEV_IDENTITY_FUND)
+      await backend.fund(await wallet.newAddress(), DEV_SPEND_FUND)
+      funded = true
+    } catch {
+      // e.g. Bitcoin Core's regtest without a loaded wallet (sendtoaddress fails): block rewards instead
+    }
+  }
+  if (!funded) {
     // a chain without our faucet: coinbase rewards, mature after 100 blocks
     await backend.mine(1, wallet.identityAddress)
     await backend.mine(1, await wallet.newAddress())

@@ -12,8 +12,8 @@
  *
  * P2WPKH, the wallet's own kind, is signed and verified here with
  * node:crypto and `@noble/curves`: bip322-js gives the same bytes but costs
- * about 6 ms per verify and 24 ms per signature on a small machine, against
- * about 1 ms here. bip322-js still verifies the rarer P2TR signatures,
+ * 7 times as much to verify and 15 times as much to sign (see
+ * docs/identity.md). bip322-js still verifies the rarer P2TR signatures,
  * and the tests check both implementations against each other and against
  * the BIP-322 test vectors.
  */

@@ -134,7 +134,8 @@ export function owedOn (p: DeferredPromise): bigint {
 /** True when the promise should be paid at `now` (`lead` ms early for time thresholds) */
 export function isDue (p: DeferredPromise, now: number, lead = 0): boolean {
   if (p.state === 'paying') { return true }
-  if (p.state !== 'open' || owedOn(p) === 0n) { return false }
+  // what may be owed: uncertain promises are settled (or closed) with the seller's tab
+  if (p.state !== 'open' || owedOn(p) + p.uncertain === 0n) { return false }
   return p.dueAt != null && p.dueAt - lead <= now
 }
 
@@ -330,6 +331,17 @@ export class PromiseBook {
     })
   }
 
+  /** Nothing is owed after all (the seller has no such debt): closes the promise without a payment */
+  async close (seller: string, deferId: string): Promise<void> {
+    await this.locks.run(promiseKey(seller, deferId), async () => {
+      const p = await this.load(seller, deferId)
+      if (p == null || p.state !== 'open' || owedOn(p) > 0n) { return }
+      const now = Date.now()
+      await this.save({ ...p, state: 'settled', uncertain: 0n, settledAt: now, updatedAt: now }, [{ type: 'del', key: openKey(seller, deferId) }])
+    })
+    await this.rotate(seller, deferId)
+  }
+
   /** The payment can never confirm (its coins went elsewhere): back to open, a new one is built */
   async abandonPayment (seller: string, deferId: string, txid: string, why: string): Promise<void> {
     await this.locks.run(promiseKey(seller, deferId), async () => {
@@ -511,7 +523,8 @@ export class FulfilmentLoop implements Startable {
   /**
    * Builds and persists the payment of a due promise without sending it
    * (the first step of settling). Returns the promise in state `paying`;
-   * a promise already in `paying` is returned as it is.
+   * a promise already in `paying` is returned as it is; undefined when
+   * nothing is owed after all.
    */
   async prepare (p: DeferredPromise): Promise<DeferredPromise | undefined> {
     if (p.state === 'paying') { return p }
@@ -552,7 +565,11 @@ export class FulfilmentLoop implements Startable {
   private async settle (p: DeferredPromise): Promise<PendingPayment | undefined> {
     const { opencloud, wallet, backend, book } = this.init
     const paying = await this.prepare(p)
-    if (paying == null) { return undefined }
+    if (paying == null) {
+      // only uncertain promises, which the seller did not count: nothing to pay
+      await book.close(p.seller, p.deferId)
+      return undefined
+    }
     const payment = paying.payment as PendingPayment
     // broadcast it ourselves first: once the chain has it, its coins are
     // spent for good and the seller's broadcast is `already-known`

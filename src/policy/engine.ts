@@ -4,24 +4,24 @@
  * Precedence (docs/policy.md "Precedence"; every row has a test):
  *
  * 1. Each command is decided on its own: access (allow, deny,
- *    require-credential, min-balance, min-age together), min-payment,
- *    rate-limit, max-concurrent, defer, max-tab. A rule that sets only
- *    max-tab says nothing about access.
+ * require-credential, min-balance, min-age together), min-payment,
+ * rate-limit, max-concurrent, defer, max-tab. A rule that sets only
+ * max-tab says nothing about access.
  * 2. Among the matching rules that set a command, the most specific scope
- *    wins. Scopes compare part by part, the first difference decides:
- *    - credential: a specific `id`/`address` > a `bitcoin` class > none;
- *      between two classes, the higher min-balance, then the higher min-age;
- *    - trust: a band > none; between bands, the higher min, then the lower max;
- *    - target: `method` > `service` > global.
- *    So a credential rule beats a trust band, which beats a method rule, and
- *    a combined scope (credential + service) beats either part alone.
+ * wins. Scopes compare part by part, the first difference decides:
+ * - credential: a specific `id`/`address` > a `bitcoin` class > none;
+ * between two classes, the higher min-balance, then the higher min-age;
+ * - trust: a band > none; between bands, the higher min, then the lower max;
+ * - target: `method` > `service` > global.
+ * So a credential rule beats a trust band, which beats a method rule, and
+ * a combined scope (credential + service) beats either part alone.
  * 3. Rules of equal specificity that both match: the stricter applies.
- *    deny beats allow, and every requirement must be met; the higher
- *    min-payment, the lower max-tab and max-concurrent, defer deny over
- *    allow; every tied rate limit applies. (Two rules of the very same scope
- *    may not set the same valued command: the policy is refused at load.)
+ * deny beats allow, and every requirement must be met; the higher
+ * min-payment, the lower max-tab and max-concurrent, defer deny over
+ * allow; every tied rate limit applies. (Two rules of the very same scope
+ * may not set the same valued command: the policy is refused at load.)
  * 4. Nothing matches: access allowed, no min-payment, no rate limit, no
- *    concurrency cap, defer denied, max-tab 0.
+ * concurrency cap, defer denied, max-tab 0.
  *
  * Rules are indexed by target (global, service, method) and by specific
  * credential, so a decision looks only at the rules that can apply.
@@ -46,15 +46,14 @@ export interface PolicyContext {
   trust?: number
   service: string
   method: string
+  /** how the request pays (shown by `explain`, compared with min-payment there) */
   paymentType?: 'none' | 'attached' | 'defer'
   /** sats offered with the request */
   amount?: bigint
-  /** the service's price for this call */
+  /** the service's price for this call (shown by `explain`) */
   cost?: bigint
   /** units of service of this call; min-payment is computed from them */
   usage?: readonly bigint[]
-  /** bytes this call moves (rate limits) */
-  bytes?: number
 }
 
 /** A rule as the engine holds it */
@@ -122,8 +121,9 @@ type Specificity = [number, bigint, number, number, number, number, number]
 
 function specificity (r: Rule): Specificity {
   const s = r.scope
-  const cred = s.id !== undefined || s.address !== undefined ? 2 : s.bitcoin !== undefined ? 1 : 0
-  const target = s.method !== undefined ? 2 : s.service !== undefined ? 1 : 0
+  // how many of the more general levels each part is above: none 0
+  const cred = s.id !== undefined || s.address !== undefined ? 2 : Number(s.bitcoin !== undefined)
+  const target = s.method !== undefined ? 2 : Number(s.service !== undefined)
   return [
     cred,
     s.bitcoin?.minBalance ?? 0n,
@@ -376,7 +376,8 @@ export class PolicyEngine {
     found.sort((a, b) => {
       const x = a.bitcoin?.minBalance ?? 0n
       const y = b.bitcoin?.minBalance ?? 0n
-      return x < y ? -1 : x > y ? 1 : (a.trust?.min ?? 0) - (b.trust?.min ?? 0)
+      if (x !== y) { return x < y ? -1 : 1 }
+      return (a.trust?.min ?? 0) - (b.trust?.min ?? 0)
     })
     return found
   }
@@ -486,11 +487,14 @@ export class PolicyEngine {
     const best = this.winners(ctx, matching)
     const d = this.decide(ctx)
     const lines: string[] = []
-    const who = [`oc:${ctx.peer}`, ...(ctx.credentials ?? []).filter(c => c !== `oc:${ctx.peer}`)]
-    lines.push(`${who.join(', ')} calling ${ctx.service}.${ctx.method}`)
+    const creds = ctx.credentials ?? []
+    const peer = creds.includes(`oc:${ctx.peer}`) ? '' : ` (connection peer ${ctx.peer})`
+    lines.push(`${creds.length > 0 ? creds.join(', ') : 'no credentials'}${peer} calling ${ctx.service}.${ctx.method}`)
     const facts: string[] = []
     for (const b of ctx.bitcoin ?? []) { facts.push(`${b.address.startsWith('btc:') ? b.address : 'btc:' + b.address}: ${b.confirmed} sat held ${b.age} blocks`) }
     facts.push(ctx.trust != null ? `trust ${ctx.trust}` : 'trust unknown')
+    if (ctx.paymentType != null) { facts.push(`pays ${ctx.paymentType}${ctx.paymentType !== 'none' && ctx.amount != null ? ` ${ctx.amount} sat` : ''}`) }
+    if (ctx.cost != null) { facts.push(`price ${ctx.cost} sat`) }
     lines.push(`  ${facts.join('; ')}`)
     lines.push(`policy: ${this.policy.file ?? 'typed rules'}, ${this.size} rule${this.size === 1 ? '' : 's'}`)
     lines.push('')
@@ -522,7 +526,10 @@ export class PolicyEngine {
     if (d.minPayment == null) {
       lines.push('min-payment: none')
     } else {
-      const amount = d.minPayment.amount != null ? ` = ${d.minPayment.amount} sat for this call` : ''
+      const min = d.minPayment.amount
+      const offered = ctx.paymentType === 'none' ? 0n : ctx.amount
+      const verdict = min != null && offered != null ? (offered >= min ? `; the offer of ${offered} sat is enough` : `; the offer of ${offered} sat is too low`) : ''
+      const amount = min != null ? ` = ${min} sat for this call${verdict}` : ''
       lines.push(`min-payment: ${d.minPayment.pricing.map(describeMinPayment).join(' / ')}${amount} (${d.minPayment.rules.map(r => r.label).join(', ')})`)
     }
     lines.push(`defer: ${d.defer.allowed ? 'allowed' : 'denied'}: ${d.defer.reason}`)

@@ -23,9 +23,17 @@ import type { Node, Pair, YAMLMap } from 'yaml'
 export const MAX_POLICY_FILE = 8 * 1024 * 1024
 
 export interface ParsePolicyOptions {
-  /** the name used in messages @default 'policy' */
+  /**
+   * the name used in messages
+   *
+   * @default 'policy'
+   */
   file?: string
-  /** @default 'yaml' (JSON files are read with the YAML 1.2 JSON schema) */
+  /**
+   * JSON files are read with the YAML 1.2 JSON schema
+   *
+   * @default 'yaml'
+   */
   format?: 'yaml' | 'json'
 }
 
@@ -340,6 +348,8 @@ function parseRule (rd: Reader, node: Node | null): ParsedRule {
         rule.maxConcurrent = n as number
         break
       }
+      default:
+        rd.fail(keyNode, `unknown command ${show(key)}`)
     }
   }
   if (!hasScope) { rd.fail(node, 'rule has no scope (write scope: global, or e.g. scope: { service: storage })') }
@@ -392,7 +402,8 @@ export function parsePolicy (text: string, options: ParsePolicyOptions = {}): Po
     }
   }
   if (!sawRules) { rd.fail(root, 'no rules: a policy has a list of rules (rules: [] for none)') }
-  const items = rulesNode == null ? [] : isSeq(rulesNode) ? rulesNode.items as Array<Node | null> : rd.fail(rulesNode, 'rules must be a list (each rule starts with -)')
+  if (rulesNode != null && !isSeq(rulesNode)) { rd.fail(rulesNode, 'rules must be a list (each rule starts with -)') }
+  const items = rulesNode == null ? [] : (rulesNode as unknown as { items: Array<Node | null> }).items
   if (items.length > MAX_RULES) { rd.fail(rulesNode, `at most ${MAX_RULES} rules`) }
   const parsed = items.map(n => parseRule(rd, n))
   const policy: Policy = { version: POLICY_VERSION, rules: parsed.map(p => p.rule), file }

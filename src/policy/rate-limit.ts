@@ -12,14 +12,20 @@
  */
 import type { RateLimit } from './schema.js'
 
-/** Buckets held at most @default 100_000 (about 10 MB) */
+/** Buckets held at most (about 10 MB) */
 export const MAX_BUCKETS = 100_000
 
 export interface RateLimiterInit {
-  /** @default MAX_BUCKETS */
+  /**
+   * @default MAX_BUCKETS
+   */
   maxEntries?: number
-  /** milliseconds, monotonic @default performance.now */
-  now?: () => number
+  /**
+   * The clock: milliseconds, monotonic
+   *
+   * @default performance.now
+   */
+  now?(): number
 }
 
 interface Bucket {
@@ -65,7 +71,7 @@ export class RateLimiter {
 
   constructor (init: RateLimiterInit = {}) {
     this.maxEntries = Math.max(1, init.maxEntries ?? MAX_BUCKETS)
-    this.now = init.now ?? (() => performance.now())
+    this.now = init.now != null ? () => (init.now as () => number)() : () => performance.now()
   }
 
   get size (): number {

@@ -12,19 +12,31 @@ import { logger } from '@libp2p/logger'
 import { defaultPolicy } from './defaults.js'
 import { PolicyEngine } from './engine.js'
 import { loadPolicyFile } from './parse.js'
-import type { FSWatcher } from 'node:fs'
 import type { Logger, Startable } from '@libp2p/interface'
+import type { FSWatcher } from 'node:fs'
 
 /** The policy file a data dir may hold */
 export const POLICY_FILE = 'policy.yaml'
 
 export interface PolicyReloaderInit {
   file: string
-  /** wait this long after the last change before reading (ms) @default 200 */
+  /**
+   * Wait this long after the last change before reading (ms)
+   *
+   * @default 200
+   */
   debounce?: number
-  /** reload on SIGHUP @default true */
+  /**
+   * Reload on SIGHUP
+   *
+   * @default true
+   */
   sighup?: boolean
-  /** watch the file @default true */
+  /**
+   * Watch the file
+   *
+   * @default true
+   */
   watch?: boolean
   log?: Logger
   /** called with each engine that took effect (not the first) */
@@ -163,9 +175,13 @@ export interface NodePolicyOptions {
   /** the data dir, whose `policy.yaml` is used when it exists */
   dataDir?: string
   log?: Logger
-  /** @default true */
+  /**
+   * @default true
+   */
   watch?: boolean
-  /** @default true */
+  /**
+   * @default true
+   */
   sighup?: boolean
 }
 

@@ -48,7 +48,11 @@ export type CredentialKind = 'oc' | 'btc' | 'any'
 export interface BitcoinClass {
   /** sats */
   minBalance: bigint
-  /** blocks @default 0 */
+  /**
+   * blocks
+   *
+   * @default 0
+   */
   minAge?: number
 }
 
@@ -92,9 +96,13 @@ export interface RateLimit {
   requests?: number
   /** bytes per second */
   bytes?: number
-  /** @default max(1, requests) */
+  /**
+   * @default max(1, requests)
+   */
   requestBurst?: number
-  /** @default bytes */
+  /**
+   * @default bytes
+   */
   byteBurst?: number
 }
 
@@ -104,11 +112,21 @@ export interface RateLimit {
  * counts one unit per call.
  */
 export interface MinPayment {
-  /** sats per call @default 0n */
+  /**
+   * sats per call
+   *
+   * @default 0n
+   */
   base?: bigint
-  /** sats per `per` units @default 0n */
+  /**
+   * sats per `per` units
+   *
+   * @default 0n
+   */
   rate?: bigint
-  /** @default 1n */
+  /**
+   * @default 1n
+   */
   per?: bigint
 }
 

@@ -3,13 +3,13 @@
  * controls, then payment).
  *
  * - `access` (the pipeline's access position): refuses with access-denied
- *   (and what would be accepted), or rate-limited (with the wait) for rate
- *   limits and max-concurrent.
+ * (and what would be accepted), or rate-limited (with the wait) for rate
+ * limits and max-concurrent.
  * - `payment` (before the payment gate; it only refuses): too-low with an
- *   acceptable-payment when the request offers less than the policy's
- *   min-payment for its units of service.
+ * acceptable-payment when the request offers less than the policy's
+ * min-payment for its units of service.
  * - `allowDefer`, `maxTabFor`, `minPaymentFor`: the hooks the payment gate
- *   asks about deferred payments and minimums.
+ * asks about deferred payments and minimums.
  *
  * The engine is read once per call (hot reload swaps it between calls; a
  * call in progress keeps the decision it started with), so reloading never
@@ -67,7 +67,8 @@ export function chainStages (...stages: Array<Stage | undefined>): Stage {
 }
 
 function paymentTypeName (t: PaymentType): 'none' | 'attached' | 'defer' {
-  return t === PaymentType.PAYMENT_ATTACHED ? 'attached' : t === PaymentType.PAYMENT_DEFER ? 'defer' : 'none'
+  if (t === PaymentType.PAYMENT_ATTACHED) { return 'attached' }
+  return t === PaymentType.PAYMENT_DEFER ? 'defer' : 'none'
 }
 
 function waitText (ms: number): string {
@@ -77,7 +78,7 @@ function waitText (ms: number): string {
 /**
  * The pipeline stages and payment-gate hooks of a policy.
  *
- * @param source the engine, or a function returning the current one (hot reload)
+ * @param source - the engine, or a function returning the current one (hot reload)
  * @example
  * ```ts
  * const reloader = new PolicyReloader({ file: 'policy.yaml' })

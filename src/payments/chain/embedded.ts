@@ -419,7 +419,7 @@ export class EmbeddedChain implements MiningBackend {
       .filter(c => c.height >= 0 && (!c.coinbase || next - c.height >= COINBASE_MATURITY))
   }
 
-  /** bitcoind-compatible `sendrawtransaction` and `scantxoutset` on bcoin's RPC server */
+  /** bitcoind-compatible `sendrawtransaction`, `sendtoaddress` and `scantxoutset` on bcoin's RPC server */
   private registerRpc (): void {
     const rpc = this.node.rpc
     const node = this.node
@@ -462,7 +462,7 @@ export class EmbeddedChain implements MiningBackend {
       if (amount == null || amount <= 0n || amount > MAX_MONEY) { throw rpcError(-3, 'Invalid amount') }
       if (this.closed) { throw rpcError(-1, 'shutting down') }
       try {
-        const tx = await this.exclusive(async () => await this.faucetPay(parsed.addr, amount))
+        const tx = await this.exclusive(async () => this.faucetPay(parsed.addr, amount))
         return tx.txid()
       } catch (err: any) {
         throw rpcError(-6, String(err?.message ?? err))
