@@ -496,6 +496,9 @@ export class ControlServer {
       if (err instanceof HttpError) { throw err }
       if (err?.name === 'PaymentRefusedError') { throw new HttpError(402, 'payment-refused', String(err.message)) }
       if (err?.name === 'InsufficientFundsError') { throw new HttpError(402, 'insufficient-funds', String(err.message)) }
+      if (input.pay != null && !signal.aborted && (err instanceof RangeError || err instanceof TypeError || ['TxRejectedError', 'ChainUnavailableError', 'ChainUnsupportedError'].includes(err?.name))) {
+        throw new HttpError(402, 'payment-failed', `the payment could not be made: ${String(err.message)}`)
+      }
       if (signal.aborted && signal.reason?.name === 'TimeoutError') {
         throw new HttpError(504, 'timeout', `no answer within ${input.timeout} ms`)
       }

@@ -7,6 +7,8 @@
  * sat/vB (bigint). Transactions travel as raw bytes.
  */
 
+import type { Signer } from '../protocols/opencloud/signing.js'
+
 export type ChainName = 'regtest' | 'signet' | 'testnet' | 'mainnet'
 
 /**
@@ -155,6 +157,10 @@ export interface WalletBalance {
 export interface PaymentWallet {
   readonly chain: ChainName
   readonly network: AddressNetwork
+  /** the address of the wallet's `btc:` identity credential (never handed out for payments) */
+  readonly identityAddress: string
+  /** signs requests as the identity address (`btc:<identityAddress>`) */
+  identitySigner(): Signer
   /**
    * The receive address for one counterparty (e.g. a paying peer's id): a
    * fresh address the first time, the same one afterwards, so every

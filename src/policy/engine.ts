@@ -528,7 +528,8 @@ export class PolicyEngine {
     } else {
       const min = d.minPayment.amount
       const offered = ctx.paymentType === 'none' ? 0n : ctx.amount
-      const verdict = min != null && offered != null ? (offered >= min ? `; the offer of ${offered} sat is enough` : `; the offer of ${offered} sat is too low`) : ''
+      let verdict = ''
+      if (min != null && offered != null) { verdict = `; the offer of ${offered} sat is ${offered >= min ? 'enough' : 'too low'}` }
       const amount = min != null ? ` = ${min} sat for this call${verdict}` : ''
       lines.push(`min-payment: ${d.minPayment.pricing.map(describeMinPayment).join(' / ')}${amount} (${d.minPayment.rules.map(r => r.label).join(', ')})`)
     }

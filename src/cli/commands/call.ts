@@ -229,7 +229,7 @@ async function callThroughNode (client: ControlClient, dataDir: string, targetTe
   try {
     result = await client.call({ target: targetText, service: call.service, method: call.method, args: call.args, body: Buffer.from(call.body).toString('base64'), timeout, ...payFields(call) })
   } catch (err: any) {
-    if (err instanceof ControlApiError && ['payment-refused', 'insufficient-funds'].includes(err.type)) { throw new CliError(err.message) }
+    if (err instanceof ControlApiError && ['payment-refused', 'insufficient-funds', 'payment-failed'].includes(err.type)) { throw new CliError(err.message) }
     if (err instanceof ControlApiError && ['transport', 'timeout', 'unreachable'].includes(err.type)) {
       throw new TransportError(`no answer from ${targetText}: ${err.message}`)
     }
@@ -312,7 +312,7 @@ async function cheapestThroughNode (client: ControlClient, dataDir: string, call
         ...payFields(call)
       })
     } catch (e: any) {
-      if (e instanceof ControlApiError && ['payment-refused', 'insufficient-funds'].includes(e.type)) { throw new CliError(e.message) }
+      if (e instanceof ControlApiError && ['payment-refused', 'insufficient-funds', 'payment-failed'].includes(e.type)) { throw new CliError(e.message) }
       if (e instanceof ControlApiError && (e.type === 'transport' || e.type === 'timeout')) {
         skipped.push({ peerId: seller.peerId, error: e.message })
         await err(`decloud: seller ${seller.peerId} did not answer (${e.message}); trying the next`)
