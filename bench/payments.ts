@@ -184,6 +184,16 @@ async function main (): Promise<void> {
       ])
     }
     console.log(table(['medians, requests/s', 'free', 'defer', 'defer + book', 'defer/free', '(+book)/free', 'max spread'], rows))
+    console.log()
+    // CPU time per call varies less than the rate when other programs compete for the cores
+    console.log(table(['medians, CPU µs per call', 'free', 'defer', 'defer + book', 'defer − free', '(+book) − free'], results.map(r => [
+      r.mode,
+      fmt(median(r.cpu.free)),
+      fmt(median(r.cpu.defer)),
+      fmt(median(r.cpu['defer + book'])),
+      fmt(median(r.cpu.defer) - median(r.cpu.free)),
+      fmt(median(r.cpu['defer + book']) - median(r.cpu.free))
+    ])))
     console.log('(CPU: this process, i.e. client and server together)')
     const tab = await seller.tabs.get(`oc:${buyer.libp2p.peerId.toString()}`, deferId)
     console.log(`tab ${deferId}: ${tab?.promises ?? 0} promises, ${tab?.accrued ?? 0n} sat accrued, ${tab?.evidenceDropped ?? 0} evidence records dropped (bounded)`)

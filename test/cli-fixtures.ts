@@ -79,10 +79,12 @@ export interface CliNode {
 
 /**
  * Starts `decloud node --dev --data-dir DIR --listen /ip4/127.0.0.1/tcp/0`
- * and resolves once it printed its `listening on` line.
+ * and resolves once it printed its `listening on` line. Unless `payments`
+ * is set it runs with `--no-payments` (free services, no chain): the tests of
+ * calls, discovery and the control API need no bitcoin.
  */
-export async function startCliNode (dataDir: string, extra: string[] = [], timeout = 30_000): Promise<CliNode> {
-  const args = [BIN, 'node', '--dev', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', ...extra]
+export async function startCliNode (dataDir: string, extra: string[] = [], timeout = 30_000, options: { payments?: boolean } = {}): Promise<CliNode> {
+  const args = [BIN, 'node', '--dev', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', ...(options.payments === true ? [] : ['--no-payments']), ...extra]
   const child = track(spawn(process.execPath, args, { env: await env(), stdio: ['ignore', 'pipe', 'pipe'] }))
   let stdout = ''
   let stderr = ''

@@ -271,9 +271,14 @@ describe('payments on a regtest chain between real nodes', function () {
     // the promises are signed evidence the seller can show
     const evidence = await collect(seller.tabs.evidence(buyer.id, deferId))
     assert.equal(evidence.length, 3)
-    for (const ev of evidence) { assert.equal(await verifyEvidence(ev), true) }
+    for (const ev of evidence) { assert.equal(await verifyEvidence(ev, { payer: buyer.id }), true) }
+    assert.equal(await verifyEvidence(evidence[0], { payer: seller.id }), false)
     const forged: Evidence = { ...evidence[0], bodyHash: sha256(new Uint8Array([1])) }
     assert.equal(await verifyEvidence(forged), false)
+    const decoded = Request.decode(evidence[0].request)
+    assert.equal(decoded.payment?.deferId, deferId)
+    assert.equal(decoded.payment?.amount, PUT_COST)
+    assert.equal(decoded.body.byteLength, 0)
 
     const report = await buyer.loop.runOnce()
     assert.deepEqual(report.failed, [])

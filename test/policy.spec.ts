@@ -812,6 +812,23 @@ rules:
       assert.equal((await runCli(['policy', 'explain', A, 'storage.put', '--balance', '5'])).code, 2, '--balance needs a btc: credential')
     })
 
+    it('decloud node refuses to start on a malformed policy.yaml, naming the line', async () => {
+      const dataDir = await tempDir('decloud-policy-node-')
+      try {
+        await writeFile(join(dataDir, 'policy.yaml'), 'version: 1\nrules:\n  - scope: { service: storage }\n    max-tab: 0.5\n')
+        const r = await runCli(['node', '--dev', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--no-payments'])
+        assert.equal(r.code, 1)
+        assert.equal(r.stderr, 'decloud: policy.yaml:4:14: max-tab must be a whole number of sats, not 0.5: amounts are integers\n')
+        const bad = join(dataDir, 'other.yaml')
+        await writeFile(bad, 'rules:\n  - scope: global\n    defer: later\n')
+        const r2 = await runCli(['node', '--dev', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--no-payments', '--policy', bad])
+        assert.equal(r2.code, 1)
+        assert.equal(r2.stderr, 'decloud: other.yaml:3:12: defer must be allow or deny, not "later"\n')
+      } finally {
+        await rm(dataDir, { recursive: true, force: true })
+      }
+    })
+
     it('policy default prints a policy that checks', async () => {
       const r = await runCli(['policy', 'default'])
       assert.equal(r.stdout.toString(), DEFAULT_POLICY_YAML)

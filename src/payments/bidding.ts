@@ -129,128 +129,155 @@ function targetString (target: CallTarget): string {
  * ```
  */
 export async function payAndCall (opencloud: OpenCloud, target: CallTarget, call: CallRequest, opts: PayAndCallOptions): Promise<PaidCallResult> {
-  const { max, wallet, promises: book, backend, signal } = opts
-  if (typeof max !== 'bigint' || max < 0n) { throw new RangeError('max must be a non-negative bigint (sats)') }
-  const allowAttached = opts.allowAttached ?? true
-  const maxAttempts = opts.maxAttempts ?? 8
-  const attempts: BidAttempt[] = []
-  const options = { signal }
-  const targetText = targetString(target)
-  let seller = peerOfTarget(target)
+  if (typeof opts.max !== 'bigint' || opts.max < 0n) { throw new RangeError('max must be a non-negative bigint (sats)') }
+  return new Bid(opencloud, target, call, opts).run()
+}
 
-  let kind: 'none' | 'attached' | 'defer'
-  let amount: bigint
-  let threshold = ''
-  switch (opts.pay.kind) {
-    case 'attached': kind = 'attached'; amount = opts.pay.amount; break
-    case 'defer': kind = 'defer'; amount = opts.pay.amount; threshold = opts.pay.threshold ?? ''; break
-    default: kind = 'none'; amount = 0n
+type Kind = 'none' | 'attached' | 'defer'
+
+/** What one request of a bid sent and got */
+interface Sent {
+  res: CallResult
+  /** attached: the payment, unless its coins were given back */
+  txid?: string
+  deferId?: string
+}
+
+/** One call's bidding: the current bid, what was tried, and the seller's answers */
+class Bid {
+  private kind: Kind
+  private amount: bigint
+  private readonly threshold: string
+  private seller?: string
+  private readonly attempts: BidAttempt[] = []
+  private last?: CallResult
+
+  constructor (private readonly opencloud: OpenCloud, private readonly target: CallTarget, private readonly call: CallRequest, private readonly opts: PayAndCallOptions) {
+    const pay = opts.pay
+    this.kind = pay.kind === 'auto' ? 'none' : pay.kind
+    this.amount = pay.kind === 'auto' ? 0n : pay.amount
+    this.threshold = pay.kind === 'defer' ? pay.threshold ?? '' : ''
+    if (typeof this.amount !== 'bigint' || this.amount < 0n) { throw new RangeError('amount must be a non-negative bigint (sats)') }
+    this.seller = peerOfTarget(target)
   }
-  if (typeof amount !== 'bigint' || amount < 0n) { throw new RangeError('amount must be a non-negative bigint (sats)') }
 
-  const giveUp = (message: string, res: CallResult, asked?: bigint): never => {
-    throw new PaymentRefusedError(message, { detail: res.detail, path: res.path, attempts, max, asked })
-  }
-
-  let last: CallResult | undefined
-  while (attempts.length < maxAttempts) {
-    if (amount > max) {
-      throw new PaymentRefusedError(`${call.service}.${call.method} would cost ${amount} sat, over the max`, { detail: last?.detail ?? '', path: last?.path ?? '', attempts, max, asked: amount })
+  async run (): Promise<PaidCallResult> {
+    const { max } = this.opts
+    while (this.attempts.length < (this.opts.maxAttempts ?? 8)) {
+      if (this.amount > max) { this.giveUp(`${this.call.service}.${this.call.method} would cost ${this.amount} sat, over the max`, this.amount) }
+      const sent = await this.send()
+      const { res } = sent
+      this.seller ??= res.peer.toString()
+      this.attempts.push({ kind: this.kind, amount: this.amount, path: res.path })
+      this.last = res
+      if (!BEFORE_PAYMENT.has(res.status) && res.status !== Status.PAYMENT_DECLINED) { return this.done(sent) }
+      await this.next(sent)
     }
-    let res: CallResult
-    let txid: string | undefined
-    let deferId: string | undefined
+    return this.giveUp(`gave up after ${this.attempts.length} attempts`)
+  }
 
-    if (kind === 'none') {
-      res = await opencloud.call(target, { ...call, paymentType: PaymentType.PAYMENT_NONE, payment: undefined }, options)
-    } else if (kind === 'defer') {
-      seller ??= await learnSeller(opencloud, target, signal)
-      deferId = await book.deferIdFor(seller, threshold)
-      res = await opencloud.call(target, {
+  private giveUp (message: string, asked?: bigint): never {
+    throw new PaymentRefusedError(message, { detail: this.last?.detail ?? '', path: this.last?.path ?? '', attempts: this.attempts, max: this.opts.max, asked })
+  }
+
+  /** Sends the call with the current bid */
+  private async send (): Promise<Sent> {
+    const { opencloud, target, call, opts } = this
+    const options = { signal: opts.signal }
+    if (this.kind === 'none') {
+      return { res: await opencloud.call(target, { ...call, paymentType: PaymentType.PAYMENT_NONE, payment: undefined }, options) }
+    }
+    const seller = this.seller ?? await learnSeller(opencloud, target, opts.signal)
+    this.seller = seller
+    if (this.kind === 'defer') {
+      const deferId = await opts.promises.deferIdFor(seller, this.threshold)
+      const res = await opencloud.call(target, {
         ...call,
         paymentType: PaymentType.PAYMENT_DEFER,
-        payment: { currency: 'BTC', amount, txn: new Uint8Array(0), deferId, deferThreshold: threshold }
+        payment: { currency: 'BTC', amount: this.amount, txn: new Uint8Array(0), deferId, deferThreshold: this.threshold }
       }, options)
-    } else {
-      seller ??= await learnSeller(opencloud, target, signal)
-      const address = await sellerAddress(opencloud, book, seller, target, options)
-      const payment = await wallet.createPayment(address, amount)
-      txid = payment.txid
-      try {
-        res = await opencloud.call(target, {
-          ...call,
-          paymentType: PaymentType.PAYMENT_ATTACHED,
-          payment: { currency: 'BTC', amount, txn: payment.raw as Uint8Array<ArrayBuffer>, deferId: '', deferThreshold: '' }
-        }, options)
-      } catch (err) {
-        // no answer: the seller may have broadcast it
-        await releaseUnlessBroadcast(wallet, backend, txid, false)
-        throw err
-      }
-      if (!res.ok) {
-        const taken = await releaseUnlessBroadcast(wallet, backend, txid, BEFORE_PAYMENT.has(res.status))
-        if (!taken) { txid = undefined }
-      }
+      return { res, deferId }
     }
-    seller ??= res.peer.toString()
-    attempts.push({ kind, amount, path: res.path })
-    last = res
-
-    if (!BEFORE_PAYMENT.has(res.status) && res.status !== Status.PAYMENT_DECLINED) {
-      // served, or refused by the method after the payment gate let it through
-      if (kind === 'defer' && deferId != null && amount > 0n) {
-        await book.record({ seller, target: targetText, deferId, amount, threshold, certain: res.ok })
-      }
-      return {
-        ...res,
-        kind,
-        paid: kind === 'attached' && txid != null ? amount : 0n,
-        promised: kind === 'defer' ? amount : 0n,
-        txid: kind === 'attached' ? txid : undefined,
-        deferId: kind === 'defer' ? deferId : undefined,
-        attempts
-      }
+    const address = await sellerAddress(opencloud, opts.promises, seller, target, options)
+    const payment = await opts.wallet.createPayment(address, this.amount)
+    let res: CallResult
+    try {
+      res = await opencloud.call(target, {
+        ...call,
+        paymentType: PaymentType.PAYMENT_ATTACHED,
+        payment: { currency: 'BTC', amount: this.amount, txn: payment.raw as Uint8Array<ArrayBuffer>, deferId: '', deferThreshold: '' }
+      }, options)
+    } catch (err) {
+      // no answer: the seller may have broadcast it
+      await releaseUnlessBroadcast(opts.wallet, opts.backend, payment.txid, false)
+      throw err
     }
+    if (res.ok) { return { res, txid: payment.txid } }
+    const out = await releaseUnlessBroadcast(opts.wallet, opts.backend, payment.txid, BEFORE_PAYMENT.has(res.status))
+    return { res, txid: out ? payment.txid : undefined }
+  }
 
-    const asked = res.acceptablePayment?.amount
+  /** Served, or refused by the method after the payment gate let the call through */
+  private async done ({ res, txid, deferId }: Sent): Promise<PaidCallResult> {
+    const { kind, amount } = this
+    if (kind === 'defer' && deferId != null && amount > 0n && this.seller != null) {
+      await this.opts.promises.record({ seller: this.seller, target: targetString(this.target), deferId, amount, threshold: this.threshold, certain: res.ok })
+    }
+    return {
+      ...res,
+      kind,
+      paid: kind === 'attached' && txid != null ? amount : 0n,
+      promised: kind === 'defer' ? amount : 0n,
+      txid: kind === 'attached' ? txid : undefined,
+      deferId: kind === 'defer' ? deferId : undefined,
+      attempts: this.attempts
+    }
+  }
+
+  /** The next bid after a refusal, or gives up */
+  private async next ({ res, deferId }: Sent): Promise<void> {
+    const { max, promises: book } = this.opts
+    const acceptable = res.acceptablePayment
+    const asked = acceptable?.amount
     switch (res.status) {
       case Status.TOO_LOW: {
-        if (kind === 'none') {
-          if (asked == null || res.acceptablePayment == null) { giveUp(`${call.service}.${call.method} is not free and the seller named no price`, res) }
-          kind = res.acceptablePayment?.paymentType === PaymentType.PAYMENT_DEFER ? 'defer' : 'attached'
-          amount = asked as bigint
-          continue
+        if (this.kind === 'none') {
+          // auto: the seller's own price, in the kind it asks for
+          if (acceptable == null) { this.giveUp(`${this.call.service}.${this.call.method} is not free and the seller named no price`) }
+          this.kind = acceptable.paymentType === PaymentType.PAYMENT_DEFER ? 'defer' : 'attached'
+          this.amount = acceptable.amount
+          return
         }
-        if (asked != null && asked > max) { giveUp(`the seller asks ${asked} sat, over the max`, res, asked) }
-        if (amount >= max) { giveUp('too low at the max', res, asked) }
+        if (asked != null && asked > max) { this.giveUp(`the seller asks ${asked} sat, over the max`, asked) }
+        if (this.amount >= max) { this.giveUp('too low at the max', asked) }
         // the seller's price when it names one above ours, else double (toward max)
-        const next = asked != null && asked > amount ? asked : (amount === 0n ? 1n : amount * 2n)
-        amount = next > max ? max : next
-        continue
+        const next = asked != null && asked > this.amount ? asked : (this.amount === 0n ? 1n : this.amount * 2n)
+        this.amount = next > max ? max : next
+        return
       }
       case Status.NO_DEFER: {
-        if (kind === 'defer' && seller != null && deferId != null && /^tab \S+ is settled\b/.test(res.detail)) {
+        const seller = this.seller
+        if (this.kind === 'defer' && seller != null && deferId != null && /^tab \S+ is settled\b/.test(res.detail)) {
           // the tab was settled meanwhile: promise again under a new defer id
           await book.rotate(seller, deferId)
-          continue
+          return
         }
-        if (kind !== 'defer' || !allowAttached) { giveUp('the seller does not take a deferred payment for this call', res, asked) }
+        if (this.kind !== 'defer' || this.opts.allowAttached === false) { this.giveUp('the seller does not take a deferred payment for this call', asked) }
         if (seller != null && deferId != null && /\bis (due|broken)\b/.test(res.detail)) {
           // the tab is due at the seller: pay it at the next fulfilment run
           await book.markDue(seller, deferId)
         }
-        kind = 'attached'
-        if (asked != null && asked > amount) { amount = asked }
-        continue
+        this.kind = 'attached'
+        if (asked != null && asked > this.amount) { this.amount = asked }
+        return
       }
       case Status.REFRESH_NONCE:
-        // the client already retried with fresh nonces
-        continue
+        // the client already retried with fresh nonces: try again
+        return
       default:
-        giveUp(`the seller declined the payment (${statusPath(res.status)})`, res, asked)
+        this.giveUp(`the seller declined the payment (${statusPath(res.status)})`, asked)
     }
   }
-  throw new PaymentRefusedError(`gave up after ${attempts.length} attempts`, { detail: last?.detail ?? '', path: last?.path ?? '', attempts, max })
 }
 
 /**

@@ -26,7 +26,7 @@
  * summary also take the payer's lock (always after the tab's, never before).
  */
 import { Request } from '../protocols/opencloud/pb/opencloud.js'
-import { openCloudVerifier, requestDigest, verifyAll } from '../protocols/opencloud/signing.js'
+import { OPENCLOUD_ID_PREFIX, openCloudVerifier, requestDigest, verifyAll } from '../protocols/opencloud/signing.js'
 import { MAX_AMOUNT } from '../services/pricing.js'
 import type { CredentialVerifier } from '../protocols/opencloud/signing.js'
 import type { BatchOp, SubDb } from '../store/index.js'
@@ -194,9 +194,11 @@ export function tabView (tab: Tab, now = Date.now()): TabView {
 /**
  * Checks that an evidence record still carries a valid signature of its
  * payer: the request's digest is recomputed from the stored request and
- * body hash, then each credential's signature is verified.
+ * body hash, then the signature of its OpenCloud ID (the payer, `payer`
+ * when given) is verified. With `verifiers`, every credential of the
+ * request must verify instead (e.g. with the `btc:` verifier as well).
  */
-export async function verifyEvidence (ev: Evidence, verifiers: readonly CredentialVerifier[] = [openCloudVerifier]): Promise<boolean> {
+export async function verifyEvidence (ev: Evidence, options: { payer?: string, verifiers?: readonly CredentialVerifier[] } = {}): Promise<boolean> {
   let req: Request
   try {
     req = Request.decode(ev.request)
@@ -205,7 +207,10 @@ export async function verifyEvidence (ev: Evidence, verifiers: readonly Credenti
   }
   if (req.id.length === 0 || req.id.length !== req.sig.length) { return false }
   const digest = requestDigest(req, ev.bodyHash)
-  return await verifyAll(verifiers, req.id, req.sig, digest) < 0
+  if (options.verifiers != null) { return await verifyAll(options.verifiers, req.id, req.sig, digest) < 0 }
+  const i = req.id.findIndex(c => c.startsWith(OPENCLOUD_ID_PREFIX))
+  if (i < 0 || (options.payer != null && req.id[i] !== options.payer)) { return false }
+  return openCloudVerifier.verify(req.id[i], digest, req.sig[i])
 }
 
 /**
