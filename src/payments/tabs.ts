@@ -18,7 +18,7 @@
  * - `e/<payer>/<deferId>/<seq>`     evidence of one promise (JSON)
  * - `c/<payer>/<deferId>/<txid>`    a payment credited to the tab (makes credits idempotent)
  * - `p/<payer>`                     the payer's open and broken tab ids
- * - `d/<dueAt>/<payer>/<deferId>`   due index, for the sweep
+ * - `d/<time>/<payer>/<deferId>`    due index (due time and latest due time), for the sweep
  * - `b/<brokenAt>/<payer>/<deferId>` broken promises
  *
  * Every change of one tab runs under that tab's lock and is written in one
@@ -46,6 +46,12 @@ export const MAX_THRESHOLD_SECONDS = 365 * 24 * 3600
 
 export const DEFAULT_MAX_OPEN_TABS_PER_PAYER = 16
 export const DEFAULT_MAX_EVIDENCE_PER_TAB = 64
+/**
+ * The latest a tab falls due, whatever its threshold: 24 hours after it
+ * opened (a value threshold that is never reached must not defer payment
+ * for ever). Longer time thresholds are refused.
+ */
+export const DEFAULT_MAX_TAB_AGE = 24 * 3600_000
 /** Time an overdue tab is given before it is recorded as broken: 15 minutes */
 export const DEFAULT_GRACE = 15 * 60_000
 /** Tabs broken per sweep at most; the rest wait for the next one */
@@ -112,6 +118,8 @@ export interface Tab {
   openedAt: number
   /** when payment is (or was) due; undefined while a value threshold is not reached */
   dueAt?: number
+  /** the latest the tab falls due, whatever its threshold (opened + max tab age) */
+  latestDue: number
   /** promises accepted */
   promises: number
   /** evidence records dropped (oldest first) to keep the tab bounded */
@@ -134,6 +142,7 @@ export interface TabView {
   threshold: string
   openedAt: string
   due?: string
+  latestDue: string
   status: TabStatus
   promises: number
   payments: number
@@ -170,9 +179,14 @@ export function owedOf (tab: Pick<Tab, 'accrued' | 'paid'>): bigint {
   return tab.accrued > tab.paid ? tab.accrued - tab.paid : 0n
 }
 
-/** The status at time `now`: an open tab whose due time passed is `due` */
+/** When the tab falls due: its threshold's time, or its latest due time if sooner */
+export function dueTime (tab: Pick<Tab, 'dueAt' | 'latestDue'>): number {
+  return tab.dueAt != null && tab.dueAt < tab.latestDue ? tab.dueAt : tab.latestDue
+}
+
+/** The status at time `now`: an open tab that owes and whose due time passed is `due` */
 export function statusAt (tab: Tab, now: number): TabStatus {
-  if (tab.status === 'open' && tab.dueAt != null && tab.dueAt <= now && owedOf(tab) > 0n) { return 'due' }
+  if (tab.status === 'open' && dueTime(tab) <= now && owedOf(tab) > 0n) { return 'due' }
   return tab.status
 }
 
@@ -185,6 +199,7 @@ export function tabView (tab: Tab, now = Date.now()): TabView {
     threshold: tab.threshold,
     openedAt: new Date(tab.openedAt).toISOString(),
     ...(tab.dueAt != null ? { due: new Date(tab.dueAt).toISOString() } : {}),
+    latestDue: new Date(tab.latestDue).toISOString(),
     status: statusAt(tab, now),
     promises: tab.promises,
     payments: tab.payments
@@ -275,6 +290,8 @@ export interface TabStoreInit {
   maxEvidencePerTab?: number
   /** ms an overdue tab is given before it is broken @default 15 minutes */
   grace?: number
+  /** ms after opening a tab falls due at the latest, whatever its threshold @default 24 hours */
+  maxTabAge?: number
 }
 
 export interface PromiseInput {
@@ -377,6 +394,7 @@ export class TabStore {
   private readonly maxOpenTabs: number
   private readonly maxEvidence: number
   readonly grace: number
+  readonly maxTabAge: number
   private readonly tabLocks = new KeyedMutex()
   private readonly payerLocks = new KeyedMutex()
   private readonly tabCache = new Lru<Tab>(CACHE_SIZE)
@@ -387,6 +405,7 @@ export class TabStore {
     this.maxOpenTabs = init.maxOpenTabsPerPayer ?? DEFAULT_MAX_OPEN_TABS_PER_PAYER
     this.maxEvidence = init.maxEvidencePerTab ?? DEFAULT_MAX_EVIDENCE_PER_TAB
     this.grace = init.grace ?? DEFAULT_GRACE
+    this.maxTabAge = init.maxTabAge ?? DEFAULT_MAX_TAB_AGE
   }
 
   async get (payer: string, deferId: string): Promise<Tab | undefined> {
@@ -488,6 +507,9 @@ export class TabStore {
       return { ok: false, reason: 'over-limit', detail: `tab ${deferId} would owe ${amount} sat, over this node's limit of ${input.maxTab} sat per tab` }
     }
     const threshold = input.threshold ?? parseThreshold(DEFAULT_THRESHOLD)
+    if (threshold.kind === 'time' && threshold.seconds * 1000 > this.maxTabAge) {
+      return { ok: false, reason: 'threshold', detail: `this node takes defer-threshold time:<seconds> up to ${Math.floor(this.maxTabAge / 1000)} seconds` }
+    }
     const tab: Tab = {
       payer,
       deferId,
@@ -496,6 +518,7 @@ export class TabStore {
       threshold: formatThreshold(threshold),
       openedAt: now,
       dueAt: threshold.kind === 'time' ? now + threshold.seconds * 1000 : undefined,
+      latestDue: now + this.maxTabAge,
       promises: 1,
       evidenceDropped: 0,
       payments: 0,
@@ -503,6 +526,7 @@ export class TabStore {
       updatedAt: now
     }
     const ops: BatchOp[] = []
+    ops.push({ type: 'put', key: dueKey(tab.latestDue, payer, deferId), value: new Uint8Array(0) })
     if (tab.dueAt != null) { ops.push({ type: 'put', key: dueKey(tab.dueAt, payer, deferId), value: new Uint8Array(0) }) }
     this.setDue(tab, now, ops)
     this.addEvidence(tab, input, now, ops)
@@ -558,13 +582,15 @@ export class TabStore {
         let tab: Tab
         if (existing == null) {
           // paid before any promise: a credit the payer's promises draw on
-          tab = { payer, deferId, accrued: 0n, paid: amount, threshold: DEFAULT_THRESHOLD, openedAt: now, promises: 0, evidenceDropped: 0, payments: 1, status: 'open', updatedAt: now }
+          // (no due index: it owes nothing until a promise comes)
+          tab = { payer, deferId, accrued: 0n, paid: amount, threshold: DEFAULT_THRESHOLD, openedAt: now, latestDue: now + this.maxTabAge, promises: 0, evidenceDropped: 0, payments: 1, status: 'open', updatedAt: now }
           summary.open.push(deferId)
         } else {
           tab = { ...existing, paid: existing.paid + amount, payments: existing.payments + 1, updatedAt: now }
         }
         if (tab.status !== 'settled' && tab.accrued > 0n && tab.paid >= tab.accrued) {
           if (tab.dueAt != null) { ops.push({ type: 'del', key: dueKey(tab.dueAt, payer, deferId) }) }
+          ops.push({ type: 'del', key: dueKey(tab.latestDue, payer, deferId) })
           if (tab.status === 'broken' && tab.brokenAt != null) {
             const bk = brokenKey(tab.brokenAt, payer, deferId)
             const rec = await this.db.get(bk)
@@ -605,7 +631,8 @@ export class TabStore {
     for (const { key, payer, deferId } of found) {
       const done = await this.tabLocks.run(tabKey(payer, deferId), async () => {
         const tab = await this.load(payer, deferId)
-        if (tab == null || tab.status !== 'open' || tab.dueAt == null || dueKey(tab.dueAt, payer, deferId) !== key || owedOf(tab) === 0n) {
+        // a key may be stale (a value threshold no longer reached, a tab paid): the tab decides
+        if (tab == null || tab.status !== 'open' || owedOf(tab) === 0n || dueTime(tab) > now - this.grace) {
           await this.db.del(key)
           return false
         }
@@ -619,7 +646,7 @@ export class TabStore {
             accrued: tab.accrued,
             paid: tab.paid,
             threshold: tab.threshold,
-            dueAt: tab.dueAt as number,
+            dueAt: dueTime(tab),
             brokenAt: now,
             promises: tab.promises
           }

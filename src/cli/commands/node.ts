@@ -34,7 +34,7 @@ gets regtest coins at start. Storage is sold at ${DEFAULT_PUT_PRICE} (put) and
 ${DEFAULT_GET_PRICE} (get); sha256 is free.
 
 The policy (who may call what, at what price, how often, on what tab) is
-<data dir>/policy.yaml when it exists, else --policy FILE, else the default
+--policy FILE, else <data dir>/policy.yaml when it exists, else the default
 policy (decloud policy default prints it). It is reloaded when the file
 changes or on SIGHUP; a bad edit keeps the policy in force.
 
