@@ -28,7 +28,7 @@
 import { randomBytes } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { PaymentType, Status } from '../protocols/opencloud/pb/opencloud.js'
-import { KeyedMutex, Lru, parseThreshold, formatThreshold } from './tabs.js'
+import { DEFAULT_MAX_TAB_AGE, KeyedMutex, Lru, parseThreshold, formatThreshold } from './tabs.js'
 import { TxRejectedError } from './types.js'
 import { DUST_P2WPKH } from './wallet.js'
 import type { Threshold } from './tabs.js'
@@ -69,6 +69,8 @@ export interface DeferredPromise {
   openedAt: number
   /** when payment falls due; undefined while a value threshold is not reached */
   dueAt?: number
+  /** the latest it falls due, whatever the threshold (sellers' default maximum tab age) */
+  latestDue?: number
   promises: number
   state: PromiseState
   payment?: PendingPayment
@@ -136,7 +138,8 @@ export function isDue (p: DeferredPromise, now: number, lead = 0): boolean {
   if (p.state === 'paying') { return true }
   // what may be owed: uncertain promises are settled (or closed) with the seller's tab
   if (p.state !== 'open' || owedOn(p) + p.uncertain === 0n) { return false }
-  return p.dueAt != null && p.dueAt - lead <= now
+  const due = Math.min(p.dueAt ?? Infinity, p.latestDue ?? Infinity)
+  return due - lead <= now
 }
 
 function newDeferId (): string {
@@ -269,7 +272,7 @@ export class PromiseBook {
       const threshold = parseThreshold(input.threshold ?? existing?.threshold ?? '')
       const p: DeferredPromise = existing != null
         ? { ...existing, state: existing.state === 'settled' ? 'open' : existing.state, updatedAt: now, target: input.target }
-        : { seller, deferId, target: input.target, promised: 0n, uncertain: 0n, paid: 0n, threshold: formatThreshold(threshold), openedAt: now, promises: 0, state: 'open', txids: [], updatedAt: now }
+        : { seller, deferId, target: input.target, promised: 0n, uncertain: 0n, paid: 0n, threshold: formatThreshold(threshold), openedAt: now, latestDue: now + DEFAULT_MAX_TAB_AGE, promises: 0, state: 'open', txids: [], updatedAt: now }
       if (existing == null && threshold.kind === 'time') { p.dueAt = now + threshold.seconds * 1000 }
       if (certain) { p.promised += amount } else { p.uncertain += amount }
       p.promises++
