@@ -13,7 +13,7 @@ import { payAndCall, PaymentRefusedError } from '../src/payments/bidding.js'
 import { paymentGate } from '../src/payments/gate.js'
 import { FulfilmentLoop, PromiseBook } from '../src/payments/promises.js'
 import { paymentsService } from '../src/payments/service.js'
-import { InvalidThresholdError, parseThreshold, TabStore, verifyEvidence } from '../src/payments/tabs.js'
+import { InvalidThresholdError, parseThreshold, statusAt, TabStore, verifyEvidence } from '../src/payments/tabs.js'
 import { Wallet } from '../src/payments/wallet.js'
 import { openCloud } from '../src/protocols/opencloud/opencloud.js'
 import { PaymentType, Request, Status } from '../src/protocols/opencloud/pb/opencloud.js'
@@ -659,6 +659,22 @@ describe('tabs (TabStore on LevelDB)', () => {
     const again = await tabs.credit({ payer, deferId: 'a', amount: 10n, txid: 'aa'.repeat(32) })
     assert.equal(again.credited, false)
     assert.equal((await tabs.get(payer, 'a'))?.paid, 10n)
+  })
+
+  it('a value threshold never reached still falls due at the latest due time; longer time thresholds are refused', async () => {
+    const now = Date.now()
+    const day = 24 * 3600_000
+    const out = await tabs.promise({ payer, deferId: 'slow', amount: 10n, maxTab: 1000n, threshold: parseThreshold('value:500'), now, ...await signed('slow', 10n) })
+    assert.equal(out.ok, true)
+    assert.equal(statusAt(out.ok ? out.tab : ({} as any), now + day - 1), 'open')
+    assert.equal(statusAt(out.ok ? out.tab : ({} as any), now + day), 'due')
+    assert.equal(await tabs.sweep(now + day + tabs.grace - 1), 0)
+    assert.equal(await tabs.sweep(now + day + tabs.grace), 1)
+    const [broken] = await collect(tabs.brokenPromises())
+    assert.deepEqual([broken.deferId, broken.owed, broken.dueAt], ['slow', 10n, now + day])
+    const long = await tabs.promise({ payer: 'oc:other', deferId: 'long', amount: 10n, maxTab: 1000n, threshold: parseThreshold('time:90000'), ...await signed('long', 10n) })
+    assert.equal(!long.ok && long.reason, 'threshold')
+    assert.match(!long.ok ? long.detail : '', /up to 86400 seconds/)
   })
 
   it('serializes concurrent promises on one tab', async () => {

@@ -3,10 +3,9 @@
  * credentials, the payment gate with its tabs, the `payments` core service,
  * the client's promise book and fulfilment loop, and the policy that
  * decides who may call what at what price. `createDecloudNode` puts these
- * into the OpenCloud pipeline:
- *
- *   access  = bitcoin credential check → policy access (allow/deny, rate, credentials)
- *   payment = policy minimum payment → payment gate (attached, defer, tabs)
+ * into the OpenCloud pipeline: access is the bitcoin credential check, then
+ * the policy's access (allow/deny, rate, credentials); payment is the
+ * policy's minimum payment, then the payment gate (attached, defer, tabs).
  */
 import { logger } from '@libp2p/logger'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
@@ -47,6 +46,7 @@ export interface PaymentsOptions {
    * On a chain that can mine (regtest), give an empty wallet coins at
    * start: its identity address (so its `btc:` credential holds coins, aged
    * past the default policy's 6 blocks) and a spending address.
+   *
    * @default true on a mining backend
    */
   devFund?: boolean

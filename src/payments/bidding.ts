@@ -16,6 +16,7 @@ import { isMultiaddr, multiaddr } from '@multiformats/multiaddr'
 import { PaymentType, Status } from '../protocols/opencloud/pb/opencloud.js'
 import { statusPath } from '../protocols/opencloud/status.js'
 import { sellerAddress } from './promises.js'
+import { DUST_P2WPKH } from './wallet.js'
 import type { PromiseBook } from './promises.js'
 import type { ChainBackend, PaymentWallet } from './types.js'
 import type { CallRequest, CallResult, CallTarget } from '../protocols/opencloud/client.js'
@@ -164,6 +165,11 @@ class Bid {
   async run (): Promise<PaidCallResult> {
     const { max } = this.opts
     while (this.attempts.length < (this.opts.maxAttempts ?? 8)) {
+      // a bitcoin output below the dust limit is not relayed: an attached payment pays at least that
+      if (this.kind === 'attached' && this.amount < DUST_P2WPKH) {
+        if (DUST_P2WPKH > max) { this.giveUp(`an attached payment is at least ${DUST_P2WPKH} sat (the dust limit of a bitcoin output), over the max of ${max} sat: raise the max or pay deferred`, this.amount) }
+        this.amount = DUST_P2WPKH
+      }
       if (this.amount > max) { this.giveUp(`${this.call.service}.${this.call.method} would cost ${this.amount} sat, over the max`, this.amount) }
       const sent = await this.send()
       const { res } = sent

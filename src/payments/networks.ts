@@ -20,6 +20,7 @@ export function networkOf (chain: ChainName): AddressNetwork {
     case 'testnet':
     case 'signet': return TESTNET
     case 'regtest': return CORE_REGTEST
+    default: throw new RangeError(`unknown chain "${String(chain)}"`)
   }
 }
 

@@ -191,6 +191,8 @@ export const command: Command = {
           }
           break
         }
+        default:
+          throw new UsageError(`unknown wallet command "${sub}"`)
       }
     } catch (e: any) {
       if (e instanceof CliError) { throw e }
