@@ -159,6 +159,32 @@ describe('payments and policy in a decloud node', function () {
     }
   })
 
+  it('a deferred call that is not served is taken off the tab', async () => {
+    const s = await startNode({
+      payments: { chain, fulfilment: false },
+      policy: { file: fixture('open-bar.yaml') },
+      storage: { capacity: 64 * 1024, pricing: { put: { rate: 1n, per: 1024n } } }
+    })
+    nodes.push(s)
+    const b = await buyer()
+    const put = async (size: number): Promise<Status> => {
+      const res = await b.opencloud.call(multiaddr(s.addr), {
+        service: 'storage',
+        method: 'put',
+        body: new Uint8Array(size).fill(size % 251),
+        paymentType: PaymentType.PAYMENT_DEFER,
+        payment: { currency: 'BTC', amount: BigInt(size / 1024), txn: new Uint8Array(), deferId: 'served-only', deferThreshold: 'time:3600' }
+      })
+      return res.status
+    }
+    assert.equal(await put(32 * 1024), Status.OK)
+    // over the seller's capacity: the gate took the promise, the method failed
+    assert.equal(await put(48 * 1024), Status.INSUFFICIENT_STORAGE)
+    const tab = await b.opencloud.call(multiaddr(s.addr), { service: 'payments', method: 'tab', args: ['served-only'] })
+    const view = JSON.parse(new TextDecoder().decode(tab.body))
+    assert.equal(String(view.accrued), '32', 'only the served put is owed')
+  })
+
   it('a deferred promise is paid by the buyer’s fulfilment loop and the tab closes', async () => {
     const s = await seller('open-bar.yaml')
     const b = await buyer()

@@ -374,6 +374,15 @@ export class PaymentGate {
       return { status: Status.NO_DEFER, detail: out.detail, acceptablePayment: attached }
     }
     state.payment = { kind: 'defer', amount: p.amount, cost, deferId: p.deferId }
+    // a call that is then not served (the method fails) owes nothing: take the promise back
+    const deferId = p.deferId
+    const amount = p.amount
+    const cleanup = state.cleanup ?? (state.cleanup = [])
+    cleanup.push(async (reply) => {
+      if (reply?.status === Status.OK) { return }
+      await this.init.tabs.withdraw({ payer, deferId, amount, reason: reply == null ? 'server-error' : `status ${reply.status}` })
+        .catch((err: any) => { this.log.error('could not take back the promise of %s on tab %s - %e', payer, deferId, err) })
+    })
     return undefined
   }
 }

@@ -20,6 +20,7 @@
  * - `p/<payer>`                     the payer's open and broken tab ids
  * - `d/<time>/<payer>/<deferId>`    due index (due time and latest due time), for the sweep
  * - `b/<brokenAt>/<payer>/<deferId>` broken promises
+ * - `w/<payer>/<deferId>/<n>`       a promise taken back because its call was not served
  *
  * Every change of one tab runs under that tab's lock and is written in one
  * batch, so concurrent calls never lose an update; changes to the payer's
@@ -124,6 +125,8 @@ export interface Tab {
   promises: number
   /** evidence records dropped (oldest first) to keep the tab bounded */
   evidenceDropped: number
+  /** promises taken back because their call failed (`withdraw`) */
+  withdrawn?: number
   /** payments credited */
   payments: number
   /** stored status: `open`, `settled` or `broken` (`due` is derived, see `statusAt`) */
@@ -560,6 +563,34 @@ export class TabStore {
       ops.push({ type: 'del', key: evidenceKey(tab.payer, tab.deferId, drop) })
       tab.evidenceDropped++
     }
+  }
+
+  /**
+   * Takes back a promise whose call was not served (the method failed after
+   * the gate accepted the promise): the tab owes `amount` less. The
+   * promise's evidence stays, with a withdrawal record next to it, so the
+   * tab's history still adds up. A tab that is settled or broken by then is
+   * left as it is.
+   */
+  async withdraw (input: { payer: string, deferId: string, amount: bigint, reason: string, now?: number }): Promise<boolean> {
+    const { payer, deferId, amount } = input
+    checkIds(payer, deferId)
+    if (amount <= 0n) { return false }
+    const now = input.now ?? Date.now()
+    return this.tabLocks.run(tabKey(payer, deferId), async () => {
+      const tab = await this.load(payer, deferId)
+      if (tab == null) { return false }
+      const status = statusAt(tab, now)
+      if (status === 'settled' || status === 'broken' || tab.accrued - amount < tab.paid) { return false }
+      const next: Tab = { ...tab, accrued: tab.accrued - amount, withdrawn: (tab.withdrawn ?? 0) + 1, updatedAt: now }
+      const ops: BatchOp[] = [{
+        type: 'put',
+        key: `w/${payer}/${deferId}/${(next.withdrawn ?? 0).toString().padStart(10, '0')}`,
+        value: encodeJson({ withdrawn: amount, at: now, reason: input.reason.slice(0, 200) })
+      }]
+      await this.commit(ops, [next])
+      return true
+    })
   }
 
   /**

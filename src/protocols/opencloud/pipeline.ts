@@ -50,10 +50,12 @@ export interface CallState {
   /** the payment the payment gate accepted for this call */
   payment?: AcceptedPayment
   /**
-   * Run once when the call is over (a reply was produced or a stage threw),
-   * in reverse order of registration: e.g. a max-concurrent slot is released
+   * Run once when the call is over (a reply was produced, or a stage threw:
+   * then without a reply), in reverse order of registration: e.g. a
+   * max-concurrent slot is released, a deferred promise of a call that
+   * failed is taken back
    */
-  cleanup?: Array<() => void>
+  cleanup?: Array<(reply?: Reply) => void | Promise<void>>
   signal: AbortSignal
 }
 
@@ -355,19 +357,22 @@ export function createPipeline (init: PipelineInit): Stage[] {
 
 /** Runs stages in order until one answers */
 export async function runPipeline (stages: Stage[], state: CallState): Promise<Reply> {
+  let reply: Reply | undefined
   try {
     for (const stage of stages) {
-      const reply = await stage(state)
+      reply = await stage(state)
       if (reply != null) { return reply }
     }
-    return { status: Status.SERVER_ERROR, detail: 'no stage answered' }
+    reply = { status: Status.SERVER_ERROR, detail: 'no stage answered' }
+    return reply
   } finally {
     const cleanup = state.cleanup
     if (cleanup != null) {
       state.cleanup = undefined
       for (let i = cleanup.length - 1; i >= 0; i--) {
         try {
-          cleanup[i]()
+          // undefined when a stage threw: the call was not served
+          await cleanup[i](reply)
         } catch {
           // a cleanup failure must not replace the reply
         }
