@@ -159,6 +159,28 @@ describe('payments and policy in a decloud node', function () {
     }
   })
 
+  it('a development chain mines on its own while transactions wait (autoMine)', async () => {
+    const b = await buyer()
+    const wallet = b.payments!.wallet
+    const stop = chain.autoMine(200)
+    try {
+      const heightBefore = await chain.height()
+      // no transaction waiting: no block
+      await new Promise(resolve => setTimeout(resolve, 600))
+      assert.equal(await chain.height(), heightBefore, 'an empty mempool makes no block')
+      const sent = await wallet.send(await wallet.newAddress(), 10_000n)
+      const deadline = Date.now() + 10_000
+      let confirmations = 0
+      while (Date.now() < deadline && confirmations === 0) {
+        confirmations = (await chain.transaction(sent.txid))?.confirmations ?? 0
+        if (confirmations === 0) { await new Promise(resolve => setTimeout(resolve, 100)) }
+      }
+      assert.ok(confirmations >= 1, 'the payment confirmed without anyone mining')
+    } finally {
+      stop()
+    }
+  })
+
   it('a deferred call that is not served is taken off the tab', async () => {
     const s = await startNode({
       payments: { chain, fulfilment: false },

@@ -10,7 +10,7 @@
 import { logger } from '@libp2p/logger'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { p2wpkh } from '@scure/btc-signer'
-import { createChainBackend } from '../payments/chain/index.js'
+import { EmbeddedChain, createChainBackend } from '../payments/chain/index.js'
 import { AddressBindings, bitcoinCredentialStage, btcVerifier } from '../payments/credentials.js'
 import { PaymentGate } from '../payments/gate.js'
 import { FulfilmentLoop, PromiseBook } from '../payments/promises.js'
@@ -50,6 +50,12 @@ export interface PaymentsOptions {
    * @default true on a mining backend
    */
   devFund?: boolean
+  /**
+   * On an embedded chain this node opened itself: mine a block every this
+   * many ms while transactions wait, so payments confirm on their own (0:
+   * never). @default 2_000
+   */
+  blockInterval?: number
   /** the largest tab a payer may run up when the policy does not say @default 100_000n */
   maxTab?: bigint
   /** confirmations an attached payment needs @default 0 (mempool acceptance) */
@@ -91,6 +97,9 @@ export interface PaymentParts {
   start(opencloud: import('../protocols/opencloud/opencloud.js').OpenCloud): Promise<void>
   stop(): Promise<void>
 }
+
+/** Block interval of an embedded chain a node opened itself (ms) */
+export const DEV_BLOCK_INTERVAL = 2_000
 
 /** Coins a dev wallet starts with: 1 BTC on the identity, 10 BTC to spend */
 export const DEV_IDENTITY_FUND = 100_000_000n
@@ -143,6 +152,9 @@ export async function openPaymentParts (init: {
     throw err
   }
   const closeBackend = async (): Promise<void> => { if (!given) { await backend.close().catch(() => {}) } }
+  if (!given && backend instanceof EmbeddedChain && (opts.blockInterval ?? DEV_BLOCK_INTERVAL) > 0) {
+    backend.autoMine(opts.blockInterval ?? DEV_BLOCK_INTERVAL)
+  }
   let wallet: Wallet
   try {
     wallet = await Wallet.open({ dataDir: init.dataDir, db: init.store.sub('wallet'), backend, passphrase: opts.passphrase })

@@ -16,6 +16,9 @@ const DEFAULT_PORT = 48443
 const MAX_MINE = 10_000
 const STOP_DEADLINE = 30_000
 
+/** serve's default block interval (ms) while transactions wait */
+export const DEFAULT_BLOCK_INTERVAL = 2_000
+
 const usage = `usage: decloud chain serve [--port P] [--data-dir DIR | --memory] [--api-key KEY]
        decloud chain mine N [--to ADDRESS] --chain-rpc URL
        decloud chain info --chain-rpc URL
@@ -39,6 +42,10 @@ options:
                    default: DIR/chain/api-key, created with mode 0600 when missing
   --chain-rpc URL  the URL serve printed
   --to ADDRESS     where the block rewards go
+  --block-interval MS
+                   serve: mine a block every MS ms while transactions wait in
+                   the mempool, so payments confirm on their own (default
+                   ${DEFAULT_BLOCK_INTERVAL}; 0: only decloud chain mine makes blocks)
 
 exit codes: 0 done · 1 failed · 2 bad command line · 3 the chain server did not answer
 
@@ -68,9 +75,14 @@ async function serve (argv: string[]): Promise<number> {
     port: { type: 'string' },
     'data-dir': { type: 'string' },
     memory: { type: 'boolean', default: false },
-    'api-key': { type: 'string' }
+    'api-key': { type: 'string' },
+    'block-interval': { type: 'string' }
   })
   if (positionals.length > 0) { throw new UsageError(`unexpected argument "${positionals[0]}"`) }
+  const blockInterval = values['block-interval'] == null ? DEFAULT_BLOCK_INTERVAL : Number(values['block-interval'])
+  if (!Number.isSafeInteger(blockInterval) || (blockInterval !== 0 && blockInterval < 100) || blockInterval > 3_600_000) {
+    throw new UsageError('--block-interval must be 0 or a whole number of milliseconds from 100 to 3600000')
+  }
   if (values.memory === true && values['data-dir'] != null) { throw new UsageError('give --data-dir or --memory, not both') }
   const port = parsePort(values.port)
   const apiKeyOption = values['api-key']
@@ -102,6 +114,7 @@ async function serve (argv: string[]): Promise<number> {
     if (/EADDRINUSE/.test(message)) { throw new CliError(`cannot listen on 127.0.0.1:${port}: address already in use; pick another --port`) }
     throw new CliError(message)
   }
+  if (blockInterval > 0) { chain.autoMine(blockInterval) }
   await out(`chain rpc: ${chain.rpcUrl ?? ''}\n`)
   await err(`regtest chain at height ${await chain.height()} (${chain.description}) · give the URL above as --chain-rpc · Ctrl-C to stop`)
 

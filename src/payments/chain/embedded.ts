@@ -362,8 +362,29 @@ export class EmbeddedChain implements MiningBackend {
     return tx
   }
 
+  /**
+   * A development chain that behaves like a live one: every `interval` ms, a
+   * block is mined (to the faucet) when transactions wait in the mempool, so
+   * payments confirm and their change becomes spendable without anyone
+   * running `decloud chain mine`. Returns a function that stops it.
+   */
+  autoMine (interval: number): () => void {
+    if (!Number.isSafeInteger(interval) || interval < 100) { throw new RangeError('autoMine: interval must be at least 100 ms') }
+    const timer = setInterval(() => {
+      if (this.closed || this.node.mempool.map.size === 0) { return }
+      this.exclusive(async () => { if (!this.closed) { await this.mineOne(this.faucetAddress) } })
+        .catch(() => {})
+    }, interval)
+    timer.unref()
+    this.stopAutoMine = () => { clearInterval(timer) }
+    return this.stopAutoMine
+  }
+
+  private stopAutoMine?: () => void
+
   /** Closes the HTTP server and the node; idempotent */
   async close (): Promise<void> {
+    this.stopAutoMine?.()
     this.closing ??= this.doClose()
     await this.closing
   }
