@@ -154,6 +154,11 @@ describe('payments and policy in a decloud node', function () {
       await assert.rejects(client.call({ target: s.addr, service: 'sha256', method: 'hash', pay: 'auto' }), (e: any) => e.status === 400 && /max/.test(e.message))
       const mined = await client.mine(2)
       assert.ok(mined.height > 0)
+      // the buyer runs the default policy (payments on, no policy given)
+      const policy = await client.request('GET', '/policy') as { file: string | null, rules: number }
+      assert.equal(policy.file, null)
+      assert.ok(policy.rules >= 5)
+      await assert.rejects(client.request('POST', '/policy/reload', {}), (e: any) => e.status === 404)
     } finally {
       await control.stop()
     }

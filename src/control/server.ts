@@ -37,6 +37,8 @@ export interface ControlledNode {
   /** Wallet, chain, promises (`/v1/wallet…`, `/v1/chain/mine`, paid calls); without them those answer 404 */
   readonly payments?: DecloudNode['payments']
   readonly pay?: DecloudNode['pay']
+  /** The policy in force (`GET /v1/policy`, `POST /v1/policy/reload`) */
+  readonly policy?: DecloudNode['policy']
 }
 
 export interface ControlServerInit {
@@ -303,6 +305,19 @@ export class ControlServer {
         this.only(req, 'GET')
         this.send(res, 200, await this.promises())
         return
+      case `${API_PREFIX}/policy`:
+        this.only(req, 'GET')
+        this.send(res, 200, this.policyInfo())
+        return
+      case `${API_PREFIX}/policy/reload`: {
+        this.only(req, 'POST')
+        const reloader = this.node.policy?.reloader
+        if (reloader == null) { throw new HttpError(404, 'not-found', this.node.policy == null ? 'this node runs without a policy' : 'the policy is not a file: nothing to reload') }
+        const r = await reloader.reload()
+        if (!r.ok) { throw new HttpError(400, 'bad-policy', `the policy in force is kept: ${r.error.message}`) }
+        this.send(res, 200, { ...this.policyInfo(), changed: r.changed })
+        return
+      }
       case `${API_PREFIX}/chain/mine`:
         this.only(req, 'POST')
         this.send(res, 200, await this.mine(await this.readJson(req)))
@@ -379,6 +394,19 @@ export class ControlServer {
     const p = this.node.payments
     if (p == null) { throw new HttpError(404, 'not-found', 'payments are off on this node (started with --no-payments)') }
     return p
+  }
+
+  /** GET /v1/policy */
+  private policyInfo (): Record<string, unknown> {
+    const p = this.node.policy
+    if (p == null) { throw new HttpError(404, 'not-found', 'this node runs without a policy') }
+    const engine = p.current()
+    return {
+      file: p.file ?? null,
+      rules: engine.rules.length,
+      reloads: p.reloader?.reloads ?? 0,
+      ...(p.reloader?.lastError != null ? { lastError: p.reloader.lastError.message } : {})
+    }
   }
 
   /** GET /v1/wallet */

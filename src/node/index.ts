@@ -141,9 +141,10 @@ export interface DecloudNodeOptions {
   payments?: PaymentsOptions | false
   /**
    * Who may call what, at what price, how often, on what tab
-   * (docs/policy.md). Off (undefined or false): every call is allowed at the
-   * services' prices. `decloud node` uses `<dataDir>/policy.yaml`, `--policy`
-   * or the default policy.
+   * (docs/policy.md). `false`: none, every call is allowed at the services'
+   * prices. Undefined: none without payments; with payments on,
+   * `<dataDir>/policy.yaml` or the default policy (so that tabs are only
+   * run up by identities with coins or trust).
    */
   policy?: PolicyOptions | false
   /** Staying in the swarm */

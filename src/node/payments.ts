@@ -118,15 +118,18 @@ export async function openPaymentParts (init: {
   const log = logger('decloud:node:payments')
   let policy: NodePolicy | undefined
   let stages: PolicyStages | undefined
-  if (init.policy !== false && init.policy != null) {
-    if (init.policy.rules != null) {
-      const engine = new PolicyEngine(init.policy.rules)
+  // a node that takes payments gets a policy unless told otherwise: without one every signed
+  // caller could run up tabs (the default policy defers only for coins or trust)
+  const policyOptions = init.policy ?? (init.payments != null && init.payments !== false ? {} : undefined)
+  if (policyOptions !== false && policyOptions != null) {
+    if (policyOptions.rules != null) {
+      const engine = new PolicyEngine(policyOptions.rules)
       policy = { current: () => engine, stop: () => {} }
     } else {
-      policy = await openNodePolicy({ file: init.policy.file, dataDir: init.dataDir, log: logger('decloud:policy') })
+      policy = await openNodePolicy({ file: policyOptions.file, dataDir: init.dataDir, log: logger('decloud:policy') })
     }
     const p = policy
-    stages = policyStages(() => p.current(), { trust: init.policy.trust })
+    stages = policyStages(() => p.current(), { trust: policyOptions.trust })
   }
 
   if (init.payments === false || init.payments == null) {
