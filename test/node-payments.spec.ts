@@ -231,6 +231,10 @@ describe('payments and policy in a decloud node', function () {
     }
     assert.equal(view?.status, 'settled', JSON.stringify(view))
     assert.equal(String(view.paid), String(PRICE))
+    // the buyer notes the settlement once the seller's answer is back
+    while (Date.now() < deadline && (await b.payments!.promises.outstanding()).length > 0) {
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
     assert.equal((await b.payments!.promises.outstanding()).length, 0)
   })
 })

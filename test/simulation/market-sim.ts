@@ -227,7 +227,8 @@ try {
   // the freeloader goes first, so its time threshold has passed by the time honest tabs are settled
   const order = [records[records.length - 1], ...records.slice(0, -1)]
   const buying = Date.now()
-  for (const r of order) {
+  /** One buyer: the cheapest seller, a paid put, a paid get of the same bytes */
+  const buy = async (r: BuyerRecord): Promise<void> => {
     const buyer = r.node
     const wallet = buyer.payments!.wallet
     const blob = randomBytes(BLOB)
@@ -244,16 +245,7 @@ try {
       // the get's price at this seller, from the price book (the bytes asked for: the whole blob)
       const getPrice = (await buyer.rankSellers('storage', { method: 'get', usage: BigInt(BLOB), discover: false })).find(cand => cand.peerId === best.peerId)?.price ?? 1n
       const putPrice = best.price ?? 1n
-      const option = (price: bigint): PayOption => {
-        switch (r.mode) {
-          case 'auto': return { kind: 'auto' }
-          case 'attached': return { kind: 'attached', amount: price }
-          case 'defer:completion': return { kind: 'defer', amount: price, threshold: 'completion' }
-          // the put alone stays under the threshold; the get takes the tab over it
-          case 'defer:value': return { kind: 'defer', amount: price, threshold: `value:${putPrice + 1n}` }
-          default: return { kind: 'defer', amount: price, threshold: FREELOAD_THRESHOLD }
-        }
-      }
+      const option = (price: bigint): PayOption => payOption(r.mode, price, putPrice)
       // honest buyers pay through the node (bidding strategy, switching to attached when a promise is refused);
       // the freeloader only ever promises
       const pay = async (call: Parameters<DecloudNode['pay']>[1], price: bigint): Promise<PaidCallResult> => r.honest
@@ -282,8 +274,9 @@ try {
     } catch (err: any) {
       r.put ??= failed(err)
     }
-    log(`${r.name} (${r.mode}) → seller-${r.seller ?? '?'}: put ${r.put?.status ?? '-'}${r.put?.error != null ? ` (${r.put.error})` : ''}, get ${r.get?.status ?? '-'}${r.get?.error != null ? ` (${r.get.error})` : ''}`)
+    log(`${r.name} (${r.mode}) → seller-${r.seller ?? '?'}: put ${outcome(r.put)}, get ${outcome(r.get)}`)
   }
+  for (const r of order) { await buy(r) }
   phases.buying = Date.now() - buying
 
   // honest promises: the buyers' fulfilment loops pay them; the sellers see the tabs settled
@@ -459,6 +452,23 @@ try {
   await rm(root, { recursive: true, force: true })
 }
 process.exit(exitCode)
+
+/** How a buyer in `mode` bids for a call the price book prices at `price` */
+function payOption (mode: BuyerRecord['mode'], price: bigint, putPrice: bigint): PayOption {
+  switch (mode) {
+    case 'auto': return { kind: 'auto' }
+    case 'attached': return { kind: 'attached', amount: price }
+    case 'defer:completion': return { kind: 'defer', amount: price, threshold: 'completion' }
+    // the put alone stays under the threshold; the get takes the tab over it
+    case 'defer:value': return { kind: 'defer', amount: price, threshold: `value:${putPrice + 1n}` }
+    default: return { kind: 'defer', amount: price, threshold: FREELOAD_THRESHOLD }
+  }
+}
+
+function outcome (call: CallRecord | undefined): string {
+  if (call == null) { return '-' }
+  return call.error != null ? `${call.status} (${call.error})` : call.status
+}
 
 function ms (v: number | undefined): string {
   return v == null ? '-' : `${(v / 1000).toFixed(1)} s`
