@@ -62,6 +62,10 @@ export interface PaymentsOptions {
   minConfirmations?: number
   /** the fulfilment loop (paying this node's own deferred promises); false: off */
   fulfilment?: false | { interval?: number, lead?: number }
+  /** ms an overdue tab is given before the sweep breaks it @default 15 minutes */
+  tabGrace?: number
+  /** ms after opening a tab falls due at the latest, whatever its threshold @default 24 hours */
+  maxTabAge?: number
   /** how often overdue tabs are swept into broken promises (ms) @default 60_000 */
   sweepInterval?: number
 }
@@ -167,7 +171,7 @@ export async function openPaymentParts (init: {
     await closeBackend()
     throw err
   }
-  const tabs = new TabStore({ db: init.store.sub('tabs') })
+  const tabs = new TabStore({ db: init.store.sub('tabs'), grace: opts.tabGrace, maxTabAge: opts.maxTabAge })
   const gate = new PaymentGate({
     wallet,
     backend,

@@ -178,8 +178,8 @@ try {
 
   const boot = await start('boot', { sell: [], payments: false })
   log(`bootstrap ${boot.addresses()[0]}`)
-  // the grace option is passed when PaymentsOptions has one; without it the sweep below advances its clock
-  const sellerPayments = { chain: c, fulfilment: false, sweepInterval: 250, tabGrace: GRACE } as PaymentsOptions
+  // a short grace: the sellers' own sweep breaks the freeloader's tab within seconds
+  const sellerPayments: PaymentsOptions = { chain: c, fulfilment: false, sweepInterval: 250, tabGrace: GRACE }
   const sellerOptions = (i: number): DecloudNodeOptions => ({
     bootstrap: boot.addresses(),
     sell: ['storage'],
@@ -197,7 +197,9 @@ try {
       return start(freeloader ? 'freeloader' : `buyer-${i}`, {
         bootstrap: boot.addresses(),
         sell: [],
-        payments: { chain: c, fulfilment: freeloader ? false : { interval: 500, lead: 0 } }
+        payments: { chain: c, fulfilment: freeloader ? false : { interval: 500, lead: 0 } },
+        // the default policy, as rules: no policy file to watch per node
+        policy: { rules: defaultPolicy() }
       })
     }))
   ])
