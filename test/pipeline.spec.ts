@@ -10,6 +10,7 @@ import {
 } from '../src/protocols/opencloud/index.js'
 import { checkNonce, dispatch, priceOf, resolveService, validateShape, verifySignatures } from '../src/protocols/opencloud/pipeline.js'
 import { sha256Service } from '../src/services/sha256.js'
+import { QUOTE_VALIDITY } from '../src/services/template.js'
 import type { CallState, Reply, Stage } from '../src/protocols/opencloud/index.js'
 import type { ServiceDefinition } from '../src/services/template.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
@@ -233,7 +234,9 @@ describe('pipeline stages', () => {
       const s = state(request({ service: 'priced', method: 'quote', args: ['bytes', '2500'] }))
       assert.equal(resolveService(new Map([['priced', priced]]))(s), undefined)
       const r = await dispatch(1000)(s)
-      assert.deepEqual(JSON.parse(text(r?.body)), { service: 'priced', method: 'bytes', currency: 'BTC', units: { byte: '2500' }, base: '0', usage: '8', amount: '8' })
+      const { validUntil, ...quote } = JSON.parse(text(r?.body))
+      assert.deepEqual(quote, { service: 'priced', method: 'bytes', currency: 'BTC', units: { byte: '2500' }, base: '0', usage: '8', amount: '8' })
+      assert.ok(validUntil >= Date.now() + QUOTE_VALIDITY - 60_000, 'valid for QUOTE_VALIDITY')
     })
   })
 

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict'
+import { callPrice } from '../src/protocols/opencloud/pipeline.js'
 import { AmountOverflowError, computeCost, InvalidPricingError, isFree, MAX_AMOUNT, parseUnsigned, validatePricing } from '../src/services/pricing.js'
+import { QUOTE_VALIDITY, reprice } from '../src/services/template.js'
+import type { MethodDefinition } from '../src/services/template.js'
 
 describe('pricing (integer satoshis)', () => {
   describe('computeCost', () => {
@@ -94,5 +97,29 @@ describe('pricing (integer satoshis)', () => {
     for (const s of ['', '-1', '+1', '1.5', '1e3', '0x10', ' 1', '1 ', '١٢', '9'.repeat(31), 'NaN', 'Infinity']) {
       assert.equal(parseUnsigned(s), undefined, JSON.stringify(s))
     }
+  })
+
+  describe('quotes are honoured until they expire', () => {
+    const method = (): MethodDefinition => ({ description: 'm', units: ['byte'], pricing: { base: 100n }, handler: () => ({}) })
+
+    it('after a price rise the old price is accepted until the quotes given at it expire', () => {
+      const m = method()
+      const t0 = 1_000_000
+      assert.equal(callPrice(m, [1n], t0)?.total, 100n)
+      reprice(m, { base: 250n }, t0)
+      assert.equal(m.pricing?.base, 250n)
+      assert.equal(callPrice(m, [1n], t0 + 1)?.total, 100n, 'a quote at 100 is still valid')
+      assert.equal(callPrice(m, [1n], t0 + QUOTE_VALIDITY - 1)?.total, 100n)
+      assert.equal(callPrice(m, [1n], t0 + QUOTE_VALIDITY)?.total, 250n, 'expired: the new price')
+    })
+
+    it('a price cut applies at once; repricing to the same price keeps the old window', () => {
+      const m = method()
+      reprice(m, { base: 40n }, 0)
+      assert.equal(callPrice(m, [1n], 1)?.total, 40n)
+      const before = m.previousPricing
+      reprice(m, { base: 40n }, 5)
+      assert.equal(m.previousPricing, before)
+    })
   })
 })

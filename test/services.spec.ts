@@ -104,7 +104,8 @@ describe('service template', () => {
     for (const [units, amount] of cases) {
       const res = await call('quote', ['keep', ...units])
       assert.equal(res.path, 'ok', res.detail)
-      const q = parse(res)
+      const { validUntil, ...q } = parse(res)
+      assert.ok(Number.isSafeInteger(validUntil) && validUntil > Date.now(), 'a quote says until when it is valid')
       const values = [BigInt(units[0] ?? 1), BigInt(units[1] ?? 1)]
       const cost = computeCost(KEEP_PRICING, values)
       assert.equal(cost.total, amount)

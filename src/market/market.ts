@@ -1,7 +1,7 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { PROTOCOL as OPENCLOUD_PROTOCOL } from '../protocols/opencloud/constants.js'
 import { Status } from '../protocols/opencloud/pb/opencloud.js'
-import { ServiceError } from '../services/template.js'
+import { ServiceError, reprice } from '../services/template.js'
 import { MARKET_TOPIC, MAX_VALIDITY, signAnnouncement, verifyAnnouncement } from './announcement.js'
 import { followMarketPrice, validateStrategy } from './strategy.js'
 import type { Announcement } from './announcement.js'
@@ -296,7 +296,7 @@ export class Market {
         if ((m.units ?? []).length === 0 && m.pricing == null && this.strategies[`${def.name}.${name}`] == null) { continue }
         const pricing = this.currentPricing(def, name)
         // the server charges what the market is told
-        if (!withdraw && this.strategies[`${def.name}.${name}`] != null) { m.pricing = pricing }
+        if (!withdraw && this.strategies[`${def.name}.${name}`] != null) { reprice(m, pricing) }
         const bytes = await signAnnouncement(this.init.privateKey, self, {
           service: def.name,
           version: def.version,

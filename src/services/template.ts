@@ -6,6 +6,21 @@ import type { AcceptedPayment, BitcoinCredentialState } from '../protocols/openc
 import type { PeerId } from '@libp2p/interface'
 
 /** One call as a service method sees it, after validation, access and payment */
+/** How long a quote (and so the price it names) stays valid, ms */
+export const QUOTE_VALIDITY = 10 * 60_000
+
+/**
+ * Changes a method's price, keeping the old one honoured for the quotes
+ * given at it (until `QUOTE_VALIDITY` from now)
+ */
+export function reprice (method: MethodDefinition, pricing: Pricing | undefined, now = Date.now()): void {
+  const same = (a: Pricing | undefined, b: Pricing | undefined): boolean =>
+    (a?.base ?? 0n) === (b?.base ?? 0n) && (a?.rate ?? 0n) === (b?.rate ?? 0n) && (a?.per ?? 1n) === (b?.per ?? 1n)
+  if (same(method.pricing, pricing)) { return }
+  method.previousPricing = { pricing: method.pricing, until: now + QUOTE_VALIDITY }
+  method.pricing = pricing
+}
+
 export interface ServiceCall {
   service: string
   method: string
@@ -47,6 +62,12 @@ export interface MethodDefinition {
    */
   units?: string[]
   pricing?: Pricing
+  /**
+   * The price before the last change and until when it is still honoured:
+   * a quote is valid until its expiry (`QUOTE_VALIDITY`), so a seller whose
+   * price rose keeps accepting the old one that long (see `reprice`)
+   */
+  previousPricing?: { pricing: Pricing | undefined, until: number }
   /**
    * The units of service a concrete call consumes, exactly one value per
    * entry of `units`, in the same order; the payment gate prices the call

@@ -7,8 +7,8 @@
  * answers (returns a Reply). No stage reaches back. Signing the response is
  * done by the caller, for every reply, whichever stage produced it.
  */
-import { computeCost, isFree, parseUnsigned } from '../../services/pricing.js'
-import { ServiceError, TEMPLATE_METHODS } from '../../services/template.js'
+import { computeCost, parseUnsigned } from '../../services/pricing.js'
+import { QUOTE_VALIDITY, ServiceError, TEMPLATE_METHODS } from '../../services/template.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_CREDENTIAL_LENGTH, MAX_CREDENTIALS, MAX_PAYMENT_FIELD_LENGTH, MAX_SIGNATURE_LENGTH, NONCE_LENGTH } from './constants.js'
 import { PaymentType, Status } from './pb/opencloud.js'
 import { verifyAll } from './signing.js'
@@ -175,8 +175,24 @@ export function resolveService (services: Map<string, ServiceDefinition>): Stage
 /** The price of this call (sats), undefined when it cannot be priced; 0 for template methods */
 export function costOf (state: CallState): bigint | undefined {
   const method = state.method
-  if (method == null || isFree(method.pricing)) { return 0n }
-  return priceOf(method, state.usage ?? usageOf(method, toCall(state)))?.total
+  if (method == null) { return 0n }
+  return callPrice(method, state.usage ?? usageOf(method, toCall(state)))?.total
+}
+
+/**
+ * What a call of `method` with these units costs now: the current price,
+ * or the previous one while quotes given at it are still valid, whichever
+ * is lower (a quote is honoured until it expires). Undefined when it
+ * cannot be priced.
+ */
+export function callPrice (method: MethodDefinition, units: readonly bigint[], now = Date.now()): CostBreakdown | undefined {
+  const current = priceOf(method, units)
+  const prev = method.previousPricing
+  if (prev == null || prev.until <= now) { return current }
+  const old = priceOf({ ...method, pricing: prev.pricing }, units)
+  if (old == null) { return current }
+  if (current == null) { return old }
+  return old.total < current.total ? old : current
 }
 
 export function toCall (state: CallState): ServiceCall {
@@ -228,8 +244,8 @@ export const defaultPaymentGate: Stage = (state) => {
     const name = r.paymentType === PaymentType.PAYMENT_ATTACHED ? 'attached' : 'defer'
     return { status: Status.PAYMENT_DECLINED, detail: `payment-type ${name} is not implemented yet on this node (no payment backend); send payment-type none for free methods` }
   }
-  if (method == null || isFree(method.pricing)) { return undefined }
-  const cost = priceOf(method, state.usage ?? usageOf(method, toCall(state)))
+  if (method == null) { return undefined }
+  const cost = callPrice(method, state.usage ?? usageOf(method, toCall(state)))
   if (cost == null) { return { status: Status.TOO_LARGE, detail: 'this call is too large to be priced' } }
   if (cost.total === 0n) { return undefined }
   return {
@@ -284,7 +300,8 @@ async function templateMethod (state: CallState): Promise<Reply> {
         if (v == null) { return { status: Status.BAD_REQUEST, detail: `units of ${dims[i]} must be a non-negative integer` } }
         units.push(v)
       }
-      const cost = priceOf(m, units)
+      const now = Date.now()
+      const cost = callPrice(m, units, now)
       if (cost == null) { return { status: Status.BAD_REQUEST, detail: 'these units are too large to be priced' } }
       return {
         status: Status.OK,
@@ -295,7 +312,9 @@ async function templateMethod (state: CallState): Promise<Reply> {
           units: Object.fromEntries(dims.map((d, i) => [d, units[i]])),
           base: cost.base,
           usage: cost.usage,
-          amount: cost.total
+          amount: cost.total,
+          // the signed answer is evidence: this price is accepted until then (ms since the epoch)
+          validUntil: now + QUOTE_VALIDITY
         })
       }
     }
