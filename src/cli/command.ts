@@ -179,3 +179,20 @@ export function parsePrice (value: string): { service: string, method: string, p
   if (per === 0n) { throw new UsageError(`--price "${value}": PER must be at least 1`) }
   return { service: m[1], method: m[2], pricing: { base, rate, per } }
 }
+
+/** Resolves with the name of the first SIGINT/SIGTERM; a second one exits at once */
+export async function untilSignal (): Promise<NodeJS.Signals> {
+  return new Promise(resolve => {
+    let seen = false
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (seen) {
+        process.stderr.write(`decloud: ${signal} again: exiting without a clean stop\n`)
+        process.exit(signal === 'SIGINT' ? 130 : 143)
+      }
+      seen = true
+      resolve(signal)
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+  })
+}

@@ -154,6 +154,9 @@ class Reader {
   }
 }
 
+/** The scope keys whose value is one checked string */
+const NAME_CHECKS = { service: checkService, method: checkMethod, id: checkId, address: checkAddress } as const
+
 function parseScope (rd: Reader, node: Node | null): Scope {
   if (isScalar(node) && node.value === 'global') { return {} }
   if (isScalar(node)) { rd.fail(node, `scope must be global or a map such as { service: storage }, not ${show(node.value)}`) }
@@ -161,28 +164,13 @@ function parseScope (rd: Reader, node: Node | null): Scope {
   const scope: Scope = {}
   for (const { key, keyNode, value } of rd.entries(node, 'scope')) {
     switch (key) {
-      case 'service': {
-        const v = rd.scalar(value)
-        rd.check(value, checkService(v))
-        scope.service = v as string
-        break
-      }
-      case 'method': {
-        const v = rd.scalar(value)
-        rd.check(value, checkMethod(v))
-        scope.method = v as string
-        break
-      }
-      case 'id': {
-        const v = rd.scalar(value)
-        rd.check(value, checkId(v))
-        scope.id = v as string
-        break
-      }
+      case 'service':
+      case 'method':
+      case 'id':
       case 'address': {
         const v = rd.scalar(value)
-        rd.check(value, checkAddress(v))
-        scope.address = v as string
+        rd.check(value, NAME_CHECKS[key](v))
+        scope[key] = v as string
         break
       }
       case 'bitcoin': {

@@ -7,7 +7,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Address } from '@scure/btc-signer'
 import { ChainUnavailableError } from '../../payments/types.js'
-import { CliError, EXIT, TransportError, UsageError, err, out, parse, resolveDataDir } from '../command.js'
+import { CliError, EXIT, TransportError, UsageError, err, out, parse, resolveDataDir, untilSignal } from '../command.js'
 import type { Command } from '../command.js'
 
 /** bcoin's regtest RPC port */
@@ -214,21 +214,4 @@ async function readApiKey (file: string): Promise<string | undefined> {
   const key = text.trim()
   if (!API_KEY.test(key)) { throw new CliError(`${file} does not hold a valid API key; delete it to make a new one`) }
   return key
-}
-
-/** Resolves with the name of the first SIGINT/SIGTERM; a second one exits at once */
-async function untilSignal (): Promise<NodeJS.Signals> {
-  return new Promise(resolve => {
-    let seen = false
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (seen) {
-        process.stderr.write(`decloud: ${signal} again: exiting without a clean stop\n`)
-        process.exit(signal === 'SIGINT' ? 130 : 143)
-      }
-      seen = true
-      resolve(signal)
-    }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-  })
 }

@@ -2,7 +2,7 @@ import { findRunningNode } from '../../control/client.js'
 import { ControlServer } from '../../control/server.js'
 import { decloudVersion } from '../../control/version.js'
 import { createDecloudNode } from '../../node/index.js'
-import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, UsageError, EXIT, checkMultiaddrs, err, out, parse, parseChainOptions, parseNetworkMode, parsePrice, resolveDataDir } from '../command.js'
+import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, UsageError, EXIT, checkMultiaddrs, err, out, parse, parseChainOptions, parseNetworkMode, parsePrice, resolveDataDir, untilSignal } from '../command.js'
 import type { DecloudNode, DecloudNodeOptions } from '../../node/index.js'
 import type { Command } from '../command.js'
 
@@ -59,23 +59,6 @@ examples:
   decloud node
   decloud node --dev --data-dir /tmp/a --listen /ip4/127.0.0.1/tcp/0
 `
-
-/** Resolves with the name of the first SIGINT/SIGTERM; a second one exits at once */
-async function untilSignal (): Promise<NodeJS.Signals> {
-  return new Promise(resolve => {
-    let seen = false
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (seen) {
-        process.stderr.write(`decloud: ${signal} again: exiting without a clean stop\n`)
-        process.exit(signal === 'SIGINT' ? 130 : 143)
-      }
-      seen = true
-      resolve(signal)
-    }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-  })
-}
 
 export const command: Command = {
   name: 'node',
