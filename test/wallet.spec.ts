@@ -291,3 +291,45 @@ describe('wallet on a regtest chain', function () {
     await closeStore(store2)
   })
 })
+
+describe('wallet on a backend that lists confirmed coins only (bitcoind JSON-RPC)', function () {
+  this.timeout(60_000)
+  let served: EmbeddedChain
+  let rpc: import('../src/payments/chain/bitcoind-rpc.js').BitcoindRpcBackend
+  const stores: Store[] = []
+
+  before(async () => {
+    const { EmbeddedChain } = await import('./regtest.js')
+    const { generateApiKey } = await import('../src/payments/chain/embedded.js')
+    const { BitcoindRpcBackend } = await import('../src/payments/chain/bitcoind-rpc.js')
+    served = await EmbeddedChain.start({ memory: true, http: { port: 0, apiKey: generateApiKey() } })
+    rpc = await BitcoindRpcBackend.connect(served.rpcUrl as string, { chain: 'regtest' })
+  })
+
+  after(async () => {
+    for (const s of stores) { await s.close().catch(() => {}) }
+    await rpc?.close()
+    await served?.close()
+  })
+
+  it('spends its own unconfirmed change: two payments in a row from one coin, no block between', async () => {
+    const dir = await tempDir()
+    const store = new Store(join(dir, 'db'))
+    await store.open()
+    stores.push(store)
+    const wallet = await Wallet.open({ dataDir: dir, db: store.sub('wallet'), backend: rpc })
+    await served.fund(await wallet.newAddress(), BTC)
+    assert.equal((await wallet.balance()).confirmed, BTC)
+    const to = p2wpkh(secp256k1.getPublicKey(secp256k1.utils.randomSecretKey(), true), rpc.network).address as string
+    const first = await wallet.send(to, 10_000n)
+    // scantxoutset still lists the spent coin and not the change: the wallet adds its own change
+    const between = await wallet.balance()
+    assert.equal(between.confirmed + between.unconfirmed, BTC - 10_000n - first.fee)
+    const second = await wallet.send(to, 20_000n)
+    assert.notEqual(second.txid, first.txid)
+    await served.mine(1, to)
+    const after = await wallet.balance()
+    assert.equal(after.unconfirmed, 0n)
+    assert.equal(after.confirmed, BTC - 30_000n - first.fee - second.fee, 'both payments confirmed, nothing counted twice')
+  })
+})

@@ -74,6 +74,8 @@ export interface LedgerEntry {
 interface Reservation {
   outpoints: string[]
   time: number
+  /** the payment's change output, spendable as soon as the backend knows the payment */
+  change?: { vout: number, value: string, script: string }
 }
 
 interface Owned {
@@ -297,6 +299,7 @@ export class Wallet implements PaymentWallet {
     for (let i = 0; i < addresses.length; i += QUERY_CHUNK) {
       out.push(...await this.backend.utxos(addresses.slice(i, i + QUERY_CHUNK)))
     }
+    await this.addPendingChange(out)
     // only coins of scripts this wallet derived (a backend's answer is input
     // like any other), and never the identity address's
     return out.filter(u => {
@@ -305,11 +308,42 @@ export class Wallet implements PaymentWallet {
     })
   }
 
+  /**
+   * The change of this wallet's own payments that are in the mempool, when
+   * the backend lists confirmed coins only (bitcoind's `scantxoutset`): like
+   * Bitcoin Core's wallet, the wallet spends its own unconfirmed change, so
+   * a second payment need not wait for a block. A payment counts once the
+   * backend knows its transaction; one that was never broadcast has no change.
+   */
+  private async addPendingChange (coins: Utxo[]): Promise<void> {
+    const listed = new Set(coins.map(outpoint))
+    for (const [txid, r] of this.reservations) {
+      // only payments whose coins the backend still lists as unspent need a look
+      if (!r.outpoints.some(o => listed.has(o))) { continue }
+      if (!this.knownPayments.has(txid)) {
+        const status = await this.backend.transaction(txid).catch(() => undefined)
+        if (status == null) { continue }
+        this.knownPayments.add(txid)
+      }
+      if (r.change == null) { continue }
+      const o = `${txid}:${r.change.vout}`
+      // listed already, or spent by a later payment of ours (its own change stands for it)
+      if (listed.has(o) || this.reserved.has(o)) { continue }
+      coins.push({ txid, vout: r.change.vout, value: BigInt(r.change.value), script: r.change.script })
+    }
+  }
+
+  /** payments the backend showed it knows (their change may be spent) */
+  private readonly knownPayments = new Set<string>()
+
   /** Spendable coins (the identity address's excluded), confirmed and unconfirmed */
   async balance (): Promise<WalletBalance> {
     let confirmed = 0n
     let unconfirmed = 0n
     for (const u of await this.utxos(this.spendableAddresses())) {
+      // spent by a payment of ours the backend knows (it lists confirmed coins only): gone
+      const by = this.reserved.get(outpoint(u))
+      if (by != null && this.knownPayments.has(by)) { continue }
       if (u.height != null) { confirmed += u.value } else { unconfirmed += u.value }
     }
     return { confirmed, unconfirmed }
@@ -400,7 +434,12 @@ export class Wallet implements PaymentWallet {
     const txid = tx.id
 
     const time = Date.now()
-    const reservation: Reservation = { outpoints: selected.map(outpoint), time }
+    const changeIndex = plan.change > 0n ? outputs.findIndex(o => o.script !== script) : -1
+    const reservation: Reservation = {
+      outpoints: selected.map(outpoint),
+      time,
+      ...(changeIndex >= 0 ? { change: { vout: changeIndex, value: plan.change.toString(), script: Buffer.from(outputs[changeIndex].script).toString('hex') } } : {})
+    }
     const ledgerKey = `${this.prefix}sent/${pad(time, 15)}/${txid}`
     const entry = { txid, to: address, amount: amount.toString(), fee: plan.fee.toString(), time }
     ops.push(
@@ -430,6 +469,7 @@ export class Wallet implements PaymentWallet {
 
   private unreserve (txid: string): void {
     const r = this.reservations.get(txid)
+    this.knownPayments.delete(txid)
     if (r == null) { return }
     for (const o of r.outpoints) {
       if (this.reserved.get(o) === txid) { this.reserved.delete(o) }
