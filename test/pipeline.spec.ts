@@ -84,6 +84,8 @@ describe('pipeline stages', () => {
         { service: '' }, { method: '' }, { service: 'Sha256' }, { method: '__proto__' }, { service: 'a'.repeat(65) },
         { args: Array.from({ length: 33 }, () => 'x') }, { args: ['x'.repeat(1025)] },
         { id: Array.from({ length: 9 }, () => 'oc:x'), sig: Array.from({ length: 9 }, () => new Uint8Array(64) as Bytes) },
+        // btc: signatures are costly to verify: at most two per request
+        { id: ['oc:x', 'btc:a', 'btc:b', 'btc:c'], sig: Array.from({ length: 4 }, () => new Uint8Array(64) as Bytes) },
         { id: ['oc:' + 'x'.repeat(300)], sig: [new Uint8Array(64) as Bytes] },
         { id: ['oc:x'], sig: [new Uint8Array(2000) as Bytes] },
         { nonce: new Uint8Array(15) as Bytes }, { nonce: new Uint8Array(17) as Bytes },

@@ -32,6 +32,12 @@ export const MAX_NONCE_PEERS = 10_000
 
 /** Decoder limits on repeated fields */
 export const MAX_CREDENTIALS = 8
+/**
+ * `btc:` credentials per request: their signatures cost 1–15 ms each to
+ * verify (BIP-322/BIP-137, against ~0.2 ms for an `oc:` one), and they are
+ * verified before the rate limits apply, so a request may not bring many
+ */
+export const MAX_BTC_CREDENTIALS = 2
 export const MAX_ARGS = 32
 export const MAX_ARG_LENGTH = 1024
 export const MAX_NAME_LENGTH = 64

@@ -9,7 +9,7 @@
  */
 import { computeCost, parseUnsigned } from '../../services/pricing.js'
 import { QUOTE_VALIDITY, ServiceError, TEMPLATE_METHODS } from '../../services/template.js'
-import { MAX_ARG_LENGTH, MAX_ARGS, MAX_CREDENTIAL_LENGTH, MAX_CREDENTIALS, MAX_PAYMENT_FIELD_LENGTH, MAX_SIGNATURE_LENGTH, NONCE_LENGTH } from './constants.js'
+import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BTC_CREDENTIALS, MAX_CREDENTIAL_LENGTH, MAX_CREDENTIALS, MAX_PAYMENT_FIELD_LENGTH, MAX_SIGNATURE_LENGTH, NONCE_LENGTH } from './constants.js'
 import { PaymentType, Status } from './pb/opencloud.js'
 import { verifyAll } from './signing.js'
 import { isStatus } from './status.js'
@@ -118,6 +118,7 @@ export function validateShape (maxBodySize: number): Stage {
     if (r.args.length > MAX_ARGS) { return { status: Status.BAD_REQUEST, detail: `at most ${MAX_ARGS} args` } }
     if (r.args.some(a => a.length > MAX_ARG_LENGTH)) { return { status: Status.BAD_REQUEST, detail: `an arg exceeds ${MAX_ARG_LENGTH} characters` } }
     if (r.id.length > MAX_CREDENTIALS) { return { status: Status.BAD_REQUEST, detail: `at most ${MAX_CREDENTIALS} credentials` } }
+    if (r.id.filter(id => id.startsWith('btc:')).length > MAX_BTC_CREDENTIALS) { return { status: Status.BAD_REQUEST, detail: `at most ${MAX_BTC_CREDENTIALS} btc: credentials` } }
     if (r.id.some(id => id.length > MAX_CREDENTIAL_LENGTH)) { return { status: Status.BAD_REQUEST, detail: `a credential exceeds ${MAX_CREDENTIAL_LENGTH} characters` } }
     if (r.sig.some(sig => sig.byteLength > MAX_SIGNATURE_LENGTH)) { return { status: Status.BAD_REQUEST, detail: `a signature exceeds ${MAX_SIGNATURE_LENGTH} bytes` } }
     if (r.nonce.byteLength !== 0 && r.nonce.byteLength !== NONCE_LENGTH) { return { status: Status.BAD_REQUEST, detail: `a nonce is ${NONCE_LENGTH} bytes` } }
