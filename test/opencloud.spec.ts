@@ -197,8 +197,9 @@ describe('OpenCloud between real nodes', function () {
       assert.deepEqual(methods.methods.map((m: any) => m.name).sort(), ['hash', 'info', 'methods', 'quote'])
       const hash = methods.methods.find((m: any) => m.name === 'hash')
       assert.deepEqual(hash.units, ['byte'])
-      const quote = json(await a.opencloud.call(b.addr, { service: 'sha256', method: 'quote', args: ['hash', '1024'] }))
+      const { validUntil, ...quote } = json(await a.opencloud.call(b.addr, { service: 'sha256', method: 'quote', args: ['hash', '1024'] }))
       assert.deepEqual(quote, { service: 'sha256', method: 'hash', currency: 'BTC', units: { byte: '1024' }, base: '0', usage: '0', amount: '0' })
+      assert.ok(validUntil > Date.now(), 'the quote says until when it holds')
     })
 
     it('storage.info reports capacity and use; storage.methods lists put/get/stat/delete', async () => {
