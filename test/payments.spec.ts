@@ -682,6 +682,33 @@ describe('tabs (TabStore on LevelDB)', () => {
     assert.match(!long.ok ? long.detail : '', /up to 86400 seconds/)
   })
 
+  it('a tab paid before its first promise is still swept when its promises go unpaid', async () => {
+    const now = Date.now()
+    const day = 24 * 3600_000
+    await tabs.credit({ payer, deferId: 'pre', amount: 5n, txid: 'bb'.repeat(32), now })
+    const out = await tabs.promise({ payer, deferId: 'pre', amount: 15n, maxTab: 1000n, now, ...await signed('pre', 15n) })
+    assert.equal(out.ok, true)
+    assert.equal(await tabs.sweep(now + day + tabs.grace - 1), 0)
+    assert.equal(await tabs.sweep(now + day + tabs.grace), 1)
+    const [broken] = await collect(tabs.brokenPromises())
+    assert.deepEqual([broken.deferId, broken.owed, broken.paid], ['pre', 10n, 5n])
+    assert.equal((await tabs.get(payer, 'pre'))?.status, 'broken')
+  })
+
+  it('a promise taken back below a value threshold makes the tab not due again', async () => {
+    const now = Date.now()
+    for (const amount of [10n, 10n]) {
+      assert.equal((await tabs.promise({ payer, deferId: 'v', amount, maxTab: 1000n, threshold: parseThreshold('value:20'), now, ...await signed('v', amount) })).ok, true)
+    }
+    const due = await tabs.get(payer, 'v')
+    assert.equal(due != null && statusAt(due, now), 'due')
+    assert.equal(await tabs.withdraw({ payer, deferId: 'v', amount: 10n, reason: 'status 500', now }), true)
+    const after = await tabs.get(payer, 'v')
+    assert.equal(after?.dueAt, undefined)
+    assert.equal(after != null && statusAt(after, now + 1), 'open')
+    assert.equal(await tabs.sweep(now + 2 * tabs.grace), 0)
+  })
+
   it('serializes concurrent promises on one tab', async () => {
     const inputs = await Promise.all(Array.from({ length: 20 }, async () => signed('busy', 7n)))
     const outs = await Promise.all(inputs.map(async i => tabs.promise({ payer, deferId: 'busy', amount: 7n, maxTab: 10_000n, ...i })))

@@ -54,6 +54,18 @@ describe('wallet seed file', () => {
     await assert.rejects(readWalletFile(dir2, { passphrase: 'correct horse' }), (err: any) => err.name === WrongPassphraseError.name)
   })
 
+  it('refuses a damaged file whose scrypt parameters would need gigabytes of memory', async () => {
+    const dir = await tempDir()
+    await writeWalletFile(dir, newMnemonic(), { passphrase: 'correct horse' })
+    const file = JSON.parse(await readFile(walletFilePath(dir), 'utf8'))
+    file.kdf.N = 2 ** 20
+    file.kdf.r = 32
+    const dir2 = await tempDir()
+    const { writeFile } = await import('node:fs/promises')
+    await writeFile(walletFilePath(dir2), JSON.stringify(file), { mode: 0o600 })
+    await assert.rejects(readWalletFile(dir2, { passphrase: 'correct horse' }), (err: any) => err.name === WalletFileError.name && /unknown encryption parameters/.test(err.message))
+  })
+
   it('refuses a file that group or others can read, saying to chmod 600', async () => {
     const dir = await tempDir()
     await loadOrCreateMnemonic(dir)

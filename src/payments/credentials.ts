@@ -24,6 +24,7 @@ import { Address, NETWORK } from '@scure/btc-signer'
 import { Verifier as Bip322Verifier } from 'bip322-js'
 import { Status } from '../protocols/opencloud/pb/opencloud.js'
 import { OPENCLOUD_ID_PREFIX } from '../protocols/opencloud/signing.js'
+import { KeyedMutex, Lru } from './tabs.js'
 import type { AddressNetwork, AddressState, ChainBackend } from './types.js'
 import type { BitcoinCredentialState, Stage } from '../protocols/opencloud/pipeline.js'
 import type { CredentialVerifier, Signer } from '../protocols/opencloud/signing.js'
@@ -156,7 +157,7 @@ export function signP2wpkhMessage (privateKey: Uint8Array, message: Uint8Array, 
 // faster than JavaScript. SubjectPublicKeyInfo of a compressed point.
 const SPKI_PREFIX = Buffer.from('3036301006072a8648ce3d020106052b8104000a032200', 'hex')
 const KEY_CACHE_SIZE = 4096
-const keyCache = new Map<string, KeyObject>()
+const keyCache = new Lru<KeyObject>(KEY_CACHE_SIZE)
 const NODE_SECP256K1 = (() => {
   try {
     createPublicKey({ key: Buffer.concat([SPKI_PREFIX, secp256k1.getPublicKey(new Uint8Array(32).fill(1), true)]), format: 'der', type: 'spki' })
@@ -172,7 +173,6 @@ function keyObject (publicKey: Uint8Array): KeyObject {
   if (k == null) {
     k = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' })
     keyCache.set(id, k)
-    if (keyCache.size > KEY_CACHE_SIZE) { keyCache.delete(keyCache.keys().next().value as string) }
   }
   return k
 }
@@ -281,13 +281,13 @@ const dec = new TextDecoder()
  */
 export class AddressBindings {
   private readonly db: SubDb
-  private tail: Promise<unknown> = Promise.resolve()
-  private readonly cache = new Map<string, string>()
-  private readonly maxCache: number
+  /** one bind per address at a time: read-then-write must not interleave */
+  private readonly locks = new KeyedMutex()
+  private readonly cache: Lru<string>
 
   constructor (db: SubDb, options: { maxCacheEntries?: number } = {}) {
     this.db = db
-    this.maxCache = options.maxCacheEntries ?? 10_000
+    this.cache = new Lru(options.maxCacheEntries ?? 10_000)
   }
 
   /** The OpenCloud ID this address is bound to, if any */
@@ -297,27 +297,19 @@ export class AddressBindings {
     const v = await this.db.get(`b/${address}`)
     if (v == null) { return undefined }
     const id = dec.decode(v)
-    this.remember(address, id)
+    this.cache.set(address, id)
     return id
   }
 
   /** Binds the address to `ocId` unless it is bound to another ID already (first come wins) */
   async bind (address: string, ocId: string): Promise<BindResult> {
-    // one bind at a time: read-then-write must not interleave
-    const run = this.tail.then(async () => {
+    return this.locks.run(address, async () => {
       const current = await this.boundTo(address)
       if (current != null) { return current === ocId ? { ok: true as const } : { ok: false as const, boundTo: current } }
       await this.db.put(`b/${address}`, enc.encode(ocId))
-      this.remember(address, ocId)
+      this.cache.set(address, ocId)
       return { ok: true as const }
     })
-    this.tail = run.catch(() => {})
-    return run
-  }
-
-  private remember (address: string, id: string): void {
-    this.cache.set(address, id)
-    if (this.cache.size > this.maxCache) { this.cache.delete(this.cache.keys().next().value as string) }
   }
 }
 
@@ -357,7 +349,7 @@ export function bitcoinCredentialStage (init: BitcoinCredentialStageInit): Stage
   const ttl = init.cacheTtlMs ?? 30_000
   const maxEntries = init.maxCacheEntries ?? 10_000
   const now = init.now ?? Date.now
-  const cache = new Map<string, Cached>()
+  const cache = new Lru<Cached>(maxEntries)
   const inflight = new Map<string, Promise<Cached>>()
   const policy = init.minBalance != null || init.minAge != null
   const minBalance = init.minBalance ?? 0n
@@ -373,11 +365,7 @@ export function bitcoinCredentialStage (init: BitcoinCredentialStageInit): Stage
       if (s == null || typeof s.confirmed !== 'bigint' || typeof s.unconfirmed !== 'bigint') { throw new Error('backend answered garbage') }
       got.set(addresses[i], { state: s, tip, expires })
     }
-    for (const [a, c] of got) {
-      cache.delete(a)
-      cache.set(a, c)
-    }
-    while (cache.size > maxEntries) { cache.delete(cache.keys().next().value as string) }
+    for (const [a, c] of got) { cache.set(a, c) }
     return got
   }
 

@@ -19,7 +19,7 @@
 import { logger } from '@libp2p/logger'
 import { Transaction } from '@scure/btc-signer'
 import { PaymentType, Status } from '../protocols/opencloud/pb/opencloud.js'
-import { costOf } from '../protocols/opencloud/pipeline.js'
+import { costOf, json } from '../protocols/opencloud/pipeline.js'
 import { openCloudId, OPENCLOUD_ID_PREFIX, sha256 } from '../protocols/opencloud/signing.js'
 import { DEFER_ID, InvalidThresholdError, parseThreshold } from './tabs.js'
 import { TxRejectedError } from './types.js'
@@ -99,13 +99,9 @@ export interface Receipt {
   at: number
 }
 
-const enc = new TextEncoder()
 const dec = new TextDecoder()
 const receiptKey = (txid: string): string => `x/${txid}`
-
-function encodeReceipt (r: Receipt): Uint8Array {
-  return enc.encode(JSON.stringify({ ...r, amount: r.amount.toString(), cost: r.cost.toString() }))
-}
+const encodeReceipt = (r: Receipt): Uint8Array => json(r)
 
 function decodeReceipt (bytes: Uint8Array): Receipt {
   const o = JSON.parse(dec.decode(bytes))
@@ -287,7 +283,8 @@ export class PaymentGate {
       }
       // credit first, then mark the receipt used: a crash in between leaves a
       // pending receipt the payer can finish, and credits are idempotent per txid
-      if (deferId != null) {
+      // (nothing beyond the price: no tab is touched, none is opened empty)
+      if (deferId != null && paid > cost) {
         await this.init.tabs.credit({ payer, deferId, amount: paid - cost, txid })
       }
       await db.put(receiptKey(txid), encodeReceipt({ ...receipt, status: 'accepted' }))

@@ -28,6 +28,8 @@ const SCRYPT = { N: 2 ** 15, r: 8, p: 1 }
 const MAX_SCRYPT_N = 2 ** 20
 const MAX_SCRYPT_R = 32
 const MAX_SCRYPT_P = 16
+/** scrypt needs 128 × N × r bytes: at most 256 MiB (new files need 32 MiB) */
+const MAX_SCRYPT_MEMORY = 256 * 1024 * 1024
 /** A seed file is a few hundred bytes; anything far larger is not one */
 const MAX_FILE_SIZE = 64 * 1024
 
@@ -134,6 +136,7 @@ function validParameters (file: EncryptedFile): boolean {
   const { kdf, cipher: c } = file
   if (kdf?.name !== 'scrypt' || c?.name !== 'aes-256-gcm') { return false }
   if (!inRange(kdf.N, 2, MAX_SCRYPT_N) || (kdf.N & (kdf.N - 1)) !== 0 || !inRange(kdf.r, 1, MAX_SCRYPT_R) || !inRange(kdf.p, 1, MAX_SCRYPT_P)) { return false }
+  if (128 * kdf.N * kdf.r > MAX_SCRYPT_MEMORY) { return false }
   return [kdf.salt, c.iv, c.tag, c.data].every(x => typeof x === 'string')
 }
 

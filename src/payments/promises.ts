@@ -464,10 +464,10 @@ export class FulfilmentLoop implements Startable {
   async start (): Promise<void> {
     if (this.started) { return }
     this.started = true
-    this.controller = new AbortController()
+    const controller = this.controller = new AbortController()
     // the first pass now: a promise left half-paid before a restart is finished first
     this.runOnce().catch((err) => { this.log.error('fulfilment run failed - %e', err) }).finally(() => {
-      if (this.started) { this.schedule(this.interval) }
+      this.schedule(controller, this.interval)
     })
   }
 
@@ -484,10 +484,12 @@ export class FulfilmentLoop implements Startable {
     return this.running
   }
 
-  private schedule (delay: number): void {
+  /** The next run of the chain `controller` started, unless it was stopped (a start since has its own chain) */
+  private schedule (controller: AbortController, delay: number): void {
+    if (!this.started || this.controller !== controller) { return }
     this.timer = setTimeout(() => {
       this.runOnce().catch((err) => { this.log.error('fulfilment run failed - %e', err) }).finally(() => {
-        if (this.started) { this.schedule(this.interval) }
+        this.schedule(controller, this.interval)
       })
     }, delay)
     this.timer.unref?.()

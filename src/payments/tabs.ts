@@ -27,6 +27,7 @@
  * summary also take the payer's lock (always after the tab's, never before).
  */
 import { Request } from '../protocols/opencloud/pb/opencloud.js'
+import { json as encodeJson } from '../protocols/opencloud/pipeline.js'
 import { OPENCLOUD_ID_PREFIX, openCloudVerifier, requestDigest, verifyAll } from '../protocols/opencloud/signing.js'
 import { MAX_AMOUNT } from '../services/pricing.js'
 import type { CredentialVerifier } from '../protocols/opencloud/signing.js'
@@ -260,6 +261,15 @@ export class KeyedMutex {
   }
 }
 
+/** Runs functions one at a time (a KeyedMutex of one key) */
+export class Mutex {
+  private readonly keyed = new KeyedMutex()
+
+  async run<T> (fn: () => Promise<T>): Promise<T> {
+    return this.keyed.run('', fn)
+  }
+}
+
 /** A map that forgets its least recently used entry beyond `max` */
 export class Lru<V> {
   private readonly map = new Map<string, V>()
@@ -345,12 +355,7 @@ interface PayerSummary {
   broken: string[]
 }
 
-const enc = new TextEncoder()
 const dec = new TextDecoder()
-
-function encodeJson (v: unknown): Uint8Array {
-  return enc.encode(JSON.stringify(v, (_k, x) => typeof x === 'bigint' ? x.toString() : x))
-}
 
 /** 15 digits of ms since the epoch sort like numbers until the year 33658 */
 function pad (ms: number): string {
@@ -364,6 +369,7 @@ const creditKey = (payer: string, id: string, txid: string): string => `c/${paye
 const payerKey = (payer: string): string => `p/${payer}`
 const dueKey = (dueAt: number, payer: string, id: string): string => `d/${pad(dueAt)}/${payer}/${id}`
 const brokenKey = (brokenAt: number, payer: string, id: string): string => `b/${pad(brokenAt)}/${payer}/${id}`
+const withdrawKey = (payer: string, id: string, n: number): string => `w/${payer}/${id}/${n.toString().padStart(10, '0')}`
 /** sorts after every key under a prefix (keys are ASCII) */
 const END = '\uffff'
 
@@ -491,6 +497,9 @@ export class TabStore {
       }
       const ops: BatchOp[] = []
       const next: Tab = { ...tab, accrued: tab.accrued + amount, promises: tab.promises + 1, updatedAt: now }
+      // a tab that owed nothing (opened by a payment, or paid or taken back
+      // down to zero) may have no due index: the sweep must find it again
+      if (owedOf(tab) === 0n) { this.indexDue(next, ops) }
       this.setDue(next, now, ops)
       this.addEvidence(next, input, now, ops)
       await this.commit(ops, [next])
@@ -529,12 +538,27 @@ export class TabStore {
       updatedAt: now
     }
     const ops: BatchOp[] = []
-    ops.push({ type: 'put', key: dueKey(tab.latestDue, payer, deferId), value: new Uint8Array(0) })
-    if (tab.dueAt != null) { ops.push({ type: 'put', key: dueKey(tab.dueAt, payer, deferId), value: new Uint8Array(0) }) }
+    this.indexDue(tab, ops)
     this.setDue(tab, now, ops)
     this.addEvidence(tab, input, now, ops)
     await this.commit(ops, [tab], { payer, value: { ...summary, open: [...summary.open, deferId] } })
     return { ok: true, tab: { ...tab } }
+  }
+
+  /** Puts the tab's latest due time (and its due time, when set) in the due index */
+  private indexDue (tab: Tab, ops: BatchOp[]): void {
+    ops.push({ type: 'put', key: dueKey(tab.latestDue, tab.payer, tab.deferId), value: new Uint8Array(0) })
+    if (tab.dueAt != null) { ops.push({ type: 'put', key: dueKey(tab.dueAt, tab.payer, tab.deferId), value: new Uint8Array(0) }) }
+  }
+
+  /** An open value-threshold tab that owes less than its threshold again (paid, or a promise taken back) is not due */
+  private undue (tab: Tab, ops: BatchOp[]): void {
+    if (tab.status !== 'open' || tab.dueAt == null) { return }
+    const t = parseThreshold(tab.threshold)
+    if (t.kind === 'value' && owedOf(tab) < t.sats) {
+      ops.push({ type: 'del', key: dueKey(tab.dueAt, tab.payer, tab.deferId) })
+      tab.dueAt = undefined
+    }
   }
 
   /**
@@ -582,12 +606,14 @@ export class TabStore {
       if (tab == null) { return false }
       const status = statusAt(tab, now)
       if (status === 'settled' || status === 'broken' || tab.accrued - amount < tab.paid) { return false }
-      const next: Tab = { ...tab, accrued: tab.accrued - amount, withdrawn: (tab.withdrawn ?? 0) + 1, updatedAt: now }
+      const withdrawn = (tab.withdrawn ?? 0) + 1
+      const next: Tab = { ...tab, accrued: tab.accrued - amount, withdrawn, updatedAt: now }
       const ops: BatchOp[] = [{
         type: 'put',
-        key: `w/${payer}/${deferId}/${(next.withdrawn ?? 0).toString().padStart(10, '0')}`,
+        key: withdrawKey(payer, deferId, withdrawn),
         value: encodeJson({ withdrawn: amount, at: now, reason: input.reason.slice(0, 200) })
       }]
+      this.undue(next, ops)
       await this.commit(ops, [next])
       return true
     })
@@ -631,13 +657,9 @@ export class TabStore {
           tab.settledAt = now
           summary.open = summary.open.filter(id => id !== deferId)
           summary.broken = summary.broken.filter(id => id !== deferId)
-        } else if (tab.status === 'open' && tab.dueAt != null) {
+        } else {
           // a value threshold no longer reached after a partial payment: open again
-          const t = parseThreshold(tab.threshold)
-          if (t.kind === 'value' && owedOf(tab) < t.sats) {
-            ops.push({ type: 'del', key: dueKey(tab.dueAt, payer, deferId) })
-            tab.dueAt = undefined
-          }
+          this.undue(tab, ops)
         }
         ops.push({ type: 'put', key: creditKey(payer, deferId, txid), value: encodeJson({ amount, at: now }) })
         await this.commit(ops, [tab], { payer, value: summary })

@@ -26,6 +26,7 @@ import { mnemonicToSeed } from '@scure/bip39'
 import { OutScript, p2wpkh, Transaction } from '@scure/btc-signer'
 import { btcSigner, decodeAddress } from './credentials.js'
 import { loadOrCreateMnemonic } from './mnemonic.js'
+import { Lru, Mutex } from './tabs.js'
 import { ChainUnsupportedError, coinType, InsufficientFundsError, TxRejectedError } from './types.js'
 import type { AddressNetwork, AddressState, AddressTx, ChainBackend, ChainName, PaymentWallet, SignedPayment, Utxo, WalletBalance } from './types.js'
 import type { Signer } from '../protocols/opencloud/signing.js'
@@ -46,6 +47,8 @@ const MAX_LABEL_LENGTH = 512
 const QUERY_CHUNK = 200
 /** Backend history queries in flight at once */
 const HISTORY_CONCURRENCY = 8
+/** Labels whose address is kept in memory (`addressFor`) */
+const LABEL_CACHE_SIZE = 10_000
 /** Dust threshold of a P2WPKH output (3 sat/vB × (31 + 67) vbytes) */
 export const DUST_P2WPKH = 294n
 
@@ -123,17 +126,6 @@ function newestFirst (a: AddressTx, b: AddressTx): number {
   return b.height - a.height
 }
 
-/** A promise chain: one critical section at a time */
-class Mutex {
-  private tail: Promise<unknown> = Promise.resolve()
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(fn)
-    this.tail = result.catch(() => {})
-    return result
-  }
-}
-
 export class Wallet implements PaymentWallet {
   readonly chain: ChainName
   readonly network: AddressNetwork
@@ -153,6 +145,10 @@ export class Wallet implements PaymentWallet {
   /** reserved outpoint → txid of the payment holding it */
   private readonly reserved = new Map<string, string>()
   private readonly reservations = new Map<string, Reservation>()
+  /** payments the backend showed it knows (their change may be spent) */
+  private readonly knownPayments = new Set<string>()
+  /** label → address handed out for it (labels never change address) */
+  private readonly labels = new Lru<string>(LABEL_CACHE_SIZE)
   private readonly mutex = new Mutex()
 
   private constructor (init: { db: SubDb, backend: ChainBackend, mnemonic: string, root: HDKey, account: number }) {
@@ -222,11 +218,15 @@ export class Wallet implements PaymentWallet {
     await this.db.batch(([RECEIVE, CHANGE] as const).map(chain => ({ type: 'put' as const, key: `${this.prefix}next/${chain}`, value: text(String(this.next[chain])) })))
   }
 
+  /** scriptPubKey of one of this wallet's own addresses */
+  private scriptOf (address: string): Uint8Array {
+    return OutScript.encode(decodeAddress(address, this.network) as NonNullable<ReturnType<typeof decodeAddress>>)
+  }
+
   private remember (o: Owned): void {
     this.byAddress.set(o.address, o)
     this.byIndex[o.chain].set(o.index, o.address)
-    const script = Buffer.from(OutScript.encode(decodeAddress(o.address, this.network) as NonNullable<ReturnType<typeof decodeAddress>>)).toString('hex')
-    this.byScript.set(script, o)
+    this.byScript.set(Buffer.from(this.scriptOf(o.address)).toString('hex'), o)
   }
 
   /** The address of chain/index (derived once, then remembered) */
@@ -257,14 +257,23 @@ export class Wallet implements PaymentWallet {
 
   async addressFor (label: string): Promise<string> {
     if (typeof label !== 'string' || label.length === 0 || label.length > MAX_LABEL_LENGTH) { throw new RangeError(`a label is 1–${MAX_LABEL_LENGTH} characters`) }
+    // the payment gate asks on every attached payment: known labels need
+    // neither the store nor the mutex (which a payment being built may hold)
+    const known = this.labels.get(label)
+    if (known != null) { return known }
     return this.mutex.run(async () => {
       const key = `${this.prefix}label/${label}`
       const v = await this.db.get(key)
-      if (v != null) { return this.derive(RECEIVE, Number(dec.decode(v))) }
-      const ops: BatchOp[] = []
-      const address = this.allocate(RECEIVE, ops)
-      ops.push({ type: 'put', key, value: text(String(this.next[RECEIVE] - 1)) })
-      await this.db.batch(ops)
+      let address: string
+      if (v != null) {
+        address = this.derive(RECEIVE, Number(dec.decode(v)))
+      } else {
+        const ops: BatchOp[] = []
+        address = this.allocate(RECEIVE, ops)
+        ops.push({ type: 'put', key, value: text(String(this.next[RECEIVE] - 1)) })
+        await this.db.batch(ops)
+      }
+      this.labels.set(label, address)
       return address
     })
   }
@@ -332,9 +341,6 @@ export class Wallet implements PaymentWallet {
       coins.push({ txid, vout: r.change.vout, value: BigInt(r.change.value), script: r.change.script })
     }
   }
-
-  /** payments the backend showed it knows (their change may be spent) */
-  private readonly knownPayments = new Set<string>()
 
   /** Spendable coins (the identity address's excluded), confirmed and unconfirmed */
   async balance (): Promise<WalletBalance> {
@@ -420,7 +426,7 @@ export class Wallet implements PaymentWallet {
     const outputs: Array<{ script: Uint8Array, amount: bigint }> = [{ script, amount }]
     if (plan.change > 0n) {
       const changeAddress = this.allocate(CHANGE, ops)
-      const change = { script: OutScript.encode(decodeAddress(changeAddress, this.network) as NonNullable<ReturnType<typeof decodeAddress>>), amount: plan.change }
+      const change = { script: this.scriptOf(changeAddress), amount: plan.change }
       // change at a random position, so it cannot be told by its place
       outputs.splice(randomInt(2), 0, change)
     }
@@ -568,7 +574,7 @@ export class Wallet implements PaymentWallet {
         if (o.index >= this.next[o.chain] && !(o.chain === RECEIVE && o.index === IDENTITY_INDEX)) {
           this.byAddress.delete(address)
           this.byIndex[o.chain].delete(o.index)
-          for (const [s, so] of this.byScript) { if (so === o) { this.byScript.delete(s) } }
+          this.byScript.delete(Buffer.from(this.scriptOf(address)).toString('hex'))
         }
       }
       await this.db.batch(ops)
@@ -579,7 +585,7 @@ export class Wallet implements PaymentWallet {
   private async fundedIndexes (chain: ChainIndex, start: number, count: number): Promise<number[]> {
     const batch = Array.from({ length: count }, (_, k) => start + k)
     const states = await this.backend.addresses(batch.map(i => this.derive(chain, i)))
-    return batch.filter((_, k) => states[k].confirmed + states[k].unconfirmed > 0n)
+    return batch.filter((_, k) => states[k] != null && states[k].confirmed + states[k].unconfirmed > 0n)
   }
 
   [inspect.custom] (): string {
