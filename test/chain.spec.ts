@@ -383,6 +383,24 @@ describe('chain backends', function () {
       }
     })
 
+    it('bounds the scantxoutset calls waiting their turn: one more fails at once', async () => {
+      const silent = await httpServer(() => {})
+      const backend = new BitcoindRpcBackend(silent.url, { scanTimeoutMs: 60_000, maxQueuedScans: 2 })
+      const address = Address(backend.network).encode({ type: 'wpkh', hash: new Uint8Array(20) })
+      try {
+        const waiting = [backend.addresses([address]), backend.utxos([address])]
+        for (const p of waiting) { p.catch(() => {}) }
+        await assert.rejects(backend.addresses([address]), (e: Error) => e instanceof ChainUnavailableError && /2 scantxoutset calls already waiting/.test(e.message))
+        await backend.close()
+        for (const p of waiting) { await assert.rejects(p, ChainUnavailableError) }
+        // the slots are given back: a closed backend says so, not "waiting"
+        await assert.rejects(backend.addresses([address]), (e: Error) => e instanceof ChainUnavailableError && /closed/.test(e.message))
+      } finally {
+        await backend.close()
+        await silent.close()
+      }
+    })
+
     it('converts BTC amounts to sats exactly, and maps bitcoind errors to rejection kinds', () => {
       assert.equal(btcToSats(0.00000001), 1n)
       assert.equal(btcToSats(12.5), 1_250_000_000n)

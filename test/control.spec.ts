@@ -11,7 +11,9 @@ import { ControlApiError, ControlClient, ControlServer, CONTROL_FILE, TOKEN_FILE
 import { priceOf } from '../src/market/price-book.js'
 import { MAX_BODY_SIZE } from '../src/protocols/opencloud/constants.js'
 import { startNode, tempDir } from './fixtures.js'
+import { startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
+import type { EmbeddedChain } from './regtest.js'
 import type { ControlledNode } from '../src/control/index.js'
 
 interface HttpAnswer {
@@ -529,5 +531,68 @@ describe('local control API: sellers and market in a swarm', function () {
     const none = await http(control.port, { path: '/v1/sellers?service=nothing&timeout=2000', token })
     assert.equal(none.status, 200)
     assert.deepEqual(none.json.sellers, [])
+  })
+})
+
+describe('local control API: wallet and policy of a node with payments', function () {
+  this.timeout(120_000)
+  let chain: EmbeddedChain
+  let node: TestNode
+  let control: ControlServer
+  let token: string
+  let dir: string
+  let policyFile: string
+
+  before(async () => {
+    chain = await startRegtest()
+    dir = await tempDir()
+    policyFile = join(dir, 'policy.yaml')
+    await writeFile(policyFile, 'version: 1\nrules:\n  - scope: global\n    allow: true\n')
+    node = await startNode({ payments: { chain, fulfilment: false }, policy: { file: policyFile } });
+    ({ control, token } = await controlFor(node))
+  })
+
+  after(async () => {
+    await control?.stop()
+    await node?.destroy()
+    await chain?.close()
+    if (dir != null) { await rm(dir, { recursive: true, force: true }) }
+  })
+
+  it('POST /v1/wallet/send: a bad address, a dust amount or a bad fee rate is a 400 bad-request; too much is insufficient-funds', async () => {
+    const wallet = node.payments?.wallet
+    assert.ok(wallet != null)
+    const to = await wallet.newAddress()
+    const send = async (body: unknown): Promise<HttpAnswer> => http(control.port, { method: 'POST', path: '/v1/wallet/send', token, body: JSON.stringify(body) })
+    for (const body of [
+      { address: 'bc1qnotregtest', amount: '10000' },
+      { address: to, amount: '1' },
+      { address: to, amount: '10000', feeRate: '200000' },
+      { address: to, amount: '1.5' }
+    ]) {
+      const r = await send(body)
+      assert.equal(r.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(r.json)}`)
+      assert.equal(r.json.error.type, 'bad-request')
+    }
+    const poor = await send({ address: to, amount: (21_000_000n * 100_000_000n).toString() })
+    assert.equal(poor.status, 400, JSON.stringify(poor.json))
+    assert.equal(poor.json.error.type, 'insufficient-funds')
+  })
+
+  it('GET /v1/policy and POST /v1/policy/reload: a bad file keeps the policy in force, a good one takes effect', async () => {
+    const info = await http(control.port, { path: '/v1/policy', token })
+    assert.equal(info.status, 200)
+    assert.equal(info.json.rules, 1)
+    await writeFile(policyFile, 'version: 1\nrules:\n  - scope: global\n    allow: yes\n')
+    const bad = await http(control.port, { method: 'POST', path: '/v1/policy/reload', token, body: '{}' })
+    assert.equal(bad.status, 400)
+    assert.equal(bad.json.error.type, 'bad-policy')
+    assert.match(bad.json.error.message, /policy\.yaml:4:12: allow takes true/)
+    await writeFile(policyFile, 'version: 1\nrules:\n  - scope: global\n    allow: true\n  - scope: { service: storage }\n    deny: true\n')
+    const good = await http(control.port, { method: 'POST', path: '/v1/policy/reload', token, body: '{}' })
+    assert.equal(good.status, 200, JSON.stringify(good.json))
+    assert.equal(good.json.rules, 2, 'the answer describes the file as written before the request')
+    assert.equal(good.json.changed, true)
+    assert.equal(good.json.lastError, undefined)
   })
 })

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { writeFileSync } from 'node:fs'
 import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -742,6 +743,31 @@ rules:
       assert.notEqual(reloader.engine, first)
       assert.equal(reloader.engine.decide(ctx()).action, 'deny')
       assert.equal(reloader.lastError, undefined)
+    })
+
+    it('a reload asked for while one runs reads the file as it is then, and answers with that', async () => {
+      const file = join(dir, 'policy.yaml')
+      await writeFile(file, 'rules:\n  - scope: global\n    allow: true\n')
+      let during: Promise<ReloadResult> | undefined
+      reloader = new PolicyReloader({
+        file,
+        watch: false,
+        sighup: false,
+        onReload: () => {
+          if (during != null) { return }
+          // the file changes after the running reload read it
+          writeFileSync(file, 'rules:\n  - scope: global\n    max-tab: 77\n')
+          during = reloader?.reload()
+        }
+      })
+      await reloader.start()
+      const first = await reloader.reload()
+      assert.equal(first.ok && first.engine.decide(ctx()).maxTab.amount, 0n)
+      assert.ok(during != null)
+      const second = await during
+      assert.equal(second.ok && second.engine.decide(ctx()).maxTab.amount, 77n, 'not the result of the reload already running')
+      assert.equal(reloader.engine.decide(ctx()).maxTab.amount, 77n)
+      assert.equal(reloader.reloads, 2)
     })
 
     it('reloads on SIGHUP', async () => {

@@ -3,6 +3,7 @@
  * the server, the client and `decloud call --json`.
  */
 import { statusCode } from '../protocols/opencloud/status.js'
+import type { AddressState, AddressTx, ChainBackend, SignedPayment, WalletBalance } from '../payments/types.js'
 import type { CallResult } from '../protocols/opencloud/client.js'
 
 /** Prefix of every endpoint */
@@ -98,4 +99,56 @@ export function callResultJson (res: CallResult): CallJson {
     }
   }
   return out
+}
+
+/** `GET /v1/wallet` and `decloud wallet balance --json`: sats as decimal strings */
+export interface WalletJson {
+  chain: string
+  backend: string
+  height: number
+  identityAddress: string
+  balance: { confirmed: string, unconfirmed: string }
+  identity: { confirmed: string, unconfirmed: string, heldSince?: number }
+}
+
+/** One transaction of `GET /v1/wallet/history`: `delta` in sats, negative for spends */
+export interface WalletTxJson {
+  txid: string
+  height?: number
+  delta: string
+}
+
+/** The answer of `POST /v1/wallet/send` */
+export interface SentJson {
+  txid: string
+  amount: string
+  fee: string
+}
+
+/** The wallet's chain, balances and identity coins, as the API and `decloud wallet` print them */
+export async function walletJson (
+  wallet: { readonly identityAddress: string, balance(): Promise<WalletBalance>, identityState(): Promise<AddressState> },
+  backend: Pick<ChainBackend, 'chain' | 'description' | 'height'>
+): Promise<WalletJson> {
+  const [balance, identity, height] = await Promise.all([wallet.balance(), wallet.identityState(), backend.height()])
+  return {
+    chain: backend.chain,
+    backend: backend.description,
+    height,
+    identityAddress: wallet.identityAddress,
+    balance: { confirmed: balance.confirmed.toString(), unconfirmed: balance.unconfirmed.toString() },
+    identity: {
+      confirmed: identity.confirmed.toString(),
+      unconfirmed: identity.unconfirmed.toString(),
+      ...(identity.heldSince != null ? { heldSince: identity.heldSince } : {})
+    }
+  }
+}
+
+export function walletTxJson (t: AddressTx): WalletTxJson {
+  return { txid: t.txid, ...(t.height != null ? { height: t.height } : {}), delta: t.delta.toString() }
+}
+
+export function sentJson (s: SignedPayment): SentJson {
+  return { txid: s.txid, amount: s.amount.toString(), fee: s.fee.toString() }
 }

@@ -1,7 +1,7 @@
 import { request } from 'node:http'
 import { API_PREFIX } from './api.js'
 import { CONTROL_HOST, readControlFiles } from './files.js'
-import type { CallJson, CallRequestJson, ErrorJson } from './api.js'
+import type { CallJson, CallRequestJson, ErrorJson, SentJson, WalletJson, WalletTxJson } from './api.js'
 import type { ControlFile } from './files.js'
 import type { MarketJson, SellersJson } from '../node/reports.js'
 
@@ -142,13 +142,13 @@ export class ControlClient {
   }
 
   /** POST /v1/wallet/send */
-  async walletSend (address: string, amount: bigint, feeRate?: bigint): Promise<{ txid: string, amount: string, fee: string }> {
-    return this.request('POST', '/wallet/send', { address, amount: amount.toString(), ...(feeRate != null ? { feeRate: feeRate.toString() } : {}) }, { timeout: 60_000 }) as Promise<{ txid: string, amount: string, fee: string }>
+  async walletSend (address: string, amount: bigint, feeRate?: bigint): Promise<SentJson> {
+    return this.request('POST', '/wallet/send', { address, amount: amount.toString(), ...(feeRate != null ? { feeRate: feeRate.toString() } : {}) }, { timeout: 60_000 }) as Promise<SentJson>
   }
 
   /** GET /v1/wallet/history */
-  async walletHistory (limit?: number): Promise<{ transactions: Array<{ txid: string, height?: number, delta: string }> }> {
-    return this.request('GET', `/wallet/history${limit != null ? `?limit=${limit}` : ''}`, undefined, { timeout: 60_000 }) as Promise<{ transactions: Array<{ txid: string, height?: number, delta: string }> }>
+  async walletHistory (limit?: number): Promise<{ transactions: WalletTxJson[] }> {
+    return this.request('GET', `/wallet/history${limit != null ? `?limit=${limit}` : ''}`, undefined, { timeout: 60_000 }) as Promise<{ transactions: WalletTxJson[] }>
   }
 
   /** POST /v1/chain/mine (regtest) */
@@ -215,14 +215,7 @@ export class ControlClient {
   }
 }
 
-export interface WalletJson {
-  chain: string
-  backend: string
-  height: number
-  identityAddress: string
-  balance: { confirmed: string, unconfirmed: string }
-  identity: { confirmed: string, unconfirmed: string, heldSince?: number }
-}
+export type { WalletJson } from './api.js'
 
 export interface RunningNode {
   client: ControlClient

@@ -6,7 +6,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { marketJson, sellersJson } from '../node/reports.js'
 import { parsePayOption } from '../payments/pay-option.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BODY_SIZE, MAX_NAME_LENGTH } from '../protocols/opencloud/constants.js'
-import { callResultJson, API_PREFIX } from './api.js'
+import { callResultJson, sentJson, walletJson, walletTxJson, API_PREFIX } from './api.js'
 import { CONTROL_HOST, newToken, removeControlFiles, writeControlFiles } from './files.js'
 import { decloudVersion } from './version.js'
 import type { CallRequestJson, ErrorJson } from './api.js'
@@ -413,19 +413,7 @@ export class ControlServer {
   private async wallet (): Promise<unknown> {
     const p = this.payments()
     try {
-      const [balance, identity, height] = await Promise.all([p.wallet.balance(), p.wallet.identityState(), p.backend.height()])
-      return {
-        chain: p.backend.chain,
-        backend: p.backend.description,
-        height,
-        identityAddress: p.wallet.identityAddress,
-        balance: { confirmed: balance.confirmed.toString(), unconfirmed: balance.unconfirmed.toString() },
-        identity: {
-          confirmed: identity.confirmed.toString(),
-          unconfirmed: identity.unconfirmed.toString(),
-          ...(identity.heldSince != null ? { heldSince: identity.heldSince } : {})
-        }
-      }
+      return await walletJson(p.wallet, p.backend)
     } catch (err: any) {
       throw new HttpError(502, 'chain', `the chain backend did not answer: ${String(err?.message ?? err)}`)
     }
@@ -441,12 +429,11 @@ export class ControlServer {
     if (amount == null || amount === 0n) { throw badRequest('amount: a positive integer number of satoshis (decimal string) is required') }
     const feeRate = satsField('feeRate', o.feeRate)
     try {
-      const sent = await p.wallet.send(o.address, amount, feeRate != null ? { feeRate } : {})
-      return { txid: sent.txid, amount: sent.amount.toString(), fee: sent.fee.toString() }
+      return sentJson(await p.wallet.send(o.address, amount, feeRate != null ? { feeRate } : {}))
     } catch (err: any) {
-      if (err?.name === 'InsufficientFundsError' || err?.name === 'TxRejectedError' || /address/i.test(String(err?.message))) {
-        throw new HttpError(400, err?.name === 'InsufficientFundsError' ? 'insufficient-funds' : 'bad-request', String(err.message))
-      }
+      if (err?.name === 'InsufficientFundsError') { throw new HttpError(400, 'insufficient-funds', String(err.message)) }
+      // the wallet's checks of the address (TypeError), amount and fee rate (RangeError), and a refused transaction
+      if (err instanceof TypeError || err instanceof RangeError || err?.name === 'TxRejectedError') { throw badRequest(String(err.message)) }
       throw new HttpError(502, 'chain', `the payment failed: ${String(err?.message ?? err)}`)
     }
   }
@@ -457,8 +444,7 @@ export class ControlServer {
     const q = parseQuery(req.url, ['limit'])
     const limit = queryInt('limit', q.get('limit'), 1, 1000, 100)
     try {
-      const txs = await p.wallet.history(limit)
-      return { transactions: txs.map(t => ({ txid: t.txid, ...(t.height != null ? { height: t.height } : {}), delta: t.delta.toString() })) }
+      return { transactions: (await p.wallet.history(limit)).map(walletTxJson) }
     } catch (err: any) {
       throw new HttpError(502, 'chain', `the chain backend did not answer: ${String(err?.message ?? err)}`)
     }

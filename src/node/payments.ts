@@ -202,20 +202,27 @@ export async function openPaymentParts (init: {
     verifiers: [btcVerifier(backend.network)],
     services: [paymentsService({ wallet, tabs })],
     async start (opencloud) {
-      if (opts.fulfilment !== false) {
-        fulfilment = new FulfilmentLoop({ opencloud, wallet, backend, book: promises, interval: opts.fulfilment?.interval, lead: opts.fulfilment?.lead })
-        await fulfilment.start()
-      }
+      // once: a second start would leave a second sweep timer and fulfilment loop behind
+      if (sweep != null) { return }
       sweep = setInterval(() => {
         tabs.sweep().catch((err: any) => { log.error('tab sweep failed - %e', err) })
       }, opts.sweepInterval ?? 60_000)
       sweep.unref()
+      if (opts.fulfilment !== false) {
+        fulfilment = new FulfilmentLoop({ opencloud, wallet, backend, book: promises, interval: opts.fulfilment?.interval, lead: opts.fulfilment?.lead })
+        await fulfilment.start()
+      }
     },
     async stop () {
-      if (sweep != null) { clearInterval(sweep) }
-      await fulfilment?.stop()
-      policy?.stop()
-      await closeBackend()
+      clearInterval(sweep)
+      sweep = undefined
+      try {
+        await fulfilment?.stop()
+      } finally {
+        // the policy's file watcher and SIGHUP listener, and the chain, go whatever happened above
+        policy?.stop()
+        await closeBackend()
+      }
     }
   }
 }

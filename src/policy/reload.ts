@@ -65,7 +65,8 @@ export class PolicyReloader implements Startable {
   private watcher?: FSWatcher
   private timer?: ReturnType<typeof setTimeout>
   private running?: Promise<ReloadResult>
-  private again = false
+  /** the reload that reads the file once the running one is done */
+  private queued?: Promise<ReloadResult>
   private started = false
   /** the last error that kept the previous policy, cleared by a good reload */
   lastError?: Error
@@ -131,22 +132,25 @@ export class PolicyReloader implements Startable {
   /**
    * Reads the file again now. A bad file keeps the policy in force; the
    * error is logged (with its line) and returned. Reloads never overlap: one
-   * asked for meanwhile runs after.
+   * asked for meanwhile runs after, and every request made during a reload
+   * gets the result of that next one (which read the file as it is now).
    */
   async reload (): Promise<ReloadResult> {
+    if (this.queued != null) { return this.queued }
     if (this.running != null) {
-      this.again = true
-      return this.running
+      const before = this.running
+      this.queued = (async () => {
+        await before
+        this.queued = undefined
+        return this.reload()
+      })()
+      return this.queued
     }
     this.running = this.load()
     try {
       return await this.running
     } finally {
       this.running = undefined
-      if (this.again) {
-        this.again = false
-        void this.reload()
-      }
     }
   }
 

@@ -129,12 +129,13 @@ export function policyStages (source: PolicyEngine | (() => PolicyEngine), optio
     return decision
   }
 
-  /** Units of service, computed if the usage stage has not run yet; undefined when they cannot be */
+  /** Units of service, computed (and kept in the state) if the usage stage has not run yet; undefined when they cannot be */
   const usageFor = (state: CallState): bigint[] | undefined => {
     if (state.usage != null) { return state.usage }
     if (state.method == null) { return [] }
     try {
-      return usageOf(state.method, toCall(state))
+      state.usage = usageOf(state.method, toCall(state))
+      return state.usage
     } catch {
       // malformed arguments: the usage stage answers for them
       return undefined
@@ -160,10 +161,8 @@ export function policyStages (source: PolicyEngine | (() => PolicyEngine), optio
 
   const access: Stage = (state) => {
     const d = decisionFor(state)
-    const r = state.request
-    const what = `${r.service}.${r.method}`
     if (d.action === 'deny') {
-      return { status: Status.ACCESS_DENIED, detail: d.detail ?? `access to ${what} is denied by this node's policy` }
+      return { status: Status.ACCESS_DENIED, detail: d.detail ?? `access to ${state.request.service}.${state.request.method} is denied by this node's policy` }
     }
     const peer = state.peer.toString()
     let release: (() => void) | undefined

@@ -1,6 +1,8 @@
+import { sentJson, walletJson, walletTxJson } from '../../control/api.js'
 import { findRunningNode } from '../../control/client.js'
 import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, EXIT, UsageError, out, parse, parseChainOptions, positiveInt, resolveDataDir } from '../command.js'
-import type { ControlClient, WalletJson } from '../../control/client.js'
+import type { SentJson, WalletJson, WalletTxJson } from '../../control/api.js'
+import type { ControlClient } from '../../control/client.js'
 import type { Command } from '../command.js'
 
 const usage = `usage: decloud wallet <address|balance|send|history> [options]
@@ -40,8 +42,8 @@ const SATS = /^[0-9]{1,20}$/
 interface WalletAccess {
   info(): Promise<WalletJson>
   address(): Promise<string>
-  send(address: string, amount: bigint, feeRate?: bigint): Promise<{ txid: string, amount: string, fee: string }>
-  history(limit: number): Promise<Array<{ txid: string, height?: number, delta: string }>>
+  send(address: string, amount: bigint, feeRate?: bigint): Promise<SentJson>
+  history(limit: number): Promise<WalletTxJson[]>
   close(): Promise<void>
 }
 
@@ -83,23 +85,10 @@ async function direct (dataDir: string, chainValues: Record<string, string | und
   }
   const w = wallet
   return {
-    async info () {
-      const [balance, identity, height] = await Promise.all([w.balance(), w.identityState(), b.height()])
-      return {
-        chain: b.chain,
-        backend: b.description,
-        height,
-        identityAddress: w.identityAddress,
-        balance: { confirmed: balance.confirmed.toString(), unconfirmed: balance.unconfirmed.toString() },
-        identity: { confirmed: identity.confirmed.toString(), unconfirmed: identity.unconfirmed.toString(), ...(identity.heldSince != null ? { heldSince: identity.heldSince } : {}) }
-      }
-    },
+    info: async () => walletJson(w, b),
     address: async () => w.newAddress(),
-    async send (a, n, f) {
-      const s = await w.send(a, n, f != null ? { feeRate: f } : {})
-      return { txid: s.txid, amount: s.amount.toString(), fee: s.fee.toString() }
-    },
-    history: async (limit) => (await w.history(limit)).map(t => ({ txid: t.txid, ...(t.height != null ? { height: t.height } : {}), delta: t.delta.toString() })),
+    send: async (a, n, f) => sentJson(await w.send(a, n, f != null ? { feeRate: f } : {})),
+    history: async (limit) => (await w.history(limit)).map(walletTxJson),
     async close () {
       await b.close().catch(() => {})
       await store.close()

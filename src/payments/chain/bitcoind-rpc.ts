@@ -26,6 +26,11 @@ export const MAX_MINE_BLOCKS = 10_000
 export const MAX_ADDRESSES = 1000
 /** the largest raw transaction sent */
 export const MAX_TX_BYTES = 4_000_000
+/**
+ * `scantxoutset` calls waiting their turn at most: the `btc:` credentials of
+ * incoming requests ask for scans, so the queue must not grow with them
+ */
+export const MAX_QUEUED_SCANS = 32
 
 /** The chain names `getblockchaininfo` reports for each chain */
 const CHAIN_NAMES: Record<ChainName, readonly string[]> = {
@@ -68,6 +73,12 @@ export interface BitcoindRpcOptions {
    * else the chain's usual one
    */
   network?: AddressNetwork
+  /**
+   * scans running or waiting at once; more fail at once with ChainUnavailableError
+   *
+   * @default MAX_QUEUED_SCANS
+   */
+  maxQueuedScans?: number
 }
 
 /** An error the RPC server answered with */
@@ -89,10 +100,13 @@ export class BitcoindRpcBackend implements MiningBackend {
   private readonly timeoutMs: number
   private readonly scanTimeoutMs: number
   private readonly maxResponseBytes: number
+  private readonly maxQueuedScans: number
   private readonly shutdown = new AbortController()
   private nextId = 1
   /** Core runs one scantxoutset at a time */
   private scans: Promise<unknown> = Promise.resolve()
+  /** scans running or waiting */
+  private queuedScans = 0
 
   constructor (url: string, opts: BitcoindRpcOptions = {}) {
     let u: URL
@@ -115,6 +129,7 @@ export class BitcoindRpcBackend implements MiningBackend {
     this.timeoutMs = opts.timeoutMs ?? RPC_TIMEOUT_MS
     this.scanTimeoutMs = opts.scanTimeoutMs ?? SCAN_TIMEOUT_MS
     this.maxResponseBytes = opts.maxResponseBytes ?? MAX_RESPONSE_BYTES
+    this.maxQueuedScans = opts.maxQueuedScans ?? MAX_QUEUED_SCANS
     const shown = new URL(this.endpoint)
     if (this.authorization != null) { shown.username = 'user'; shown.password = '***' }
     this.description = `bitcoind RPC ${shown.toString()} (${this.chain}${this.network === BCOIN_REGTEST ? ', bcoin' : ''})`
@@ -350,9 +365,16 @@ export class BitcoindRpcBackend implements MiningBackend {
     if (addresses.length === 0) { return [] }
     const scripts = addresses.map(a => this.scriptOf(a))
     const descriptors = [...new Set(addresses)].map(a => `addr(${a})`)
+    if (this.queuedScans >= this.maxQueuedScans) { throw new ChainUnavailableError(`${this.description}: ${this.queuedScans} scantxoutset calls already waiting`) }
+    this.queuedScans++
     const run = this.scans.then(async () => this.call('scantxoutset', ['start', descriptors], this.scanTimeoutMs))
     this.scans = run.catch(() => {})
-    const r = await run as { success?: unknown, unspents?: unknown } | null
+    let r: { success?: unknown, unspents?: unknown } | null
+    try {
+      r = await run as { success?: unknown, unspents?: unknown } | null
+    } finally {
+      this.queuedScans--
+    }
     if (r == null || typeof r !== 'object' || !Array.isArray(r.unspents)) { throw this.garbage('scantxoutset') }
     if (r.success === false) { throw new ChainUnavailableError(`${this.description}: scantxoutset did not complete`) }
     const byScript = new Map<string, Utxo[]>()

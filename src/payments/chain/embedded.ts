@@ -370,6 +370,8 @@ export class EmbeddedChain implements MiningBackend {
    */
   autoMine (interval: number): () => void {
     if (!Number.isSafeInteger(interval) || interval < 100) { throw new RangeError('autoMine: interval must be at least 100 ms') }
+    // one timer at a time: a second call replaces the first
+    this.stopAutoMine?.()
     const timer = setInterval(() => {
       if (this.closed || this.node.mempool.map.size === 0) { return }
       this.exclusive(async () => { if (!this.closed) { await this.mineOne(this.faucetAddress) } })

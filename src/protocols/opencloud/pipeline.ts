@@ -353,7 +353,8 @@ export function dispatch (maxBodySize: number): Stage {
 /** The full pipeline as an ordered list of stages */
 export function createPipeline (init: PipelineInit): Stage[] {
   const computeUsage: Stage = (state) => {
-    if (state.method == null) { return undefined }
+    // a stage before (the policy's) may have computed it already
+    if (state.method == null || state.usage != null) { return undefined }
     try {
       state.usage = usageOf(state.method, toCall(state))
     } catch (err: any) {
