@@ -14,6 +14,8 @@ import type { ServiceDefinition } from '../services/template.js'
 import type { GossipSub, Message, SubscriptionChangeData } from '@libp2p/gossipsub'
 import type { AbortOptions, IdentifyResult, Libp2p, Logger, PeerId, PrivateKey } from '@libp2p/interface'
 
+/** How long a stopping seller lets its withdrawals leave before closing connections (ms) */
+const WITHDRAWAL_FLUSH = 250
 /** How often a seller re-announces its prices (ms) */
 export const ANNOUNCE_INTERVAL = 10 * 60_000
 /** How many peers a starting node asks for their price book */
@@ -189,7 +191,10 @@ export class Market {
     clearInterval(this.sweeper)
     await this.announcing?.catch(() => {})
     if (this.init.pubsub.getSubscribers(MARKET_TOPIC).length > 0) {
-      await this.publishAll(true).catch(err => { this.log('withdrawal failed - %e', err) })
+      const sent = await this.publishAll(true).catch(err => { this.log('withdrawal failed - %e', err) })
+      // publish only queues the frames on the peers' streams: give them a moment to leave
+      // before the node closes its connections, or a busy node's withdrawal is lost
+      if (sent != null && sent.recipients > 0) { await new Promise(resolve => setTimeout(resolve, WITHDRAWAL_FLUSH)) }
     }
     this.shutdown.abort()
     await Promise.allSettled([...this.pending])
