@@ -458,6 +458,22 @@ describe('payments on a regtest chain between real nodes', function () {
     assert.equal(third.detail, `transaction ${payment.txid} was already used`)
   })
 
+  it('payAndCall to a seller that wants a confirmation gives up with the pending transaction, which is sent again after a block', async () => {
+    const careful = await startPeer(chain, { minConfirmations: 1 })
+    extra.push(careful)
+    let pending: { txid: string, raw: Uint8Array } | undefined
+    await assert.rejects(payAndCall(buyer.oc, careful.addr, put(), opts(buyer, chain, { kind: 'attached', amount: PUT_COST }, 5000n)), (err: any) => {
+      assert.equal(err.name, PaymentRefusedError.name)
+      pending = err.pending
+      return true
+    })
+    assert.ok(pending != null, 'the refusal carries the transaction that is out')
+    assert.equal((await chain.transaction(pending.txid))?.confirmations, 0)
+    await chain.mine(1, miner)
+    const again = await buyer.oc.call(careful.addr, { ...put(), paymentType: PaymentType.PAYMENT_ATTACHED, payment: { currency: 'BTC', amount: PUT_COST, txn: pending.raw as Uint8Array<ArrayBuffer>, deferId: '', deferThreshold: '' } })
+    assert.equal(again.ok, true, again.detail)
+  })
+
   it('answers server-error while its chain backend is down, without burning the transaction', async () => {
     // a seller on a chain of its own, which goes away
     const lonely = await startRegtest()

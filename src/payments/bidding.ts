@@ -83,8 +83,14 @@ export class PaymentRefusedError extends Error {
   readonly max: bigint
   /** what the seller last asked for, when it said */
   readonly asked?: bigint
+  /**
+   * An attached payment that is (or may be) out although the seller declined
+   * the call, e.g. for want of confirmations: its coins stay reserved, and
+   * the same transaction can be sent again later
+   */
+  readonly pending?: { txid: string, raw: Uint8Array }
 
-  constructor (message: string, init: { detail: string, path: string, attempts: BidAttempt[], max: bigint, asked?: bigint }) {
+  constructor (message: string, init: { detail: string, path: string, attempts: BidAttempt[], max: bigint, asked?: bigint, pending?: { txid: string, raw: Uint8Array } }) {
     const tried = init.attempts.filter(a => a.kind !== 'none').map(a => a.amount)
     super(`${message}; tried ${tried.length === 0 ? 'no payment' : tried.map(a => `${a} sat`).join(', ')} (max ${init.max} sat)${init.detail !== '' ? `; seller said: ${init.detail}` : ''}`)
     this.detail = init.detail
@@ -93,6 +99,7 @@ export class PaymentRefusedError extends Error {
     this.tried = tried
     this.max = init.max
     this.asked = init.asked
+    this.pending = init.pending
   }
 }
 
@@ -141,6 +148,8 @@ interface Sent {
   res: CallResult
   /** attached: the payment, unless its coins were given back */
   txid?: string
+  /** attached: the raw transaction of `txid` */
+  raw?: Uint8Array
   deferId?: string
 }
 
@@ -182,8 +191,8 @@ class Bid {
     return this.giveUp(`gave up after ${this.attempts.length} attempts`)
   }
 
-  private giveUp (message: string, asked?: bigint): never {
-    throw new PaymentRefusedError(message, { detail: this.last?.detail ?? '', path: this.last?.path ?? '', attempts: this.attempts, max: this.opts.max, asked })
+  private giveUp (message: string, asked?: bigint, pending?: { txid: string, raw: Uint8Array }): never {
+    throw new PaymentRefusedError(message, { detail: this.last?.detail ?? '', path: this.last?.path ?? '', attempts: this.attempts, max: this.opts.max, asked, pending })
   }
 
   /** Sends the call with the current bid */
@@ -220,7 +229,7 @@ class Bid {
     }
     if (res.ok) { return { res, txid: payment.txid } }
     const out = await releaseUnlessBroadcast(opts.wallet, opts.backend, payment.txid, BEFORE_PAYMENT.has(res.status))
-    return { res, txid: out ? payment.txid : undefined }
+    return out ? { res, txid: payment.txid, raw: payment.raw } : { res }
   }
 
   /** Served, or refused by the method after the payment gate let the call through */
@@ -241,7 +250,7 @@ class Bid {
   }
 
   /** The next bid after a refusal, or gives up */
-  private async next ({ res, deferId }: Sent): Promise<void> {
+  private async next ({ res, deferId, txid, raw }: Sent): Promise<void> {
     const { max, promises: book } = this.opts
     const acceptable = res.acceptablePayment
     const asked = acceptable?.amount
@@ -281,7 +290,7 @@ class Bid {
         // the client already retried with fresh nonces: try again
         return
       default:
-        this.giveUp(`the seller declined the payment (${statusPath(res.status)})`, asked)
+        this.giveUp(`the seller declined the payment (${statusPath(res.status)})`, asked, txid != null && raw != null ? { txid, raw } : undefined)
     }
   }
 }
