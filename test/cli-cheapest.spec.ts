@@ -7,18 +7,12 @@ import { findRunningNode } from '../src/control/index.js'
 import { priceOf } from '../src/market/price-book.js'
 import { readKey } from '../src/node/index.js'
 import { killAll, runCli, startCliNode } from './cli-fixtures.js'
-import { startNode, tempDir } from './fixtures.js'
+import { eventually as poll, startNode, tempDir } from './fixtures.js'
 import type { CliNode } from './cli-fixtures.js'
 import type { TestNode } from './fixtures.js'
 
-async function eventually (fn: () => Promise<boolean> | boolean, deadline = 20_000, every = 100): Promise<boolean> {
-  const end = Date.now() + deadline
-  for (;;) {
-    if (await fn()) { return true }
-    if (Date.now() > end) { return false }
-    await new Promise(resolve => setTimeout(resolve, every))
-  }
-}
+/** this file's polling: 20_000 ms, every 100 ms */
+const eventually = async (fn: () => Promise<boolean> | boolean, deadline = 20_000, every = 100): Promise<boolean> => poll(fn, deadline, every)
 
 const sha256hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 

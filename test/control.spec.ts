@@ -10,7 +10,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { ControlApiError, ControlClient, ControlServer, CONTROL_FILE, TOKEN_FILE, findRunningNode } from '../src/control/index.js'
 import { priceOf } from '../src/market/price-book.js'
 import { MAX_BODY_SIZE } from '../src/protocols/opencloud/constants.js'
-import { startNode, tempDir } from './fixtures.js'
+import { eventually as poll, startNode, tempDir } from './fixtures.js'
 import { startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
 import type { EmbeddedChain } from './regtest.js'
@@ -59,14 +59,8 @@ async function http (port: number, o: { method?: string, path: string, token?: s
 
 const sha256hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 
-async function eventually (fn: () => Promise<boolean> | boolean, deadline = 20_000, every = 100): Promise<boolean> {
-  const end = Date.now() + deadline
-  for (;;) {
-    if (await fn()) { return true }
-    if (Date.now() > end) { return false }
-    await new Promise(resolve => setTimeout(resolve, every))
-  }
-}
+/** this file's polling: 20_000 ms, every 100 ms */
+const eventually = async (fn: () => Promise<boolean> | boolean, deadline = 20_000, every = 100): Promise<boolean> => poll(fn, deadline, every)
 
 /** A control server for `node` in a fresh data dir, and its token */
 async function controlFor (node: ControlledNode): Promise<{ control: ControlServer, token: string, dir: string }> {

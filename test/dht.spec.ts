@@ -3,7 +3,7 @@ import { PeerDirectory } from '../src/dht/directory.js'
 import { serviceKey, serviceKeyText, majorVersion } from '../src/dht/keys.js'
 import { createDecloudNode } from '../src/node/index.js'
 import { runCli } from './cli-fixtures.js'
-import { startNode, tempDir } from './fixtures.js'
+import { eventually as poll, startNode, tempDir } from './fixtures.js'
 import type { TestNode } from './fixtures.js'
 import type { DecloudNodeOptions } from '../src/node/index.js'
 
@@ -11,14 +11,8 @@ import type { DecloudNodeOptions } from '../src/node/index.js'
 const DHT = { provideTimeout: 10_000, findTimeout: 5_000, provideRetry: 500 }
 
 /** Polls `fn` until it returns true or the deadline passes; returns its last answer */
-async function eventually (fn: () => Promise<boolean> | boolean, deadline = 15_000, every = 200): Promise<boolean> {
-  const end = Date.now() + deadline
-  for (;;) {
-    if (await fn()) { return true }
-    if (Date.now() > end) { return false }
-    await new Promise(resolve => setTimeout(resolve, every))
-  }
-}
+/** this file's polling: 15_000 ms, every 200 ms */
+const eventually = async (fn: () => Promise<boolean> | boolean, deadline = 15_000, every = 200): Promise<boolean> => poll(fn, deadline, every)
 
 describe('service keys', () => {
   it('derive one well-known CID per service and major version', () => {

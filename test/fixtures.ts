@@ -38,3 +38,17 @@ export async function startNode (options: DecloudNodeOptions = {}): Promise<Test
     }
   })
 }
+
+/**
+ * Polls `fn` every `every` ms until it returns true (resolves true) or
+ * `deadline` ms have passed (resolves false): for gossip and DHT state that
+ * spreads in its own time
+ */
+export async function eventually (fn: () => Promise<boolean> | boolean, deadline = 15_000, every = 100): Promise<boolean> {
+  const end = Date.now() + deadline
+  for (;;) {
+    if (await fn()) { return true }
+    if (Date.now() > end) { return false }
+    await new Promise(resolve => setTimeout(resolve, every))
+  }
+}

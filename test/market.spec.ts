@@ -10,21 +10,12 @@ import { callCheapest } from '../src/market/select.js'
 import { followMarketPrice, validateStrategy } from '../src/market/strategy.js'
 import { Store } from '../src/store/index.js'
 import { runCli } from './cli-fixtures.js'
-import { startNode, tempDir } from './fixtures.js'
+import { eventually, startNode, tempDir } from './fixtures.js'
 import type { TestNode } from './fixtures.js'
 import type { AnnouncementFields } from '../src/market/announcement.js'
 import type { PriceEntry } from '../src/market/price-book.js'
 import type { DecloudNodeOptions } from '../src/node/index.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
-
-async function eventually (fn: () => Promise<boolean> | boolean, deadline = 15_000, every = 100): Promise<boolean> {
-  const end = Date.now() + deadline
-  for (;;) {
-    if (await fn()) { return true }
-    if (Date.now() > end) { return false }
-    await new Promise(resolve => setTimeout(resolve, every))
-  }
-}
 
 interface Identity { key: PrivateKey, peer: PeerId }
 
