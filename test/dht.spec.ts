@@ -10,7 +10,6 @@ import type { DecloudNodeOptions } from '../src/node/index.js'
 /** Short DHT deadlines: everything is on loopback */
 const DHT = { provideTimeout: 10_000, findTimeout: 5_000, provideRetry: 500 }
 
-/** Polls `fn` until it returns true or the deadline passes; returns its last answer */
 /** this file's polling: 15_000 ms, every 200 ms */
 const eventually = async (fn: () => Promise<boolean> | boolean, deadline = 15_000, every = 200): Promise<boolean> => poll(fn, deadline, every)
 
@@ -211,9 +210,15 @@ describe('seller discovery in a 10-node swarm', function () {
     const s = sellers[2]
     assert.equal(s.discovery.advertised().length, 1)
     assert.ok(s.discovery.advertised()[0].reached > 0, 'the seller never reached a DHT peer')
+    // a round while running is observable: it stamps the advert
+    const running = s.discovery.advertised()[0].lastProvided
+    await s.discovery.provideAll()
+    const last = s.discovery.advertised()[0]
+    assert.ok(last.lastProvided > running, 'a provide round while running left no trace')
     await s.stop()
-    // provide rounds after stop are no-ops
+    // provide rounds after stop are no-ops: the advert keeps the last round's stamp and reach
     await s.discovery.provideAll()
     assert.equal(s.libp2p.status, 'stopped')
+    assert.deepEqual(s.discovery.advertised()[0], last, 'a provide round ran after stop')
   })
 })
