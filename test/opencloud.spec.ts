@@ -393,12 +393,16 @@ describe('OpenCloud between real nodes', function () {
         const busy = c.opencloud.call(t.addr, { service: 'counter', method: 'slow' })
         // the only stream is now busy in the handler
         assert.ok(await eventually(() => (slow.counts.get('slow') ?? 0) > started, 10_000, 10), 'the slow handler never started')
+        const opened = t.opencloud.stats().streams
         const abandoned = c.opencloud.call(t.addr, { service: 'sha256', method: 'hash' }, { signal: AbortSignal.timeout(100) })
         const patient = c.opencloud.call(t.addr, { service: 'sha256', method: 'hash' })
         await assert.rejects(within(abandoned, 10_000, 'the abandoned wait outlived its signal'), (err: any) => err.name === 'TimeoutError' || err.name === 'AbortError')
         // the server's message timeout (1 s) ends the busy call; the waiting one then gets the stream
         assert.equal((await within(busy, 10_000, 'the busy call outlived the server\'s message timeout')).path, 'server-error')
         assert.equal((await within(patient, 10_000, 'the waiting call was never woken when the stream came free')).path, 'ok')
+        // woken by the release itself, it took the busy call's stream: a lost wake-up would leave it
+        // waiting until the server closed that stream for idleness, and then open a new one
+        assert.equal(t.opencloud.stats().streams, opened, 'the waiting call opened a stream of its own')
       } finally {
         await c.destroy()
       }
