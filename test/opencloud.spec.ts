@@ -4,11 +4,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
-import { MAX_FRAME_SIZE, PROTOCOL } from '../src/protocols/opencloud/constants.js'
-import { FrameReader } from '../src/protocols/opencloud/framing.js'
-import { Request, Response } from '../src/protocols/opencloud/pb/opencloud.js'
-import { openCloudId } from '../src/protocols/opencloud/signing.js'
-import { PaymentType, Status, requestDigest, responseDigest, openCloudVerifier, NONCE_LENGTH, MAX_BODY_SIZE } from '../src/protocols/opencloud/index.js'
+import { FrameReader, MAX_FRAME_SIZE, PROTOCOL, PaymentType, Request, Response, Status, openCloudId, requestDigest, responseDigest, openCloudVerifier, NONCE_LENGTH, MAX_BODY_SIZE } from '../src/protocols/opencloud/index.js'
 import { verifyResponse } from '../src/protocols/opencloud/index.js'
 import { sha256Service } from '../src/services/sha256.js'
 import { eventually, startNode, within } from './fixtures.js'
@@ -26,7 +22,7 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
  * named by its own OpenCloud ID and signed with 64 zero bytes: what a client
  * only catches by verifying the signature
  */
-async function startForger (): Promise<{ addr: string, answered: () => number, destroy(): Promise<void> }> {
+async function startForger (): Promise<{ addr: string, answered(): number, destroy(): Promise<void> }> {
   const libp2p = await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
@@ -376,7 +372,8 @@ describe('OpenCloud between real nodes', function () {
         const streamsBefore = t.opencloud.stats().streams
         // wait for the server to drop the idle stream (its idle timeout is 500 ms)
         const conn = c.libp2p.getConnections(t.peerId)[0]
-        assert.ok(await eventually(() => !conn.streams.some(s => s.protocol === '/opencloud/1.0.0'), 10_000, 50), 'the server kept the idle stream open for 10 s (idle timeout 500 ms)')
+        const pooled = (): boolean => conn.streams.some(s => s.protocol === '/opencloud/1.0.0')
+        assert.ok(await eventually(() => !pooled(), 10_000, 50), 'the server kept the idle stream open for 10 s (idle timeout 500 ms)')
         assert.equal((await c.opencloud.call(t.addr, { service: 'sha256', method: 'hash' })).path, 'ok')
         assert.equal(t.opencloud.stats().streams - streamsBefore, 1)
       } finally {
