@@ -116,7 +116,7 @@ describe('seller discovery in a 10-node swarm', function () {
   }
 
   it('fills every routing table from one bootstrap node', async () => {
-    assert.ok(await eventually(() => [boot, ...nodes].every(n => n.discovery.routingTableSize() >= 3)), 'routing tables stay small')
+    assert.ok(await eventually(() => [boot, ...nodes].every(n => n.discovery.routingTableSize() >= 3)), `routing tables stay small: ${[boot, ...nodes].map(n => n.discovery.routingTableSize()).join(',')}`)
     assert.ok(boot.discovery.routingTableSize() >= 9)
   })
 
