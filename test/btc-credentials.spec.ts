@@ -379,22 +379,34 @@ describe('btc: credentials', () => {
         assert.deepEqual(reply, { status: Status.SERVER_ERROR, detail: 'chain backend unavailable' })
 
         let clock = 0
-        const cached = bitcoinCredentialStage({ bindings, backend: chain, cacheTtlMs: 30_000, now: () => clock })
+        // the real chain, counting the address lookups the stage makes
+        let rounds = 0
+        const counted = new Proxy(chain, {
+          get (target, prop) {
+            if (prop === 'addresses') { return async (addresses: string[]) => { rounds++; return target.addresses(addresses) } }
+            const value = Reflect.get(target, prop, target)
+            return typeof value === 'function' ? value.bind(target) : value
+          }
+        })
+        const cached = bitcoinCredentialStage({ bindings, backend: counted, cacheTtlMs: 30_000, now: () => clock })
         const s1 = state([openCloudId(buyer.peerId), `btc:${address}`])
         assert.equal(await cached(s1), undefined)
         await fundAddress(chain, address, BTC)
         const s2 = state([openCloudId(buyer.peerId), `btc:${address}`])
         assert.equal(await cached(s2), undefined)
         assert.deepEqual(s2.bitcoin, s1.bitcoin, 'within the TTL')
+        assert.equal(rounds, 1, 'the second request was answered from the cache')
         clock = 30_000
         const s3 = state([openCloudId(buyer.peerId), `btc:${address}`])
         assert.equal(await cached(s3), undefined)
         assert.equal(s3.bitcoin?.[0].confirmed, 3n * BTC)
+        assert.equal(rounds, 2)
         // concurrent requests share one backend round
         clock = 60_000
         const many = Array.from({ length: 20 }, () => state([openCloudId(buyer.peerId), `btc:${address}`]))
         assert.deepEqual(await Promise.all(many.map(async s => cached(s))), many.map(() => undefined))
         assert.ok(many.every(s => s.bitcoin?.[0].confirmed === 3n * BTC))
+        assert.equal(rounds, 3, 'the 20 concurrent requests took one backend round')
       })
     })
   })

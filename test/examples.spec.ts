@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { main } from '../examples/embed.js'
+import { within } from './fixtures.js'
 
 const run = promisify(execFile)
 
@@ -11,7 +12,7 @@ describe('examples/embed: decloud inside another libp2p app', () => {
   it('sells sha256 and its own service; the other node calls them and gets the template and the payment gate', async () => {
     const message = 'Embedded dans une autre app — ünïcode 🚀'
     const lines: string[] = []
-    const r = await main(message, (line) => lines.push(line))
+    const r = await within(main(message, (line) => lines.push(line)), 20_000, 'examples/embed main() did not finish')
 
     assert.match(r.address, /^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3KooW/)
     assert.equal(r.hash, createHash('sha256').update(message).digest('hex'))

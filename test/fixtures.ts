@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict'
 import { rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -37,6 +38,23 @@ export async function startNode (options: DecloudNodeOptions = {}): Promise<Test
       if (options.dataDir == null) { await rm(dataDir, { recursive: true, force: true }) }
     }
   })
+}
+
+/**
+ * `promise`, or a rejection naming `what` once `ms` have passed: a promise
+ * that a bug would leave pending fails the test with that message instead
+ * of running into mocha's timeout
+ */
+export async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new assert.AssertionError({ message: `${what} (still pending after ${ms} ms)` })) }, ms)
+  })
+  try {
+    return await Promise.race([promise, late])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /**

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { PaymentType, Status, requestDigest, responseDigest, openCloudVerifier, NONCE_LENGTH, MAX_BODY_SIZE } from '../src/protocols/opencloud/index.js'
+import { noise } from '@chainsafe/libp2p-noise'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { createLibp2p } from 'libp2p'
+import { FrameReader, MAX_FRAME_SIZE, PROTOCOL, PaymentType, Request, Response, Status, openCloudId, requestDigest, responseDigest, openCloudVerifier, NONCE_LENGTH, MAX_BODY_SIZE } from '../src/protocols/opencloud/index.js'
 import { verifyResponse } from '../src/protocols/opencloud/index.js'
 import { sha256Service } from '../src/services/sha256.js'
-import { startNode } from './fixtures.js'
+import { eventually, startNode, within } from './fixtures.js'
 import { RawStream, countingService, signedRequest, startBareNode, startKeyedNode } from './protocol-fixtures.js'
 import type { TestNode } from './fixtures.js'
 import type { BareNode, KeyedNode } from './protocol-fixtures.js'
@@ -12,6 +16,42 @@ import type { CallResult } from '../src/protocols/opencloud/index.js'
 const enc = new TextEncoder()
 const json = (res: CallResult): any => JSON.parse(new TextDecoder().decode(res.body))
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+
+/**
+ * A peer that speaks OpenCloud framing but answers every request with ok,
+ * named by its own OpenCloud ID and signed with 64 zero bytes: what a client
+ * only catches by verifying the signature
+ */
+async function startForger (): Promise<{ addr: string, answered(): number, destroy(): Promise<void> }> {
+  const libp2p = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()]
+  })
+  const id = openCloudId(libp2p.peerId)
+  let answered = 0
+  await libp2p.handle(PROTOCOL, (stream) => {
+    const frames = new FrameReader(stream, { maxFrameSize: MAX_FRAME_SIZE })
+    void (async () => {
+      for (let f = await frames.read(); f != null; f = await frames.read()) {
+        const request = Request.decode(f)
+        await frames.write(Response.encode({
+          id: [id],
+          sig: [new Uint8Array(64)],
+          nonce: request.nonce,
+          status: Status.OK,
+          detail: '',
+          body: enc.encode('forged'),
+          nextNonce: new Uint8Array(NONCE_LENGTH),
+          requestDigest: requestDigest(request) as Uint8Array<ArrayBuffer>
+        }))
+        answered++
+      }
+    })().catch((err: Error) => { stream.abort(err) })
+  })
+  return { addr: libp2p.getMultiaddrs()[0].toString(), answered: () => answered, destroy: async () => { await libp2p.stop() } }
+}
 
 describe('OpenCloud between real nodes', function () {
   this.timeout(60_000)
@@ -56,11 +96,21 @@ describe('OpenCloud between real nodes', function () {
 
     it('with verifyResponses the client checks every response as it arrives', async () => {
       const c = await startNode({ opencloud: { verifyResponses: true } })
+      const forger = await startForger()
       try {
         const res = await c.opencloud.call(b.addr, { service: 'sha256', method: 'hash', body: enc.encode('x') })
         assert.equal(res.ok, true)
         assert.equal(await verifyResponse(res), true)
+        // the forged answer reached the client (the forger counts it) and was refused for its signature
+        await assert.rejects(c.opencloud.call(forger.addr, { service: 'sha256', method: 'hash' }), { name: 'InvalidResponseSignatureError', message: /signature 0 does not verify/ })
+        assert.equal(forger.answered(), 1)
+        // a client that does not verify checks the signer's name only, and takes the same answer
+        const trusting = await a.opencloud.call(forger.addr, { service: 'sha256', method: 'hash' })
+        assert.equal(trusting.ok, true)
+        assert.equal(new TextDecoder().decode(trusting.body), 'forged')
+        assert.equal(await verifyResponse(trusting), false)
       } finally {
+        await forger.destroy()
         await c.destroy()
       }
     })
@@ -322,7 +372,8 @@ describe('OpenCloud between real nodes', function () {
         const streamsBefore = t.opencloud.stats().streams
         // wait for the server to drop the idle stream (its idle timeout is 500 ms)
         const conn = c.libp2p.getConnections(t.peerId)[0]
-        while (conn.streams.some(s => s.protocol === '/opencloud/1.0.0')) { await new Promise(resolve => setTimeout(resolve, 50)) }
+        const pooled = (): boolean => conn.streams.some(s => s.protocol === '/opencloud/1.0.0')
+        assert.ok(await eventually(() => !pooled(), 10_000, 50), 'the server kept the idle stream open for 10 s (idle timeout 500 ms)')
         assert.equal((await c.opencloud.call(t.addr, { service: 'sha256', method: 'hash' })).path, 'ok')
         assert.equal(t.opencloud.stats().streams - streamsBefore, 1)
       } finally {
@@ -338,12 +389,17 @@ describe('OpenCloud between real nodes', function () {
         const started = slow.counts.get('slow') ?? 0
         const busy = c.opencloud.call(t.addr, { service: 'counter', method: 'slow' })
         // the only stream is now busy in the handler
-        while ((slow.counts.get('slow') ?? 0) === started) { await new Promise(resolve => setTimeout(resolve, 10)) }
+        assert.ok(await eventually(() => (slow.counts.get('slow') ?? 0) > started, 10_000, 10), 'the slow handler never started')
+        const opened = t.opencloud.stats().streams
         const abandoned = c.opencloud.call(t.addr, { service: 'sha256', method: 'hash' }, { signal: AbortSignal.timeout(100) })
         const patient = c.opencloud.call(t.addr, { service: 'sha256', method: 'hash' })
-        await assert.rejects(abandoned, (err: any) => err.name === 'TimeoutError' || err.name === 'AbortError')
-        assert.equal((await busy).path, 'server-error')
-        assert.equal((await patient).path, 'ok')
+        await assert.rejects(within(abandoned, 10_000, 'the abandoned wait outlived its signal'), (err: any) => err.name === 'TimeoutError' || err.name === 'AbortError')
+        // the server's message timeout (1 s) ends the busy call; the waiting one then gets the stream
+        assert.equal((await within(busy, 10_000, 'the busy call outlived the server\'s message timeout')).path, 'server-error')
+        assert.equal((await within(patient, 10_000, 'the waiting call was never woken when the stream came free')).path, 'ok')
+        // woken by the release itself, it took the busy call's stream: a lost wake-up would leave it
+        // waiting until the server closed that stream for idleness, and then open a new one
+        assert.equal(t.opencloud.stats().streams, opened, 'the waiting call opened a stream of its own')
       } finally {
         await c.destroy()
       }

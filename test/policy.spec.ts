@@ -937,6 +937,7 @@ rules:
       const first = a.opencloud.call(server.addr, { service: 'slow', method: 'wait' })
       const deadline = AbortSignal.timeout(20_000)
       while (p.concurrency.size === 0 && !deadline.aborted) { await new Promise(resolve => setTimeout(resolve, 10)) }
+      assert.equal(p.concurrency.size, 1, 'the first call holds its slot')
       const busy = await a.opencloud.call(server.addr, { service: 'slow', method: 'wait' })
       assert.equal(busy.status, Status.RATE_LIMITED)
       assert.match(busy.detail, /at most 1 in progress per peer/)
