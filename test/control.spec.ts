@@ -109,12 +109,18 @@ describe('local control API', () => {
       { authorization: `Basic ${token}` },
       { authorization: token }
     ]
+    // every endpoint the server has (its own table: a new one is covered too), with both
+    // methods, and paths it does not have
+    const routes = control.routes
+    assert.ok(routes.length >= 13 && ['/v1/node', '/v1/wallet', '/v1/wallet/send', '/v1/chain/mine', '/v1/policy/reload'].every(p => routes.some(r => r.path === p)), JSON.stringify(routes))
+    const requests = [...routes.flatMap(r => [[r.method, r.path], [r.method === 'GET' ? 'POST' : 'GET', r.path]]), ['GET', '/nope'], ['POST', '/v1/wallet/nope']]
     for (const headers of cases) {
-      for (const [method, path] of [['GET', '/v1/node'], ['GET', '/v1/peers'], ['POST', '/v1/call'], ['GET', '/nope']]) {
+      for (const [method, path] of requests) {
         const r = await http(control.port, { method, path, headers, body: method === 'POST' ? '{}' : undefined })
         assert.equal(r.status, 401, `${method} ${path} ${JSON.stringify(headers)}`)
         assert.equal(r.json.error.type, 'unauthorized')
         assert.equal(r.headers['www-authenticate'], 'Bearer')
+        assert.equal(r.headers.connection, 'close', 'no connection is kept for a client without the token')
       }
     }
     // the token does not leak into an answer

@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { MAX_BODY_SIZE, MAX_FRAME_SIZE, NONCE_LENGTH, Request, Status, encodeVarint } from '../src/protocols/opencloud/index.js'
-import { startNode } from './fixtures.js'
+import { MAX_BODY_SIZE, MAX_FRAME_SIZE, NONCE_LENGTH, PROTOCOL, Request, Status, encodeVarint } from '../src/protocols/opencloud/index.js'
+import { eventually, startNode } from './fixtures.js'
 import { CrashWatch, RawStream, countingService, frame, newIdentity, signedRequest, startBareNode, startKeyedNode } from './protocol-fixtures.js'
 import type { TestNode } from './fixtures.js'
 import type { BareNode, KeyedNode, RawRequestFields } from './protocol-fixtures.js'
@@ -301,11 +301,22 @@ describe('hostile input', function () {
       const before = counter.counts.get('hit') ?? 0
       const raw = await RawStream.open(mallory, server)
       const nonce = await nonceFor(raw, mallory)
-      const full = frame(Request.encode(await signedRequest(mallory.key, { service: 'counter', method: 'hit', nonce, body: randomBytes(50_000) })))
+      const request = await signedRequest(mallory.key, { service: 'counter', method: 'hit', nonce, body: randomBytes(50_000) })
+      const full = frame(Request.encode(request))
+      // the server's end of this stream (yamux gives both ends the same id)
+      const serverEnd = (): boolean => server.libp2p.getConnections(mallory.libp2p.peerId).some(c => c.streams.some(s => s.id === raw.stream.id && s.protocol === PROTOCOL && s.status === 'open'))
+      assert.ok(serverEnd(), 'the server holds the stream')
       await raw.sendRaw(full.subarray(0, 20_000))
       raw.stream.abort(new Error('reset by the test'))
-      await sleep(50)
+      // the server lets go of the stream (no buffer or task left behind)…
+      assert.ok(await eventually(() => !serverEnd(), 10_000, 10), 'the server closed its end of the reset stream')
+      // …without having run the request: nothing counted, and its nonce was never spent,
+      // so the whole request, sent again on a new stream, is served once
       assert.equal(counter.counts.get('hit') ?? 0, before)
+      const again = await RawStream.open(mallory, server)
+      assert.equal((await again.exchange(request)).status, Status.OK)
+      assert.equal(counter.counts.get('hit'), before + 1)
+      await again.close()
     })
 
     it('a stream reset while its request is being processed', async () => {

@@ -12,10 +12,10 @@ import {
 import { NonceStore, PaymentType, Status, createPipeline, defaultPaymentGate, openCloudVerifier, requestDigest, runPipeline } from '../src/protocols/opencloud/index.js'
 import { sha256Service } from '../src/services/sha256.js'
 import { killAll, runCli } from './cli-fixtures.js'
-import { tempDir } from './fixtures.js'
+import { eventually, tempDir } from './fixtures.js'
 import { signedRequest, startBareNode } from './protocol-fixtures.js'
 import type { BareNode } from './protocol-fixtures.js'
-import type { Decision, PolicyContext, Policy, PolicyStages, ReloadResult, Rule } from '../src/policy/index.js'
+import type { Decision, PolicyContext, Policy, PolicyReloadEvent, PolicyStages, ReloadResult, Rule } from '../src/policy/index.js'
 import type { BitcoinCredentialState, CallState, Stage } from '../src/protocols/opencloud/pipeline.js'
 import type { ServiceDefinition } from '../src/services/template.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
@@ -785,6 +785,49 @@ rules:
       assert.equal(reloader.engine.decide(ctx()).maxTab.amount, 77n)
       reloader.stop()
       assert.equal(process.listenerCount('SIGHUP'), listeners, 'stop removes the signal handler')
+    })
+
+    it('the data dir\'s policy.yaml may come later: missing is the default policy, created it takes effect, removed the default is back', async () => {
+      const reports: PolicyReloadEvent[] = []
+      const np = await openNodePolicy({ dataDir: dir, sighup: false, onReload: (e) => { reports.push(e) } })
+      try {
+        assert.equal(np.file, undefined)
+        assert.equal(np.current().size, defaultPolicy().rules.length)
+        assert.ok(np.reloader != null, 'watched even without a file')
+        const file = join(dir, 'policy.yaml')
+        await writeFile(file, 'rules:\n  - scope: global\n    deny: true\n')
+        assert.ok(await eventually(() => np.file === file, 20_000, 20), 'the new file is picked up by the watcher')
+        assert.equal(np.current().decide(ctx()).action, 'deny')
+        assert.deepEqual(reports.at(-1), { ok: true, file, rules: 1 })
+        await writeFile(file, 'rules:\n  - scope: global\n    deny: maybe\n')
+        assert.ok(await eventually(() => reports.at(-1)?.ok === false, 20_000, 20))
+        const bad = reports.at(-1)
+        assert.match(bad != null && !bad.ok ? bad.error.message : '', /^policy\.yaml:3:11: deny takes true/)
+        assert.equal(np.current().decide(ctx()).action, 'deny', 'kept')
+        await rm(file)
+        const r = await np.reloader.reload()
+        assert.equal(r.ok, true)
+        assert.equal(np.file, undefined)
+        assert.equal(np.current().size, defaultPolicy().rules.length)
+        assert.deepEqual(reports.at(-1), { ok: true, file: undefined, rules: defaultPolicy().rules.length })
+      } finally {
+        np.stop()
+      }
+    })
+
+    it('--policy FILE is not optional: a missing file on reload keeps the policy in force', async () => {
+      const file = join(dir, 'mine.yaml')
+      await writeFile(file, 'rules:\n  - scope: global\n    deny: true\n')
+      const np = await openNodePolicy({ file, dataDir: dir, sighup: false, watch: false })
+      try {
+        await rm(file)
+        const r = await np.reloader?.reload()
+        assert.equal(r?.ok, false)
+        assert.equal(np.file, file)
+        assert.equal(np.current().decide(ctx()).action, 'deny')
+      } finally {
+        np.stop()
+      }
     })
 
     it('a node does not start on a malformed policy: the error names the line', async () => {

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto'
+import { readFileSync, rmSync } from 'node:fs'
 import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { constants } from 'node:os'
 import { join } from 'node:path'
 
 /** `<dataDir>/control.json`: where the running node's control API listens */
@@ -60,4 +62,67 @@ export async function readControlFiles (dataDir: string): Promise<{ info: Contro
   }
   if (!/^[0-9a-f]{64}$/.test(token)) { return undefined }
   return { info, token }
+}
+
+/**
+ * Signals whose default action ends the process. Whatever ends it, the
+ * control files of this process go with it (a clean stop removes them
+ * itself; SIGKILL cannot be caught).
+ */
+const ENDING_SIGNALS = (['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGXCPU', 'SIGXFSZ'] as NodeJS.Signals[])
+  .filter(s => process.platform !== 'win32' && constants.signals[s] != null)
+
+/** Data dirs holding control files of this process */
+const owned = new Set<string>()
+
+/** Removes the control files of `dataDir` now, if this process wrote them (control.json names its pid) */
+function removeOwnSync (dataDir: string): void {
+  try {
+    const info = JSON.parse(readFileSync(join(dataDir, CONTROL_FILE), 'utf8'))
+    if (info?.pid !== process.pid) { return }
+    rmSync(join(dataDir, CONTROL_FILE), { force: true })
+    rmSync(join(dataDir, TOKEN_FILE), { force: true })
+  } catch {
+    // gone or unreadable: nothing of ours to remove
+  }
+}
+
+function removeAllSync (): void {
+  for (const dir of owned) { removeOwnSync(dir) }
+  owned.clear()
+}
+
+function onEndingSignal (signal: NodeJS.Signals): void {
+  // someone else handles it (the CLI's clean stop, a reload): it does not end the process here
+  if (process.listenerCount(signal) > 1) { return }
+  removeAllSync()
+  uninstall()
+  // no listener left: the signal's default action again, which ends the process as it would have
+  process.kill(process.pid, signal)
+}
+
+function install (): void {
+  process.on('exit', removeAllSync)
+  for (const s of ENDING_SIGNALS) { process.on(s, onEndingSignal) }
+}
+
+function uninstall (): void {
+  process.off('exit', removeAllSync)
+  for (const s of ENDING_SIGNALS) { process.off(s, onEndingSignal) }
+}
+
+/**
+ * Removes the control files of `dataDir` when the process ends without a
+ * clean stop: `process.exit()` (a second Ctrl-C, a stop that overran its
+ * deadline), an uncaught exception, or a signal nobody handles.
+ */
+export function removeOnExit (dataDir: string): void {
+  if (owned.size === 0) { install() }
+  owned.add(dataDir)
+}
+
+/** The control files of `dataDir` were removed: nothing left to do at exit */
+export function keepOnExit (dataDir: string): void {
+  if (!owned.delete(dataDir)) { return }
+  if (owned.size === 0) { uninstall() }
 }

@@ -7,7 +7,7 @@ import { marketJson, sellersJson } from '../node/reports.js'
 import { parsePayOption } from '../payments/pay-option.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BODY_SIZE, MAX_NAME_LENGTH } from '../protocols/opencloud/constants.js'
 import { callResultJson, sentJson, walletJson, walletTxJson, API_PREFIX } from './api.js'
-import { CONTROL_HOST, newToken, removeControlFiles, writeControlFiles } from './files.js'
+import { CONTROL_HOST, keepOnExit, newToken, removeControlFiles, removeOnExit, writeControlFiles } from './files.js'
 import { decloudVersion } from './version.js'
 import type { CallRequestJson, ErrorJson } from './api.js'
 import type { DecloudNode } from '../node/index.js'
@@ -56,13 +56,21 @@ export interface ControlServerInit {
   maxCallTimeout?: number
   /** Calls in flight at once; more get 503 @default 64 */
   maxConcurrentCalls?: number
+  /** Time to receive the headers of a request (ms) @default 10_000 */
+  headersTimeout?: number
   /** Open HTTP connections at once @default 64 */
   maxConnections?: number
+  /**
+   * Connections that have not yet shown the token (headers still coming, or
+   * being refused); beyond this the oldest of them is closed @default 16
+   */
+  maxPendingConnections?: number
   /** Largest body of a call (bytes) @default 4 MiB */
   maxBodySize?: number
 }
 
 export const DEFAULT_MAX_REQUEST_SIZE = 8 * 1024 * 1024
+export const DEFAULT_HEADERS_TIMEOUT = 10_000
 /** Default and largest `timeout` of `GET /v1/sellers` (ms) */
 export const DEFAULT_SELLERS_TIMEOUT = 10_000
 export const MAX_SELLERS_TIMEOUT = 120_000
@@ -81,6 +89,19 @@ class HttpError extends Error {
     this.type = type
     this.headers = headers
   }
+}
+
+interface Endpoint {
+  method: 'GET' | 'POST'
+  run(req: IncomingMessage, res: ServerResponse): Promise<void>
+}
+
+interface ConnectionState {
+  socket: Socket
+  /** a request on it carried the token */
+  authed: boolean
+  /** closes it unless the headers of its first request arrive in time */
+  timer?: ReturnType<typeof setTimeout>
 }
 
 const log = logger('decloud:control')
@@ -171,7 +192,13 @@ export class ControlServer {
   private readonly maxConcurrentCalls: number
   private readonly maxBodySize: number
   private readonly server: Server
-  private readonly sockets = new Set<Socket>()
+  private readonly headersTimeout: number
+  private readonly maxConnections: number
+  private readonly maxPending: number
+  /** open connections, oldest first */
+  private readonly conns = new Map<Socket, ConnectionState>()
+  /** Host headers accepted (lowercase), set at start */
+  private hosts = new Set<string>()
   private readonly calls = new Set<AbortController>()
   private token = ''
   private tokenDigest: Buffer = Buffer.alloc(32)
@@ -187,17 +214,22 @@ export class ControlServer {
     this.maxCallTimeout = init.maxCallTimeout ?? 300_000
     this.maxConcurrentCalls = init.maxConcurrentCalls ?? 64
     this.maxBodySize = init.maxBodySize ?? MAX_BODY_SIZE
+    this.headersTimeout = init.headersTimeout ?? DEFAULT_HEADERS_TIMEOUT
+    this.maxConnections = init.maxConnections ?? 64
+    this.maxPending = Math.min(init.maxPendingConnections ?? 16, this.maxConnections)
+    const requestTimeout = Math.max(init.requestTimeout ?? 30_000, this.headersTimeout)
     this.server = createServer({
-      requestTimeout: init.requestTimeout ?? 30_000,
-      headersTimeout: 10_000,
-      keepAliveTimeout: 5_000
+      requestTimeout,
+      headersTimeout: this.headersTimeout,
+      keepAliveTimeout: 5_000,
+      // the server's own checks (the headers of a later request on a kept-alive
+      // connection, requestTimeout) run this often: late by at most this much
+      connectionsCheckingInterval: 1_000
     }, (req, res) => { this.handle(req, res) })
-    this.server.maxConnections = init.maxConnections ?? 64
     this.server.maxHeadersCount = 64
-    this.server.on('connection', (socket: Socket) => {
-      this.sockets.add(socket)
-      socket.once('close', () => { this.sockets.delete(socket) })
-    })
+    this.server.on('connection', (socket: Socket) => { this.accept(socket) })
+    // the headers are in: the headers timeout of this connection is over
+    this.server.on('request', (req: IncomingMessage) => { clearTimeout(this.conns.get(req.socket)?.timer) })
     this.server.on('clientError', (_err, socket: Socket) => {
       if (socket.writable) {
         socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n')
@@ -226,12 +258,14 @@ export class ControlServer {
         resolve()
       })
     })
+    this.hosts = new Set([`127.0.0.1:${this.port}`, `localhost:${this.port}`, `[::1]:${this.port}`])
     try {
       await writeControlFiles(this.init.dataDir, { port: this.port, pid: process.pid, version: this.version }, this.token)
     } catch (err) {
       await this.closeServer()
       throw err
     }
+    removeOnExit(this.init.dataDir)
     this.started = true
   }
 
@@ -240,6 +274,7 @@ export class ControlServer {
     if (!this.started) { return }
     this.started = false
     await removeControlFiles(this.init.dataDir)
+    keepOnExit(this.init.dataDir)
     for (const c of this.calls) { c.abort(new Error('the node is stopping')) }
     await this.closeServer()
   }
@@ -248,7 +283,7 @@ export class ControlServer {
     const closed = new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
     this.server.closeIdleConnections()
     // give answers being written a moment, then cut every connection
-    const t = setTimeout(() => { for (const s of this.sockets) { s.destroy() } }, 500)
+    const t = setTimeout(() => { for (const s of [...this.conns.keys()]) { this.drop(s) } }, 500)
     await closed
     clearTimeout(t)
   }
@@ -261,70 +296,106 @@ export class ControlServer {
     })
   }
 
+  /**
+   * Every endpoint: path → method and handler. `route` authorises before it
+   * looks a path up, whatever the path; `routes` lists them.
+   */
+  private readonly endpoints: ReadonlyMap<string, Endpoint> = new Map<string, Endpoint>([
+    [`${API_PREFIX}/node`, { method: 'GET', run: async (_req, res) => { this.send(res, 200, this.nodeInfo()) } }],
+    [`${API_PREFIX}/peers`, { method: 'GET', run: async (_req, res) => { this.send(res, 200, { peers: await this.peers() }) } }],
+    [`${API_PREFIX}/call`, { method: 'POST', run: async (req, res) => { await this.call(req, res) } }],
+    [`${API_PREFIX}/sellers`, { method: 'GET', run: async (req, res) => { await this.sellers(req, res) } }],
+    [`${API_PREFIX}/market`, { method: 'GET', run: async (req, res) => { this.market(req, res) } }],
+    [`${API_PREFIX}/wallet`, { method: 'GET', run: async (_req, res) => { this.send(res, 200, await this.wallet()) } }],
+    [`${API_PREFIX}/wallet/address`, { method: 'POST', run: async (_req, res) => { this.send(res, 200, { address: await this.payments().wallet.newAddress() }) } }],
+    [`${API_PREFIX}/wallet/send`, { method: 'POST', run: async (req, res) => { this.send(res, 200, await this.walletSend(await this.readJson(req))) } }],
+    [`${API_PREFIX}/wallet/history`, { method: 'GET', run: async (req, res) => { this.send(res, 200, await this.walletHistory(req)) } }],
+    [`${API_PREFIX}/promises`, { method: 'GET', run: async (_req, res) => { this.send(res, 200, await this.promises()) } }],
+    [`${API_PREFIX}/policy`, { method: 'GET', run: async (_req, res) => { this.send(res, 200, this.policyInfo()) } }],
+    [`${API_PREFIX}/policy/reload`, { method: 'POST', run: async (_req, res) => { this.send(res, 200, await this.policyReload()) } }],
+    [`${API_PREFIX}/chain/mine`, { method: 'POST', run: async (req, res) => { this.send(res, 200, await this.mine(await this.readJson(req))) } }]
+  ])
+
+  /** Every endpoint, method and path */
+  get routes (): Array<{ method: string, path: string }> {
+    return [...this.endpoints].map(([path, e]) => ({ method: e.method, path }))
+  }
+
   private async route (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.checkHost(req)
     this.authorize(req)
+    const state = this.conns.get(req.socket)
+    if (state != null) { state.authed = true }
     const path = (req.url ?? '/').split('?')[0]
-    switch (path) {
-      case `${API_PREFIX}/node`:
-        this.only(req, 'GET')
-        this.send(res, 200, this.nodeInfo())
-        return
-      case `${API_PREFIX}/peers`:
-        this.only(req, 'GET')
-        this.send(res, 200, { peers: await this.peers() })
-        return
-      case `${API_PREFIX}/call`:
-        this.only(req, 'POST')
-        await this.call(req, res)
-        return
-      case `${API_PREFIX}/sellers`:
-        this.only(req, 'GET')
-        await this.sellers(req, res)
-        return
-      case `${API_PREFIX}/market`:
-        this.only(req, 'GET')
-        this.market(req, res)
-        return
-      case `${API_PREFIX}/wallet`:
-        this.only(req, 'GET')
-        this.send(res, 200, await this.wallet())
-        return
-      case `${API_PREFIX}/wallet/address`:
-        this.only(req, 'POST')
-        this.send(res, 200, { address: await this.payments().wallet.newAddress() })
-        return
-      case `${API_PREFIX}/wallet/send`:
-        this.only(req, 'POST')
-        this.send(res, 200, await this.walletSend(await this.readJson(req)))
-        return
-      case `${API_PREFIX}/wallet/history`:
-        this.only(req, 'GET')
-        this.send(res, 200, await this.walletHistory(req))
-        return
-      case `${API_PREFIX}/promises`:
-        this.only(req, 'GET')
-        this.send(res, 200, await this.promises())
-        return
-      case `${API_PREFIX}/policy`:
-        this.only(req, 'GET')
-        this.send(res, 200, this.policyInfo())
-        return
-      case `${API_PREFIX}/policy/reload`: {
-        this.only(req, 'POST')
-        const reloader = this.node.policy?.reloader
-        if (reloader == null) { throw new HttpError(404, 'not-found', this.node.policy == null ? 'this node runs without a policy' : 'the policy is not a file: nothing to reload') }
-        const r = await reloader.reload()
-        if (!r.ok) { throw new HttpError(400, 'bad-policy', `the policy in force is kept: ${r.error.message}`) }
-        this.send(res, 200, { ...this.policyInfo(), changed: r.changed })
+    const endpoint = this.endpoints.get(path)
+    if (endpoint == null) { throw new HttpError(404, 'not-found', `no endpoint ${path}`) }
+    this.only(req, endpoint.method)
+    await endpoint.run(req, res)
+  }
+
+  /** POST /v1/policy/reload */
+  private async policyReload (): Promise<unknown> {
+    const reloader = this.node.policy?.reloader
+    if (reloader == null) { throw new HttpError(404, 'not-found', this.node.policy == null ? 'this node runs without a policy' : 'the policy is not a file: nothing to reload') }
+    const r = await reloader.reload()
+    if (!r.ok) { throw new HttpError(400, 'bad-policy', `the policy in force is kept: ${r.error.message}`) }
+    return { ...this.policyInfo(), changed: r.changed }
+  }
+
+  /**
+   * DNS rebinding: a web page whose name now resolves to 127.0.0.1 reaches
+   * this port with its own name in Host. Only loopback names pass.
+   */
+  private checkHost (req: IncomingMessage): void {
+    const host = (req.headers.host ?? '').toLowerCase()
+    if (!this.hosts.has(host)) {
+      throw new HttpError(421, 'wrong-host', `the control API answers to 127.0.0.1:${this.port}, localhost:${this.port} or [::1]:${this.port} only`)
+    }
+  }
+
+  /**
+   * A new connection takes a slot. Connections that have not yet shown the
+   * token are capped at maxPendingConnections and the oldest of them gives
+   * way to the newcomer, so sockets that stall in their headers cannot hold
+   * the slots: an honest client sends its whole request at once and is
+   * served before enough newer connections arrive to push it out. A
+   * connection that showed the token keeps its slot (until the keep-alive
+   * timeout); once every slot is held by such connections, newcomers are
+   * refused.
+   */
+  private accept (socket: Socket): void {
+    if (this.pending >= this.maxPending || this.conns.size >= this.maxConnections) {
+      const oldest = [...this.conns.values()].find(c => !c.authed)
+      if (oldest == null) {
+        socket.destroy()
         return
       }
-      case `${API_PREFIX}/chain/mine`:
-        this.only(req, 'POST')
-        this.send(res, 200, await this.mine(await this.readJson(req)))
-        return
-      default:
-        throw new HttpError(404, 'not-found', `no endpoint ${path}`)
+      this.drop(oldest.socket)
     }
+    // the headers of the first request must be in within headersTimeout, checked on time
+    // (the http server checks its own headersTimeout only every connectionsCheckingInterval)
+    const timer = setTimeout(() => { this.drop(socket) }, this.headersTimeout)
+    timer.unref()
+    this.conns.set(socket, { socket, authed: false, timer })
+    socket.once('close', () => { this.forget(socket) })
+  }
+
+  private get pending (): number {
+    let n = 0
+    for (const c of this.conns.values()) { if (!c.authed) { n++ } }
+    return n
+  }
+
+  private drop (socket: Socket): void {
+    this.forget(socket)
+    socket.destroy()
+  }
+
+  private forget (socket: Socket): void {
+    const c = this.conns.get(socket)
+    if (c == null) { return }
+    clearTimeout(c.timer)
+    this.conns.delete(socket)
   }
 
   private authorize (req: IncomingMessage): void {
@@ -679,8 +750,9 @@ export class ControlServer {
   private sendError (req: IncomingMessage, res: ServerResponse, err: HttpError): void {
     const value: ErrorJson = { error: { type: err.type, message: err.message } }
     const headers = { ...err.headers }
-    // an unread request body is not worth draining: close the connection after answering
-    if (!req.complete) { headers.connection = 'close' }
+    // an unread request body is not worth draining: close the connection after answering;
+    // and a client without the token (or at the wrong host) keeps no connection open
+    if (!req.complete || err.status === 401 || err.status === 421) { headers.connection = 'close' }
     this.send(res, err.status, value, headers)
     if (!req.complete) {
       // half-close after the answer and discard what the client still sends:

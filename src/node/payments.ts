@@ -25,7 +25,7 @@ import { defaultPaymentGate } from '../protocols/opencloud/pipeline.js'
 import type { ChainBackendOptions } from '../payments/chain/index.js'
 import type { ChainBackend } from '../payments/types.js'
 import type { TrustProvider } from '../policy/engine.js'
-import type { NodePolicy } from '../policy/reload.js'
+import type { NodePolicy, PolicyReloadEvent } from '../policy/reload.js'
 import type { Policy } from '../policy/schema.js'
 import type { PolicyStages } from '../policy/stage.js'
 import type { Stage } from '../protocols/opencloud/pipeline.js'
@@ -77,6 +77,10 @@ export interface PolicyOptions {
   rules?: Policy
   /** trust of a peer (0–1) for trust bands, until reputation lands @default none known */
   trust?: TrustProvider
+  /** reload the file on SIGHUP (the CLI handles SIGHUP itself) @default true */
+  sighup?: boolean
+  /** called after every reload of the file, good or refused */
+  onReload?(event: PolicyReloadEvent): void
 }
 
 /** What a node's payment side exposes */
@@ -130,7 +134,7 @@ export async function openPaymentParts (init: {
       const engine = new PolicyEngine(policyOptions.rules)
       policy = { current: () => engine, stop: () => {} }
     } else {
-      policy = await openNodePolicy({ file: policyOptions.file, dataDir: init.dataDir, log: logger('decloud:policy') })
+      policy = await openNodePolicy({ file: policyOptions.file, dataDir: init.dataDir, log: logger('decloud:policy'), sighup: policyOptions.sighup, onReload: policyOptions.onReload })
     }
     const p = policy
     stages = policyStages(() => p.current(), { trust: policyOptions.trust })

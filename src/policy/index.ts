@@ -29,4 +29,4 @@ export {
   DEFAULT_TAB_BALANCE, DEFAULT_TAB_AGE, DEFAULT_TAB_TRUST, DEFAULT_MAX_TAB
 } from './defaults.js'
 export { PolicyReloader, openNodePolicy, resolvePolicyFile, POLICY_FILE } from './reload.js'
-export type { PolicyReloaderInit, ReloadResult, NodePolicy, NodePolicyOptions } from './reload.js'
+export type { PolicyReloaderInit, ReloadResult, NodePolicy, NodePolicyOptions, PolicyReloadEvent } from './reload.js'

@@ -12,6 +12,7 @@ import { logger } from '@libp2p/logger'
 import { defaultPolicy } from './defaults.js'
 import { PolicyEngine } from './engine.js'
 import { loadPolicyFile } from './parse.js'
+import type { Policy } from './schema.js'
 import type { Logger, Startable } from '@libp2p/interface'
 import type { FSWatcher } from 'node:fs'
 
@@ -20,6 +21,14 @@ export const POLICY_FILE = 'policy.yaml'
 
 export interface PolicyReloaderInit {
   file: string
+  /**
+   * The file may be missing: then the default policy is in force, and the
+   * file takes effect once it appears (a node's `<dataDir>/policy.yaml`).
+   * Without it a missing file is an error like any other.
+   *
+   * @default false
+   */
+  optional?: boolean
   /**
    * Wait this long after the last change before reading (ms)
    *
@@ -45,6 +54,12 @@ export interface PolicyReloaderInit {
   onError?(err: Error): void
 }
 
+/** The outcome of one reload, for whoever reports reloads (the CLI prints one line each) */
+export type PolicyReloadEvent =
+  /** `file` undefined: the optional file is missing, the default policy is in force */
+  | { ok: true, file?: string, rules: number }
+  | { ok: false, file: string, error: Error }
+
 export type ReloadResult = { ok: true, engine: PolicyEngine, changed: boolean } | { ok: false, error: Error }
 
 /**
@@ -60,6 +75,8 @@ export type ReloadResult = { ok: true, engine: PolicyEngine, changed: boolean } 
 export class PolicyReloader implements Startable {
   readonly file: string
   private current?: PolicyEngine
+  /** whether the engine in force comes from the file (not the default policy of a missing optional file) */
+  private fromFile = false
   private readonly init: PolicyReloaderInit
   private readonly log: Logger
   private watcher?: FSWatcher
@@ -83,6 +100,11 @@ export class PolicyReloader implements Startable {
     this.log = init.log ?? logger('decloud:policy')
   }
 
+  /** The file the policy in force was read from; undefined while an optional file is missing (default policy) */
+  get inForce (): string | undefined {
+    return this.fromFile ? this.file : undefined
+  }
+
   /** The engine in force */
   get engine (): PolicyEngine {
     if (this.current == null) { throw new Error('the policy reloader is not started') }
@@ -92,7 +114,9 @@ export class PolicyReloader implements Startable {
   /** Reads the file (throws PolicyError when it is bad), then watches it */
   async start (): Promise<void> {
     if (this.started) { return }
-    this.current = new PolicyEngine(await loadPolicyFile(this.file))
+    const policy = await this.read()
+    this.current = new PolicyEngine(policy ?? defaultPolicy())
+    this.fromFile = policy != null
     if (this.init.watch !== false) {
       // watch the folder, not the file: editors replace a file by renaming a new one over it
       const name = basename(this.file)
@@ -154,14 +178,22 @@ export class PolicyReloader implements Startable {
     }
   }
 
+  /** The file's policy; undefined when an optional file is missing */
+  private async read (): Promise<Policy | undefined> {
+    if (this.init.optional === true && !await exists(this.file)) { return undefined }
+    return loadPolicyFile(this.file)
+  }
+
   private async load (): Promise<ReloadResult> {
     try {
-      const engine = new PolicyEngine(await loadPolicyFile(this.file))
+      const policy = await this.read()
+      const engine = new PolicyEngine(policy ?? defaultPolicy())
       if (!this.started) { return { ok: true, engine, changed: false } }
       this.current = engine
+      this.fromFile = policy != null
       this.lastError = undefined
       this.reloads++
-      this.log('policy reloaded from %s: %d rules', this.file, engine.size)
+      this.log('policy reloaded from %s: %d rules', this.inForce ?? 'the default policy', engine.size)
       this.init.onReload?.(engine)
       return { ok: true, engine, changed: true }
     } catch (err: any) {
@@ -187,11 +219,13 @@ export interface NodePolicyOptions {
    * @default true
    */
   sighup?: boolean
+  /** called after every reload, good or refused (not at start) */
+  onReload?(event: PolicyReloadEvent): void
 }
 
 export interface NodePolicy {
-  /** the file in force, undefined for the default policy */
-  file?: string
+  /** the file in force, undefined for the default policy (changes when `<dataDir>/policy.yaml` appears or goes) */
+  readonly file?: string
   /** the current engine (changes on reload) */
   current(): PolicyEngine
   reloader?: PolicyReloader
@@ -203,11 +237,15 @@ export async function resolvePolicyFile (options: { file?: string, dataDir?: str
   if (options.file != null) { return resolve(options.file) }
   if (options.dataDir == null) { return undefined }
   const path = join(options.dataDir, POLICY_FILE)
+  return await exists(path) ? path : undefined
+}
+
+async function exists (path: string): Promise<boolean> {
   try {
     await access(path)
-    return path
+    return true
   } catch {
-    return undefined
+    return false
   }
 }
 
@@ -215,14 +253,38 @@ export async function resolvePolicyFile (options: { file?: string, dataDir?: str
  * The policy a node starts with: the file (watched and reloaded) or the
  * default policy. Throws PolicyError, naming the line, when the file is bad:
  * a node must not start on a policy it cannot read.
+ *
+ * Without `--policy FILE` the data dir's `policy.yaml` is optional: a node
+ * started without one watches the data dir (and listens for SIGHUP), so a
+ * file written later takes effect; a file removed later brings back the
+ * default policy, as a restart would.
  */
 export async function openNodePolicy (options: NodePolicyOptions = {}): Promise<NodePolicy> {
-  const file = await resolvePolicyFile(options)
+  const optional = options.file == null
+  let file: string | undefined
+  if (options.file != null) {
+    file = resolve(options.file)
+  } else if (options.dataDir != null) {
+    file = join(options.dataDir, POLICY_FILE)
+  }
   if (file == null) {
     const engine = new PolicyEngine(defaultPolicy())
     return { current: () => engine, stop: () => {} }
   }
-  const reloader = new PolicyReloader({ file, log: options.log, watch: options.watch, sighup: options.sighup })
+  const report = options.onReload
+  const reloader = new PolicyReloader({
+    file,
+    optional,
+    log: options.log,
+    watch: options.watch,
+    sighup: options.sighup,
+    ...(report != null
+      ? {
+          onReload: (engine) => { report({ ok: true, file: reloader.inForce, rules: engine.size }) },
+          onError: (error) => { report({ ok: false, file, error }) }
+        }
+      : {})
+  })
   await reloader.start()
-  return { file, current: () => reloader.engine, reloader, stop: () => { reloader.stop() } }
+  return { get file () { return reloader.inForce }, current: () => reloader.engine, reloader, stop: () => { reloader.stop() } }
 }

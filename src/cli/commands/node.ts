@@ -1,9 +1,11 @@
 import { findRunningNode } from '../../control/client.js'
 import { ControlServer } from '../../control/server.js'
 import { decloudVersion } from '../../control/version.js'
+import { checkDataDir } from '../../node/data-dir.js'
 import { createDecloudNode } from '../../node/index.js'
 import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, UsageError, EXIT, checkMultiaddrs, err, out, parse, parseChainOptions, parseNetworkMode, parsePrice, resolveDataDir, untilSignal } from '../command.js'
 import type { DecloudNode, DecloudNodeOptions } from '../../node/index.js'
+import type { PolicyReloadEvent } from '../../policy/reload.js'
 import type { Command } from '../command.js'
 
 /** After the first signal, how long a clean stop may take before the process exits anyway */
@@ -103,6 +105,16 @@ export const command: Command = {
 
     // catch signals from now on: a Ctrl-C during start still stops cleanly
     const signal = untilSignal()
+    // SIGHUP reloads the policy and must never end the node: not one without a policy, nor one still starting
+    const started: { node?: DecloudNode } = {}
+    process.on('SIGHUP', () => {
+      const reloader = started.node?.policy?.reloader
+      if (reloader == null) {
+        void err(started.node == null ? 'SIGHUP: the node is starting, policy not reloaded' : 'SIGHUP: this node runs without a policy (--no-policy), nothing to reload')
+        return
+      }
+      void reloader.reload()
+    })
     // a long-running node reports a stray rejection (a peer that vanished
     // mid-operation…) and keeps serving instead of dying with a stack trace
     process.on('unhandledRejection', (reason: any) => {
@@ -124,14 +136,17 @@ export const command: Command = {
       },
       ...(prices.has('sha256.hash') ? { sha256: { pricing: prices.get('sha256.hash') } } : {}),
       payments: payments ? { chain, passphrase: process.env.DECLOUD_WALLET_PASSPHRASE } : false,
-      policy: values['no-policy'] === true ? false : { file: values.policy }
+      policy: values['no-policy'] === true ? false : { file: values.policy, sighup: false, onReload: (e) => { void err(reloadLine(e)) } }
     }
+    // an existing data dir keeps its mode: say so when others can read it (our secret files are tightened)
+    for (const w of await checkDataDir(dataDir).catch(() => [])) { await err(`warning: ${w}`) }
     let node: DecloudNode
     try {
       node = await createDecloudNode(options)
     } catch (e: any) {
       throw new CliError(startError(e, dataDir))
     }
+    started.node = node
     const control = new ControlServer({ node, dataDir, version: decloudVersion() })
     try {
       await control.start()
@@ -162,6 +177,12 @@ export const command: Command = {
     await err('stopped')
     return EXIT.OK
   }
+}
+
+/** The line a policy reload prints, good or refused */
+function reloadLine (e: PolicyReloadEvent): string {
+  if (!e.ok) { return `policy not reloaded: ${e.error.message} (the policy in force is kept)` }
+  return e.file != null ? `policy reloaded from ${e.file}: ${e.rules} rules` : `policy reloaded: no policy file, the default policy (${e.rules} rules)`
 }
 
 /** One line for a node that failed to start */
