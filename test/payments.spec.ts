@@ -25,10 +25,11 @@ import { tempDir } from './fixtures.js'
 import { fundAddress, startRegtest } from './regtest.js'
 import type { EmbeddedChain } from './regtest.js'
 import type { AttachedCost, PayAndCallOptions } from '../src/payments/bidding.js'
+import type { DeferredPromise, PendingPayment } from '../src/payments/promises.js'
 import type { Evidence } from '../src/payments/tabs.js'
-import type { ServiceDefinition } from '../src/services/template.js'
 import type { CallResult } from '../src/protocols/opencloud/client.js'
 import type { OpenCloud } from '../src/protocols/opencloud/opencloud.js'
+import type { ServiceDefinition } from '../src/services/template.js'
 import type { PrivateKey } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
 
@@ -902,5 +903,39 @@ describe('tabs (TabStore on LevelDB)', () => {
     const tab = await tabs.get(payer, 'busy')
     assert.equal(tab?.accrued, 140n)
     assert.equal(tab?.promises, 20)
+  })
+})
+
+describe('promise book (PromiseBook on LevelDB)', () => {
+  let store: Store
+  let book: PromiseBook
+  let seller: string
+
+  beforeEach(async () => {
+    store = new Store(join(await tempDir('decloud-book-'), 'db'))
+    await store.open()
+    book = new PromiseBook({ db: store.sub('promises') })
+    seller = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+  })
+
+  afterEach(async () => {
+    await store.close()
+  })
+
+  it('two concurrent beginPayments of one promise: exactly one starts paying it, the other is refused', async () => {
+    await book.record({ seller, target: `/ip4/127.0.0.1/tcp/1/p2p/${seller}`, deferId: 'race', amount: 500n, threshold: 'completion' })
+    const payment = (n: number): PendingPayment => ({ txid: String(n).repeat(64).slice(0, 64), raw: new Uint8Array([n]), amount: 500n, address: 'bcrt1qexample', at: Date.now() })
+    // many at once, so the race is not left to one lucky interleaving
+    const results = await Promise.allSettled(Array.from({ length: 8 }, async (_, i) => book.beginPayment(seller, 'race', payment(i + 1))))
+    const won = results.filter(r => r.status === 'fulfilled')
+    assert.equal(won.length, 1, 'one payment for one promise')
+    for (const r of results.filter(r => r.status === 'rejected')) {
+      assert.match(String((r as PromiseRejectedResult).reason?.message), /is already being paid by/)
+    }
+    const txid = (won[0] as PromiseFulfilledResult<DeferredPromise>).value.payment?.txid
+    // what is persisted is the payment that won
+    const stored = await book.get(seller, 'race')
+    assert.equal(stored?.state, 'paying')
+    assert.equal(stored?.payment?.txid, txid)
   })
 })
