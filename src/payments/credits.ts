@@ -130,6 +130,8 @@ export class CreditStore {
       }
       return n
     })()
+    // a failed run (e.g. the database was busy) is tried again by the next caller
+    this.recovering.catch(() => { this.recovering = undefined })
     return this.recovering
   }
 }
