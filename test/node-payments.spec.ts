@@ -10,7 +10,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { findRunningNode } from '../src/control/client.js'
 import { ControlServer } from '../src/control/server.js'
 import { PaymentType, Status } from '../src/protocols/opencloud/pb/opencloud.js'
-import { startNode } from './fixtures.js'
+import { eventually, startNode } from './fixtures.js'
 import { startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
 import type { EmbeddedChain } from './regtest.js'
@@ -167,26 +167,78 @@ describe('payments and policy in a decloud node', function () {
     }
   })
 
-  it('a development chain mines on its own while transactions wait (autoMine)', async () => {
+  it('a development chain mines on its own while transactions wait (autoMine), and not while none does', async () => {
     const b = await buyer()
     const wallet = b.payments!.wallet
-    const stop = chain.autoMine(200)
+    // the timer's ticks, run by the test itself: each tick is seen to happen, none is left to timing
+    const ticks: Array<() => void> = []
+    const realSetInterval = globalThis.setInterval
+    globalThis.setInterval = ((fn: () => void, ms?: number) => {
+      ticks.push(fn)
+      return realSetInterval(() => {}, ms)
+    }) as typeof setInterval
+    let stop: () => void
     try {
+      stop = chain.autoMine(200)
+    } finally {
+      globalThis.setInterval = realSetInterval
+    }
+    try {
+      assert.equal(ticks.length, 1, 'autoMine runs on one interval timer')
+      const tick = ticks[0]
       const heightBefore = await chain.height()
-      // no transaction waiting: no block
-      await new Promise(resolve => setTimeout(resolve, 600))
-      assert.equal(await chain.height(), heightBefore, 'an empty mempool makes no block')
+      // ticks with nothing waiting
+      for (let i = 0; i < 5; i++) { tick() }
       const sent = await wallet.send(await wallet.newAddress(), 10_000n)
-      const deadline = Date.now() + 10_000
-      let confirmations = 0
-      while (Date.now() < deadline && confirmations === 0) {
-        confirmations = (await chain.transaction(sent.txid))?.confirmations ?? 0
-        if (confirmations === 0) { await new Promise(resolve => setTimeout(resolve, 100)) }
-      }
-      assert.ok(confirmations >= 1, 'the payment confirmed without anyone mining')
+      tick()
+      assert.ok(await eventually(async () => ((await chain.transaction(sent.txid))?.confirmations ?? 0) >= 1, 10_000), 'the payment confirmed without anyone mining')
+      // every tick is queued with the chain's mining, so the ticks on an empty mempool would have
+      // mined before the payment's block: exactly one block means they mined nothing
+      assert.equal(await chain.height(), heightBefore + 1, 'one block, for the one tick that found a transaction waiting')
+      tick()
+      tick()
+      const sent2 = await wallet.send(await wallet.newAddress(), 10_000n)
+      tick()
+      assert.ok(await eventually(async () => ((await chain.transaction(sent2.txid))?.confirmations ?? 0) >= 1, 10_000))
+      assert.equal(await chain.height(), heightBefore + 2, 'the empty mempool after the first block made no block either')
     } finally {
       stop()
     }
+  })
+
+  it('auto promises on a fresh dev node\'s first call under the default policy; no coin moves', async () => {
+    // the default policy (no policy file): a tab for a btc: credential with ≥ 100,000 sat held ≥ 6 blocks
+    const s = await startNode({ payments: { chain, fulfilment: false }, storage: { pricing: { put: { base: 16n } } } })
+    nodes.push(s)
+    const b = await buyer()
+    const before = await b.payments!.wallet.balance()
+    for (let i = 0; i < 3; i++) {
+      const res = await b.pay(multiaddr(s.addr), { service: 'storage', method: 'put', body: enc.encode(`piece ${i}`) }, { pay: { kind: 'auto' }, max: 1000n })
+      assert.equal(res.status, Status.OK, res.detail)
+      assert.equal(res.kind, 'defer', `call ${i + 1} was paid ${res.kind}`)
+      assert.deepEqual(res.attempts.map(a => [a.kind, a.amount]), [['none', 0n], ['defer', 16n]])
+      assert.equal(res.paid, 0n)
+    }
+    assert.deepEqual(await b.payments!.wallet.balance(), before, 'promises move no coin: no dust-sized output, no fee')
+    const [promise] = await b.payments!.promises.outstanding()
+    assert.equal(promise.promised, 48n)
+  })
+
+  it('a paid storage.get of a blob the seller does not have is not-found and charges nothing', async () => {
+    const s = await startNode({ payments: { chain, fulfilment: false }, storage: { pricing: { get: { base: 16n } } } })
+    nodes.push(s)
+    const b = await buyer()
+    const absent = 'ab'.repeat(32)
+    for (const pay of [{ kind: 'attached' as const, amount: 16n }, { kind: 'auto' as const }]) {
+      const res = await b.pay(multiaddr(s.addr), { service: 'storage', method: 'get', args: [absent] }, { pay, max: 1000n })
+      assert.equal(res.status, Status.NOT_FOUND, res.detail)
+      assert.equal(res.paid, 0n)
+      assert.equal(res.txid, undefined)
+      assert.equal(res.attempts.length, 1)
+    }
+    const credit = await b.opencloud.call(multiaddr(s.addr), { service: 'payments', method: 'credit' })
+    assert.equal(JSON.parse(new TextDecoder().decode(credit.body)).credit, '0')
+    assert.equal((await s.payments!.wallet.balance()).unconfirmed, 0n, 'no payment reached the seller')
   })
 
   it('a deferred call that is not served is taken off the tab', async () => {

@@ -10,7 +10,7 @@ import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { p2wpkh, Transaction } from '@scure/btc-signer'
 import { createLibp2p } from 'libp2p'
 import { payAndCall, PaymentRefusedError } from '../src/payments/bidding.js'
-import { paymentGate } from '../src/payments/gate.js'
+import { PaymentGate } from '../src/payments/gate.js'
 import { FulfilmentLoop, PromiseBook } from '../src/payments/promises.js'
 import { paymentsService } from '../src/payments/service.js'
 import { InvalidThresholdError, parseThreshold, statusAt, TabStore, verifyEvidence } from '../src/payments/tabs.js'
@@ -19,14 +19,17 @@ import { openCloud } from '../src/protocols/opencloud/opencloud.js'
 import { PaymentType, Request, Status } from '../src/protocols/opencloud/pb/opencloud.js'
 import { openCloudId, openCloudSigner, requestDigest, sha256 } from '../src/protocols/opencloud/signing.js'
 import { storageService } from '../src/services/storage/index.js'
+import { ServiceError } from '../src/services/template.js'
 import { Store } from '../src/store/index.js'
 import { tempDir } from './fixtures.js'
 import { fundAddress, startRegtest } from './regtest.js'
 import type { EmbeddedChain } from './regtest.js'
-import type { PayAndCallOptions } from '../src/payments/bidding.js'
+import type { AttachedCost, PayAndCallOptions } from '../src/payments/bidding.js'
+import type { DeferredPromise, PendingPayment } from '../src/payments/promises.js'
 import type { Evidence } from '../src/payments/tabs.js'
 import type { CallResult } from '../src/protocols/opencloud/client.js'
 import type { OpenCloud } from '../src/protocols/opencloud/opencloud.js'
+import type { ServiceDefinition } from '../src/services/template.js'
 import type { PrivateKey } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
 
@@ -37,6 +40,21 @@ const json = (res: CallResult): any => JSON.parse(dec.decode(res.body))
 const PUT_PRICING = { base: 1000n, rate: 1n, per: 1n }
 const BODY_SIZE = 100
 const PUT_COST = 1100n
+/** test.cheap: a price far below the dust limit of an attached payment */
+const CHEAP = 16n
+/** test.fail: priced, and always fails after the payment gate let it through */
+const FAIL_PRICE = 100n
+
+/** A service whose calls the gate lets through and the method then answers as it likes */
+const testService = (): ServiceDefinition => ({
+  name: 'test',
+  version: '1.0.0',
+  description: 'priced calls that succeed or fail',
+  methods: {
+    cheap: { description: 'ok', pricing: { base: CHEAP }, handler: () => ({ body: new TextEncoder().encode('ok') }) },
+    fail: { description: 'fails', pricing: { base: FAIL_PRICE }, handler: () => { throw new ServiceError(Status.NOT_FOUND, 'gone meanwhile') } }
+  }
+})
 
 interface PeerOptions {
   dir?: string
@@ -45,6 +63,8 @@ interface PeerOptions {
   maxTab?: bigint
   allowDefer?: boolean
   minConfirmations?: number
+  /** storage capacity, bytes */
+  capacity?: number
 }
 
 /** One decloud peer built like an embedding app: libp2p + OpenCloud + storage + payments, its own wallet and LevelDB */
@@ -54,6 +74,7 @@ interface Peer {
   store: Store
   wallet: Wallet
   tabs: TabStore
+  gate: PaymentGate
   book: PromiseBook
   loop: FulfilmentLoop
   dir: string
@@ -73,7 +94,16 @@ async function startPeer (chain: EmbeddedChain, opts: PeerOptions = {}): Promise
   await store.open()
   const wallet = await Wallet.open({ dataDir: dir, db: store.sub('wallet'), backend: chain })
   const tabs = new TabStore({ db: store.sub('tabs') })
-  const storage = storageService({ db: store.sub('storage'), pricing: { put: PUT_PRICING } })
+  const storage = storageService({ db: store.sub('storage'), capacity: opts.capacity, pricing: { put: PUT_PRICING, get: { base: CHEAP } } })
+  const gate = new PaymentGate({
+    wallet,
+    backend: chain,
+    db: store.sub('payments'),
+    tabs,
+    maxTab: opts.maxTab,
+    minConfirmations: opts.minConfirmations,
+    allowDefer: opts.allowDefer === false ? () => 'this seller takes attached payments only' : undefined
+  })
   const libp2p = await createLibp2p({
     privateKey: key,
     addresses: { listen: [`/ip4/127.0.0.1/tcp/${opts.port ?? 0}`] },
@@ -82,16 +112,8 @@ async function startPeer (chain: EmbeddedChain, opts: PeerOptions = {}): Promise
     streamMuxers: [yamux()],
     services: {
       opencloud: openCloud({
-        services: [storage, paymentsService({ wallet, tabs })],
-        payment: paymentGate({
-          wallet,
-          backend: chain,
-          db: store.sub('payments'),
-          tabs,
-          maxTab: opts.maxTab,
-          minConfirmations: opts.minConfirmations,
-          allowDefer: opts.allowDefer === false ? () => 'this seller takes attached payments only' : undefined
-        })
+        services: [storage, testService(), paymentsService({ wallet, tabs, credits: gate.credits })],
+        payment: gate.stage
       })
     }
   })
@@ -105,6 +127,7 @@ async function startPeer (chain: EmbeddedChain, opts: PeerOptions = {}): Promise
     store,
     wallet,
     tabs,
+    gate,
     book,
     loop,
     dir,
@@ -146,6 +169,13 @@ async function tabOf (buyer: Peer, seller: Peer, deferId: string): Promise<any> 
   const res = await buyer.oc.call(seller.addr, { service: 'payments', method: 'tab', args: [deferId] })
   assert.equal(res.ok, true, res.detail)
   return json(res)
+}
+
+/** The caller's unused credit at a seller (payments.credit) */
+async function creditAt (buyer: Peer, seller: Peer): Promise<bigint> {
+  const res = await buyer.oc.call(seller.addr, { service: 'payments', method: 'credit' })
+  assert.equal(res.ok, true, res.detail)
+  return BigInt(json(res).credit)
 }
 
 async function collect<T> (it: AsyncIterable<T>): Promise<T[]> {
@@ -221,10 +251,25 @@ describe('payments on a regtest chain between real nodes', function () {
     assert.equal(await total(seller) - before, PUT_COST)
   })
 
-  it('auto bids the seller\'s price; a free method stays free', async () => {
-    const res = await payAndCall(buyer.oc, seller.addr, put(), opts(buyer, chain, { kind: 'auto' }, 5000n))
+  it('auto promises where the seller allows a tab, at the seller\'s price; a free method stays free', async () => {
+    // a buyer of its own, so its tab does not mix with the other tests'
+    const fresh = await startPeer(chain)
+    extra.push(fresh)
+    await fund(chain, fresh)
+    const before = await fresh.wallet.balance()
+    const asked = await fresh.oc.call(seller.addr, put())
+    assert.equal(asked.status, Status.TOO_LOW)
+    assert.deepEqual(asked.acceptablePayment, { paymentType: PaymentType.PAYMENT_DEFER, currency: 'BTC', amount: PUT_COST }, 'a caller that may run a tab is offered one')
+    const res = await payAndCall(fresh.oc, seller.addr, put(), opts(fresh, chain, { kind: 'auto' }, 5000n))
     assert.equal(res.ok, true, res.detail)
-    assert.deepEqual(res.attempts.map(a => [a.kind, a.amount]), [['none', 0n], ['attached', PUT_COST]])
+    assert.deepEqual(res.attempts.map(a => [a.kind, a.amount]), [['none', 0n], ['defer', PUT_COST]])
+    assert.equal(res.kind, 'defer')
+    assert.equal(res.promised, PUT_COST)
+    assert.equal(res.paid, 0n)
+    assert.equal(res.cost, undefined)
+    assert.equal((await tabOf(fresh, seller, res.deferId as string)).owed, String(PUT_COST))
+    // no coin moved: no fee, no dust-sized output
+    assert.deepEqual(await fresh.wallet.balance(), before)
     const free = await payAndCall(buyer.oc, seller.addr, { service: 'storage', method: 'stat', args: [Buffer.from(sha256(randomBytes(4))).toString('hex')] }, opts(buyer, chain, { kind: 'auto' }, 0n))
     assert.equal(free.kind, 'none')
     assert.equal(free.status, Status.NOT_FOUND)
@@ -296,14 +341,14 @@ describe('payments on a regtest chain between real nodes', function () {
   })
 
   it('a deferred call the method refused is taken off the seller\'s tab; the buyer pays nothing for it', async () => {
-    const pay = { kind: 'defer' as const, amount: PUT_COST, threshold: 'completion' }
-    // storage.put takes no args: the method answers bad-request after the gate took the promise
-    const res = await payAndCall(buyer.oc, seller.addr, { ...put(), args: ['unexpected'] }, opts(buyer, chain, pay, 5000n))
-    assert.equal(res.status, Status.BAD_REQUEST)
-    assert.equal(res.promised, PUT_COST)
+    const pay = { kind: 'defer' as const, amount: FAIL_PRICE, threshold: 'completion' }
+    // test.fail answers not-found after the gate took the promise
+    const res = await payAndCall(buyer.oc, seller.addr, { service: 'test', method: 'fail' }, opts(buyer, chain, pay, 5000n))
+    assert.equal(res.status, Status.NOT_FOUND)
+    assert.equal(res.promised, FAIL_PRICE)
     const deferId = res.deferId as string
     const mine = await buyer.book.get(seller.peerId, deferId)
-    assert.deepEqual([mine?.promised, mine?.uncertain], [0n, PUT_COST])
+    assert.deepEqual([mine?.promised, mine?.uncertain], [0n, FAIL_PRICE])
     // the seller took the promise back when the call failed
     const tab = pick(await tabOf(buyer, seller, deferId))
     assert.equal(tab.accrued, '0')
@@ -593,6 +638,132 @@ describe('payments on a regtest chain between real nodes', function () {
     const again = await payAndCall(b.oc, s.addr, put(), opts(b, chain, { kind: 'defer', amount: PUT_COST }, 5000n))
     assert.equal(again.kind, 'defer')
   })
+
+  it('auto pays attached where the seller allows no tab, telling the true cost first; what the dust limit adds stays as credit and pays the next calls', async () => {
+    const strict = await startPeer(chain, { allowDefer: false })
+    extra.push(strict)
+    const asked = await buyer.oc.call(strict.addr, { service: 'test', method: 'cheap' })
+    assert.deepEqual(asked.acceptablePayment, { paymentType: PaymentType.PAYMENT_ATTACHED, currency: 'BTC', amount: CHEAP })
+    const heard: AttachedCost[] = []
+    let sentBefore = true
+    const res = await payAndCall(buyer.oc, strict.addr, { service: 'test', method: 'cheap' }, opts(buyer, chain, { kind: 'auto' }, 1000n, {
+      onAttached: async (c) => {
+        heard.push(c)
+        // told before the seller has the transaction
+        const r = await creditAt(buyer, strict)
+        sentBefore = r !== 0n
+      }
+    }))
+    assert.equal(res.ok, true, res.detail)
+    assert.equal(sentBefore, false)
+    assert.equal(res.kind, 'attached')
+    assert.deepEqual(res.attempts.map(a => [a.kind, a.amount]), [['none', 0n], ['attached', 294n]])
+    assert.equal(heard.length, 1)
+    assert.deepEqual(res.cost, heard[0])
+    const c = heard[0]
+    assert.deepEqual([c.price, c.dustMinimum, c.amount], [CHEAP, 294n, 294n])
+    assert.ok(c.fee > 0n, `fee ${c.fee}`)
+    assert.equal(c.total, c.amount + c.fee)
+    const tx = await chain.transaction(res.txid as string)
+    assert.ok(tx != null)
+    // the seller keeps the price; the rest of the dust-sized output is the buyer's credit there
+    assert.equal(await creditAt(buyer, strict), 294n - CHEAP)
+    // the next calls are paid from it: no transaction, served on the first request
+    const reserved = buyer.wallet.reservedOutpoints().length
+    for (let i = 1; i <= 3; i++) {
+      const next = await payAndCall(buyer.oc, strict.addr, { service: 'test', method: 'cheap' }, opts(buyer, chain, { kind: 'auto' }, 1000n))
+      assert.equal(next.ok, true, next.detail)
+      assert.deepEqual(next.attempts.map(a => [a.kind, a.path]), [['none', 'ok']])
+      assert.equal(await creditAt(buyer, strict), 294n - CHEAP - BigInt(i) * CHEAP)
+    }
+    assert.equal(buyer.wallet.reservedOutpoints().length, reserved)
+  })
+
+  it('an attached payment for a call that then fails is credited back in full, kept across a restart, and pays the next call', async () => {
+    let strict = await startPeer(chain, { allowDefer: false })
+    extra.push(strict)
+    const res = await payAndCall(buyer.oc, strict.addr, { service: 'test', method: 'fail' }, opts(buyer, chain, { kind: 'auto' }, 1000n))
+    // the gate took the payment, then the method failed
+    assert.equal(res.status, Status.NOT_FOUND)
+    assert.equal(res.kind, 'attached')
+    assert.equal(res.paid, 294n)
+    assert.equal((await chain.transaction(res.txid as string))?.confirmations, 0)
+    // 194 sat beyond the price, and the price of the call it could not serve
+    assert.equal(await creditAt(buyer, strict), 294n)
+    strict = await restart(chain, strict, { allowDefer: false })
+    extra.push(strict)
+    assert.equal(await creditAt(buyer, strict), 294n)
+    const again = await payAndCall(buyer.oc, strict.addr, { service: 'test', method: 'fail' }, opts(buyer, chain, { kind: 'auto' }, 1000n))
+    // paid from credit, not served, credited back: never charged twice, never lost
+    assert.deepEqual(again.attempts.map(a => [a.kind, a.path]), [['none', 'client-error/not-found']])
+    assert.equal(await creditAt(buyer, strict), 294n)
+    const next = await payAndCall(buyer.oc, strict.addr, { service: 'test', method: 'cheap' }, opts(buyer, chain, { kind: 'auto' }, 1000n))
+    assert.deepEqual(next.attempts.map(a => [a.kind, a.path]), [['none', 'ok']])
+    assert.equal(await creditAt(buyer, strict), 294n - CHEAP)
+  })
+
+  it('a paid storage.get of a blob the seller does not have, or past its end, and a put that does not fit, are refused before any payment', async () => {
+    const small = await startPeer(chain, { allowDefer: false, capacity: 150 })
+    extra.push(small)
+    const reserved = new Set(buyer.wallet.reservedOutpoints())
+    const absent = Buffer.from(sha256(randomBytes(8))).toString('hex')
+    for (const pay of [{ kind: 'attached' as const, amount: CHEAP }, { kind: 'auto' as const }]) {
+      const get = await payAndCall(buyer.oc, small.addr, { service: 'storage', method: 'get', args: [absent] }, opts(buyer, chain, pay, 1000n))
+      assert.equal(get.status, Status.NOT_FOUND)
+      assert.equal(get.attempts.length, 1)
+      assert.equal(get.paid, 0n)
+      assert.equal(get.txid, undefined)
+    }
+    // a blob it has, read past its end
+    const body = randomBytes(100)
+    const stored = await payAndCall(buyer.oc, small.addr, put(body), opts(buyer, chain, { kind: 'auto' }, 5000n))
+    assert.equal(stored.ok, true, stored.detail)
+    const id = dec.decode(stored.body)
+    const credit = await creditAt(buyer, small)
+    const past = await payAndCall(buyer.oc, small.addr, { service: 'storage', method: 'get', args: [id, '101'] }, opts(buyer, chain, { kind: 'attached', amount: CHEAP }, 1000n))
+    assert.equal(past.status, Status.BAD_REQUEST)
+    assert.match(past.detail, /past the end of the blob \(100 bytes\)/)
+    // 100 bytes stored of 150: another 100 do not fit
+    const full = await payAndCall(buyer.oc, small.addr, put(randomBytes(100)), opts(buyer, chain, { kind: 'attached', amount: PUT_COST }, 5000n))
+    assert.equal(full.status, Status.INSUFFICIENT_STORAGE)
+    assert.equal(full.paid, 0n)
+    assert.equal(past.paid, 0n)
+    // the same content again takes no room: it passes the check and is paid for
+    const same = await payAndCall(buyer.oc, small.addr, put(body), opts(buyer, chain, { kind: 'auto' }, 5000n))
+    assert.equal(same.ok, true, same.detail)
+    // nothing was charged for the refused calls: no credit moved, no coin of theirs stays reserved
+    assert.equal(await creditAt(buyer, small), credit)
+    const mine = new Set<string>()
+    for (const t of [stored.txid, same.txid]) {
+      const tx = Transaction.fromRaw((await chain.transaction(t as string))?.raw as Uint8Array)
+      for (let i = 0; i < tx.inputsLength; i++) { mine.add(`${Buffer.from(tx.getInput(i).txid as Uint8Array).toString('hex')}:${tx.getInput(i).index}`) }
+    }
+    assert.deepEqual(buyer.wallet.reservedOutpoints().filter(o => !reserved.has(o) && !mine.has(o)), [])
+  })
+
+  it('a tab\'s settlement transaction is not accepted again as payment for a priced call', async () => {
+    const b = await startPeer(chain)
+    extra.push(b)
+    await fund(chain, b)
+    const r = await payAndCall(b.oc, seller.addr, put(), opts(b, chain, { kind: 'defer', amount: PUT_COST, threshold: 'completion' }, 5000n))
+    assert.equal(r.kind, 'defer')
+    const deferId = r.deferId as string
+    const report = await b.loop.runOnce()
+    assert.deepEqual(report.settled.map(x => [x.deferId, x.amount]), [[deferId, PUT_COST]])
+    const settlement = await chain.transaction(report.settled[0].txid)
+    assert.ok(settlement != null)
+    const attach = (id: string): any => ({ paymentType: PaymentType.PAYMENT_ATTACHED, payment: { currency: 'BTC', amount: PUT_COST, txn: settlement.raw, deferId: id, deferThreshold: '' } })
+    // the same payer, naming the same tab, or none: it paid the tab, it pays nothing else
+    for (const id of [deferId, '']) {
+      const res = await b.oc.call(seller.addr, { ...put(), ...attach(id) })
+      assert.equal(res.status, Status.BAD_REQUEST, `defer id "${id}": ${res.detail}`)
+      assert.equal(res.detail, `transaction ${settlement.txid} was already used`)
+    }
+    // settling again with it is still fine (a buyer retrying after a crash), and credits nothing twice
+    const again = await b.oc.call(seller.addr, { service: 'payments', method: 'settle', args: [deferId], ...attach(deferId) })
+    assert.equal(again.ok, true, again.detail)
+    assert.equal(json(again).paid, String(PUT_COST))
+  })
 })
 
 function pick (tab: any): Record<string, string> {
@@ -732,5 +903,39 @@ describe('tabs (TabStore on LevelDB)', () => {
     const tab = await tabs.get(payer, 'busy')
     assert.equal(tab?.accrued, 140n)
     assert.equal(tab?.promises, 20)
+  })
+})
+
+describe('promise book (PromiseBook on LevelDB)', () => {
+  let store: Store
+  let book: PromiseBook
+  let seller: string
+
+  beforeEach(async () => {
+    store = new Store(join(await tempDir('decloud-book-'), 'db'))
+    await store.open()
+    book = new PromiseBook({ db: store.sub('promises') })
+    seller = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+  })
+
+  afterEach(async () => {
+    await store.close()
+  })
+
+  it('two concurrent beginPayments of one promise: exactly one starts paying it, the other is refused', async () => {
+    await book.record({ seller, target: `/ip4/127.0.0.1/tcp/1/p2p/${seller}`, deferId: 'race', amount: 500n, threshold: 'completion' })
+    const payment = (n: number): PendingPayment => ({ txid: String(n).repeat(64).slice(0, 64), raw: new Uint8Array([n]), amount: 500n, address: 'bcrt1qexample', at: Date.now() })
+    // many at once, so the race is not left to one lucky interleaving
+    const results = await Promise.allSettled(Array.from({ length: 8 }, async (_, i) => book.beginPayment(seller, 'race', payment(i + 1))))
+    const won = results.filter(r => r.status === 'fulfilled')
+    assert.equal(won.length, 1, 'one payment for one promise')
+    for (const r of results.filter(r => r.status === 'rejected')) {
+      assert.match(String((r as PromiseRejectedResult).reason?.message), /is already being paid by/)
+    }
+    const txid = (won[0] as PromiseFulfilledResult<DeferredPromise>).value.payment?.txid
+    // what is persisted is the payment that won
+    const stored = await book.get(seller, 'race')
+    assert.equal(stored?.state, 'paying')
+    assert.equal(stored?.payment?.txid, txid)
   })
 })

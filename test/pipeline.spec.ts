@@ -10,7 +10,7 @@ import {
 } from '../src/protocols/opencloud/index.js'
 import { checkNonce, dispatch, priceOf, resolveService, validateShape, verifySignatures } from '../src/protocols/opencloud/pipeline.js'
 import { sha256Service } from '../src/services/sha256.js'
-import { QUOTE_VALIDITY } from '../src/services/template.js'
+import { QUOTE_VALIDITY, ServiceError } from '../src/services/template.js'
 import type { CallState, Reply, Stage } from '../src/protocols/opencloud/index.js'
 import type { ServiceDefinition } from '../src/services/template.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
@@ -273,6 +273,53 @@ describe('pipeline stages', () => {
       const bad = await runPipeline(stages, state(request({ service: 'priced', method: 'flat' })))
       assert.equal(bad.status, Status.ACCESS_DENIED)
       assert.deepEqual(seen, [])
+    })
+
+    it('a method\'s precheck runs after usage and before payment: a refusal is answered and nothing is charged', async () => {
+      const seen: string[] = []
+      const nonces = new NonceStore()
+      const checked: ServiceDefinition = {
+        name: 'checked',
+        version: '1.0.0',
+        description: 'a priced method that can tell it cannot serve a call',
+        methods: {
+          get: {
+            description: '10 sat a call, for ids it has',
+            units: ['byte'],
+            pricing: { base: 10n },
+            usage: (call) => { seen.push('usage'); return [BigInt(call.body.byteLength)] },
+            precheck: (call) => {
+              seen.push('precheck')
+              if (call.args[0] === 'thrown') { throw new ServiceError(Status.BAD_REQUEST, 'bad range') }
+              return call.args[0] === 'have' ? undefined : { status: Status.NOT_FOUND, detail: `no ${call.args[0]}` }
+            },
+            handler: () => { seen.push('handler'); return { body: enc.encode('here') } }
+          }
+        }
+      }
+      const stages = createPipeline({
+        services: new Map([['checked', checked]]),
+        nonces,
+        verifiers: [openCloudVerifier],
+        maxBodySize: 100,
+        requireCredentials: true,
+        payment: (s) => { seen.push('payment'); return undefined }
+      })
+      const call = async (arg: string): Promise<Reply> => {
+        const r = await sign(key, peer, request({ service: 'checked', method: 'get', args: [arg], nonce: nonces.issue(peer.toString()) as Bytes }))
+        return runPipeline(stages, state(r))
+      }
+      const missing = await call('other')
+      assert.deepEqual([missing.status, missing.detail], [Status.NOT_FOUND, 'no other'])
+      assert.deepEqual(seen, ['usage', 'precheck'], 'the payment gate never saw it')
+      seen.length = 0
+      const thrown = await call('thrown')
+      assert.deepEqual([thrown.status, thrown.detail], [Status.BAD_REQUEST, 'bad range'])
+      assert.deepEqual(seen, ['usage', 'precheck'])
+      seen.length = 0
+      const ok = await call('have')
+      assert.equal(ok.status, Status.OK)
+      assert.deepEqual(seen, ['usage', 'precheck', 'payment', 'handler'])
     })
   })
 })

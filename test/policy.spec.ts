@@ -653,8 +653,17 @@ rules:
       const r = await run({ access: p.access, payment }, { body: new Uint8Array(95) })
       assert.equal(r.status, Status.TOO_LOW)
       assert.equal(r.amount, 11n)
-      assert.equal(r.type, PaymentType.PAYMENT_ATTACHED)
+      // a signed caller the policy lets run a tab is offered a promise: no transaction, no fee
+      assert.equal(r.type, PaymentType.PAYMENT_DEFER)
       assert.match(r.detail ?? '', /^echo\.say needs at least 11 sat for this call \(this node's minimum: 1 sat per call \+ 1 sat per 10 units\); offered 0 sat$/)
+      // one that pays attached is told the attached amount
+      const a = await run({ access: p.access, payment }, { body: new Uint8Array(95), paymentType: PaymentType.PAYMENT_ATTACHED })
+      assert.equal(a.status, Status.TOO_LOW)
+      assert.equal(a.type, PaymentType.PAYMENT_ATTACHED)
+      // where the policy allows no tab, attached
+      const q = policyStages(engineOf('rules:\n  - scope: { method: echo.say }\n    min-payment: { base: 1, rate: 1, per: 10 }\n'))
+      const n = await run({ access: q.access, payment: chainStages(q.payment, defaultPaymentGate) }, { body: new Uint8Array(95) })
+      assert.equal(n.type, PaymentType.PAYMENT_ATTACHED)
       // a deferred offer that is too low is told to defer the right amount
       const d = await run({ access: p.access, payment }, { body: new Uint8Array(95), paymentType: PaymentType.PAYMENT_DEFER })
       assert.equal(d.status, Status.TOO_LOW)

@@ -320,10 +320,15 @@ describe('built-in service prices', () => {
     assert.equal(put.acceptablePayment?.amount, 3n) // ceil(2500 / 1000)
     assert.equal(priced.storage.usedBytes, 0)
     const id = createHash('sha256').update(body).digest('hex')
+    // stat and delete are free
+    assert.equal((await client.opencloud.call(priced.addr, { service: 'storage', method: 'stat', args: [id] })).path, 'client-error/not-found')
+    // a blob that is not here is not-found before any price is asked
+    const missing = await client.opencloud.call(priced.addr, { service: 'storage', method: 'get', args: [id, '0', '10'] })
+    assert.equal(missing.status, Status.NOT_FOUND)
+    await priced.storage.put(body, 'oc:someone-else')
     const get = await client.opencloud.call(priced.addr, { service: 'storage', method: 'get', args: [id, '0', '10'] })
     assert.equal(get.status, Status.TOO_LOW)
     assert.equal(get.acceptablePayment?.amount, 1n)
-    // stat and delete are free
-    assert.equal((await client.opencloud.call(priced.addr, { service: 'storage', method: 'stat', args: [id] })).path, 'client-error/not-found')
+    await priced.storage.delete(id, 'oc:someone-else')
   })
 })

@@ -307,6 +307,23 @@ describe('storage capacity limit', () => {
     assert.equal(s.storage.usedBytes, CAPACITY)
   })
 
+  it('the prechecks the payment gate runs first: a put that cannot fit, a blob not here, a range past its end', async () => {
+    assert.ok(storedBlob != null)
+    const id = hex(storedBlob)
+    const def = s.storage.definition()
+    const stateOf = (args: string[], body: Uint8Array = new Uint8Array()): any => ({ service: 'storage', method: '', args, body, peer: s.libp2p.peerId, credentials: [], signal: AbortSignal.timeout(5000) })
+    // full: new content does not fit, stored content does
+    assert.equal((await def.methods.put.precheck?.(stateOf([], new Uint8Array([42]))))?.status, Status.INSUFFICIENT_STORAGE)
+    assert.equal(await def.methods.put.precheck?.(stateOf([], storedBlob)), undefined)
+    assert.equal((await def.methods.put.precheck?.(stateOf([], new Uint8Array(4097))))?.status, Status.TOO_LARGE)
+    await assert.rejects(async () => def.methods.put.precheck?.(stateOf(['extra'], storedBlob)), (e: any) => e.status === Status.BAD_REQUEST)
+    // get: the blob must be here, the offset within it
+    assert.equal((await def.methods.get.precheck?.(stateOf([hex(randomBytes(8))])))?.status, Status.NOT_FOUND)
+    assert.equal((await def.methods.get.precheck?.(stateOf([id, String(storedBlob.byteLength + 1)])))?.status, Status.BAD_REQUEST)
+    assert.equal(await def.methods.get.precheck?.(stateOf([id, String(storedBlob.byteLength)])), undefined)
+    assert.equal(await def.methods.get.precheck?.(stateOf([id])), undefined)
+  })
+
   it('blobs of mixed sizes racing: the stored sizes add up to the counter, never above capacity', async () => {
     // free everything this test's clients own
     for (const client of clients) {

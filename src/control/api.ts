@@ -64,6 +64,8 @@ export interface PaymentJson {
   promised: string
   txid?: string
   deferId?: string
+  /** what the attached payment cost (decimal sats): the bid, the dust minimum, paid to the seller, fee, total */
+  cost?: { price: string, dustMinimum: string, amount: string, fee: string, total: string }
   attempts: Array<{ kind: string, amount: string, status: string }>
 }
 

@@ -570,6 +570,7 @@ export class ControlServer {
             promised: result.promised.toString(),
             ...(result.txid != null ? { txid: result.txid } : {}),
             ...(result.deferId != null ? { deferId: result.deferId } : {}),
+            ...(result.cost != null ? { cost: Object.fromEntries(Object.entries(result.cost).map(([k, v]) => [k, v.toString()])) } : {}),
             attempts: result.attempts.map(a => ({ kind: a.kind, amount: a.amount.toString(), status: a.path }))
           }
         })

@@ -204,7 +204,7 @@ export async function openPaymentParts (init: {
     access: chainStages(btcStage, stages?.access),
     payment: chainStages(stages?.payment, gate.stage),
     verifiers: [btcVerifier(backend.network)],
-    services: [paymentsService({ wallet, tabs })],
+    services: [paymentsService({ wallet, tabs, credits: gate.credits })],
     async start (opencloud) {
       // once: a second start would leave a second sweep timer and fulfilment loop behind
       if (sweep != null) { return }

@@ -10,6 +10,13 @@
  * deferred payment to an attached one when allowed, and otherwise gives up
  * with a `PaymentRefusedError` that carries the seller's detail and every
  * amount tried.
+ *
+ * `auto` takes the kind of payment the seller names: a seller offers a
+ * deferred promise to a caller its policy lets run a tab, and a promise
+ * costs no transaction. An attached payment costs more than the price: the
+ * output is at least the dust limit (294 sat) and the transaction pays a
+ * network fee; `onAttached` hears that breakdown before the transaction is
+ * sent, and the result carries it (`cost`).
  */
 import { isPeerId } from '@libp2p/interface'
 import { isMultiaddr, multiaddr } from '@multiformats/multiaddr'
@@ -46,7 +53,26 @@ export interface PayAndCallOptions {
   allowAttached?: boolean
   /** answers to handle before giving up @default 8 */
   maxAttempts?: number
+  /**
+   * Told what an attached payment really costs, once its transaction is
+   * built and before it is sent (e.g. to print it)
+   */
+  onAttached?(cost: AttachedCost): void | Promise<void>
   signal?: AbortSignal
+}
+
+/** What an attached payment costs the payer, sats */
+export interface AttachedCost {
+  /** the bid: the seller's price, or the amount given */
+  price: bigint
+  /** the least a bitcoin output may carry (a standard P2WPKH output): 294 */
+  dustMinimum: bigint
+  /** what the transaction pays the seller: the price, raised to the dust minimum */
+  amount: bigint
+  /** the network fee of the transaction */
+  fee: bigint
+  /** amount + fee: what leaves the wallet */
+  total: bigint
 }
 
 export interface BidAttempt {
@@ -65,6 +91,8 @@ export interface PaidCallResult extends CallResult {
   promised: bigint
   txid?: string
   deferId?: string
+  /** what the attached payment cost (kind `attached`) */
+  cost?: AttachedCost
   /** every request sent, in order */
   attempts: BidAttempt[]
 }
@@ -150,6 +178,8 @@ interface Sent {
   txid?: string
   /** attached: the raw transaction of `txid` */
   raw?: Uint8Array
+  /** attached: what it cost */
+  cost?: AttachedCost
   deferId?: string
 }
 
@@ -157,6 +187,8 @@ interface Sent {
 class Bid {
   private kind: Kind
   private amount: bigint
+  /** the amount bid before an attached payment was raised to the dust limit */
+  private price: bigint
   private readonly threshold: string
   private seller?: string
   private readonly attempts: BidAttempt[] = []
@@ -166,6 +198,7 @@ class Bid {
     const pay = opts.pay
     this.kind = pay.kind === 'auto' ? 'none' : pay.kind
     this.amount = pay.kind === 'auto' ? 0n : pay.amount
+    this.price = this.amount
     this.threshold = pay.kind === 'defer' ? pay.threshold ?? '' : ''
     if (typeof this.amount !== 'bigint' || this.amount < 0n) { throw new RangeError('amount must be a non-negative bigint (sats)') }
     this.seller = peerOfTarget(target)
@@ -186,7 +219,9 @@ class Bid {
       this.attempts.push({ kind: this.kind, amount: this.amount, path: res.path })
       this.last = res
       if (!BEFORE_PAYMENT.has(res.status) && res.status !== Status.PAYMENT_DECLINED) { return this.done(sent) }
+      const before = this.amount
       await this.next(sent)
+      if (this.amount !== before) { this.price = this.amount }
     }
     return this.giveUp(`gave up after ${this.attempts.length} attempts`)
   }
@@ -215,6 +250,15 @@ class Bid {
     }
     const address = await sellerAddress(opencloud, opts.promises, seller, target, options)
     const payment = await opts.wallet.createPayment(address, this.amount)
+    const cost: AttachedCost = { price: this.price, dustMinimum: DUST_P2WPKH, amount: payment.amount, fee: payment.fee, total: payment.amount + payment.fee }
+    if (opts.onAttached != null) {
+      try {
+        await opts.onAttached(cost)
+      } catch (err) {
+        await opts.wallet.release(payment.txid)
+        throw err
+      }
+    }
     let res: CallResult
     try {
       res = await opencloud.call(target, {
@@ -227,13 +271,13 @@ class Bid {
       await releaseUnlessBroadcast(opts.wallet, opts.backend, payment.txid, false)
       throw err
     }
-    if (res.ok) { return { res, txid: payment.txid } }
+    if (res.ok) { return { res, txid: payment.txid, cost } }
     const out = await releaseUnlessBroadcast(opts.wallet, opts.backend, payment.txid, BEFORE_PAYMENT.has(res.status))
-    return out ? { res, txid: payment.txid, raw: payment.raw } : { res }
+    return out ? { res, txid: payment.txid, raw: payment.raw, cost } : { res }
   }
 
   /** Served, or refused by the method after the payment gate let the call through */
-  private async done ({ res, txid, deferId }: Sent): Promise<PaidCallResult> {
+  private async done ({ res, txid, deferId, cost }: Sent): Promise<PaidCallResult> {
     const { kind, amount } = this
     if (kind === 'defer' && deferId != null && amount > 0n && this.seller != null) {
       await this.opts.promises.record({ seller: this.seller, target: targetString(this.target), deferId, amount, threshold: this.threshold, certain: res.ok })
@@ -244,6 +288,7 @@ class Bid {
       paid: kind === 'attached' && txid != null ? amount : 0n,
       promised: kind === 'defer' ? amount : 0n,
       txid: kind === 'attached' ? txid : undefined,
+      cost: kind === 'attached' && txid != null ? cost : undefined,
       deferId: kind === 'defer' ? deferId : undefined,
       attempts: this.attempts
     }

@@ -3,17 +3,23 @@
  * request's payment-type and payment, whether a call is paid for (spec
  * "Request processing": "Based on payment, do we serve this request?").
  *
- * - `none`: free methods pass; a priced one is answered too-low with an
- * acceptable attached payment of its price.
+ * - `none`: free methods pass; a priced one is paid from the payer's credit
+ * here when it covers the price (`CreditStore`), else answered too-low with
+ * an acceptable payment of its price: deferred when this payer may defer
+ * it (signed, policy, tab limit), attached otherwise.
  * - `attached`: a raw bitcoin transaction paying the payer's own address of
  * this node (`payments.address`). Its outputs are summed, its txid is
  * reserved (once per node, ever), it is broadcast through the chain
  * backend, a receipt is written, and whatever it pays beyond the call's
- * cost is credited to the tab it names (`defer_id`).
+ * cost is credited to the tab it names (`defer_id`), or else to the payer's
+ * credit here.
  * - `defer`: a signed promise to pay later, recorded on the payer's tab
  * (`TabStore`) with its evidence, within the tab limit and policy.
  *
- * The gate sets `state.payment` when it lets a call through. Amounts are
+ * The gate sets `state.payment` when it lets a call through. Money taken for
+ * a call (an attached transaction, or credit) is held until the call is
+ * answered: a call that is not served (any status but ok) gets its price
+ * back as credit, as a deferred promise is taken off its tab. Amounts are
  * bigint satoshis throughout.
  */
 import { logger } from '@libp2p/logger'
@@ -21,6 +27,7 @@ import { Transaction } from '@scure/btc-signer'
 import { PaymentType, Status } from '../protocols/opencloud/pb/opencloud.js'
 import { costOf, json } from '../protocols/opencloud/pipeline.js'
 import { openCloudId, OPENCLOUD_ID_PREFIX, sha256 } from '../protocols/opencloud/signing.js'
+import { CreditStore } from './credits.js'
 import { DEFER_ID, InvalidThresholdError, parseThreshold } from './tabs.js'
 import { TxRejectedError } from './types.js'
 import type { TabStore, Threshold } from './tabs.js'
@@ -156,15 +163,20 @@ export class PaymentGate {
   private readonly minConfirmations: number
   /** txids being processed right now: with the receipts in LevelDB, a txid passes once */
   private readonly inflight = new Set<string>()
+  /** what payers paid here and have not used yet (in the gate's db, beside the receipts) */
+  readonly credits: CreditStore
 
   constructor (init: PaymentGateInit) {
     this.init = init
     this.log = init.log ?? logger('decloud:payments')
     this.maxTxSize = init.maxTxSize ?? MAX_TX_SIZE
     this.minConfirmations = init.minConfirmations ?? 0
+    this.credits = new CreditStore({ db: init.db })
   }
 
   readonly stage: Stage = async (state) => {
+    // money held for calls a stopped process never answered goes back first (once)
+    await this.credits.recover()
     const r = state.request
     const p = r.payment
     if (p != null && p.currency !== '' && p.currency !== 'BTC') {
@@ -186,13 +198,45 @@ export class PaymentGate {
     return v == null ? undefined : decodeReceipt(v)
   }
 
-  private none (state: CallState, cost: bigint): Reply | undefined {
+  private async none (state: CallState, cost: bigint): Promise<Reply | undefined> {
     if (cost === 0n) {
       state.payment = { kind: 'none', amount: 0n, cost: 0n }
       return undefined
     }
     const r = state.request
-    return { status: Status.TOO_LOW, detail: `${r.service}.${r.method} costs ${cost} sat for this call`, acceptablePayment: attachedOf(cost) }
+    const payer = payerOf(state.credentials, state.peer)
+    const taken = await this.credits.take(payer, cost)
+    if (taken != null) {
+      state.payment = { kind: 'credit', amount: cost, cost }
+      this.holdUntilAnswered(state, taken.id)
+      this.log.trace('%s sat of credit of %s paid %s.%s (%s sat left)', cost, payer, r.service, r.method, taken.left)
+      return undefined
+    }
+    // a promise costs the payer no fee and no dust-sized output: offer it whenever it would be taken
+    const offer = this.mayDefer(state, cost) ? deferOf(cost) : attachedOf(cost)
+    return { status: Status.TOO_LOW, detail: `${r.service}.${r.method} costs ${cost} sat for this call`, acceptablePayment: offer }
+  }
+
+  /**
+   * Would a promise of `cost` for this call be considered: signed, allowed
+   * by policy, within the payer's tab limit. (The tab itself may still be
+   * due or full: then the promise is answered no-defer, with an attached
+   * payment to fall back on.)
+   */
+  private mayDefer (state: CallState, cost: bigint): boolean {
+    if (state.credentials.length === 0) { return false }
+    if ((this.init.allowDefer?.(state) ?? true) !== true) { return false }
+    const maxTab = this.init.maxTabFor?.(state) ?? this.init.maxTab ?? DEFAULT_MAX_TAB
+    return cost <= maxTab
+  }
+
+  /** Money taken for this call stays held until it is answered: ok keeps it, anything else credits it back */
+  private holdUntilAnswered (state: CallState, holdId: string): void {
+    const cleanup = state.cleanup ?? (state.cleanup = [])
+    cleanup.push(async (reply) => {
+      const back = await this.credits.settle(holdId, reply?.status === Status.OK)
+      if (back > 0n) { this.log('call %s.%s not served (%s): %s sat credited back', state.request.service, state.request.method, reply == null ? 'server-error' : `status ${reply.status}`, back) }
+    })
   }
 
   private async attached (state: CallState, p: Payment | undefined, cost: bigint): Promise<Reply | undefined> {
@@ -287,7 +331,14 @@ export class PaymentGate {
       if (deferId != null && paid > cost) {
         await this.init.tabs.credit({ payer, deferId, amount: paid - cost, txid })
       }
-      await db.put(receiptKey(txid), encodeReceipt({ ...receipt, status: 'accepted' }))
+      // without a tab, what it pays beyond the price is the payer's credit here (one batch with
+      // the receipt, so it is credited once); the price is held until the call is answered
+      const excess = deferId == null ? paid - cost : 0n
+      await this.credits.add(payer, excess, {
+        hold: { id: txid, amount: cost },
+        extra: [{ type: 'put', key: receiptKey(txid), value: encodeReceipt({ ...receipt, status: 'accepted' }) }]
+      })
+      if (cost > 0n) { this.holdUntilAnswered(state, txid) }
       const accepted: AcceptedPayment = { kind: 'attached', amount: paid, cost, txid, deferId }
       state.payment = accepted
       this.log.trace('accepted %s sat in %s from %s for %s.%s', paid, txid, payer, r.service, r.method)

@@ -11,12 +11,16 @@
  * threshold, due, status); not-found when there is none.
  * - `payments.settle <deferId>` with payment-type attached and
  * `payment.defer_id` = deferId → the tab after the payment.
+ * - `payments.credit` → `{"credit":"278"}`: the sats the caller paid here
+ * and has not used (overpayment, calls not served), which pay its next
+ * calls before any new payment is asked for.
  */
 import { Status } from '../protocols/opencloud/pb/opencloud.js'
 import { json } from '../protocols/opencloud/pipeline.js'
 import { ServiceError } from '../services/template.js'
 import { payerOfCall } from './gate.js'
 import { DEFER_ID, tabView } from './tabs.js'
+import type { CreditStore } from './credits.js'
 import type { TabStore } from './tabs.js'
 import type { PaymentWallet } from './types.js'
 import type { ServiceCall, ServiceDefinition } from '../services/template.js'
@@ -24,6 +28,8 @@ import type { ServiceCall, ServiceDefinition } from '../services/template.js'
 export interface PaymentsServiceInit {
   wallet: PaymentWallet
   tabs: TabStore
+  /** the payment gate's credit ledger (`gate.credits`): adds `payments.credit` */
+  credits?: CreditStore
 }
 
 function deferIdArg (call: ServiceCall, usage: string): string {
@@ -35,7 +41,18 @@ function deferIdArg (call: ServiceCall, usage: string): string {
 
 /** The `payments` service definition */
 export function paymentsService (init: PaymentsServiceInit): ServiceDefinition {
-  const { wallet, tabs } = init
+  const { wallet, tabs, credits } = init
+  const credit: ServiceDefinition['methods'] = credits == null
+    ? {}
+    : {
+        credit: {
+          description: 'your unused credit here, sats (JSON): it pays your next calls first',
+          handler: async (call) => {
+            if (call.args.length !== 0) { throw new ServiceError(Status.BAD_REQUEST, 'usage: credit') }
+            return { body: json({ credit: await credits.balance(payerOfCall(call)), currency: 'BTC' }) }
+          }
+        }
+      }
   return {
     name: 'payments',
     version: '1.0.0',
@@ -73,7 +90,8 @@ export function paymentsService (init: PaymentsServiceInit): ServiceDefinition {
           if (tab == null) { throw new ServiceError(Status.SERVER_ERROR, 'the payment was taken but its tab is missing') }
           return { body: json({ ...tabView(tab), txid: p.txid }) }
         }
-      }
+      },
+      ...credit
     }
   }
 }

@@ -211,7 +211,9 @@ export function policyStages (source: PolicyEngine | (() => PolicyEngine), optio
     }
     const amount = cost != null && cost > min ? cost : min
     const what = `${r.service}.${r.method}`
-    const defer = r.paymentType === PaymentType.PAYMENT_DEFER && allowDeferOf(d, what) === true
+    // a promise costs the payer no fee and no dust-sized output: offered to whoever may make one
+    // (a bid without payment is how a buyer asks what the seller takes)
+    const defer = r.paymentType !== PaymentType.PAYMENT_ATTACHED && state.credentials.length > 0 && allowDeferOf(d, what) === true
     return {
       status: Status.TOO_LOW,
       detail: `${what} needs at least ${amount} sat for this call (this node's minimum: ${d.minPayment.pricing.map(describeMinPayment).join(' / ')}); offered ${paid} sat`,

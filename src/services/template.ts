@@ -51,6 +51,12 @@ export interface MethodResult {
   bodyHash?: Uint8Array
 }
 
+/** Why a call cannot be served (a status other than ok), as a precheck answers it */
+export interface PrecheckRefusal {
+  status: Status
+  detail?: string
+}
+
 export interface MethodDefinition {
   /** one line for `methods` listings */
   description: string
@@ -75,6 +81,16 @@ export interface MethodDefinition {
    * bad-request for malformed args). Default: 1 of each.
    */
   usage?(call: ServiceCall): bigint[]
+  /**
+   * Checks that the call can be served, before the payment gate takes any
+   * money (after access and usage): e.g. the blob asked for exists, the
+   * range is valid, there is room for a put. Return (or throw as a
+   * ServiceError) a refusal to answer with it; nothing is charged. Keep it
+   * cheap: it runs for every call, paid or not. What it cannot rule out
+   * (a race with another call) is covered by the gate, which gives the
+   * price of a call that then fails back as credit.
+   */
+  precheck?(call: ServiceCall): Promise<PrecheckRefusal | undefined> | PrecheckRefusal | undefined
   handler(call: ServiceCall): Promise<MethodResult> | MethodResult
 }
 
@@ -149,6 +165,9 @@ function validateMethod (where: string, name: string, m: MethodDefinition): void
   }
   if (m.usage != null && typeof m.usage !== 'function') {
     throw new InvalidServiceError(`${where}: usage must be a function`)
+  }
+  if (m.precheck != null && typeof m.precheck !== 'function') {
+    throw new InvalidServiceError(`${where}: precheck must be a function`)
   }
   const units = m.units ?? []
   if (!Array.isArray(units) || units.length > MAX_UNIT_DIMENSIONS) {

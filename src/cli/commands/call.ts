@@ -199,6 +199,8 @@ export const command: Command = {
       if (result.payment != null && values.json !== true) {
         const p = result.payment
         if (p.kind === 'attached') { await err(`decloud: paid ${p.paid} sat (attached, txid ${p.txid ?? '?'})`) }
+        // what the transaction really cost: a price below the dust limit is paid at it, plus the network fee
+        if (p.kind === 'attached' && p.cost != null) { await err(`decloud: true cost ${p.cost.total} sat = ${p.cost.amount} sat to the seller (price ${p.cost.price} sat, dust minimum ${p.cost.dustMinimum} sat; any excess stays as credit at the seller) + ${p.cost.fee} sat fee`) }
         if (p.kind === 'defer') { await err(`decloud: promised ${p.promised} sat on tab ${p.deferId ?? '?'} (the node pays when it falls due)`) }
       }
       return printCall({ name: `${service}.${method}`, result, body: answer, out: values.out, json: values.json === true })

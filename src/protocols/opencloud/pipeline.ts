@@ -73,8 +73,9 @@ export interface BitcoinCredentialState {
 
 /** What the payment gate accepted for a call; services see it on `ServiceCall.payment` */
 export interface AcceptedPayment {
-  kind: 'none' | 'attached' | 'defer'
-  /** sats paid (attached) or promised (defer) with this request */
+  /** `credit`: paid from what the payer had paid this node before and not used */
+  kind: 'none' | 'attached' | 'defer' | 'credit'
+  /** sats paid (attached, credit) or promised (defer) with this request */
   amount: bigint
   /** the price of this call */
   cost: bigint
@@ -350,6 +351,25 @@ export function dispatch (maxBodySize: number): Stage {
   }
 }
 
+/**
+ * The method's own check that the call can be served (the blob exists, the
+ * range is valid, there is room), run after usage and before any payment is
+ * taken: a call that cannot be served is refused without charging.
+ */
+export const precheck: Stage = async (state) => {
+  const method = state.method
+  if (method?.precheck == null) { return undefined }
+  try {
+    const refusal = await method.precheck(toCall(state))
+    if (refusal == null) { return undefined }
+    if (!isStatus(refusal.status) || refusal.status === Status.OK) { throw new TypeError(`${state.request.service}.${state.request.method}: precheck returned an ok or unknown status`) }
+    return { status: refusal.status, detail: typeof refusal.detail === 'string' ? refusal.detail : undefined }
+  } catch (err: any) {
+    if (err instanceof ServiceError && isStatus(err.status)) { return { status: err.status, detail: err.detail } }
+    throw err
+  }
+}
+
 /** The full pipeline as an ordered list of stages */
 export function createPipeline (init: PipelineInit): Stage[] {
   const computeUsage: Stage = (state) => {
@@ -371,6 +391,7 @@ export function createPipeline (init: PipelineInit): Stage[] {
     init.access ?? (() => undefined),
     init.reputation ?? (() => undefined),
     computeUsage,
+    precheck,
     init.payment ?? defaultPaymentGate,
     dispatch(init.maxBodySize)
   ]

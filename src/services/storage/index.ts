@@ -260,6 +260,30 @@ export class StorageService {
     })
   }
 
+  /**
+   * Why a put of `body` cannot be stored now, or undefined when it can (as
+   * far as can be told before the payment is taken: a concurrent put may
+   * still take the last free bytes)
+   */
+  async cannotPut (body: Uint8Array, bodyHash?: Uint8Array): Promise<ServiceError | undefined> {
+    if (body.byteLength > this.maxBlobSize) {
+      return new ServiceError(Status.TOO_LARGE, `blob of ${body.byteLength} bytes exceeds the limit of ${this.maxBlobSize} bytes per blob; split the file into pieces`)
+    }
+    if (this.used + body.byteLength <= this.capacity) { return undefined }
+    // content already here takes no room
+    const id = hex(bodyHash?.byteLength === 32 ? bodyHash : sha256(body))
+    if (await this.meta(id) != null) { return undefined }
+    return new ServiceError(Status.INSUFFICIENT_STORAGE, `this node has ${this.freeBytes} bytes free; the blob needs ${body.byteLength}`)
+  }
+
+  /** Why a get of [offset, …) of blob `id` cannot be served, or undefined when it can */
+  async cannotGet (id: string, offset: number): Promise<ServiceError | undefined> {
+    const meta = await this.meta(id)
+    if (meta == null) { return new ServiceError(Status.NOT_FOUND, `no blob ${id}`) }
+    if (offset > meta.size) { return new ServiceError(Status.BAD_REQUEST, `offset ${offset} is past the end of the blob (${meta.size} bytes)`) }
+    return undefined
+  }
+
   /** The blob, or its bytes [offset, offset + length) clipped to its end */
   async get (id: string, offset = 0, length?: number): Promise<Uint8Array> {
     const blob = await this.db.get(blobKey(id))
@@ -326,6 +350,11 @@ export class StorageService {
           units: ['byte'],
           pricing: this.pricing?.put,
           usage: (call) => [BigInt(call.body.byteLength)],
+          // nothing is charged for a put that cannot be stored
+          precheck: async (call) => {
+            checkArgCount(call, 0, '')
+            return this.cannotPut(call.body, call.bodyHash)
+          },
           handler: async (call) => {
             checkArgCount(call, 0, '')
             return { body: enc.encode(await this.put(call.body, ownerOf(call), call.bodyHash)) }
@@ -340,6 +369,11 @@ export class StorageService {
           usage: (call) => {
             const { length } = rangeArgs(call)
             return [BigInt(Math.min(length ?? this.maxBlobSize, this.maxBlobSize))]
+          },
+          // nothing is charged for a blob this node does not have, or a range past its end
+          precheck: async (call) => {
+            const { id, offset } = rangeArgs(call)
+            return this.cannotGet(id, offset)
           },
           handler: async (call) => {
             const { id, offset, length } = rangeArgs(call)
