@@ -219,16 +219,29 @@ export class Market implements Startable {
     this.scheduleAnnounce(0)
   }
 
-  /** Stops (see beforeStop) */
-  async stop (): Promise<void> {
-    await this.beforeStop()
+  /**
+   * Leaves the market gracefully: publishes withdrawals for what this node
+   * sold (where it can), then stops. `createDecloudNode`'s `stop()` calls it
+   * before stopping libp2p, while the connections the withdrawals leave on
+   * are open.
+   */
+  async leave (): Promise<void> {
+    await this.halt(true)
   }
 
   /**
-   * Publishes withdrawals for what this node sold (where it can) and stops;
-   * before libp2p closes the connections the withdrawals leave on
+   * libp2p's stop: the market stops without withdrawing, as when the
+   * process dies; its prices lapse on other nodes at their validity
    */
   async beforeStop (): Promise<void> {
+    await this.halt(false)
+  }
+
+  async stop (): Promise<void> {
+    await this.halt(false)
+  }
+
+  private async halt (withdraw: boolean): Promise<void> {
     if (!this.running) { return }
     // no new rounds from here on
     this.running = false
@@ -236,7 +249,7 @@ export class Market implements Startable {
     clearInterval(this.interval)
     clearInterval(this.sweeper)
     await this.announcing?.catch(() => {})
-    if (this.components.pubsub.getSubscribers(MARKET_TOPIC).length > 0) {
+    if (withdraw && this.components.pubsub.getSubscribers(MARKET_TOPIC).length > 0) {
       const sent = await this.publishAll(true).catch(err => { this.log('withdrawal failed - %e', err) })
       // publish only queues the frames on the peers' streams: give them a moment to leave
       // before the node closes its connections, or a busy node's withdrawal is lost

@@ -271,6 +271,8 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
       if (stopped) { return }
       stopped = true
       try {
+        // withdrawals first, on open connections (libp2p's stop alone leaves prices to lapse)
+        await market.leave().catch(() => {})
         await libp2p.stop()
       } finally {
         await init.close()
