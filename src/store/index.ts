@@ -60,7 +60,8 @@ export class Store {
       this.db = new Level<string, Uint8Array>(location, { valueEncoding: 'view', compression: false, writeBufferSize: 32 * 1024 * 1024 })
     } else {
       this.memory = true
-      this.db = new MemoryLevel<string, Uint8Array>({ valueEncoding: 'view' })
+      // stored as views: reads give Uint8Array as LevelDB's do, not Buffer
+      this.db = new MemoryLevel<string, Uint8Array>({ valueEncoding: 'view', storeEncoding: 'view' })
     }
   }
 
