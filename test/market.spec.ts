@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict'
-import { rm } from 'node:fs/promises'
-import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { MARKET_TOPIC, MAX_ANNOUNCEMENT_SIZE, signAnnouncement, verifyAnnouncement } from '../src/market/announcement.js'
