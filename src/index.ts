@@ -26,6 +26,12 @@ export { Market, PriceBook, MARKET_TOPIC, signAnnouncement, verifyAnnouncement, 
 export type { PricingStrategy, PriceEntry, RankedEntry, MethodSummary, SellerCandidate, RankSellersOptions, Announcement } from './market/index.js'
 export { DHT_PROTOCOL, CORE_SERVICES, defaultNetworkMode } from './node/index.js'
 export type { NetworkMode } from './node/index.js'
+// the node's parts as libp2p service factories (composed by decloudDefaults)
+export { discovery } from './dht/index.js'
+export { market } from './market/index.js'
+export { swarmKeeper, SwarmKeeper } from './node/swarm.js'
+export { payments, PaymentsService } from './node/services.js'
+export type { DecloudDefaultsOptions, DhtOptions, MarketOptions, SwarmOptions } from './node/index.js'
 export { sellersJson, marketJson } from './node/reports.js'
 export { withSwarmClient } from './node/transient.js'
 export type { NodePayments, PaymentsOptions, PolicyOptions } from './node/payments.js'

@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict'
-import { rm } from 'node:fs/promises'
-import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { MARKET_TOPIC, MAX_ANNOUNCEMENT_SIZE, signAnnouncement, verifyAnnouncement } from '../src/market/announcement.js'
@@ -92,8 +90,7 @@ describe('price announcements', () => {
   })
 })
 
-describe('price book (LevelDB)', () => {
-  let dir: string
+describe('price book (store in memory)', () => {
   let store: Store
   let a: Identity
   let b: Identity
@@ -104,14 +101,13 @@ describe('price book (LevelDB)', () => {
   })
 
   beforeEach(async () => {
-    dir = await tempDir()
-    store = new Store(join(dir, 'db'))
+    // the book's logic over the store's API: LevelDB on disk is the real-node tests' part
+    store = Store.memory()
     await store.open()
   })
 
   afterEach(async () => {
     await store.close()
-    await rm(dir, { recursive: true, force: true })
   })
 
   async function announce (id: Identity, over: Partial<AnnouncementFields>): Promise<Parameters<PriceBook['apply']>> {

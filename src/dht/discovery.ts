@@ -1,7 +1,12 @@
+import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
+import { PeerDirectory } from './directory.js'
 import { majorVersion, serviceKey } from './keys.js'
-import type { PeerDirectory } from './directory.js'
+import { peersService } from './peers-service.js'
 import type { DhtKey } from './keys.js'
-import type { AbortOptions, Libp2p, Logger, PeerId, PeerInfo } from '@libp2p/interface'
+import type { OpenCloud } from '../protocols/opencloud/opencloud.js'
+import type { ServiceDefinition } from '../services/template.js'
+import type { AbortOptions, ComponentLogger, Logger, PeerId, PeerInfo, PeerStore, Startable } from '@libp2p/interface'
+import type { AddressManager, ConnectionManager } from '@libp2p/interface-internal'
 import type { KadDHT } from '@libp2p/kad-dht'
 
 /** How long one provide round may take (ms) */
@@ -56,16 +61,35 @@ export interface AdvertisedService {
   reached: number
 }
 
-export interface DiscoveryInit {
-  /** the libp2p node (for its peer id, peer store and connections) */
-  libp2p: Pick<Libp2p, 'peerId' | 'peerStore' | 'getConnections'>
+/**
+ * What Discovery uses of a libp2p node: decloud's Kad-DHT (the service named
+ * `dht`) and OpenCloud (named `opencloud`, whose sold services it advertises
+ * and to which it adds the core `peers` service).
+ */
+export interface DiscoveryComponents {
+  peerId: PeerId
+  peerStore: PeerStore
+  connectionManager: Pick<ConnectionManager, 'getConnections'>
+  addressManager: Pick<AddressManager, 'getAddresses'>
+  logger: ComponentLogger
   dht: KadDHT
-  directory: PeerDirectory
-  log: Logger
+  opencloud: OpenCloud
+}
+
+export interface DiscoveryInit {
+  /** The services this node sells, advertised from start (read once, at start) */
+  selling(opencloud: OpenCloud): ServiceDefinition[]
+  /** who sells what, as learned (shared with the market) @default a new one */
+  directory?: PeerDirectory
+  /** @default PROVIDE_TIMEOUT */
   provideTimeout?: number
+  /** @default FIND_TIMEOUT */
   findTimeout?: number
+  /** @default REPROVIDE_INTERVAL */
   reprovideInterval?: number
+  /** @default PROVIDE_DEBOUNCE */
   provideDebounce?: number
+  /** @default PROVIDE_RETRY */
   provideRetry?: number
 }
 
@@ -91,7 +115,13 @@ interface Advert {
  * every `reprovideInterval`, and retries with backoff when a round reached
  * nobody. Every DHT operation runs under a deadline.
  */
-export class Discovery {
+export class Discovery implements Startable {
+  readonly [serviceCapabilities]: string[] = ['@decloud/discovery']
+  readonly [serviceDependencies]: string[] = ['@libp2p/kad-dht', '@decloud/opencloud']
+  readonly [Symbol.toStringTag] = '@decloud/discovery'
+  /** Which peers sell which services, as learned so far */
+  readonly directory: PeerDirectory
+  private readonly components: DiscoveryComponents
   private readonly init: DiscoveryInit
   private readonly adverts = new Map<string, Advert>()
   private readonly log: Logger
@@ -124,9 +154,11 @@ export class Discovery {
     if (this.routingTableSize() === 0) { this.joined = false }
   }
 
-  constructor (init: DiscoveryInit) {
+  constructor (components: DiscoveryComponents, init: DiscoveryInit) {
+    this.components = components
     this.init = init
-    this.log = init.log
+    this.directory = init.directory ?? new PeerDirectory()
+    this.log = components.logger.forComponent('decloud:discovery')
     this.provideTimeout = init.provideTimeout ?? PROVIDE_TIMEOUT
     this.findTimeout = init.findTimeout ?? FIND_TIMEOUT
     this.reprovideInterval = init.reprovideInterval ?? REPROVIDE_INTERVAL
@@ -136,7 +168,7 @@ export class Discovery {
   }
 
   private get routingTable (): RoutingTableLike | undefined {
-    return (this.init.dht as unknown as { routingTable?: RoutingTableLike }).routingTable
+    return (this.components.dht as unknown as { routingTable?: RoutingTableLike }).routingTable
   }
 
   /** Peers in the DHT routing table */
@@ -144,8 +176,34 @@ export class Discovery {
     return this.routingTable?.size ?? 0
   }
 
-  start (): void {
+  isStarted (): boolean {
+    return this.running
+  }
+
+  // libp2p's start phase: the DHT is starting alongside
+  start (): void {}
+
+  /** Serves the core `peers` service (unless OpenCloud already has one) */
+  beforeStart (): void {
+    const opencloud = this.components.opencloud
+    if (opencloud.services.has('peers')) { return }
+    const { peerId, peerStore, connectionManager, addressManager } = this.components
+    opencloud.addService(peersService({
+      libp2p: {
+        peerId,
+        peerStore,
+        getConnections: (peer) => connectionManager.getConnections(peer),
+        getMultiaddrs: () => addressManager.getAddresses()
+      },
+      directory: this.directory,
+      selling: () => this.selling().map(s => s.name)
+    }))
+  }
+
+  /** Advertises what this node sells once libp2p (and so the DHT) has started */
+  afterStart (): void {
     if (this.running) { return }
+    for (const s of this.selling()) { this.advertise(s.name, s.version) }
     this.running = true
     this.startedAt = Date.now()
     this.shutdown = new AbortController()
@@ -173,7 +231,7 @@ export class Discovery {
       try {
         // drain it: every peer it meets may join the routing table
         let events = 0
-        for await (const event of this.init.dht.getClosestPeers(this.init.libp2p.peerId.toMultihash().bytes, { signal })) {
+        for await (const event of this.components.dht.getClosestPeers(this.components.peerId.toMultihash().bytes, { signal })) {
           if (event.name === 'PEER_RESPONSE') { events++ }
         }
         this.log.trace('join lookup: %d answers', events)
@@ -182,8 +240,12 @@ export class Discovery {
     })()
   }
 
-  /** Stops advertising: no provide round runs after this resolves */
+  /** Stops advertising (before the DHT stops): no provide round runs after this resolves */
   async stop (): Promise<void> {
+    await this.beforeStop()
+  }
+
+  async beforeStop (): Promise<void> {
     if (!this.running) { return }
     this.running = false
     this.routingTable?.removeEventListener('peer:add', this.onPeerAdd)
@@ -197,7 +259,7 @@ export class Discovery {
     await this.providing?.catch(() => {})
     await this.joining
     for (const a of this.adverts.values()) {
-      await this.init.dht.cancelReprovide(a.key).catch(() => {})
+      await this.components.dht.cancelReprovide(a.key).catch(() => {})
     }
   }
 
@@ -220,7 +282,12 @@ export class Discovery {
     const a = this.adverts.get(id)
     if (a == null) { return }
     this.adverts.delete(id)
-    await this.init.dht.cancelReprovide(a.key).catch(() => {})
+    await this.components.dht.cancelReprovide(a.key).catch(() => {})
+  }
+
+  /** The services this node sells, as of now */
+  selling (): ServiceDefinition[] {
+    return this.init.selling(this.components.opencloud)
   }
 
   /** What this node advertises and how the last provide rounds went */
@@ -277,7 +344,7 @@ export class Discovery {
       let reached = 0
       try {
         await this.waitForPeer(signal)
-        for await (const event of this.init.dht.provide(a.key, { signal })) {
+        for await (const event of this.components.dht.provide(a.key, { signal })) {
           if (event.name === 'PEER_RESPONSE' && event.messageName === 'ADD_PROVIDER') { reached++ }
         }
       } catch (err: any) {
@@ -313,13 +380,13 @@ export class Discovery {
     const signals = [this.shutdown.signal, AbortSignal.timeout(timeout)]
     if (options.signal != null) { signals.push(options.signal) }
     const signal = AbortSignal.any(signals)
-    const self = this.init.libp2p.peerId
+    const self = this.components.peerId
     const seen = new Set<string>()
     const limit = options.limit ?? Infinity
     let count = 0
 
     // a node that has been alone for a while has nobody to ask: the DHT would wait for peers until the deadline
-    const alone = this.routingTableSize() === 0 && this.init.libp2p.getConnections().length === 0 && Date.now() - this.startedAt > LONELY_AFTER
+    const alone = this.routingTableSize() === 0 && this.components.connectionManager.getConnections().length === 0 && Date.now() - this.startedAt > LONELY_AFTER
 
     const found = async (info: PeerInfo): Promise<Seller | undefined> => {
       const id = info.id.toString()
@@ -327,12 +394,12 @@ export class Discovery {
       if (!(options.includeSelf ?? false) && info.id.equals(self)) { return undefined }
       seen.add(id)
       const addresses = await this.addressesOf(info, { signal })
-      this.init.directory.note(id, service, addresses)
+      this.directory.note(id, service, addresses)
       return { peerId: id, addresses, service, version }
     }
 
     if (alone) {
-      for (const id of await localProviders(this.init.dht, key, signal)) {
+      for (const id of await localProviders(this.components.dht, key, signal)) {
         const seller = await found({ id, multiaddrs: [] })
         if (seller == null) { continue }
         yield seller
@@ -343,7 +410,7 @@ export class Discovery {
     try {
       // the DHT runs queries on an empty routing table (allowQueryWithZeroPeers): wait for a peer first
       await this.waitForPeer(signal)
-      for await (const event of this.init.dht.findProviders(key, { signal })) {
+      for await (const event of this.components.dht.findProviders(key, { signal })) {
         if (event.name !== 'PROVIDER') { continue }
         for (const info of event.providers) {
           const seller = await found(info)
@@ -390,7 +457,7 @@ export class Discovery {
     let addrs = info.multiaddrs
     if (addrs.length === 0) {
       try {
-        const peer = await this.init.libp2p.peerStore.get(info.id, options)
+        const peer = await this.components.peerStore.get(info.id, options)
         addrs = peer.addresses.map(a => a.multiaddr)
       } catch {}
     } else {
@@ -401,12 +468,29 @@ export class Discovery {
         this.merged.delete(id)
         this.merged.set(id, key)
         if (this.merged.size > MERGED_PEERS) { this.merged.delete(this.merged.keys().next().value as string) }
-        await this.init.libp2p.peerStore.merge(info.id, { multiaddrs: addrs }, options).catch(() => {})
+        await this.components.peerStore.merge(info.id, { multiaddrs: addrs }, options).catch(() => {})
       }
     }
     const id = info.id.toString()
     return [...new Set(addrs.slice(0, 16).map(a => withPeer(a.toString(), id)))]
   }
+}
+
+/**
+ * Seller discovery as a libp2p service; needs decloud's Kad-DHT as `dht` and
+ * OpenCloud as `opencloud` among the node's services.
+ *
+ * @example
+ * ```ts
+ * services: {
+ *   opencloud: openCloud({ services }),
+ *   dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false }),
+ *   discovery: discovery({ selling: (oc) => [...oc.services.values()].filter(s => s.name === 'storage') })
+ * }
+ * ```
+ */
+export function discovery (init: DiscoveryInit): (components: DiscoveryComponents) => Discovery {
+  return (components) => new Discovery(components, init)
 }
 
 /** Appends /p2p/<peerId> unless the address already names a peer */

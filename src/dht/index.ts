@@ -1,5 +1,5 @@
-export { Discovery, withPeer, FIND_TIMEOUT, PROVIDE_TIMEOUT, REPROVIDE_INTERVAL, PROVIDER_VALIDITY } from './discovery.js'
-export type { Seller, FindSellersOptions, AdvertisedService, DiscoveryInit } from './discovery.js'
+export { Discovery, discovery, withPeer, FIND_TIMEOUT, PROVIDE_TIMEOUT, REPROVIDE_INTERVAL, PROVIDER_VALIDITY } from './discovery.js'
+export type { Seller, FindSellersOptions, AdvertisedService, DiscoveryInit, DiscoveryComponents } from './discovery.js'
 export { PeerDirectory } from './directory.js'
 export type { DirectoryEntry } from './directory.js'
 export { serviceKey, serviceKeyText, majorVersion } from './keys.js'

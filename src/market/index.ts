@@ -1,5 +1,5 @@
-export { Market, entryJson, summaryJson, ANNOUNCE_INTERVAL } from './market.js'
-export type { MarketInit, AnnounceResult, PriceEntryJson } from './market.js'
+export { Market, market, entryJson, summaryJson, ANNOUNCE_INTERVAL } from './market.js'
+export type { MarketInit, MarketComponents, AnnounceResult, PriceEntryJson } from './market.js'
 export { PriceBook, priceOf, median, REFERENCE_UNITS } from './price-book.js'
 export type { PriceEntry, RankedEntry, MethodSummary, EntrySource, ApplyResult } from './price-book.js'
 export { MARKET_TOPIC, ANNOUNCEMENT_DOMAIN, MAX_ANNOUNCEMENT_SIZE, signAnnouncement, verifyAnnouncement } from './announcement.js'

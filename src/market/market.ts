@@ -1,4 +1,6 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub'
+import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
+import { PeerDirectory } from '../dht/directory.js'
 import { PROTOCOL as OPENCLOUD_PROTOCOL } from '../protocols/opencloud/constants.js'
 import { Status } from '../protocols/opencloud/pb/opencloud.js'
 import { ServiceError, reprice } from '../services/template.js'
@@ -7,12 +9,13 @@ import { followMarketPrice, validateStrategy } from './strategy.js'
 import type { Announcement } from './announcement.js'
 import type { PriceBook, PriceEntry, MethodSummary, RankedEntry, EntrySource, ApplyResult } from './price-book.js'
 import type { PricingStrategy } from './strategy.js'
-import type { PeerDirectory } from '../dht/directory.js'
 import type { OpenCloud } from '../protocols/opencloud/opencloud.js'
 import type { Pricing } from '../services/pricing.js'
 import type { ServiceDefinition } from '../services/template.js'
 import type { GossipSub, Message, SubscriptionChangeData } from '@libp2p/gossipsub'
-import type { AbortOptions, IdentifyResult, Libp2p, Logger, PeerId, PrivateKey } from '@libp2p/interface'
+import type { AbortOptions, ComponentLogger, IdentifyResult, Libp2pEvents, Logger, PeerId, PeerStore, PrivateKey, Startable, TypedEventTarget } from '@libp2p/interface'
+import type { AddressManager, ConnectionManager } from '@libp2p/interface-internal'
+import type { Multiaddr } from '@multiformats/multiaddr'
 
 /** How long a stopping seller lets its withdrawals leave before closing connections (ms) */
 const WITHDRAWAL_FLUSH = 250
@@ -31,18 +34,33 @@ export const SWEEP_INTERVAL = 60_000
 /** Delay before re-announcing after the topic's audience grew (ms) */
 export const ANNOUNCE_DEBOUNCE = 300
 
-export interface MarketInit {
-  libp2p: Pick<Libp2p, 'peerId' | 'addEventListener' | 'removeEventListener' | 'getConnections' | 'peerStore'>
+/**
+ * What the market uses of a libp2p node: gossipsub (the service named
+ * `pubsub`) and OpenCloud (named `opencloud`: the sold services, price book
+ * requests, and the core `market` service it adds).
+ */
+export interface MarketComponents {
+  peerId: PeerId
+  /** signs the announcements */
+  privateKey: PrivateKey
+  peerStore: PeerStore
+  connectionManager: Pick<ConnectionManager, 'getConnections'>
+  addressManager: Pick<AddressManager, 'getAddresses'>
+  events: TypedEventTarget<Libp2pEvents>
+  logger: ComponentLogger
   pubsub: GossipSub
   opencloud: OpenCloud
-  privateKey: PrivateKey
+}
+
+export interface MarketInit {
+  /** the price book (in the node's store) */
   book: PriceBook
-  directory: PeerDirectory
-  log: Logger
+  /** who sells what, as learned (shared with discovery) @default a new one */
+  directory?: PeerDirectory
   /** The services this node sells (announced), read at every announcement */
-  selling(): ServiceDefinition[]
-  /** Addresses to put in announcements */
-  addresses(): string[]
+  selling(opencloud: OpenCloud): ServiceDefinition[]
+  /** Which of this node's addresses go in announcements @default all */
+  announceAddress?(addr: Multiaddr): boolean
   /** Pricing strategies by `service.method`; others are `fixed` */
   strategies?: Record<string, PricingStrategy>
   /** @default 10 minutes */
@@ -94,8 +112,13 @@ type AnnouncementListener = (entry: PriceEntry, source: EntrySource) => void
  * and the core `market` service that shares the book with nodes that just
  * joined (spec: "share my knowledge of market prices").
  */
-export class Market {
+export class Market implements Startable {
+  readonly [serviceCapabilities]: string[] = ['@decloud/market']
+  readonly [serviceDependencies]: string[] = ['@libp2p/pubsub', '@decloud/opencloud']
+  readonly [Symbol.toStringTag] = '@decloud/market'
   readonly book: PriceBook
+  readonly directory: PeerDirectory
+  private readonly components: MarketComponents
   private readonly init: MarketInit
   private readonly log: Logger
   private readonly announceInterval: number
@@ -117,10 +140,12 @@ export class Market {
   private shutdown = new AbortController()
   private readonly pending = new Set<Promise<unknown>>()
 
-  constructor (init: MarketInit) {
+  constructor (components: MarketComponents, init: MarketInit) {
+    this.components = components
     this.init = init
     this.book = init.book
-    this.log = init.log
+    this.directory = init.directory ?? new PeerDirectory()
+    this.log = components.logger.forComponent('decloud:market')
     this.announceInterval = init.announceInterval ?? ANNOUNCE_INTERVAL
     this.validity = Math.min(init.validity ?? 3 * this.announceInterval, MAX_VALIDITY)
     this.syncPeers = init.syncPeers ?? SYNC_PEERS
@@ -143,7 +168,7 @@ export class Market {
   private readonly onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>): void => {
     if (!evt.detail.subscriptions.some(s => s.topic === MARKET_TOPIC && s.subscribe)) { return }
     // the audience doubled since our last announcement: tell the newcomers (bounded: log2(N) times)
-    const audience = this.init.pubsub.getSubscribers(MARKET_TOPIC).length
+    const audience = this.components.pubsub.getSubscribers(MARKET_TOPIC).length
     if (audience >= 2 * this.audienceAtLastAnnounce || this.audienceAtLastAnnounce === 0) { this.scheduleAnnounce(this.init.announceDebounce ?? ANNOUNCE_DEBOUNCE) }
   }
 
@@ -157,20 +182,33 @@ export class Market {
     this.track(this.syncFrom(peer).catch(err => { this.log('price book sync from %p failed - %e', peer, err) }))
   }
 
-  async start (): Promise<void> {
+  isStarted (): boolean {
+    return this.running
+  }
+
+  // libp2p's start phase: gossipsub is starting alongside
+  start (): void {}
+
+  /** Serves the core `market` service (unless OpenCloud already has one) */
+  beforeStart (): void {
+    if (!this.components.opencloud.services.has('market')) { this.components.opencloud.addService(this.service()) }
+  }
+
+  /** Joins the market topic once libp2p (and so gossipsub) has started */
+  async afterStart (): Promise<void> {
     if (this.running) { return }
     this.running = true
     this.shutdown = new AbortController()
     await this.book.load()
-    this.lastSeq = this.book.lastSeqOf(this.init.libp2p.peerId.toString())
-    const pubsub = this.init.pubsub
+    this.lastSeq = this.book.lastSeqOf(this.components.peerId.toString())
+    const pubsub = this.components.pubsub
     pubsub.topicValidators.set(MARKET_TOPIC, this.validator)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
-    this.init.libp2p.addEventListener('peer:identify', this.onIdentify)
+    this.components.events.addEventListener('peer:identify', this.onIdentify)
     pubsub.subscribe(MARKET_TOPIC)
     // peers identified before this listener was attached
-    for (const c of this.init.libp2p.getConnections()) {
-      const peer = await this.init.libp2p.peerStore.get(c.remotePeer).catch(() => undefined)
+    for (const c of this.components.connectionManager.getConnections()) {
+      const peer = await this.components.peerStore.get(c.remotePeer).catch(() => undefined)
       if (peer?.protocols.includes(OPENCLOUD_PROTOCOL) === true) { this.maybeSync(c.remotePeer) }
     }
     this.interval = setInterval(() => { this.scheduleAnnounce(0) }, this.announceInterval)
@@ -181,8 +219,29 @@ export class Market {
     this.scheduleAnnounce(0)
   }
 
-  /** Publishes withdrawals for what this node sold (where it can) and stops */
+  /**
+   * Leaves the market gracefully: publishes withdrawals for what this node
+   * sold (where it can), then stops. `createDecloudNode`'s `stop()` calls it
+   * before stopping libp2p, while the connections the withdrawals leave on
+   * are open.
+   */
+  async leave (): Promise<void> {
+    await this.halt(true)
+  }
+
+  /**
+   * libp2p's stop: the market stops without withdrawing, as when the
+   * process dies; its prices lapse on other nodes at their validity
+   */
+  async beforeStop (): Promise<void> {
+    await this.halt(false)
+  }
+
   async stop (): Promise<void> {
+    await this.halt(false)
+  }
+
+  private async halt (withdraw: boolean): Promise<void> {
     if (!this.running) { return }
     // no new rounds from here on
     this.running = false
@@ -190,7 +249,7 @@ export class Market {
     clearInterval(this.interval)
     clearInterval(this.sweeper)
     await this.announcing?.catch(() => {})
-    if (this.init.pubsub.getSubscribers(MARKET_TOPIC).length > 0) {
+    if (withdraw && this.components.pubsub.getSubscribers(MARKET_TOPIC).length > 0) {
       const sent = await this.publishAll(true).catch(err => { this.log('withdrawal failed - %e', err) })
       // publish only queues the frames on the peers' streams: give them a moment to leave
       // before the node closes its connections, or a busy node's withdrawal is lost
@@ -198,11 +257,11 @@ export class Market {
     }
     this.shutdown.abort()
     await Promise.allSettled([...this.pending])
-    this.init.libp2p.removeEventListener('peer:identify', this.onIdentify)
-    this.init.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
-    this.init.pubsub.topicValidators.delete(MARKET_TOPIC)
+    this.components.events.removeEventListener('peer:identify', this.onIdentify)
+    this.components.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
+    this.components.pubsub.topicValidators.delete(MARKET_TOPIC)
     try {
-      this.init.pubsub.unsubscribe(MARKET_TOPIC)
+      this.components.pubsub.unsubscribe(MARKET_TOPIC)
     } catch {}
     await this.book.flush()
   }
@@ -219,10 +278,10 @@ export class Market {
     if (!result.accepted) { return result }
     const peerId = a.peer.toString()
     if (result.removed === true) {
-      this.init.directory.forget(peerId, a.service)
+      this.directory.forget(peerId, a.service)
       return result
     }
-    this.init.directory.note(peerId, a.service, a.addrs.map(s => s.includes('/p2p/') ? s : `${s}/p2p/${peerId}`))
+    this.directory.note(peerId, a.service, a.addrs.map(s => s.includes('/p2p/') ? s : `${s}/p2p/${peerId}`))
     const entry = this.book.entries({ service: a.service, method: a.method, peerId })[0]
     if (entry != null) {
       for (const fn of this.listeners) {
@@ -232,6 +291,14 @@ export class Market {
       }
     }
     return result
+  }
+
+  /** This node's addresses that go in announcements */
+  private addresses (): string[] {
+    const keep = this.init.announceAddress
+    return this.components.addressManager.getAddresses()
+      .filter(a => keep == null || keep(a))
+      .map(a => a.toString())
   }
 
   private track<T> (p: Promise<T>): void {
@@ -283,17 +350,17 @@ export class Market {
     const strategy = this.strategies[`${def.name}.${method}`]
     if (strategy == null) { return m.pricing ?? {} }
     if (strategy.strategy === 'fixed') { return strategy.pricing ?? m.pricing ?? {} }
-    return followMarketPrice({ peerId: this.init.libp2p.peerId.toString(), units: m.units ?? [], configured: m.pricing }, this.book.entries({ service: def.name, method }), strategy)
+    return followMarketPrice({ peerId: this.components.peerId.toString(), units: m.units ?? [], configured: m.pricing }, this.book.entries({ service: def.name, method }), strategy)
   }
 
   private async publishAll (withdraw: boolean): Promise<AnnounceResult> {
-    const self = this.init.libp2p.peerId
+    const self = this.components.peerId
     const now = Date.now()
-    const addrs = this.init.addresses().slice(0, 8)
+    const addrs = this.addresses().slice(0, 8)
     const recipients = new Set<string>()
     let announced = 0
-    this.audienceAtLastAnnounce = this.init.pubsub.getSubscribers(MARKET_TOPIC).length
-    for (const def of this.init.selling()) {
+    this.audienceAtLastAnnounce = this.components.pubsub.getSubscribers(MARKET_TOPIC).length
+    for (const def of this.init.selling(this.components.opencloud)) {
       const info = def.describe != null ? await def.describe() : {}
       const free = typeof info.free === 'number' && Number.isSafeInteger(info.free) && info.free >= 0 ? BigInt(info.free) : 0n
       for (const [name, m] of Object.entries(def.methods)) {
@@ -302,7 +369,7 @@ export class Market {
         const pricing = this.currentPricing(def, name)
         // the server charges what the market is told
         if (!withdraw && this.strategies[`${def.name}.${name}`] != null) { reprice(m, pricing) }
-        const bytes = await signAnnouncement(this.init.privateKey, self, {
+        const bytes = await signAnnouncement(this.components.privateKey, self, {
           service: def.name,
           version: def.version,
           method: name,
@@ -320,7 +387,7 @@ export class Market {
         const verdict = await verifyAnnouncement(bytes, { now })
         if (verdict.ok) { this.accept(verdict.announcement, verdict.signed, 'self') }
         try {
-          const res = await this.init.pubsub.publish(MARKET_TOPIC, bytes)
+          const res = await this.components.pubsub.publish(MARKET_TOPIC, bytes)
           for (const p of res.recipients) { recipients.add(p.toString()) }
         } catch (err: any) {
           this.log('publish %s.%s: %s', def.name, name, err.message)
@@ -342,7 +409,7 @@ export class Market {
     const p = (async () => {
       const signals = [this.shutdown.signal, AbortSignal.timeout(this.syncTimeout)]
       if (options.signal != null) { signals.push(options.signal) }
-      const body = await this.init.opencloud.callOk(peer, { service: 'market', method: 'prices' }, { signal: AbortSignal.any(signals) })
+      const body = await this.components.opencloud.callOk(peer, { service: 'market', method: 'prices' }, { signal: AbortSignal.any(signals) })
       const accepted = await this.merge(body, 'sync')
       this.synced.add(id)
       this.log('synced %d price entries from %p', accepted, peer)
@@ -461,4 +528,21 @@ export function summaryJson (s: MethodSummary): Record<string, unknown> {
     median: s.median.toString(),
     spread: s.spread.toString()
   }
+}
+
+/**
+ * The market as a libp2p service; needs gossipsub as `pubsub` and OpenCloud
+ * as `opencloud` among the node's services.
+ *
+ * @example
+ * ```ts
+ * services: {
+ *   opencloud: openCloud({ services }),
+ *   pubsub: gossipsub({ globalSignaturePolicy: 'StrictNoSign' }),
+ *   market: market({ book: new PriceBook({ db: store.sub('market') }), selling: (oc) => [...oc.services.values()] })
+ * }
+ * ```
+ */
+export function market (init: MarketInit): (components: MarketComponents) => Market {
+  return (components) => new Market(components, init)
 }

@@ -103,7 +103,10 @@ export interface PaymentParts {
   services: ServiceDefinition[]
   /** starts timers (fulfilment, sweep); call once the node is listening */
   start(opencloud: import('../protocols/opencloud/opencloud.js').OpenCloud): Promise<void>
+  /** stops what `start` started */
   stop(): Promise<void>
+  /** closes what opening opened (the policy's watcher, a chain opened here); after `stop` */
+  close(): Promise<void>
 }
 
 /** Block interval of an embedded chain a node opened itself (ms) */
@@ -149,7 +152,8 @@ export async function openPaymentParts (init: {
       verifiers: [],
       services: [],
       async start () {},
-      async stop () { policy?.stop() }
+      async stop () {},
+      async close () { policy?.stop() }
     }
   }
 
@@ -220,13 +224,12 @@ export async function openPaymentParts (init: {
     async stop () {
       clearInterval(sweep)
       sweep = undefined
-      try {
-        await fulfilment?.stop()
-      } finally {
-        // the policy's file watcher and SIGHUP listener, and the chain, go whatever happened above
-        policy?.stop()
-        await closeBackend()
-      }
+      await fulfilment?.stop()
+    },
+    async close () {
+      // the policy's file watcher and SIGHUP listener, and the chain
+      policy?.stop()
+      await closeBackend()
     }
   }
 }

@@ -1,6 +1,8 @@
+import { serviceCapabilities } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import type { Libp2p, Logger, PeerId, PeerInfo } from '@libp2p/interface'
+import type { ComponentLogger, Libp2pEvents, Logger, PeerId, PeerInfo, PeerStore, Startable, TypedEventTarget } from '@libp2p/interface'
+import type { ConnectionManager } from '@libp2p/interface-internal'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 /** How often the keeper checks that the node still has peers (ms) */
@@ -12,15 +14,23 @@ export const KEEPER_DIALS = 4
 /** Below this many connections a discovered (mDNS) peer is dialled */
 export const DISCOVERY_DIAL_BELOW = 8
 
+/** What the keeper uses of a libp2p node */
+export interface SwarmKeeperComponents {
+  peerId: PeerId
+  peerStore: PeerStore
+  connectionManager: Pick<ConnectionManager, 'getConnections' | 'openConnection'>
+  events: TypedEventTarget<Libp2pEvents>
+  logger: ComponentLogger
+}
+
 export interface SwarmKeeperInit {
-  libp2p: Pick<Libp2p, 'peerId' | 'peerStore' | 'getConnections' | 'dial' | 'addEventListener' | 'removeEventListener'>
-  /** bootstrap multiaddrs (with /p2p/) */
-  bootstrap: Multiaddr[]
-  /** dial peers announced by peer discovery (mDNS) while connections are few */
-  dialDiscovered: boolean
-  log: Logger
+  /** bootstrap multiaddrs (with /p2p/) @default none */
+  bootstrap?: Multiaddr[]
+  /** dial peers announced by peer discovery (mDNS) while connections are few @default false */
+  dialDiscovered?: boolean
   /** keep at least this many connections @default 1 */
   minConnections?: number
+  /** how often to check (ms) @default KEEPER_INTERVAL (15 s) */
   interval?: number
 }
 
@@ -33,51 +43,77 @@ export interface SwarmKeeperInit {
  * node gone, a network blip) finds its way back; with mDNS it dials peers
  * found on the LAN.
  */
-export class SwarmKeeper {
-  private readonly init: SwarmKeeperInit
+export class SwarmKeeper implements Startable {
+  readonly [serviceCapabilities]: string[] = ['@decloud/swarm-keeper']
+  readonly [Symbol.toStringTag] = '@decloud/swarm-keeper'
+  private readonly components: SwarmKeeperComponents
+  private readonly log: Logger
+  private readonly bootstrap: Multiaddr[]
+  private readonly dialDiscovered: boolean
+  private readonly minConnections: number
+  private readonly interval: number
   private timer?: ReturnType<typeof setInterval>
   private running = false
   private checking = false
   private shutdown = new AbortController()
   private readonly onDiscovery = (evt: CustomEvent<PeerInfo>): void => {
-    if (!this.init.dialDiscovered) { return }
-    if (this.init.libp2p.getConnections().length >= DISCOVERY_DIAL_BELOW) { return }
-    if (evt.detail.id.equals(this.init.libp2p.peerId)) { return }
-    if (this.init.libp2p.getConnections(evt.detail.id).length > 0) { return }
+    if (!this.dialDiscovered) { return }
+    const cm = this.components.connectionManager
+    if (cm.getConnections().length >= DISCOVERY_DIAL_BELOW) { return }
+    if (evt.detail.id.equals(this.components.peerId)) { return }
+    if (cm.getConnections(evt.detail.id).length > 0) { return }
     this.dial(evt.detail.id)
   }
 
-  constructor (init: SwarmKeeperInit) {
-    this.init = init
+  constructor (components: SwarmKeeperComponents, init: SwarmKeeperInit = {}) {
+    this.components = components
+    this.log = components.logger.forComponent('decloud:swarm')
+    this.bootstrap = init.bootstrap ?? []
+    this.dialDiscovered = init.dialDiscovered ?? false
+    this.minConnections = init.minConnections ?? 1
+    this.interval = init.interval ?? KEEPER_INTERVAL
   }
 
-  start (): void {
+  isStarted (): boolean {
+    return this.running
+  }
+
+  // libp2p's start phase: nothing to do until the node listens
+  start (): void {}
+
+  /** Starts watching once libp2p has started */
+  afterStart (): void {
     if (this.running) { return }
     this.running = true
     this.shutdown = new AbortController()
-    this.init.libp2p.addEventListener('peer:discovery', this.onDiscovery)
-    this.timer = setInterval(() => { void this.check() }, this.init.interval ?? KEEPER_INTERVAL)
+    this.components.events.addEventListener('peer:discovery', this.onDiscovery)
+    this.timer = setInterval(() => { void this.check() }, this.interval)
     this.timer.unref?.()
   }
 
-  stop (): void {
+  /** Stops before libp2p closes its connections, so no dial races the shutdown */
+  beforeStop (): void {
     if (!this.running) { return }
     this.running = false
     clearInterval(this.timer)
     this.shutdown.abort()
-    this.init.libp2p.removeEventListener('peer:discovery', this.onDiscovery)
+    this.components.events.removeEventListener('peer:discovery', this.onDiscovery)
+  }
+
+  stop (): void {
+    this.beforeStop()
   }
 
   /** Dials the bootstrap list and remembered peers if the node has too few connections */
   async check (): Promise<void> {
     if (!this.running || this.checking) { return }
-    if (this.init.libp2p.getConnections().length >= (this.init.minConnections ?? 1)) { return }
+    if (this.components.connectionManager.getConnections().length >= this.minConnections) { return }
     this.checking = true
     try {
-      for (const addr of this.init.bootstrap) { this.dial(addr) }
-      const self = this.init.libp2p.peerId
-      const bootstrapIds = new Set(this.init.bootstrap.map(a => a.getComponents().findLast(c => c.name === 'p2p')?.value))
-      const peers = await this.init.libp2p.peerStore.all({
+      for (const addr of this.bootstrap) { this.dial(addr) }
+      const self = this.components.peerId
+      const bootstrapIds = new Set(this.bootstrap.map(a => a.getComponents().findLast(c => c.name === 'p2p')?.value))
+      const peers = await this.components.peerStore.all({
         filters: [p => !p.id.equals(self) && p.addresses.length > 0 && !bootstrapIds.has(p.id.toString())],
         limit: 64,
         signal: this.shutdown.signal
@@ -93,10 +129,23 @@ export class SwarmKeeper {
   private dial (target: PeerId | Multiaddr): void {
     if (!this.running) { return }
     const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(KEEPER_DIAL_TIMEOUT)])
-    this.init.libp2p.dial(target, { signal }).catch(err => {
-      this.init.log.trace('keeper dial %s failed - %e', target.toString(), err)
+    // libp2p.dial's priority: the keeper's dials are what keeps the node in its swarm
+    this.components.connectionManager.openConnection(target, { signal, priority: 75 }).catch(err => {
+      this.log.trace('keeper dial %s failed - %e', target.toString(), err)
     })
   }
+}
+
+/**
+ * The swarm keeper as a libp2p service.
+ *
+ * @example
+ * ```ts
+ * const node = await createLibp2p({ ..., services: { swarm: swarmKeeper({ bootstrap: parseBootstrap(list) }) } })
+ * ```
+ */
+export function swarmKeeper (init: SwarmKeeperInit = {}): (components: SwarmKeeperComponents) => SwarmKeeper {
+  return (components) => new SwarmKeeper(components, init)
 }
 
 /** Parses bootstrap multiaddrs; each must name its peer (/p2p/<id>) */

@@ -35,6 +35,8 @@ export async function withSwarmClient<T> (options: SwarmClientOptions, fn: (node
   try {
     node = await createDecloudNode({
       dataDir,
+      // a client's price book and directory are throw-away: nothing to write to disk
+      store: 'memory',
       privateKey: options.privateKey,
       listen: [],
       networkMode,
