@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { sha256 } from '@noble/hashes/sha2.js'
-import bcoin from 'bcoin'
+import { bcoin } from './bcoin.js'
 import { BCOIN_REGTEST } from '../networks.js'
 import { ChainUnavailableError, TxRejectedError } from '../types.js'
 import type { AddressState, AddressTx, MiningBackend, TxStatus, Utxo } from '../types.js'
