@@ -3,10 +3,10 @@
  *
  * - `createDecloudNode()` starts a complete node (data dir, LevelDB, libp2p, OpenCloud).
  * - `openCloud()` is the OpenCloud protocol as a libp2p service, for embedding.
- *   An app that needs only that imports `decloud/opencloud` (./opencloud.ts),
- *   which loads no bitcoin, chain, LevelDB, mDNS or YAML code.
+ * - `decloud/opencloud` (./opencloud.ts) is the light entry point for apps that
+ * need only that: it loads no bitcoin, chain, LevelDB, mDNS or YAML code.
  * - The embedded regtest chain needs the optional dependency bcoin, loaded on
- *   first use: without it everything else works.
+ * first use: without it everything else works.
  *
  * Importing decloud installs a `Promise.withResolvers` polyfill where the
  * runtime lacks one (Node 20): the libp2p 3 stack needs it.

@@ -48,8 +48,8 @@ export const bcoin: typeof Bcoin = new Proxy({}, {
   get: (_target, key) => (loadBcoin() as unknown as Record<string | symbol, unknown>)[key]
 }) as typeof Bcoin
 
-/* eslint-disable @typescript-eslint/no-namespace */
-/** bcoin's types, under the same name as the value */
+// a type-only namespace merged with the value of the same name (as bcoin's own typings do)
+// eslint-disable-next-line @typescript-eslint/no-redeclare
 export declare namespace bcoin {
   type NetworkType = Bcoin.NetworkType
   type Network = Bcoin.Network
