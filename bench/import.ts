@@ -9,7 +9,8 @@
  *
  * Each is measured in fresh node processes (no shared module cache): import
  * time (from the first import to the last resolved), time since process start,
- * RSS after import, medians over the runs; then one more run per case with
+ * CPU time of the whole process (user + system: less disturbed than wall time
+ * by other programs on the machine), RSS after import, medians over the runs; then one more run per case with
  * test/module-list.js preloaded counts the modules and packages loaded.
  *
  * Usage: `node dist/bench/import.js [--runs N]` (default 7), after a build.
@@ -32,14 +33,15 @@ const CASES: Array<{ name: string, specifiers: string[] }> = [
   { name: 'libp2p + decloud', specifiers: [...LIBP2P, 'decloud'] }
 ]
 
-interface Sample { importMs: number, sinceStartMs: number, rssMiB: number }
+interface Sample { importMs: number, sinceStartMs: number, cpuMs: number, rssMiB: number }
 
 /** the child: imports in order, then reports */
 function script (specifiers: string[]): string {
   return `const t0 = performance.now()
 for (const s of ${JSON.stringify(specifiers)}) { await import(s) }
 const t1 = performance.now()
-console.log(JSON.stringify({ importMs: t1 - t0, sinceStartMs: t1, rssMiB: process.memoryUsage().rss / 2 ** 20 }))`
+const cpu = process.cpuUsage()
+console.log(JSON.stringify({ importMs: t1 - t0, sinceStartMs: t1, cpuMs: (cpu.user + cpu.system) / 1000, rssMiB: process.memoryUsage().rss / 2 ** 20 }))`
 }
 
 async function sample (specifiers: string[]): Promise<Sample> {
@@ -72,6 +74,7 @@ runBenchmark(async () => {
   const base = samples.get(CASES[0].name) ?? []
   const baseImport = median(base.map(s => s.importMs))
   const baseRss = median(base.map(s => s.rssMiB))
+  const baseCpu = median(base.map(s => s.cpuMs))
   const rows = CASES.map((c, i) => {
     const s = samples.get(c.name) ?? []
     const imp = median(s.map(x => x.importMs))
@@ -80,13 +83,15 @@ runBenchmark(async () => {
       c.name,
       `${fmt(imp)} ±${fmt(spread(s.map(x => x.importMs)))}`,
       fmt(median(s.map(x => x.sinceStartMs))),
+      fmt(median(s.map(x => x.cpuMs))),
       fmt(rss, 1),
       `×${fmt(imp / baseImport, 2)}`,
+      `×${fmt(median(s.map(x => x.cpuMs)) / baseCpu, 2)}`,
       `×${fmt(rss / baseRss, 2)}`,
       String(counts[i].files),
       String(counts[i].cjs),
       String(counts[i].packages)
     ]
   })
-  console.log(table(['case', 'import ms', 'since start ms', 'RSS MiB', 'import vs plain', 'RSS vs plain', 'modules', 'of them CJS', 'packages'], rows))
+  console.log(table(['case', 'import ms ±spread%', 'since start ms', 'CPU ms', 'RSS MiB', 'import vs plain', 'CPU vs plain', 'RSS vs plain', 'modules', 'CJS (require)', 'packages'], rows))
 })
