@@ -58,6 +58,7 @@ function main () {
     const install = ['install', join(dir, tgz), 'libp2p', '@libp2p/interface', '@libp2p/tcp', '@chainsafe/libp2p-noise', '@libp2p/yamux',
       '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error']
     if (withScripts) { install.push('--dangerously-allow-all-scripts=true') }
+    if (withBcoin) { install.push('bcoin@1.0.2') }
     try {
       npm(app, install)
     } catch (err) {

@@ -62,6 +62,12 @@ export const CORE_SERVICES = ['info', 'peers', 'market', 'payments'] as const
  */
 export type NetworkMode = 'local' | 'public'
 
+/**
+ * Options of `createDecloudNode()`: a complete node with its data dir, LevelDB
+ * store, libp2p (TCP, noise, yamux, DHT, gossipsub), OpenCloud and the
+ * built-in services. All are optional; see docs/cli.md for what each means
+ * on the command line.
+ */
 export interface DecloudNodeOptions {
   /** @default `$DECLOUD_DATA_DIR` or `~/.decloud` */
   dataDir?: string
