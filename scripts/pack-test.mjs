@@ -7,9 +7,10 @@
 //
 //   node scripts/pack-test.mjs [--scripts] [--node /path/to/node]… [--keep]
 //
-// --scripts  also pass --dangerously-allow-all-scripts (this machine's npm
-//            11 gates install scripts behind allowScripts; a user's npm runs
-//            them): the install must succeed either way
+// --scripts  also pass --dangerously-allow-all-scripts (npm 11's allowScripts
+//            gating, as configured on the development machine, skips some
+//            packages' install scripts; a user's npm runs them all): the
+//            install must succeed either way
 // --with-bcoin  also follow the docs' recipe for the embedded regtest chain
 //            (bcoin is an optional peer dependency, not installed by
 //            default): "overrides": { "leveldown": "^6.1.1" } in the app and
