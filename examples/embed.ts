@@ -12,8 +12,8 @@ import { identify } from '@libp2p/identify'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
-import { openCloud, ServiceError, sha256Service, Status } from '../src/index.js'
-import type { OpenCloud, ServiceDefinition } from '../src/index.js'
+import { openCloud, ServiceError, sha256Service, Status } from '../src/opencloud.js'
+import type { OpenCloud, ServiceDefinition } from '../src/opencloud.js'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()

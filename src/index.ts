@@ -3,6 +3,13 @@
  *
  * - `createDecloudNode()` starts a complete node (data dir, LevelDB, libp2p, OpenCloud).
  * - `openCloud()` is the OpenCloud protocol as a libp2p service, for embedding.
+ * - `decloud/opencloud` (./opencloud.ts) is the light entry point for apps that
+ * need only that: it loads no bitcoin, chain, LevelDB, mDNS or YAML code.
+ * - The embedded regtest chain needs the optional dependency bcoin, loaded on
+ * first use: without it everything else works.
+ *
+ * Importing decloud installs a `Promise.withResolvers` polyfill where the
+ * runtime lacks one (Node 20): the libp2p 3 stack needs it.
  *
  * @packageDocumentation
  */
@@ -15,7 +22,7 @@ export { sha256Service } from './services/sha256.js'
 export type { Sha256ServiceInit } from './services/sha256.js'
 export { StorageService, storageService, DEFAULT_CAPACITY, DEFAULT_MAX_BLOB_SIZE, parseBlobId, ownerOf } from './services/storage/index.js'
 export type { StorageServiceInit, BlobMeta, StorageCount } from './services/storage/index.js'
-export { ServiceError, validateService, TEMPLATE_METHODS, MAX_UNIT_DIMENSIONS } from './services/template.js'
+export { ServiceError, validateService, reprice, TEMPLATE_METHODS, MAX_UNIT_DIMENSIONS, QUOTE_VALIDITY } from './services/template.js'
 export type { ServiceDefinition, MethodDefinition, ServiceCall, MethodResult } from './services/template.js'
 export { computeCost, isFree, validatePricing, parseUnsigned, MAX_AMOUNT, AmountOverflowError, InvalidPricingError } from './services/pricing.js'
 export type { Pricing, CostBreakdown } from './services/pricing.js'
@@ -37,7 +44,7 @@ export { withSwarmClient } from './node/transient.js'
 export type { NodePayments, PaymentsOptions, PolicyOptions } from './node/payments.js'
 export * from './payments/types.js'
 export { MAINNET, TESTNET, CORE_REGTEST, BCOIN_REGTEST, networkOf } from './payments/networks.js'
-export { createChainBackend, EmbeddedChain, BitcoindRpcBackend, EsploraBackend, ChainConfigError } from './payments/chain/index.js'
+export { createChainBackend, EmbeddedChain, EmbeddedChainUnavailableError, BitcoindRpcBackend, EsploraBackend, ChainConfigError } from './payments/chain/index.js'
 export type { ChainBackendOptions, EmbeddedChainOptions, BitcoindRpcOptions, EsploraOptions } from './payments/chain/index.js'
 export { Wallet } from './payments/wallet.js'
 export { BTC_PREFIX, btcSigner, btcVerifier, AddressBindings, bitcoinCredentialStage } from './payments/credentials.js'

@@ -31,6 +31,12 @@ import type { Libp2p } from 'libp2p'
 export { DEFAULT_PORT, DHT_PROTOCOL, CORE_SERVICES, defaultNetworkMode, decloudDefaults } from './defaults.js'
 export type { DecloudServices, DecloudDefaultsOptions, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
 
+/**
+ * Options of `createDecloudNode()`: a complete node with its data dir, LevelDB
+ * store, libp2p (TCP, noise, yamux, DHT, gossipsub), OpenCloud and the
+ * built-in services. All are optional; see docs/cli.md for what each means
+ * on the command line.
+ */
 export interface DecloudNodeOptions {
   /** @default `$DECLOUD_DATA_DIR` or `~/.decloud` */
   dataDir?: string

@@ -5,7 +5,6 @@ import type { Status } from '../protocols/opencloud/pb/opencloud.js'
 import type { AcceptedPayment, BitcoinCredentialState } from '../protocols/opencloud/pipeline.js'
 import type { PeerId } from '@libp2p/interface'
 
-/** One call as a service method sees it, after validation, access and payment */
 /** How long a quote (and so the price it names) stays valid, ms */
 export const QUOTE_VALIDITY = 10 * 60_000
 
@@ -21,15 +20,21 @@ export function reprice (method: MethodDefinition, pricing: Pricing | undefined,
   method.pricing = pricing
 }
 
+/** One call as a service method sees it, after validation, access and payment */
 export interface ServiceCall {
+  /** the service name the request named */
   service: string
+  /** the method name the request named */
   method: string
+  /** the request's string arguments (at most `MAX_ARGS`, each at most `MAX_ARG_LENGTH` bytes) */
   args: string[]
+  /** the request body (at most the node's `maxBodySize`) */
   body: Uint8Array
   /** the remote libp2p peer (authenticated by the transport) */
   peer: PeerId
   /** credentials whose signatures verified */
   credentials: string[]
+  /** aborted when the call times out, the stream closes or the node stops */
   signal: AbortSignal
   /** SHA-256 of `body`, computed once by the framework for the request digest */
   bodyHash?: Uint8Array
@@ -41,8 +46,11 @@ export interface ServiceCall {
 
 /** What a method returns; a missing status means ok */
 export interface MethodResult {
+  /** the status to answer with; ok when missing */
   status?: Status
+  /** a human-readable explanation sent with the status */
   detail?: string
+  /** the response body; empty when missing */
   body?: Uint8Array
   /**
    * SHA-256 of `body` when the method knows it already (a content address);
@@ -57,6 +65,23 @@ export interface PrecheckRefusal {
   detail?: string
 }
 
+/**
+ * One method of a service: what it does, what a call of it costs, and the
+ * handler. The framework validates the request, runs access and payment,
+ * then calls `handler`; a thrown `ServiceError` becomes its status, any
+ * other error `server-error/internal`.
+ *
+ * @example
+ * ```ts
+ * const upper: MethodDefinition = {
+ *   description: 'returns the body in upper case',
+ *   units: ['byte'],
+ *   pricing: { base: 1n, rate: 1n, per: 1000n }, // 1 sat + 1 sat per 1000 bytes
+ *   usage: (call) => [BigInt(call.body.byteLength)],
+ *   handler: (call) => ({ body: new TextEncoder().encode(new TextDecoder().decode(call.body).toUpperCase()) })
+ * }
+ * ```
+ */
 export interface MethodDefinition {
   /** one line for `methods` listings */
   description: string
@@ -67,6 +92,7 @@ export interface MethodDefinition {
    * `['byte', 'day']`. A method without units is priced per call.
    */
   units?: string[]
+  /** what a call costs, in satoshis; none (or all zero) means free */
   pricing?: Pricing
   /**
    * The price before the last change and until when it is still honoured:
@@ -91,6 +117,7 @@ export interface MethodDefinition {
    * price of a call that then fails back as credit.
    */
   precheck?(call: ServiceCall): Promise<PrecheckRefusal | undefined> | PrecheckRefusal | undefined
+  /** does the work; runs only for calls that passed access and payment */
   handler(call: ServiceCall): Promise<MethodResult> | MethodResult
 }
 

@@ -4,6 +4,10 @@
  * `--chain regtest|signet|testnet|mainnet` plus `--bitcoind-rpc URL` /
  * `--esplora URL` (docs/chain.md). No outside server is ever picked by
  * default.
+ *
+ * bcoin is an optional dependency loaded on first use (./bcoin.ts): importing
+ * this module loads none of it, and without bcoin only the embedded chain is
+ * unavailable (`EmbeddedChainUnavailableError`).
  */
 import { join } from 'node:path'
 import { isChainName } from '../networks.js'
@@ -13,6 +17,7 @@ import { EsploraBackend } from './esplora.js'
 import type { ChainBackend, ChainName } from '../types.js'
 
 export { EmbeddedChain, generateApiKey, SEGWIT_HEIGHT, DEFAULT_FUND_SATS } from './embedded.js'
+export { EmbeddedChainUnavailableError, loadBcoin } from './bcoin.js'
 export type { EmbeddedChainOptions, EmbeddedChainHttpOptions, Funding } from './embedded.js'
 export { BitcoindRpcBackend, BitcoindRpcError, btcToSats, rejectionOf } from './bitcoind-rpc.js'
 export type { BitcoindRpcOptions } from './bitcoind-rpc.js'

@@ -12,5 +12,5 @@ export { statusPath, statusClass, parseStatusPath, statusCode, statusFromCode, i
 export { Request, Response, Payment, PaymentType, Status, AcceptablePayment } from './pb/opencloud.js'
 export { requestDigest, responseDigest, openCloudId, openCloudSigner, openCloudVerifier, openCloudPublicKey, sha256, OPENCLOUD_ID_PREFIX } from './signing.js'
 export type { Signer, CredentialVerifier } from './signing.js'
-export { createPipeline, runPipeline, defaultPaymentGate, usageOf } from './pipeline.js'
+export { createPipeline, runPipeline, defaultPaymentGate, usageOf, callPrice } from './pipeline.js'
 export type { Stage, CallState, Reply } from './pipeline.js'

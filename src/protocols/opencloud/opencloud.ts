@@ -15,6 +15,11 @@ import type { ServiceDefinition } from '../../services/template.js'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Startable } from '@libp2p/interface'
 import type { AddressManager, ConnectionManager, Registrar } from '@libp2p/interface-internal'
 
+/**
+ * Options of `openCloud()`. All are optional: the defaults serve the given
+ * services with the limits the spec suggests and accept calls from any peer
+ * that signs its requests.
+ */
 export interface OpenCloudInit {
   /** Services this node sells. The core `info` service is added unless one named `info` is given. */
   services?: ServiceDefinition[]
@@ -45,19 +50,26 @@ export interface OpenCloudInit {
   requireCredentials?: boolean
   /** Verify server signatures on every response as it arrives (see `verifyResponse()`) @default false */
   verifyResponses?: boolean
+  /** Replay protection: how many request nonces are remembered, and for how long */
   nonces?: NonceStoreInit
   /** Extra credentials to present with every request (the node's OpenCloud ID is always first) */
   signers?: Signer[]
   /** Extra credential verifiers (OpenCloud IDs are always understood) */
   verifiers?: CredentialVerifier[]
-  /** Pipeline hooks; see docs/protocol.md "Server pipeline" */
+  /** Pipeline hook run before the method: refuse or rate-limit callers (docs/protocol.md "Server pipeline") */
   access?: Stage
+  /** Pipeline hook after access: refuse callers by reputation */
   reputation?: Stage
+  /**
+   * Pipeline hook that decides whether a priced call is paid; the default
+   * answers every priced call `too-low` with its price (docs/payments.md)
+   */
   payment?: Stage
   /** The node's software version reported by `info.info` */
   version?: string
 }
 
+/** What `openCloud()` takes from libp2p; libp2p passes them */
 export interface OpenCloudComponents {
   registrar: Registrar
   connectionManager: ConnectionManager
