@@ -5,21 +5,22 @@ import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { ripemd160 } from '@noble/hashes/legacy.js'
 import { Address, NETWORK, p2pkh, p2tr, p2wpkh, WIF } from '@scure/btc-signer'
 import { Signer as Bip322Signer, Verifier as Bip322Verifier } from 'bip322-js'
+import { BCOIN_REGTEST, CORE_REGTEST, MAINNET, TESTNET } from '../src/payments/chain/networks.js'
 import {
   AddressBindings, bip322MessageHash, bitcoinCredentialStage, BTC_PREFIX, btcSigner, btcVerifier, digestMessage, signP2wpkhMessage,
   verifyAddressSignature
 } from '../src/payments/credentials.js'
-import { BCOIN_REGTEST, CORE_REGTEST, MAINNET, TESTNET } from '../src/payments/networks.js'
+import { openCloudId } from '../src/protocols/opencloud/api/signing.js'
 import { PaymentType, Status } from '../src/protocols/opencloud/pb/opencloud.js'
-import { openCloudId } from '../src/protocols/opencloud/signing.js'
 import { Store } from '../src/store/index.js'
 import { startNode, tempDir } from './fixtures.js'
 import { EmbeddedChain, fundAddress, startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
 import type { AddressNetwork } from '../src/payments/types.js'
-import type { BitcoinCredentialState, CallState } from '../src/protocols/opencloud/pipeline.js'
-import type { Signer } from '../src/protocols/opencloud/signing.js'
-import type { ServiceDefinition } from '../src/services/template.js'
+import type { CallState } from '../src/protocols/opencloud/api/call.js'
+import type { Signer } from '../src/protocols/opencloud/api/signing.js'
+import type { BitcoinCredentialState } from '../src/protocols/opencloud/api/template.js'
+import type { ServiceDefinition } from '../src/protocols/opencloud/api/template.js'
 
 const BTC = 100_000_000n
 const enc = new TextEncoder()

@@ -11,7 +11,7 @@ import { BitcoindRpcBackend, btcToSats, rejectionOf } from '../src/payments/chai
 import { EmbeddedChain, generateApiKey, SEGWIT_HEIGHT } from '../src/payments/chain/embedded.js'
 import { EsploraBackend } from '../src/payments/chain/esplora.js'
 import { ChainConfigError, createChainBackend } from '../src/payments/chain/index.js'
-import { BCOIN_REGTEST, TESTNET } from '../src/payments/networks.js'
+import { BCOIN_REGTEST, TESTNET } from '../src/payments/chain/networks.js'
 import { ChainUnavailableError, ChainUnsupportedError, TxRejectedError, canMine } from '../src/payments/types.js'
 import { BIN, killAll, runCli } from './cli-fixtures.js'
 import { tempDir } from './fixtures.js'

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { CreditStore } from '../src/payments/credits.js'
+import { CreditStore } from '../src/payments/seller/credits.js'
 import { Store } from '../src/store/index.js'
 import { tempDir } from './fixtures.js'
 

@@ -3,16 +3,17 @@ import { createHash } from 'node:crypto'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { priceOf } from '../src/protocols/opencloud/api/call.js'
+import { QUOTE_VALIDITY, ServiceError } from '../src/protocols/opencloud/api/template.js'
 import {
   NonceStore, PaymentType, Request, Response, Status, createPipeline, runPipeline, defaultPaymentGate, requestDigest, responseDigest,
   statusPath, statusClass, parseStatusPath, statusCode, statusFromCode, isStatus, encodeVarint, decodeVarint, BufferBudget,
   REQUEST_DOMAIN, RESPONSE_DOMAIN, openCloudId, openCloudSigner, openCloudVerifier
 } from '../src/protocols/opencloud/index.js'
-import { checkNonce, dispatch, priceOf, resolveService, validateShape, verifySignatures } from '../src/protocols/opencloud/pipeline.js'
+import { checkNonce, dispatch, resolveService, validateShape, verifySignatures } from '../src/protocols/opencloud/net/pipeline.js'
 import { sha256Service } from '../src/services/sha256.js'
-import { QUOTE_VALIDITY, ServiceError } from '../src/services/template.js'
+import type { ServiceDefinition } from '../src/protocols/opencloud/api/template.js'
 import type { CallState, Reply, Stage } from '../src/protocols/opencloud/index.js'
-import type { ServiceDefinition } from '../src/services/template.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 
 type Bytes = Uint8Array<ArrayBuffer>

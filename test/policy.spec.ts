@@ -16,8 +16,9 @@ import { eventually, tempDir } from './fixtures.js'
 import { signedRequest, startBareNode } from './protocol-fixtures.js'
 import type { BareNode } from './protocol-fixtures.js'
 import type { Decision, PolicyContext, Policy, PolicyReloadEvent, PolicyStages, ReloadResult, Rule } from '../src/policy/index.js'
-import type { BitcoinCredentialState, CallState, Stage } from '../src/protocols/opencloud/pipeline.js'
-import type { ServiceDefinition } from '../src/services/template.js'
+import type { CallState, Stage } from '../src/protocols/opencloud/api/call.js'
+import type { BitcoinCredentialState } from '../src/protocols/opencloud/api/template.js'
+import type { ServiceDefinition } from '../src/protocols/opencloud/api/template.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 
 const enc = new TextEncoder()

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
-import { callPrice } from '../src/protocols/opencloud/pipeline.js'
-import { AmountOverflowError, computeCost, InvalidPricingError, isFree, MAX_AMOUNT, parseUnsigned, validatePricing } from '../src/services/pricing.js'
-import { QUOTE_VALIDITY, reprice } from '../src/services/template.js'
-import type { MethodDefinition } from '../src/services/template.js'
+import { callPrice } from '../src/protocols/opencloud/api/call.js'
+import { AmountOverflowError, computeCost, InvalidPricingError, isFree, MAX_AMOUNT, parseUnsigned, validatePricing } from '../src/protocols/opencloud/api/pricing.js'
+import { QUOTE_VALIDITY, reprice } from '../src/protocols/opencloud/api/template.js'
+import type { MethodDefinition } from '../src/protocols/opencloud/api/template.js'
 
 describe('pricing (integer satoshis)', () => {
   describe('computeCost', () => {

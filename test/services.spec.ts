@@ -2,14 +2,14 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { rm } from 'node:fs/promises'
 import { createDecloudNode } from '../src/node/index.js'
+import { computeCost, parseUnsigned } from '../src/protocols/opencloud/api/pricing.js'
+import { ServiceError, validateService } from '../src/protocols/opencloud/api/template.js'
 import { PaymentType, Status } from '../src/protocols/opencloud/index.js'
-import { computeCost, parseUnsigned } from '../src/services/pricing.js'
-import { ServiceError, validateService } from '../src/services/template.js'
 import { startNode, tempDir } from './fixtures.js'
 import type { TestNode } from './fixtures.js'
+import type { Pricing } from '../src/protocols/opencloud/api/pricing.js'
+import type { MethodDefinition, ServiceDefinition } from '../src/protocols/opencloud/api/template.js'
 import type { CallResult } from '../src/protocols/opencloud/index.js'
-import type { Pricing } from '../src/services/pricing.js'
-import type { MethodDefinition, ServiceDefinition } from '../src/services/template.js'
 
 const enc = new TextEncoder()
 const text = (b: Uint8Array): string => new TextDecoder().decode(b)

@@ -10,8 +10,8 @@ import bcoin from 'bcoin'
 import {
   InvalidMnemonicError, loadOrCreateMnemonic, PassphraseRequiredError, readWalletFile, restoreMnemonic, walletFilePath,
   WalletFileError, writeWalletFile, WrongPassphraseError, newMnemonic
-} from '../src/payments/mnemonic.js'
-import { estimateVsize, Wallet } from '../src/payments/wallet.js'
+} from '../src/payments/wallet/mnemonic.js'
+import { estimateVsize, Wallet } from '../src/payments/wallet/wallet.js'
 import { Store } from '../src/store/index.js'
 import { tempDir } from './fixtures.js'
 import { fundAddress, startRegtest } from './regtest.js'

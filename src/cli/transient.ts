@@ -4,8 +4,8 @@ import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import { ensureDataDir, loadOrCreateKey } from '../node/data-dir.js'
-import { openCloud } from '../protocols/opencloud/opencloud.js'
-import type { OpenCloud } from '../protocols/opencloud/opencloud.js'
+import { openCloud } from '../protocols/opencloud/net/opencloud.js'
+import type { OpenCloud } from '../protocols/opencloud/net/opencloud.js'
 import type { Identify } from '@libp2p/identify'
 
 /**

@@ -2,9 +2,9 @@
  * Shapes exchanged on the local control API (docs/control-api.md), shared by
  * the server, the client and `decloud call --json`.
  */
-import { statusCode } from '../protocols/opencloud/status.js'
+import { statusCode } from '../protocols/opencloud/api/status.js'
 import type { AddressState, AddressTx, ChainBackend, SignedPayment, WalletBalance } from '../payments/types.js'
-import type { CallResult } from '../protocols/opencloud/client.js'
+import type { CallResult } from '../protocols/opencloud/net/client.js'
 
 /** Prefix of every endpoint */
 export const API_PREFIX = '/v1'

@@ -1,10 +1,11 @@
 import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
 import { PeerDirectory } from './directory.js'
+import { withPeer } from './keys.js'
 import { majorVersion, serviceKey } from './keys.js'
 import { peersService } from './peers-service.js'
 import type { DhtKey } from './keys.js'
-import type { OpenCloud } from '../protocols/opencloud/opencloud.js'
-import type { ServiceDefinition } from '../services/template.js'
+import type { ServiceDefinition } from '../protocols/opencloud/api/template.js'
+import type { OpenCloud } from '../protocols/opencloud/net/opencloud.js'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, PeerInfo, PeerStore, Startable } from '@libp2p/interface'
 import type { AddressManager, ConnectionManager } from '@libp2p/interface-internal'
 import type { KadDHT } from '@libp2p/kad-dht'
@@ -491,11 +492,6 @@ export class Discovery implements Startable {
  */
 export function discovery (init: DiscoveryInit): (components: DiscoveryComponents) => Discovery {
   return (components) => new Discovery(components, init)
-}
-
-/** Appends /p2p/<peerId> unless the address already names a peer */
-export function withPeer (addr: string, peerId: string): string {
-  return addr.includes('/p2p/') ? addr : `${addr}/p2p/${peerId}`
 }
 
 /** Provider records this node holds itself (the DHT's local provider store) */

@@ -1,4 +1,5 @@
-export { Discovery, discovery, withPeer, FIND_TIMEOUT, PROVIDE_TIMEOUT, REPROVIDE_INTERVAL, PROVIDER_VALIDITY } from './discovery.js'
+export { Discovery, discovery, FIND_TIMEOUT, PROVIDE_TIMEOUT, REPROVIDE_INTERVAL, PROVIDER_VALIDITY } from './discovery.js'
+export { withPeer } from './keys.js'
 export type { Seller, FindSellersOptions, AdvertisedService, DiscoveryInit, DiscoveryComponents } from './discovery.js'
 export { PeerDirectory } from './directory.js'
 export type { DirectoryEntry } from './directory.js'

@@ -41,3 +41,8 @@ export function serviceKey (name: string, version: string | number = 1): DhtKey 
   const digest = createHash('sha256').update(serviceKeyText(name, version)).digest()
   return CID.createV1(RAW, createDigest(SHA2_256, new Uint8Array(digest))) as unknown as DhtKey
 }
+
+/** Appends /p2p/<peerId> unless the address already names a peer */
+export function withPeer (addr: string, peerId: string): string {
+  return addr.includes('/p2p/') ? addr : `${addr}/p2p/${peerId}`
+}

@@ -1,8 +1,8 @@
+import { ServiceError } from '../protocols/opencloud/api/template.js'
 import { Status } from '../protocols/opencloud/pb/opencloud.js'
-import { ServiceError } from '../services/template.js'
-import { withPeer } from './discovery.js'
+import { withPeer } from './keys.js'
 import type { PeerDirectory } from './directory.js'
-import type { ServiceDefinition } from '../services/template.js'
+import type { ServiceDefinition } from '../protocols/opencloud/api/template.js'
 import type { Libp2p } from '@libp2p/interface'
 
 /** Most peers one `peers.list` answer carries */

@@ -1,11 +1,11 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
-import { computeCost, MAX_AMOUNT } from '../services/pricing.js'
+import { computeCost, MAX_AMOUNT } from '../protocols/opencloud/api/pricing.js'
 import { MAX_ADDRS, MAX_UNITS, MAX_VALIDITY } from './announcement.js'
 import { BookEntry, PriceAnnouncement, SignedPriceAnnouncement } from './pb/market.js'
 import type { Announcement } from './announcement.js'
-import type { Pricing } from '../services/pricing.js'
+import type { Pricing } from '../protocols/opencloud/api/pricing.js'
 import type { SubDb } from '../store/index.js'
 
 /** Most live entries kept */

@@ -1,11 +1,11 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { withPeer } from '../dht/discovery.js'
+import { withPeer } from '../dht/keys.js'
 import type { Market } from './market.js'
 import type { RankedEntry } from './price-book.js'
 import type { Discovery, FindSellersOptions } from '../dht/discovery.js'
-import type { CallRequest, CallResult } from '../protocols/opencloud/client.js'
-import type { OpenCloud } from '../protocols/opencloud/opencloud.js'
+import type { CallRequest, CallResult } from '../protocols/opencloud/net/client.js'
+import type { OpenCloud } from '../protocols/opencloud/net/opencloud.js'
 import type { AbortOptions } from '@libp2p/interface'
 
 /** A seller that could serve a call, ranked */

@@ -1,7 +1,7 @@
-import { InvalidPricingError, validatePricing } from '../services/pricing.js'
+import { InvalidPricingError, validatePricing } from '../protocols/opencloud/api/pricing.js'
 import { median } from './price-book.js'
 import type { PriceEntry } from './price-book.js'
-import type { Pricing } from '../services/pricing.js'
+import type { Pricing } from '../protocols/opencloud/api/pricing.js'
 
 /**
  * How a seller prices one method.

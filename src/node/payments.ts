@@ -10,27 +10,27 @@
 import { logger } from '@libp2p/logger'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { p2wpkh } from '@scure/btc-signer'
+import { FulfilmentLoop, PromiseBook } from '../payments/buyer/promises.js'
 import { EmbeddedChain, createChainBackend } from '../payments/chain/index.js'
 import { AddressBindings, bitcoinCredentialStage, btcVerifier } from '../payments/credentials.js'
-import { PaymentGate } from '../payments/gate.js'
-import { FulfilmentLoop, PromiseBook } from '../payments/promises.js'
-import { paymentsService } from '../payments/service.js'
-import { TabStore } from '../payments/tabs.js'
+import { PaymentGate } from '../payments/seller/gate.js'
+import { paymentsService } from '../payments/seller/service.js'
+import { TabStore } from '../payments/seller/tabs.js'
 import { canMine } from '../payments/types.js'
-import { Wallet } from '../payments/wallet.js'
+import { Wallet } from '../payments/wallet/wallet.js'
 import { PolicyEngine } from '../policy/engine.js'
 import { openNodePolicy } from '../policy/reload.js'
 import { chainStages, policyStages } from '../policy/stage.js'
-import { defaultPaymentGate } from '../protocols/opencloud/pipeline.js'
+import { defaultPaymentGate } from '../protocols/opencloud/net/pipeline.js'
 import type { ChainBackendOptions } from '../payments/chain/index.js'
 import type { ChainBackend } from '../payments/types.js'
 import type { TrustProvider } from '../policy/engine.js'
 import type { NodePolicy, PolicyReloadEvent } from '../policy/reload.js'
 import type { Policy } from '../policy/schema.js'
 import type { PolicyStages } from '../policy/stage.js'
-import type { Stage } from '../protocols/opencloud/pipeline.js'
-import type { CredentialVerifier } from '../protocols/opencloud/signing.js'
-import type { ServiceDefinition } from '../services/template.js'
+import type { Stage } from '../protocols/opencloud/api/call.js'
+import type { CredentialVerifier } from '../protocols/opencloud/api/signing.js'
+import type { ServiceDefinition } from '../protocols/opencloud/api/template.js'
 import type { Store } from '../store/index.js'
 
 export interface PaymentsOptions {
@@ -102,7 +102,7 @@ export interface PaymentParts {
   verifiers: CredentialVerifier[]
   services: ServiceDefinition[]
   /** starts timers (fulfilment, sweep); call once the node is listening */
-  start(opencloud: import('../protocols/opencloud/opencloud.js').OpenCloud): Promise<void>
+  start(opencloud: import('../protocols/opencloud/net/opencloud.js').OpenCloud): Promise<void>
   /** stops what `start` started */
   stop(): Promise<void>
   /** closes what opening opened (the policy's watcher, a chain opened here); after `stop` */

@@ -9,7 +9,7 @@
 import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
 import type { NodePayments, PaymentParts } from './payments.js'
 import type { NodePolicy } from '../policy/reload.js'
-import type { OpenCloud } from '../protocols/opencloud/opencloud.js'
+import type { OpenCloud } from '../protocols/opencloud/net/opencloud.js'
 import type { Startable } from '@libp2p/interface'
 
 /** What the payments service uses of a libp2p node: OpenCloud (the service named `opencloud`) */

@@ -7,7 +7,7 @@
  * sat/vB (bigint). Transactions travel as raw bytes.
  */
 
-import type { Signer } from '../protocols/opencloud/signing.js'
+import type { Signer } from '../protocols/opencloud/api/signing.js'
 
 export type ChainName = 'regtest' | 'signet' | 'testnet' | 'mainnet'
 

@@ -26,10 +26,10 @@
  * Rules are indexed by target (global, service, method) and by specific
  * credential, so a decision looks only at the rules that can apply.
  */
-import { AmountOverflowError, computeCost, MAX_AMOUNT } from '../services/pricing.js'
+import { AmountOverflowError, computeCost, MAX_AMOUNT } from '../protocols/opencloud/api/pricing.js'
 import { describeCommands, describeMinPayment, describeRateLimit, describeScope, normalizeAddress, scopeKey, validatePolicy } from './schema.js'
 import type { MinPayment, Policy, RateLimit, Rule } from './schema.js'
-import type { BitcoinCredentialState } from '../protocols/opencloud/pipeline.js'
+import type { BitcoinCredentialState } from '../protocols/opencloud/api/template.js'
 
 /** Trust of a peer, 0–1; undefined when nothing is known of it */
 export type TrustProvider = (peerId: string) => number | undefined

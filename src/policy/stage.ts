@@ -16,14 +16,14 @@
  * touches a connection.
  */
 import { logger } from '@libp2p/logger'
+import { costOf, toCall, usageOf } from '../protocols/opencloud/api/call.js'
 import { PaymentType, Status } from '../protocols/opencloud/pb/opencloud.js'
-import { costOf, toCall, usageOf } from '../protocols/opencloud/pipeline.js'
 import { minimumPayment } from './engine.js'
 import { ConcurrencyLimiter, RateLimiter } from './rate-limit.js'
 import { describeMinPayment } from './schema.js'
 import type { Decision, PolicyContext, PolicyEngine, TrustProvider } from './engine.js'
 import type { RateLimiterInit } from './rate-limit.js'
-import type { CallState, Reply, Stage } from '../protocols/opencloud/pipeline.js'
+import type { CallState, Reply, Stage } from '../protocols/opencloud/api/call.js'
 import type { Logger } from '@libp2p/interface'
 
 export interface PolicyStagesOptions {

@@ -1,6 +1,6 @@
-import { sha256 } from '../protocols/opencloud/signing.js'
-import type { Pricing } from './pricing.js'
-import type { ServiceDefinition } from './template.js'
+import { sha256 } from '../protocols/opencloud/api/signing.js'
+import type { Pricing } from '../protocols/opencloud/api/pricing.js'
+import type { ServiceDefinition } from '../protocols/opencloud/api/template.js'
 
 export interface Sha256ServiceInit {
   /** @default free */

@@ -27,12 +27,12 @@ import { parseArgs } from 'node:util'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { p2wpkh } from '@scure/btc-signer'
 import { createDecloudNode } from '../../src/node/index.js'
-import { payAndCall } from '../../src/payments/bidding.js'
+import { payAndCall } from '../../src/payments/buyer/bidding.js'
 import { EmbeddedChain } from '../../src/payments/chain/embedded.js'
 import { defaultPolicy } from '../../src/policy/defaults.js'
 import type { DecloudNode, DecloudNodeOptions } from '../../src/node/index.js'
 import type { PaymentsOptions } from '../../src/node/payments.js'
-import type { PaidCallResult, PayOption } from '../../src/payments/bidding.js'
+import type { PaidCallResult, PayOption } from '../../src/payments/buyer/bidding.js'
 
 const { values } = parseArgs({
   options: {

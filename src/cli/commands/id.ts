@@ -1,7 +1,7 @@
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { findRunningNode } from '../../control/client.js'
 import { readKey } from '../../node/data-dir.js'
-import { openCloudId } from '../../protocols/opencloud/signing.js'
+import { openCloudId } from '../../protocols/opencloud/api/signing.js'
 import { CliError, EXIT, UsageError, out, parse, resolveDataDir } from '../command.js'
 import type { Command } from '../command.js'
 

@@ -63,7 +63,7 @@ async function direct (dataDir: string, chainValues: Record<string, string | und
   const { Store } = await import('../../store/index.js')
   const { ensureDataDir, DB_DIR } = await import('../../node/data-dir.js')
   const { createChainBackend } = await import('../../payments/chain/index.js')
-  const { Wallet } = await import('../../payments/wallet.js')
+  const { Wallet } = await import('../../payments/wallet/wallet.js')
   await ensureDataDir(dataDir)
   const store = new Store(join(dataDir, DB_DIR))
   await store.open()

@@ -10,8 +10,8 @@
  * text, never with float arithmetic.
  */
 import { Address, OutScript, Transaction } from '@scure/btc-signer'
-import { BCOIN_REGTEST, CORE_REGTEST, networkOf } from '../networks.js'
 import { ChainUnavailableError, ChainUnsupportedError, TxRejectedError } from '../types.js'
+import { BCOIN_REGTEST, CORE_REGTEST, networkOf } from './networks.js'
 import type { AddressNetwork, AddressState, AddressTx, ChainName, MiningBackend, TxStatus, Utxo } from '../types.js'
 
 /** default per-request timeout */

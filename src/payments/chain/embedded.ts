@@ -12,9 +12,9 @@
  */
 import { randomBytes } from 'node:crypto'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { BCOIN_REGTEST } from '../networks.js'
 import { ChainUnavailableError, TxRejectedError } from '../types.js'
 import { bcoin } from './bcoin.js'
+import { BCOIN_REGTEST } from './networks.js'
 import type { AddressState, AddressTx, MiningBackend, TxStatus, Utxo } from '../types.js'
 
 /** SegWit activates on bcoin's regtest at this height */

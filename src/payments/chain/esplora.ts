@@ -6,9 +6,9 @@
  * broadcast reads `sendrawtransaction RPC error: {"code":-26,"message":"…"}`.
  */
 import { Address, OutScript } from '@scure/btc-signer'
-import { networkOf } from '../networks.js'
 import { ChainUnavailableError, TxRejectedError } from '../types.js'
 import { describeFetchError, readBoundedText, rejectionOf } from './bitcoind-rpc.js'
+import { networkOf } from './networks.js'
 import type { AddressNetwork, AddressState, AddressTx, ChainName, ChainBackend, TxStatus, Utxo } from '../types.js'
 
 /** default per-request timeout */

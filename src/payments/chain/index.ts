@@ -10,10 +10,10 @@
  * unavailable (`EmbeddedChainUnavailableError`).
  */
 import { join } from 'node:path'
-import { isChainName } from '../networks.js'
 import { BitcoindRpcBackend } from './bitcoind-rpc.js'
 import { EmbeddedChain } from './embedded.js'
 import { EsploraBackend } from './esplora.js'
+import { isChainName } from './networks.js'
 import type { ChainBackend, ChainName } from '../types.js'
 
 export { EmbeddedChain, generateApiKey, SEGWIT_HEIGHT, DEFAULT_FUND_SATS } from './embedded.js'

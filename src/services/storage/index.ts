@@ -1,12 +1,12 @@
 import { logger } from '@libp2p/logger'
+import { parseUnsigned } from '../../protocols/opencloud/api/pricing.js'
+import { sha256 } from '../../protocols/opencloud/api/signing.js'
+import { ServiceError } from '../../protocols/opencloud/api/template.js'
 import { Status } from '../../protocols/opencloud/pb/opencloud.js'
-import { json } from '../../protocols/opencloud/pipeline.js'
-import { sha256 } from '../../protocols/opencloud/signing.js'
-import { parseUnsigned } from '../pricing.js'
-import { ServiceError } from '../template.js'
+import { json } from '../../util/json.js'
+import type { Pricing } from '../../protocols/opencloud/api/pricing.js'
+import type { ServiceCall, ServiceDefinition } from '../../protocols/opencloud/api/template.js'
 import type { BatchOp, SubDb } from '../../store/index.js'
-import type { Pricing } from '../pricing.js'
-import type { ServiceCall, ServiceDefinition } from '../template.js'
 import type { Logger } from '@libp2p/interface'
 
 export interface StorageServiceInit {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { MAX_NONCE_PEERS, MAX_NONCES_PER_PEER, NONCE_LENGTH, NONCE_TTL } from './constants.js'
+import { MAX_NONCE_PEERS, MAX_NONCES_PER_PEER, NONCE_LENGTH, NONCE_TTL } from '../api/constants.js'
 
 export interface NonceStoreInit {
   /** @default 300_000 */

@@ -26,12 +26,14 @@
  * batch, so concurrent calls never lose an update; changes to the payer's
  * summary also take the payer's lock (always after the tab's, never before).
  */
-import { Request } from '../protocols/opencloud/pb/opencloud.js'
-import { json as encodeJson } from '../protocols/opencloud/pipeline.js'
-import { OPENCLOUD_ID_PREFIX, openCloudVerifier, requestDigest, verifyAll } from '../protocols/opencloud/signing.js'
-import { MAX_AMOUNT } from '../services/pricing.js'
-import type { CredentialVerifier } from '../protocols/opencloud/signing.js'
-import type { BatchOp, SubDb } from '../store/index.js'
+import { MAX_AMOUNT } from '../../protocols/opencloud/api/pricing.js'
+import { OPENCLOUD_ID_PREFIX, openCloudVerifier, requestDigest, verifyAll } from '../../protocols/opencloud/api/signing.js'
+import { Request } from '../../protocols/opencloud/pb/opencloud.js'
+import { json as encodeJson } from '../../util/json.js'
+import { KeyedMutex } from '../../util/locks.js'
+import { Lru } from '../../util/lru.js'
+import type { CredentialVerifier } from '../../protocols/opencloud/api/signing.js'
+import type { BatchOp, SubDb } from '../../store/index.js'
 
 /** When a deferred payment falls due (spec "defer-threshold") */
 export type Threshold =
@@ -230,65 +232,6 @@ export async function verifyEvidence (ev: Evidence, options: { payer?: string, v
   const i = req.id.findIndex(c => c.startsWith(OPENCLOUD_ID_PREFIX))
   if (i < 0 || (options.payer != null && req.id[i] !== options.payer)) { return false }
   return openCloudVerifier.verify(req.id[i], digest, req.sig[i])
-}
-
-/**
- * Runs functions one at a time per key. An entry exists only while some
- * call holds or waits for the key, so the map stays as small as the number
- * of calls in progress.
- */
-export class KeyedMutex {
-  private readonly tails = new Map<string, Promise<void>>()
-
-  async run<T> (key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.tails.get(key)
-    let release!: () => void
-    const mine = new Promise<void>((resolve) => { release = resolve })
-    const tail = prev == null ? mine : prev.then(async () => mine)
-    this.tails.set(key, tail)
-    try {
-      if (prev != null) { await prev }
-      return await fn()
-    } finally {
-      release()
-      if (this.tails.get(key) === tail) { this.tails.delete(key) }
-    }
-  }
-
-  /** keys held or waited for */
-  get size (): number {
-    return this.tails.size
-  }
-}
-
-/** Runs functions one at a time (a KeyedMutex of one key) */
-export class Mutex {
-  private readonly keyed = new KeyedMutex()
-
-  async run<T> (fn: () => Promise<T>): Promise<T> {
-    return this.keyed.run('', fn)
-  }
-}
-
-/** A map that forgets its least recently used entry beyond `max` */
-export class Lru<V> {
-  private readonly map = new Map<string, V>()
-  constructor (private readonly max: number) {}
-
-  get (key: string): V | undefined {
-    const v = this.map.get(key)
-    if (v !== undefined) {
-      this.map.delete(key)
-      this.map.set(key, v)
-    }
-    return v
-  }
-
-  set (key: string, value: V): void {
-    this.map.delete(key)
-    this.map.set(key, value)
-    if (this.map.size > this.max) { this.map.delete(this.map.keys().next().value as string) }
-  }
 }
 
 /** Tabs and payer summaries kept in memory (LevelDB stays the truth; this process is its only writer) */

@@ -20,14 +20,14 @@
  */
 import { isPeerId } from '@libp2p/interface'
 import { isMultiaddr, multiaddr } from '@multiformats/multiaddr'
-import { PaymentType, Status } from '../protocols/opencloud/pb/opencloud.js'
-import { statusPath } from '../protocols/opencloud/status.js'
+import { statusPath } from '../../protocols/opencloud/api/status.js'
+import { PaymentType, Status } from '../../protocols/opencloud/pb/opencloud.js'
+import { DUST_P2WPKH } from '../wallet/wallet.js'
 import { sellerAddress } from './promises.js'
-import { DUST_P2WPKH } from './wallet.js'
 import type { PromiseBook } from './promises.js'
-import type { ChainBackend, PaymentWallet } from './types.js'
-import type { CallRequest, CallResult, CallTarget } from '../protocols/opencloud/client.js'
-import type { OpenCloud } from '../protocols/opencloud/opencloud.js'
+import type { CallRequest, CallResult, CallTarget } from '../../protocols/opencloud/net/client.js'
+import type { OpenCloud } from '../../protocols/opencloud/net/opencloud.js'
+import type { ChainBackend, PaymentWallet } from '../types.js'
 
 export type PayOption =
   /** attach a transaction of this many sats */

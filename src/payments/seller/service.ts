@@ -15,15 +15,15 @@
  * and has not used (overpayment, calls not served), which pay its next
  * calls before any new payment is asked for.
  */
-import { Status } from '../protocols/opencloud/pb/opencloud.js'
-import { json } from '../protocols/opencloud/pipeline.js'
-import { ServiceError } from '../services/template.js'
+import { ServiceError } from '../../protocols/opencloud/api/template.js'
+import { Status } from '../../protocols/opencloud/pb/opencloud.js'
+import { json } from '../../util/json.js'
 import { payerOfCall } from './gate.js'
 import { DEFER_ID, tabView } from './tabs.js'
 import type { CreditStore } from './credits.js'
 import type { TabStore } from './tabs.js'
-import type { PaymentWallet } from './types.js'
-import type { ServiceCall, ServiceDefinition } from '../services/template.js'
+import type { ServiceCall, ServiceDefinition } from '../../protocols/opencloud/api/template.js'
+import type { PaymentWallet } from '../types.js'
 
 export interface PaymentsServiceInit {
   wallet: PaymentWallet

@@ -18,8 +18,8 @@
  * `h/<id>` JSON `{ payer, amount }`.
  */
 import { randomBytes } from 'node:crypto'
-import { KeyedMutex } from './tabs.js'
-import type { BatchOp, SubDb } from '../store/index.js'
+import { KeyedMutex } from '../../util/locks.js'
+import type { BatchOp, SubDb } from '../../store/index.js'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()

@@ -1,5 +1,5 @@
 import { statusPath } from './status.js'
-import type { Response, Status } from './pb/opencloud.js'
+import type { Response, Status } from '../pb/opencloud.js'
 
 /** A call ended with a status other than ok */
 export class OpenCloudStatusError extends Error {

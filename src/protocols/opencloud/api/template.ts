@@ -1,8 +1,7 @@
-import { InvalidServiceError } from '../protocols/opencloud/errors.js'
+import { InvalidServiceError } from './errors.js'
 import { validatePricing } from './pricing.js'
 import type { Pricing } from './pricing.js'
-import type { Status } from '../protocols/opencloud/pb/opencloud.js'
-import type { AcceptedPayment, BitcoinCredentialState } from '../protocols/opencloud/pipeline.js'
+import type { Status } from '../pb/opencloud.js'
 import type { PeerId } from '@libp2p/interface'
 
 /** How long a quote (and so the price it names) stays valid, ms */
@@ -229,4 +228,28 @@ export class ServiceError extends Error {
     this.status = status
     this.detail = detail
   }
+}
+
+/** A `btc:` credential whose signature verified, with what the chain says of it */
+export interface BitcoinCredentialState {
+  address: string
+  /** confirmed balance (sats) */
+  confirmed: bigint
+  unconfirmed: bigint
+  /** height of the oldest confirmed coin still held */
+  heldSince?: number
+  /** blocks the coins have been held (tip height − heldSince + 1), 0 when none */
+  age: number
+}
+
+/** What the payment gate accepted for a call; services see it on `ServiceCall.payment` */
+export interface AcceptedPayment {
+  /** `credit`: paid from what the payer had paid this node before and not used */
+  kind: 'none' | 'attached' | 'defer' | 'credit'
+  /** sats paid (attached, credit) or promised (defer) with this request */
+  amount: bigint
+  /** the price of this call */
+  cost: bigint
+  txid?: string
+  deferId?: string
 }

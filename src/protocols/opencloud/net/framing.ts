@@ -11,7 +11,7 @@
  */
 import { byteStream } from '@libp2p/utils'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { BufferBudgetExceededError, FrameTimeoutError, FrameTooLargeError, IdleTimeoutError, TruncatedFrameError } from './errors.js'
+import { BufferBudgetExceededError, FrameTimeoutError, FrameTooLargeError, IdleTimeoutError, TruncatedFrameError } from '../api/errors.js'
 import type { AbortOptions, Stream } from '@libp2p/interface'
 
 type ByteStream = ReturnType<typeof byteStream<Stream>>

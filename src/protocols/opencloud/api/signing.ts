@@ -1,8 +1,8 @@
 import { createHash, createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify } from 'node:crypto'
 import { publicKeyFromProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { Request, Response } from '../pb/opencloud.js'
 import { REQUEST_DOMAIN, RESPONSE_DOMAIN } from './constants.js'
-import { Request, Response } from './pb/opencloud.js'
 import type { PrivateKey, PeerId, PublicKey } from '@libp2p/interface'
 import type { KeyObject } from 'node:crypto'
 

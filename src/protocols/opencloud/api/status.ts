@@ -1,4 +1,4 @@
-import { Status } from './pb/opencloud.js'
+import { Status } from '../pb/opencloud.js'
 
 /**
  * Wire codes of the statuses (proto/opencloud.proto). protons represents

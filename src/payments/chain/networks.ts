@@ -3,7 +3,7 @@
  * regtest chain is bcoin, whose regtest prefixes differ from Bitcoin Core's;
  * a backend names the one it uses (`ChainBackend.network`).
  */
-import type { AddressNetwork, ChainName } from './types.js'
+import type { AddressNetwork, ChainName } from '../types.js'
 
 export const MAINNET: AddressNetwork = { bech32: 'bc', pubKeyHash: 0x00, scriptHash: 0x05, wif: 0x80 }
 /** testnet3, testnet4 and signet share these */
