@@ -24,7 +24,7 @@ import { PaymentType, Status, defaultPaymentGate, openCloudId } from '../src/pro
 import { flags, fmt, machine, median, parsePositive, rate, runBenchmark, spread, startBenchNode, table } from './common.js'
 import type { BenchNode } from './common.js'
 import type { PolicyContext } from '../src/policy/index.js'
-import type { CallState, Stage } from '../src/protocols/opencloud/pipeline.js'
+import type { CallState, Stage } from '../src/protocols/opencloud/api/call.js'
 
 const USAGE = `usage: node dist/bench/policy.js [options]
   --rules N         rules in the evaluation policy (default 1000)
