@@ -73,7 +73,7 @@ const NEGATIVE = /^-[0-9.]/
  * parseArgs' "argument is ambiguous": `--opt -5` becomes `--opt=-5`, and a
  * positional `-5` is hidden behind a placeholder and restored afterwards.
  */
-function shieldNegatives (argv: string[], options: Options): { args: string[], restore: (p: string[]) => string[] } {
+function shieldNegatives (argv: string[], options: Options): { args: string[], restore(p: string[]): string[] } {
   const takesValue = (tok: string): string | undefined => {
     if (tok.startsWith('--') && !tok.includes('=')) { return options[tok.slice(2)]?.type === 'string' ? tok : undefined }
     if (/^-[a-zA-Z]$/.test(tok)) {

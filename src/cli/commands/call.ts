@@ -23,9 +23,10 @@ export const CHEAPEST_LOOKUP_TIMEOUT = 10_000
 /** Sellers tried by --cheapest before giving up */
 export const CHEAPEST_ATTEMPTS = 3
 /**
- * --cheapest through a running node pays `--pay auto --max` this much unless
- * told otherwise: a buyer asking for the cheapest seller means to buy, and
- * 1,000 sat covers a 4 MiB put at 250 sat per MiB, far above the default prices
+ * --cheapest through a running node, without --pay, pays a seller that asks
+ * for payment with `--pay auto --max` this much: a buyer asking for the
+ * cheapest seller means to buy, and 1,000 sat covers a 4 MiB put at 250 sat
+ * per MiB, far above the default prices (1 sat per 64 KiB)
  */
 export const CHEAPEST_DEFAULT_MAX = 1_000n
 
@@ -74,8 +75,8 @@ options:
                          the price is raised toward --max on too-low; when the seller refuses
                          to defer it switches to attached. Needs a running node.
   --max SATS             the most to pay or promise for this call (required with --pay)
-                         --cheapest with a running node and no --pay pays
-                         --pay auto --max ${CHEAPEST_DEFAULT_MAX} (nothing when the seller is free)
+                         --cheapest with a running node and no --pay: a seller that
+                         asks for payment is called again with --pay auto --max ${CHEAPEST_DEFAULT_MAX}
 
 A call to the data dir's own node (its address, or its peer id) is made from a
 throw-away identity, as a stranger would (libp2p does not dial itself); it
@@ -218,10 +219,6 @@ export const command: Command = {
     if (pay != null && running == null) {
       throw new UsageError(`--pay needs a running node for ${dataDir} (decloud node): its wallet pays, and it keeps deferred promises`)
     }
-    if (line.cheapest && pay == null && running != null) {
-      pay = { pay: 'auto', max: CHEAPEST_DEFAULT_MAX.toString() }
-      await err(`decloud: --cheapest pays with --pay auto --max ${CHEAPEST_DEFAULT_MAX} (nothing when the seller is free); give --pay and --max to change`)
-    }
     const print = async (result: CallJson, answer: Uint8Array): Promise<number> => {
       if (result.payment != null && values.json !== true) {
         const p = result.payment
@@ -229,7 +226,7 @@ export const command: Command = {
         if (p.kind === 'defer') { await err(`decloud: promised ${p.promised} sat on tab ${p.deferId ?? '?'} (the node pays when it falls due)`) }
       }
       const code = await printCall({ name: `${service}.${method}`, result, body: answer, out: values.out, json: values.json === true })
-      if (result.status !== 'ok' && result.acceptablePayment != null && pay == null && values.json !== true) {
+      if (result.status !== 'ok' && result.acceptablePayment != null && pay == null && result.payment == null && values.json !== true) {
         // the seller wants money and the caller offered none: name the flags that pay
         await err(`decloud: this call costs ${result.acceptablePayment.amount} sat: add --pay auto --max SATS${running == null ? ` (with a node running for ${dataDir}: its wallet pays)` : ''}`)
       }
@@ -242,7 +239,7 @@ export const command: Command = {
       const usage = values['body-file'] != null ? BigInt(body.byteLength) : undefined
       const o = { usage, lookupTimeout: Math.min(CHEAPEST_LOOKUP_TIMEOUT, timeout), timeout }
       const picked = running != null
-        ? await cheapestThroughNode(running.client, dataDir, call, o)
+        ? await cheapestThroughNode(running.client, dataDir, call, { ...o, autoPay: pay == null })
         : await cheapestThroughSwarm(dataDir, line.bootstrap, call, o)
       await err(`decloud: cheapest seller ${picked.peerId} (${picked.price != null ? `${picked.price} sat` : 'no announced price'})`)
       return print(picked.result, picked.body)
@@ -333,6 +330,8 @@ interface CheapestOptions {
   lookupTimeout: number
   /** deadline of each call (ms) */
   timeout: number
+  /** a seller that asks for payment is called again with `--pay auto --max CHEAPEST_DEFAULT_MAX` */
+  autoPay?: boolean
 }
 /** The seller that answered and its answer */
 interface Picked { peerId: string, price?: string, result: CallJson, body: Uint8Array }
@@ -382,6 +381,25 @@ async function cheapestThroughNode (client: ControlClient, dataDir: string, call
       }
       if (e instanceof ControlApiError && e.type === 'unreachable') { throw new TransportError(`the node running for ${dataDir} went away: ${e.message}`) }
       throw new CliError(`the node running for ${dataDir} refused the call: ${e.message}`)
+    }
+    if (o.autoPay === true && call.pay == null && result.status !== 'ok' && result.acceptablePayment != null) {
+      // the caller asked for the cheapest seller to buy from it: pay what it asks, within a bound
+      await err(`decloud: seller ${seller.peerId} asks ${result.acceptablePayment.amount} sat: paying with --pay auto --max ${CHEAPEST_DEFAULT_MAX} (give --pay and --max to change)`)
+      const paid = { ...call, pay: 'auto', max: CHEAPEST_DEFAULT_MAX.toString() }
+      try {
+        result = await client.call({
+          target: seller.addresses[0] ?? seller.peerId,
+          service: call.service,
+          method: call.method,
+          args: call.args,
+          body: Buffer.from(call.body).toString('base64'),
+          timeout: o.timeout,
+          ...payFields(paid)
+        })
+      } catch (e: any) {
+        if (e instanceof ControlApiError && ['transport', 'timeout', 'unreachable'].includes(e.type)) { throw new TransportError(`no answer from ${seller.peerId}: ${e.message}`) }
+        throw new CliError(`paying ${seller.peerId} failed: ${e.message}`)
+      }
     }
     return { peerId: seller.peerId, price: seller.price, result, body: Buffer.from(result.body, 'base64') }
   }
