@@ -57,7 +57,11 @@ const BACKGROUND = [
   { re: /^npx decloud chain serve\b/, ready: 'chain rpc: ' }
 ]
 
-/** The lines of README.md's ```sh blocks, in order */
+/**
+ * The lines of README.md's ```sh blocks, in order
+ *
+ * @param {string} markdown - the README
+ */
 function shLines (markdown) {
   const lines = []
   let inSh = false
@@ -69,7 +73,11 @@ function shLines (markdown) {
   return lines
 }
 
-/** The command of a line without its trailing comment (only to classify it; the line runs as written) */
+/**
+ * The command of a line without its trailing comment (only to classify it; the line runs as written)
+ *
+ * @param {string} line - a line of a sh block
+ */
 function commandPart (line) {
   return line.replace(/\s+#\s.*$/, '').replace(/^#.*$/, '').trim()
 }
@@ -77,6 +85,7 @@ function commandPart (line) {
 const q = (s) => `'${s.replace(/'/g, "'\\''")}'`
 
 function script (lines, logDir) {
+  /* eslint-disable no-template-curly-in-string -- bash, not JavaScript templates */
   const out = [
     'set -m', // each background job in its own process group, stopped as a whole
     `cd ${q(ROOT)}`,
@@ -102,6 +111,7 @@ function script (lines, logDir) {
     '}',
     'trap \'for p in "${JOBS[@]}"; do kill -KILL -- -"$p" 2>/dev/null; done\' EXIT'
   ]
+  /* eslint-enable no-template-curly-in-string */
   let n = 0
   for (const raw of lines) {
     let line = raw
