@@ -29,9 +29,9 @@
  *
  * --timeout (default 600 s) guards against a hang; then every process the
  * script started is killed. Measured on the shared 2-core development
- * machine (load average ~10): 138 s with --direct; with `npx` every command
- * pays npm's start-up (~7 s there) and the first one installs and builds the
- * checkout in npm's exec cache (~60 s there).
+ * machine: 169 s as written (load average 3–7; `npx` adds npm's start-up to
+ * every command, and its first call installs and builds the checkout in
+ * npm's exec cache), 64 s with --direct; 301 s as written at load ~10.
  *
  * --direct runs `node bin/decloud.js` where the README says `npx decloud`
  * (quicker on a loaded machine; CI runs without it).
