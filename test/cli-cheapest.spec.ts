@@ -6,8 +6,10 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { findRunningNode } from '../src/control/index.js'
 import { priceOf } from '../src/market/price-book.js'
 import { readKey } from '../src/node/index.js'
+import { generateApiKey } from '../src/payments/chain/embedded.js'
 import { killAll, runCli, startCliNode } from './cli-fixtures.js'
 import { eventually as poll, startNode, tempDir } from './fixtures.js'
+import { EmbeddedChain } from './regtest.js'
 import type { CliNode } from './cli-fixtures.js'
 import type { TestNode } from './fixtures.js'
 
@@ -30,6 +32,8 @@ describe('decloud call --cheapest', function () {
   const market = { announceInterval: 10 * 60_000 }
   // storage.put in sat per KiB: the second seller is the cheapest
   const putRates = [3n, 1n, 2n]
+  // storage.get in sat per KiB, in another order: the first seller gets cheapest
+  const getRates = [1n, 3n, 2n]
   let work: string
   let boot: TestNode
   let sellers: TestNode[] = []
@@ -39,10 +43,10 @@ describe('decloud call --cheapest', function () {
   before(async () => {
     work = await tempDir('decloud-cheapest-')
     boot = await startNode({ sell: [], market })
-    sellers = await Promise.all(putRates.map(async rate => startNode({
+    sellers = await Promise.all(putRates.map(async (rate, i) => startNode({
       bootstrap: [boot.addr],
       sell: ['storage'],
-      storage: { pricing: { put: { rate, per: 1024n } } },
+      storage: { pricing: { put: { rate, per: 1024n }, get: { rate: getRates[i], per: 1024n } } },
       opencloud: serveUnpaid,
       market
     })))
@@ -132,6 +136,25 @@ describe('decloud call --cheapest', function () {
       await node?.stop('SIGINT').catch(() => {})
     })
 
+    it('decloud sellers storage ranks by the put price when no method is named (not by get)', async () => {
+      const knowsGets = async (): Promise<boolean> => {
+        const running = await findRunningNode(dir)
+        const [get] = (await running?.client.market({ service: 'storage', method: 'get' }))?.summary as Array<{ sellers: Array<{ peerId: string }> }>
+        return sellers.every(s => get?.sellers.some(e => e.peerId === s.peerId.toString()))
+      }
+      assert.ok(await eventually(knowsGets), 'the running node did not learn the get prices')
+      const r = await runCli(['sellers', 'storage', '--timeout', '3000', '--json', '--data-dir', dir])
+      assert.equal(r.code, 0, r.stderr)
+      const answer = JSON.parse(r.stdout.toString())
+      assert.equal(answer.method, 'put')
+      assert.equal(answer.sellers[0].peerId, cheapest.peerId.toString())
+      const text = await runCli(['sellers', 'storage', '--timeout', '3000', '--data-dir', dir])
+      assert.equal(text.code, 0, text.stderr)
+      const lines = text.stdout.toString().split('\n')
+      assert.match(lines[1], /^peer\s+put price/)
+      assert.ok(lines[2].startsWith(cheapest.peerId.toString()), lines[2])
+    })
+
     it('finds the sellers (GET /v1/sellers) and stores at the cheapest (POST /v1/call)', async () => {
       const blob = randomBytes(20_000)
       const file = join(work, 'running.bin')
@@ -199,5 +222,46 @@ describe('decloud call --cheapest', function () {
       assert.match(r.stderr, expectedLine(blob))
       assert.deepEqual(await holders(r.stdout.toString().trim()), [cheapest])
     })
+  })
+})
+
+describe('decloud call --cheapest pays a seller that asks (real processes, a shared regtest chain)', function () {
+  this.timeout(180_000)
+  let chain: EmbeddedChain
+  let work: string
+  let seller: CliNode
+  let buyer: CliNode
+
+  before(async () => {
+    work = await tempDir('decloud-cheapest-pay-')
+    chain = await EmbeddedChain.start({ memory: true, http: { port: 0, apiKey: generateApiKey() } })
+    const url = chain.rpcUrl as string
+    seller = await startCliNode(join(work, 'seller'), ['--chain-rpc', url, '--price', 'storage.put=1/1024'], 60_000, { payments: true })
+    buyer = await startCliNode(join(work, 'buyer'), ['--chain-rpc', url, '--bootstrap', seller.addr], 60_000, { payments: true })
+    const knowsSeller = async (): Promise<boolean> => {
+      const running = await findRunningNode(buyer.dataDir)
+      const [put] = (await running?.client.market({ service: 'storage', method: 'put' }))?.summary as Array<{ sellers: Array<{ peerId: string }> }>
+      return put?.sellers.some(e => e.peerId === seller.peerId) ?? false
+    }
+    assert.ok(await eventually(knowsSeller), 'the buyer did not learn the seller\'s price')
+  })
+
+  after(async () => {
+    await seller?.stop().catch(() => {})
+    await buyer?.stop().catch(() => {})
+    await killAll()
+    await chain?.close()
+    await rm(work, { recursive: true, force: true })
+  })
+
+  it('without --pay, through a running node: pays with --pay auto --max 1000, says so, and stores', async () => {
+    const blob = randomBytes(20_000)
+    const file = join(work, 'blob.bin')
+    await writeFile(file, blob)
+    const r = await runCli(['call', '--cheapest', 'storage.put', '--body-file', file, '--timeout', '20000', '--data-dir', buyer.dataDir], { timeout: 90_000 })
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout.toString().trim(), sha256hex(blob))
+    assert.match(r.stderr, new RegExp(`seller ${seller.peerId} asks [0-9]+ sat: paying with --pay auto --max 1000`))
+    assert.match(r.stderr, /^decloud: (paid|promised) [0-9]+ sat/m)
   })
 })

@@ -7,8 +7,10 @@ import { join } from 'node:path'
 import { findRunningNode } from '../src/control/client.js'
 import { CONTROL_FILE, TOKEN_FILE } from '../src/control/files.js'
 import { MAX_BODY_SIZE } from '../src/protocols/opencloud/api/constants.js'
+import { ServiceError } from '../src/protocols/opencloud/api/template.js'
+import { Status } from '../src/protocols/opencloud/index.js'
 import { killAll, runCli, startCliNode } from './cli-fixtures.js'
-import { tempDir } from './fixtures.js'
+import { startNode, tempDir } from './fixtures.js'
 import type { CliNode } from './cli-fixtures.js'
 
 const sha256hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
@@ -87,6 +89,58 @@ describe('decloud command line (real processes over 127.0.0.1)', function () {
         assert.match(r.stderr, /^decloud: /)
         assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace')
       }
+    })
+  })
+
+  describe('malformed input is exit 2 with the command\'s own message', () => {
+    it('a truncated peer id in the target', async () => {
+      const truncated = server.addr.slice(0, -20)
+      const r = await runCli(['call', truncated, 'sha256.hash', '--data-dir', clientDir])
+      assert.equal(r.code, 2, r.stderr)
+      assert.match(r.stderr, /^decloud: ".*" in .* is not a valid peer id/)
+      assert.doesNotMatch(r.stderr, /Incorrect length/)
+    })
+
+    it('negative numbers, as option values and as arguments', async () => {
+      const cases: Array<[string[], RegExp]> = [
+        [['call', server.addr, 'sha256.hash', '--pay', 'auto', '--max', '-1'], /^decloud: --max must be a whole number of satoshis, not "-1"/],
+        [['call', server.addr, 'sha256.hash', '--timeout', '-5'], /^decloud: --timeout must be a positive integer, not "-5"/],
+        [['wallet', 'send', 'rb1qwcclcj76q4kldfpyhqzq8qrkcfk0ycevzr9ead', '-5'], /^decloud: SATS must be a positive whole number of satoshis, not "-5"/]
+      ]
+      for (const [args, message] of cases) {
+        const r = await runCli([...args, '--data-dir', clientDir])
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`)
+        assert.match(r.stderr, message)
+        assert.doesNotMatch(r.stderr, /ambiguous|Unknown option/)
+      }
+    })
+  })
+
+  describe('remote text reaching the terminal', () => {
+    let hostile: Awaited<ReturnType<typeof startNode>>
+    // clear screen, set the window title, a C1 CSI, a bell, a right-to-left override
+    const detail = 'gone\x1b[2J\x1b]0;owned\x07 \u009b31m red \u202e txt.exe\r'
+
+    before(async () => {
+      hostile = await startNode({ sell: [] })
+      hostile.opencloud.addService({
+        name: 'hostile',
+        version: '1.0.0',
+        description: 'answers with terminal escape sequences in its status detail',
+        methods: { say: { description: 'fails with a hostile detail', units: [], handler: () => { throw new ServiceError(Status.NOT_FOUND, detail) } } }
+      })
+    })
+
+    after(async () => {
+      await hostile?.destroy()
+    })
+
+    it('a seller\'s status detail is printed with its control characters escaped', async () => {
+      const r = await runCli(['call', hostile.addr, 'hostile.say', '--data-dir', clientDir])
+      assert.equal(r.code, 1, r.stderr)
+      // eslint-disable-next-line no-control-regex
+      assert.doesNotMatch(r.stderr, /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]/, 'no raw control characters reach the terminal')
+      assert.match(r.stderr, /^client-error\/not-found: gone\\x1b\[2J\\x1b\]0;owned\\x07 \\x9b31m red \\u202e txt\.exe\\x0d\n$/)
     })
   })
 
@@ -260,6 +314,38 @@ describe('decloud command line (real processes over 127.0.0.1)', function () {
       const bad = await call('nosuch.thing')
       assert.equal(bad.code, 1)
       assert.match(bad.stderr, /^client-error\/service-unsupported/)
+    })
+
+    it('a call to the node\'s own address or peer id is served by that node, from a throw-away identity', async () => {
+      const mine = ['--data-dir', clientDir]
+      const r = await runCli(['call', client.addr, 'sha256.hash', '--body-file', file, ...mine])
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stdout.toString(), sha256hex(content) + '\n')
+      const j = await runCli(['call', client.peerId, 'info.info', '--json', ...mine])
+      assert.equal(j.code, 0, j.stderr)
+      const answer = JSON.parse(j.stdout.toString())
+      assert.equal(answer.status, 'ok')
+      assert.equal(answer.peer, client.peerId)
+      assert.equal(JSON.parse(Buffer.from(answer.body, 'base64').toString()).node.peerId, client.peerId)
+      // statuses are the node's own: an unknown service is still service-unsupported
+      const bad = await runCli(['call', client.addr, 'nosuch.thing', ...mine])
+      assert.equal(bad.code, 1)
+      assert.match(bad.stderr, /^client-error\/service-unsupported/)
+      // paying oneself is refused on the command line
+      const pay = await runCli(['call', client.addr, 'storage.put', '--body-file', file, '--pay', 'auto', '--max', '10', ...mine])
+      assert.equal(pay.code, 2)
+      assert.match(pay.stderr, /a node does not pay itself/)
+    })
+
+    it('decloud id --addr and --peer print what a script needs', async () => {
+      const a = await runCli(['id', '--addr', '--data-dir', clientDir])
+      assert.equal(a.code, 0, a.stderr)
+      assert.equal(a.stdout.toString(), client.addr + '\n')
+      const p = await runCli(['id', '--peer', '--data-dir', clientDir])
+      assert.equal(p.stdout.toString(), client.peerId + '\n')
+      const none = await runCli(['id', '--addr', '--data-dir', join(work, 'nothing-runs')])
+      assert.equal(none.code, 1)
+      assert.match(none.stderr, /no node is running for/)
     })
 
     it('a second node on the same data dir fails with a clear message', async () => {

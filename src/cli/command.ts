@@ -64,11 +64,56 @@ export class TransportError extends CliError {
 
 type Options = NonNullable<ParseArgsConfig['options']>
 
+/** A token that reads as a negative number (`-5`, `-1.5`), which parseArgs would take for an option */
+const NEGATIVE = /^-[0-9.]/
+
+/**
+ * Lets negative numbers through parseArgs so that the command's own checks
+ * reject them with their own message (`--max must be…`) instead of
+ * parseArgs' "argument is ambiguous": `--opt -5` becomes `--opt=-5`, and a
+ * positional `-5` is hidden behind a placeholder and restored afterwards.
+ */
+function shieldNegatives (argv: string[], options: Options): { args: string[], restore(p: string[]): string[] } {
+  const takesValue = (tok: string): string | undefined => {
+    if (tok.startsWith('--') && !tok.includes('=')) { return options[tok.slice(2)]?.type === 'string' ? tok : undefined }
+    if (/^-[a-zA-Z]$/.test(tok)) {
+      const name = Object.keys(options).find(k => options[k].short === tok.slice(1))
+      return name != null && options[name].type === 'string' ? `--${name}` : undefined
+    }
+    return undefined
+  }
+  const args: string[] = []
+  const hidden = new Map<string, string>()
+  for (let i = 0; i < argv.length; i++) {
+    const tok = argv[i]
+    if (tok === '--') {
+      args.push(...argv.slice(i))
+      break
+    }
+    const next = argv[i + 1]
+    const long = takesValue(tok)
+    if (long != null && next != null && NEGATIVE.test(next)) {
+      args.push(`${long}=${next}`)
+      i++
+      continue
+    }
+    if (NEGATIVE.test(tok)) {
+      const key = `\u0000negative${hidden.size}`
+      hidden.set(key, tok)
+      args.push(key)
+      continue
+    }
+    args.push(tok)
+  }
+  return { args, restore: (p) => p.map(x => hidden.get(x) ?? x) }
+}
+
 /** `parseArgs` with positionals allowed and its errors turned into UsageError */
 export function parse<O extends Options> (argv: string[], options: O): { values: ReturnType<typeof parseArgs<{ options: O, allowPositionals: true, strict: true }>>['values'], positionals: string[] } {
+  const { args, restore } = shieldNegatives(argv, options)
   try {
-    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true })
-    return { values, positionals }
+    const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true })
+    return { values, positionals: restore(positionals) }
   } catch (err: any) {
     throw new UsageError(String(err.message).split('\n')[0])
   }
@@ -98,8 +143,27 @@ export async function out (data: string | Uint8Array): Promise<void> {
   await write(process.stdout, data)
 }
 
+/**
+ * Characters that a terminal interprets rather than shows (C0 and C1
+ * controls, DEL, and the bidirectional overrides that reorder a line), except
+ * tab and newline. Remote text (a seller's status detail, an error message,
+ * an address) may carry them to rewrite or hide what the user reads.
+ */
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g
+
+/** `text` with every character a terminal would interpret shown as a visible `\xNN` / `\uNNNN` escape */
+export function terminalSafe (text: string): string {
+  return text.replace(UNSAFE, c => {
+    const code = c.charCodeAt(0)
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`
+  })
+}
+
+/** Writes one line on stderr, with terminal controls made visible (terminalSafe) */
 export async function err (line: string): Promise<void> {
-  await write(process.stderr, line.endsWith('\n') ? line : line + '\n')
+  const safe = terminalSafe(line)
+  await write(process.stderr, safe.endsWith('\n') ? safe : safe + '\n')
 }
 
 /** Checks that every value of a repeatable `--option` is a multiaddr; returns them */

@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises'
-import { CliError, EXIT, err, out } from './command.js'
+import { CliError, EXIT, err, out, terminalSafe } from './command.js'
 import type { CallJson } from '../control/api.js'
 
 /** Methods whose ok body has a better rendering than raw bytes */
@@ -54,6 +54,7 @@ export async function printCall (o: PrintCallOptions): Promise<number> {
   const ok = o.result.status === 'ok'
   if (o.json) { await out(JSON.stringify(o.result) + '\n') }
   if (!ok) {
+    // the detail is the seller's text: err() shows its terminal controls as escapes
     await err(`${o.result.status}${o.result.detail !== '' ? `: ${o.result.detail}` : ''}`)
     return EXIT.FAILURE
   }
@@ -80,14 +81,15 @@ export async function printCall (o: PrintCallOptions): Promise<number> {
   const parsed = asJson(o.body)
   if (parsed !== undefined) {
     // pretty for people; byte-exact (numbers untouched) for pipes
-    await out(tty ? JSON.stringify(parsed, null, 2) + '\n' : Buffer.from(o.body).toString('utf8').trimEnd() + '\n')
+    // JSON.stringify escapes C0 controls but not C1 ones or bidi overrides: a terminal gets them escaped too
+    await out(tty ? terminalSafe(JSON.stringify(parsed, null, 2)) + '\n' : Buffer.from(o.body).toString('utf8').trimEnd() + '\n')
     return EXIT.OK
   }
   if (tty) {
     if (!isText(o.body)) {
       throw new CliError(`the answer is ${o.body.byteLength} bytes of binary data: use --out FILE or redirect stdout`, EXIT.USAGE)
     }
-    const text = Buffer.from(o.body).toString('utf8')
+    const text = terminalSafe(Buffer.from(o.body).toString('utf8'))
     await out(text.endsWith('\n') ? text : text + '\n')
     return EXIT.OK
   }

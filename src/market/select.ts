@@ -21,6 +21,18 @@ export interface SellerCandidate {
   foundIn: Array<'book' | 'dht'>
 }
 
+/**
+ * The method a buyer of a service most needs, which rankings use when no
+ * method is named: storing is what a storage buyer pays for first (a get is
+ * cheaper everywhere and says little about a seller), hashing for sha256.
+ */
+export const PRIMARY_METHODS: Readonly<Record<string, string>> = Object.freeze({ storage: 'put', sha256: 'hash' })
+
+/** The method to rank the sellers of `service` by when none is named, if the service is known */
+export function primaryMethod (service: string): string | undefined {
+  return Object.hasOwn(PRIMARY_METHODS, service) ? PRIMARY_METHODS[service] : undefined
+}
+
 export interface RankSellersOptions extends FindSellersOptions {
   /** the method to be called (ranks by its price) */
   method: string

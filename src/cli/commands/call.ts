@@ -1,7 +1,8 @@
-import { peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { callResultJson } from '../../control/api.js'
 import { ControlApiError, findRunningNode } from '../../control/client.js'
+import { readKey } from '../../node/data-dir.js'
 import { parseMax, parsePayOption } from '../../payments/buyer/pay-option.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BODY_SIZE } from '../../protocols/opencloud/api/constants.js'
 import { readBody } from '../body.js'
@@ -21,6 +22,13 @@ export const MAX_CALL_TIMEOUT = 300_000
 export const CHEAPEST_LOOKUP_TIMEOUT = 10_000
 /** Sellers tried by --cheapest before giving up */
 export const CHEAPEST_ATTEMPTS = 3
+/**
+ * --cheapest through a running node, without --pay, pays a seller that asks
+ * for payment with `--pay auto --max` this much: a buyer asking for the
+ * cheapest seller means to buy, and 1,000 sat covers a 4 MiB put at 250 sat
+ * per MiB, far above the default prices (1 sat per 64 KiB)
+ */
+export const CHEAPEST_DEFAULT_MAX = 1_000n
 
 const usage = `usage: decloud call <multiaddr> <service>.<method> [args…] [options]
        decloud call --cheapest [--service S] <service>.<method> [args…] [options]
@@ -67,6 +75,12 @@ options:
                          the price is raised toward --max on too-low; when the seller refuses
                          to defer it switches to attached. Needs a running node.
   --max SATS             the most to pay or promise for this call (required with --pay)
+                         --cheapest with a running node and no --pay: a seller that
+                         asks for payment is called again with --pay auto --max ${CHEAPEST_DEFAULT_MAX}
+
+A call to the data dir's own node (its address, or its peer id) is made from a
+throw-away identity, as a stranger would (libp2p does not dial itself); it
+cannot be paid for.
 
 exit codes: 0 ok · 1 the node answered with another status (printed on stderr),
             no seller found, or the command failed · 2 bad command line
@@ -86,12 +100,22 @@ examples:
 
 function parseTarget (s: string): { target: Multiaddr | string, multiaddr?: Multiaddr } {
   if (s.startsWith('/')) {
+    let ma: Multiaddr
     try {
-      const ma = multiaddr(s)
-      return { target: ma, multiaddr: ma }
+      ma = multiaddr(s)
     } catch (err: any) {
       throw new UsageError(`"${s}" is not a valid multiaddr: ${err.message}`)
     }
+    // multiaddr() takes any base58 after /p2p/; a truncated peer id is a typo, not a dial failure
+    const peer = ma.getComponents().findLast(c => c.name === 'p2p')?.value
+    if (peer != null) {
+      try {
+        peerIdFromString(peer)
+      } catch {
+        throw new UsageError(`"${peer}" in ${s} is not a valid peer id (truncated or mistyped?)`)
+      }
+    }
+    return { target: ma, multiaddr: ma }
   }
   try {
     peerIdFromString(s)
@@ -203,7 +227,12 @@ export const command: Command = {
         if (p.kind === 'attached' && p.cost != null) { await err(`decloud: true cost ${p.cost.total} sat = ${p.cost.amount} sat to the seller (price ${p.cost.price} sat, dust minimum ${p.cost.dustMinimum} sat; any excess stays as credit at the seller) + ${p.cost.fee} sat fee`) }
         if (p.kind === 'defer') { await err(`decloud: promised ${p.promised} sat on tab ${p.deferId ?? '?'} (the node pays when it falls due)`) }
       }
-      return printCall({ name: `${service}.${method}`, result, body: answer, out: values.out, json: values.json === true })
+      const code = await printCall({ name: `${service}.${method}`, result, body: answer, out: values.out, json: values.json === true })
+      if (result.status !== 'ok' && result.acceptablePayment != null && pay == null && result.payment == null && values.json !== true) {
+        // the seller wants money and the caller offered none: name the flags that pay
+        await err(`decloud: this call costs ${result.acceptablePayment.amount} sat: add --pay auto --max SATS${running == null ? ` (with a node running for ${dataDir}: its wallet pays)` : ''}`)
+      }
+      return code
     }
 
     const call: CallInput = { service, method, args, body, ...pay }
@@ -212,15 +241,25 @@ export const command: Command = {
       const usage = values['body-file'] != null ? BigInt(body.byteLength) : undefined
       const o = { usage, lookupTimeout: Math.min(CHEAPEST_LOOKUP_TIMEOUT, timeout), timeout }
       const picked = running != null
-        ? await cheapestThroughNode(running.client, dataDir, call, o)
+        ? await cheapestThroughNode(running.client, dataDir, call, { ...o, autoPay: pay == null })
         : await cheapestThroughSwarm(dataDir, line.bootstrap, call, o)
       await err(`decloud: cheapest seller ${picked.peerId} (${picked.price != null ? `${picked.price} sat` : 'no announced price'})`)
       return print(picked.result, picked.body)
     }
     if (line.target == null || line.targetText == null) { throw new UsageError('a target is required (see decloud call --help)') }
+    const targetPeer = line.target.multiaddr != null ? line.target.multiaddr.getComponents().findLast(c => c.name === 'p2p')?.value : String(line.target.target)
+    const selfPeer = running != null ? running.node.peerId : await ownPeerId(dataDir)
+    if (targetPeer != null && targetPeer === selfPeer) {
+      // the data dir's own node: libp2p refuses to dial its own peer id, so a
+      // throw-away identity calls it over the network like any other caller
+      if (pay != null) { throw new UsageError(`${line.targetText} is the node of ${dataDir} itself: a node does not pay itself; call it without --pay`) }
+      const addrs = line.target.multiaddr != null ? [line.target.multiaddr] : (running?.node.addresses ?? []).map(a => multiaddr(a))
+      const { result, body: answer } = await callDirect(dataDir, loopbackFirst(addrs), line.targetText, call, timeout, { ephemeral: true })
+      return print(result, answer)
+    }
     const { result, body: answer } = running != null
       ? await callThroughNode(running.client, dataDir, line.targetText, call, timeout)
-      : await callDirect(dataDir, line.target, line.targetText, call, timeout)
+      : await callDirect(dataDir, line.target.multiaddr != null ? [line.target.multiaddr] : bareIdNeedsNode(line.target), line.targetText, call, timeout)
     return print(result, answer)
   }
 }
@@ -240,23 +279,43 @@ async function callThroughNode (client: ControlClient, dataDir: string, targetTe
   return { result, body: Buffer.from(result.body, 'base64') }
 }
 
-/** A call from a short-lived client node with the data dir's key */
-async function callDirect (dataDir: string, target: Target, targetText: string, call: CallInput, timeout: number): Promise<{ result: CallJson, body: Uint8Array }> {
-  const ma = target.multiaddr
-  if (ma == null) {
-    throw new UsageError(`a bare peer id needs a running node that knows its addresses; give a multiaddr (/ip4/…/tcp/…/p2p/${String(target.target)})`)
-  }
+function bareIdNeedsNode (target: Target): never {
+  throw new UsageError(`a bare peer id needs a running node that knows its addresses; give a multiaddr (/ip4/…/tcp/…/p2p/${String(target.target)})`)
+}
+
+/** The peer id of the data dir's key, without creating one */
+async function ownPeerId (dataDir: string): Promise<string | undefined> {
+  const key = await readKey(dataDir).catch(() => undefined)
+  return key != null ? peerIdFromPrivateKey(key).toString() : undefined
+}
+
+/** Loopback addresses first: the data dir's own node is on this machine */
+function loopbackFirst (addrs: Multiaddr[]): Multiaddr[] {
+  const loop = (a: Multiaddr): boolean => /^\/(ip4\/127\.|ip6\/::1\/)/.test(a.toString())
+  return [...addrs.filter(loop), ...addrs.filter(a => !loop(a))]
+}
+
+/**
+ * A call from a short-lived client node with the data dir's key (or, with
+ * `ephemeral`, a throw-away one), to the first of `addrs` that answers
+ */
+async function callDirect (dataDir: string, addrs: Multiaddr[], targetText: string, call: CallInput, timeout: number, options: { ephemeral?: boolean } = {}): Promise<{ result: CallJson, body: Uint8Array }> {
+  if (addrs.length === 0) { throw new CliError(`no address known for ${targetText}: give its multiaddr (/ip4/…/tcp/…/p2p/…)`) }
   // loaded only here: the control API path needs no libp2p
   const { withTransientNode } = await import('../transient.js')
   const res = await withTransientNode(dataDir, async (opencloud) => {
     const signal = AbortSignal.timeout(timeout)
-    try {
-      return await opencloud.call(ma, call, { signal })
-    } catch (err: any) {
-      if (signal.aborted) { throw new TransportError(`no answer from ${targetText} within ${timeout} ms`) }
-      throw new TransportError(`no answer from ${targetText}: ${String(err?.message ?? err)}`)
+    let last: any
+    for (const ma of addrs.slice(0, 3)) {
+      try {
+        return await opencloud.call(ma, call, { signal })
+      } catch (err: any) {
+        if (signal.aborted) { throw new TransportError(`no answer from ${targetText} within ${timeout} ms`) }
+        last = err
+      }
     }
-  })
+    throw new TransportError(`no answer from ${targetText}: ${String(last?.message ?? last)}`)
+  }, options)
   return { result: callResultJson(res), body: res.body }
 }
 
@@ -273,6 +332,8 @@ interface CheapestOptions {
   lookupTimeout: number
   /** deadline of each call (ms) */
   timeout: number
+  /** a seller that asks for payment is called again with `--pay auto --max CHEAPEST_DEFAULT_MAX` */
+  autoPay?: boolean
 }
 /** The seller that answered and its answer */
 interface Picked { peerId: string, price?: string, result: CallJson, body: Uint8Array }
@@ -322,6 +383,25 @@ async function cheapestThroughNode (client: ControlClient, dataDir: string, call
       }
       if (e instanceof ControlApiError && e.type === 'unreachable') { throw new TransportError(`the node running for ${dataDir} went away: ${e.message}`) }
       throw new CliError(`the node running for ${dataDir} refused the call: ${e.message}`)
+    }
+    if (o.autoPay === true && call.pay == null && result.status !== 'ok' && result.acceptablePayment != null) {
+      // the caller asked for the cheapest seller to buy from it: pay what it asks, within a bound
+      await err(`decloud: seller ${seller.peerId} asks ${result.acceptablePayment.amount} sat: paying with --pay auto --max ${CHEAPEST_DEFAULT_MAX} (give --pay and --max to change)`)
+      const paid = { ...call, pay: 'auto', max: CHEAPEST_DEFAULT_MAX.toString() }
+      try {
+        result = await client.call({
+          target: seller.addresses[0] ?? seller.peerId,
+          service: call.service,
+          method: call.method,
+          args: call.args,
+          body: Buffer.from(call.body).toString('base64'),
+          timeout: o.timeout,
+          ...payFields(paid)
+        })
+      } catch (e: any) {
+        if (e instanceof ControlApiError && ['transport', 'timeout', 'unreachable'].includes(e.type)) { throw new TransportError(`no answer from ${seller.peerId}: ${e.message}`) }
+        throw new CliError(`paying ${seller.peerId} failed: ${e.message}`)
+      }
     }
     return { peerId: seller.peerId, price: seller.price, result, body: Buffer.from(result.body, 'base64') }
   }

@@ -1,5 +1,5 @@
 import { ControlApiError, findRunningNode } from '../../control/client.js'
-import { CliError, EXIT, UsageError, checkMultiaddrs, out, parse, parseNetworkMode, parseUnits, resolveDataDir } from '../command.js'
+import { CliError, EXIT, UsageError, checkMultiaddrs, out, parse, parseNetworkMode, parseUnits, resolveDataDir, terminalSafe } from '../command.js'
 import type { MarketJson } from '../../node/reports.js'
 import type { Command } from '../command.js'
 
@@ -80,7 +80,8 @@ export const command: Command = {
       await out(JSON.stringify(answer, null, 2) + '\n')
       return EXIT.OK
     }
-    await out(renderMarket(answer))
+    // peer ids, prices and addresses come from other nodes' announcements
+    await out(terminalSafe(renderMarket(answer)))
     return EXIT.OK
   }
 }

@@ -1,5 +1,6 @@
 import { ControlApiError, findRunningNode } from '../../control/client.js'
-import { CliError, EXIT, UsageError, checkMultiaddrs, out, parse, parseNetworkMode, parseUnits, positiveInt, resolveDataDir } from '../command.js'
+import { primaryMethod } from '../../market/select.js'
+import { CliError, EXIT, UsageError, checkMultiaddrs, out, parse, parseNetworkMode, parseUnits, positiveInt, resolveDataDir, terminalSafe } from '../command.js'
 import type { SellersJson } from '../../node/reports.js'
 import type { Command } from '../command.js'
 
@@ -18,7 +19,8 @@ otherwise (or when the running node is too old to answer) a short-lived
 DHT-client node joins the swarm through --bootstrap (or the running node).
 
 options:
-  --method NAME          rank by the price of this method (default: the first priced one)
+  --method NAME          rank by the price of this method (default: storage put,
+                         sha256 hash; for other services the first priced one)
   --units N              units of service the price is for (default 1000000)
   --timeout MS           deadline of the DHT lookup (default ${DEFAULT_TIMEOUT}, at most ${MAX_TIMEOUT})
   --limit N              at most N sellers (1 to ${MAX_LIMIT})
@@ -64,12 +66,14 @@ export const command: Command = {
     const networkMode = parseNetworkMode(values['network-mode'])
     let bootstrap = checkMultiaddrs('bootstrap', values.bootstrap ?? [])
     const dataDir = resolveDataDir(values['data-dir'])
+    // rank by what a buyer of the service pays for (storage: put), not by whichever method sorts first
+    const method = values.method ?? primaryMethod(service)
 
     let answer: SellersJson | undefined
     const running = await findRunningNode(dataDir).catch(() => undefined)
     if (running != null) {
       try {
-        answer = await running.client.sellers({ service, method: values.method, units: usage, timeout, limit })
+        answer = await running.client.sellers({ service, method, units: usage, timeout, limit })
       } catch (e: any) {
         if (!(e instanceof ControlApiError && e.status === 404)) { throw new CliError(`the node running for ${dataDir} did not answer: ${e.message}`) }
         // a node without a market (or without the endpoint): join its swarm through it
@@ -82,7 +86,7 @@ export const command: Command = {
       const { sellersJson } = await import('../../node/reports.js')
       try {
         answer = await withSwarmClient({ bootstrap, networkMode: networkMode as 'local' | 'public' | undefined }, async (node) => {
-          return sellersJson(node, { service, method: values.method, usage, timeout, limit })
+          return sellersJson(node, { service, method, usage, timeout, limit })
         })
         // the price book part is not bounded by the DHT's limit
         if (limit != null) { answer.sellers = answer.sellers.slice(0, limit) }
@@ -95,7 +99,8 @@ export const command: Command = {
       await out(JSON.stringify(answer, null, 2) + '\n')
       return EXIT.OK
     }
-    await out(renderSellers(answer))
+    // peer ids, prices and addresses come from other nodes' announcements
+    await out(terminalSafe(renderSellers(answer)))
     return EXIT.OK
   }
 }
