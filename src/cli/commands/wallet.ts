@@ -176,7 +176,7 @@ export const command: Command = {
           } else if (txs.length === 0) {
             await out('no transactions\n')
           } else {
-            await out(txs.map(t => `${t.txid}  ${t.height != null ? `block ${t.height}` : 'unconfirmed'}  ${t.delta.startsWith('-') ? '' : '+'}${t.delta} sat`).join('\n') + '\n')
+            await out(txs.map(t => `${t.txid}  ${t.height != null ? `block ${t.height}${t.confirmations != null ? ` (${t.confirmations} confirmation${t.confirmations === 1 ? '' : 's'})` : ''}` : 'unconfirmed'}  ${t.delta.startsWith('-') ? '' : '+'}${t.delta} sat`).join('\n') + '\n')
           }
           break
         }

@@ -167,10 +167,15 @@ export class EmbeddedChain implements MiningBackend {
   async addresses (addresses: string[]): Promise<AddressState[]> {
     this.checkOpen()
     checkCount(addresses)
+    const parsed = addresses.map(parseAddress)
+    const lists = await this.read(async () => {
+      const lists: bcoin.Coin[][] = []
+      for (const { addr, script } of parsed) { lists.push(matching(await this.node.getCoinsByAddress([addr]), script)) }
+      return lists
+    })
     const out: AddressState[] = []
-    for (const address of addresses) {
-      const { addr, script } = parseAddress(address)
-      const coins = matching(await this.node.getCoinsByAddress([addr]), script)
+    for (const [i, address] of addresses.entries()) {
+      const coins = lists[i]
       let confirmed = 0n
       let unconfirmed = 0n
       let heldSince: number | undefined
@@ -190,11 +195,16 @@ export class EmbeddedChain implements MiningBackend {
   async utxos (addresses: string[]): Promise<Utxo[]> {
     this.checkOpen()
     checkCount(addresses)
+    const parsed = addresses.map(parseAddress)
+    const lists = await this.read(async () => {
+      const lists: bcoin.Coin[][] = []
+      for (const { addr, script } of parsed) { lists.push(matching(await this.node.getCoinsByAddress([addr]), script)) }
+      return lists
+    })
     const out: Utxo[] = []
     const seen = new Set<string>()
-    for (const address of addresses) {
-      const { addr, script } = parseAddress(address)
-      for (const c of matching(await this.node.getCoinsByAddress([addr]), script)) {
+    for (const list of lists) {
+      for (const c of list) {
         const key = `${c.hash}:${c.index}`
         if (seen.has(key)) { continue }
         seen.add(key)
@@ -214,6 +224,11 @@ export class EmbeddedChain implements MiningBackend {
     this.checkOpen()
     const max = Math.max(0, Math.min(Math.floor(limit), MAX_HISTORY))
     const { addr, script } = parseAddress(address)
+    return this.read(async () => this.historyOf(addr, script, max))
+  }
+
+  /** `history()` under the chain lock */
+  private async historyOf (addr: bcoin.Address, script: string, max: number): Promise<AddressTx[]> {
     const metas = await this.node.getMetaByAddress([addr])
     const rows: Array<AddressTx & { order: number, index: number }> = []
     for (const meta of metas) {
@@ -279,15 +294,17 @@ export class EmbeddedChain implements MiningBackend {
   async transaction (txid: string): Promise<TxStatus | undefined> {
     this.checkOpen()
     if (typeof txid !== 'string' || !TXID.test(txid)) { return undefined }
-    const meta = await this.node.getMeta(reverseHex(txid.toLowerCase()))
-    if (meta == null) { return undefined }
-    const height = meta.height >= 0 ? meta.height : undefined
-    return {
-      txid: meta.tx.txid(),
-      confirmations: height == null ? 0 : this.node.chain.height - height + 1,
-      height,
-      raw: new Uint8Array(meta.tx.toRaw())
-    }
+    return this.read(async () => {
+      const meta = await this.node.getMeta(reverseHex(txid.toLowerCase()))
+      if (meta == null) { return undefined }
+      const height = meta.height >= 0 ? meta.height : undefined
+      return {
+        txid: meta.tx.txid(),
+        confirmations: height == null ? 0 : this.node.chain.height - height + 1,
+        height,
+        raw: new Uint8Array(meta.tx.toRaw())
+      }
+    })
   }
 
   async feeRate (): Promise<bigint> {
@@ -411,6 +428,22 @@ export class EmbeddedChain implements MiningBackend {
     if (this.closed) { throw new ChainUnavailableError('the embedded chain is closed') }
   }
 
+  /**
+   * Runs a read of the chain's indexes under the chain's own lock, the one
+   * connecting a block holds: read while a block is connected (mined here,
+   * or through the RPC's generatetoaddress), the address index can name a
+   * coin the block just spent, and bcoin's `getCoinsByAddress` fails
+   * `assert(coin)`.
+   */
+  private async read<T> (fn: () => Promise<T>): Promise<T> {
+    const unlock = await this.node.chain.locker.lock()
+    try {
+      return await fn()
+    } finally {
+      unlock()
+    }
+  }
+
   /** runs fn after every earlier mine/fund, one at a time */
   private async exclusive<T> (fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn)
@@ -438,7 +471,7 @@ export class EmbeddedChain implements MiningBackend {
   /** the faucet's coins spendable in the next block */
   private async faucetCoins (): Promise<bcoin.Coin[]> {
     const next = this.node.chain.height + 1
-    return (await this.node.getCoinsByAddress([this.faucetAddress]))
+    return (await this.read(async () => this.node.getCoinsByAddress([this.faucetAddress])))
       .filter(c => c.height >= 0 && (!c.coinbase || next - c.height >= COINBASE_MATURITY))
   }
 
@@ -513,29 +546,32 @@ export class EmbeddedChain implements MiningBackend {
         }
         wanted.set(m[1], parsed)
       }
-      const height = node.chain.height
-      const unspents: unknown[] = []
-      let total = 0n
-      for (const [address, { addr, script }] of wanted) {
-        // confirmed coins only, as Bitcoin Core scans its UTXO set (no mempool)
-        for (const c of matching(await node.chain.getCoinsByAddress([addr]), script)) {
-          total += BigInt(c.value)
-          unspents.push({
-            txid: c.txid(),
-            vout: c.index,
-            scriptPubKey: c.script.toRaw().toString('hex'),
-            desc: `addr(${address})`,
-            amount: satsToBtcNumber(BigInt(c.value)),
-            coinbase: c.coinbase,
-            height: c.height
-          })
+      // one lock for the whole scan: the coins and the height are of one tip
+      const { unspents, total, height, tip } = await this.read(async () => {
+        const unspents: unknown[] = []
+        let total = 0n
+        for (const [address, { addr, script }] of wanted) {
+          // confirmed coins only, as Bitcoin Core scans its UTXO set (no mempool)
+          for (const c of matching(await node.chain.getCoinsByAddress([addr]), script)) {
+            total += BigInt(c.value)
+            unspents.push({
+              txid: c.txid(),
+              vout: c.index,
+              scriptPubKey: c.script.toRaw().toString('hex'),
+              desc: `addr(${address})`,
+              amount: satsToBtcNumber(BigInt(c.value)),
+              coinbase: c.coinbase,
+              height: c.height
+            })
+          }
         }
-      }
+        return { unspents, total, height: node.chain.height, tip: node.chain.tip.hash }
+      })
       return {
         success: true,
         txouts: unspents.length,
         height,
-        bestblock: reverseHex(node.chain.tip.hash),
+        bestblock: reverseHex(tip),
         unspents,
         total_amount: satsToBtcNumber(total)
       }
