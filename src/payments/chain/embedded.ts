@@ -27,6 +27,8 @@ export const DEFAULT_FUND_SATS = 1_000_000_000n
 export const MAX_MINE_BLOCKS = 10_000
 /** the most addresses one `addresses()`/`utxos()` call (or one `scantxoutset`) takes */
 export const MAX_ADDRESSES = 1000
+/** the most outputs one `fundEach()` pays */
+export const MAX_FUND_OUTPUTS = 100
 /** the most entries `history()` returns */
 export const MAX_HISTORY = 1000
 /** the largest raw transaction `broadcast()` decodes (the block weight limit) */
@@ -224,12 +226,7 @@ export class EmbeddedChain implements MiningBackend {
     this.checkOpen()
     const max = Math.max(0, Math.min(Math.floor(limit), MAX_HISTORY))
     const { addr, script } = parseAddress(address)
-    return this.read(async () => this.historyOf(addr, script, max))
-  }
-
-  /** `history()` under the chain lock */
-  private async historyOf (addr: bcoin.Address, script: string, max: number): Promise<AddressTx[]> {
-    const metas = await this.node.getMetaByAddress([addr])
+    const metas = await this.read(async () => this.node.getMetaByAddress([addr]))
     const rows: Array<AddressTx & { order: number, index: number }> = []
     for (const meta of metas) {
       let received = 0n
@@ -239,6 +236,7 @@ export class EmbeddedChain implements MiningBackend {
         if (o.script.toRaw().toString('hex') === script) { received += BigInt(o.value); touched = true }
       }
       if (!meta.tx.isCoinbase()) {
+        // takes the chain lock itself (bcoin's getSpentView)
         const view = await this.node.getMetaView(meta)
         for (const input of meta.tx.inputs) {
           const prev = view.getOutputFor(input)
@@ -336,25 +334,38 @@ export class EmbeddedChain implements MiningBackend {
    * coinbase, so no maturity wait).
    */
   async fund (address: string, amount: bigint = DEFAULT_FUND_SATS): Promise<Funding> {
+    const [funding] = await this.fundEach([address], amount)
+    return funding
+  }
+
+  /**
+   * Pays `amount` to each address (an address may be named several times:
+   * one coin each) in one faucet transaction, output i to addresses[i], and
+   * mines one block. A wallet given several coins can make several payments
+   * at once without chaining them.
+   */
+  async fundEach (addresses: string[], amount: bigint = DEFAULT_FUND_SATS): Promise<Funding[]> {
     this.checkOpen()
     checkAmount(amount)
-    const { addr } = parseAddress(address)
+    if (!Array.isArray(addresses) || addresses.length === 0 || addresses.length > MAX_FUND_OUTPUTS) { throw new RangeError(`fund: 1..${MAX_FUND_OUTPUTS} addresses`) }
+    checkAmount(amount * BigInt(addresses.length))
+    const addrs = addresses.map(a => parseAddress(a).addr)
     return this.exclusive(async () => {
-      const tx = await this.faucetPay(addr, amount)
+      const tx = await this.faucetPay(addrs.map(addr => ({ addr, amount })))
       await this.mineOne(this.faucetAddress)
-      const meta = await this.node.getMeta(tx.hash('hex'))
+      const meta = await this.read(async () => this.node.getMeta(tx.hash('hex')))
       if (meta == null || meta.height < 0) { throw new Error('fund: the faucet transaction was not mined') }
-      return { txid: tx.txid(), vout: 0, value: amount, height: meta.height }
+      return addrs.map((_, vout) => ({ txid: tx.txid(), vout, value: amount, height: meta.height }))
     })
   }
 
   /**
-   * Puts a faucet payment of amount to addr (output 0) into the mempool;
+   * Puts a faucet payment into the mempool, output i paying outputs[i];
    * call inside `exclusive`
    */
-  private async faucetPay (addr: bcoin.Address, amount: bigint): Promise<bcoin.TX> {
+  private async faucetPay (outputs: Array<{ addr: bcoin.Address, amount: bigint }>): Promise<bcoin.TX> {
     const node = this.node
-    const need = amount + 1_000_000n
+    const need = outputs.reduce((s, o) => s + o.amount, 0n) + 1_000_000n
     let coins = await this.faucetCoins()
     // the faucet runs dry only on a fresh chain started with segwit: false
     // (or after paying out thousands of BTC): mine it some mature coins
@@ -362,10 +373,10 @@ export class EmbeddedChain implements MiningBackend {
       for (let i = 0; i < COINBASE_MATURITY + 1; i++) { await this.mineOne(this.faucetAddress) }
       coins = await this.faucetCoins()
     }
-    if (sum(coins) < need) { throw new Error(`fund: the regtest faucet cannot pay ${amount} sats`) }
+    if (sum(coins) < need) { throw new Error(`fund: the regtest faucet cannot pay ${need - 1_000_000n} sats`) }
 
     const mtx = new bcoin.MTX()
-    mtx.addOutput(addr, Number(amount))
+    for (const o of outputs) { mtx.addOutput(o.addr, Number(o.amount)) }
     await mtx.fund(coins, { changeAddress: this.faucetAddress, rate: FAUCET_RATE, height: node.chain.height })
     mtx.sign(this.faucet)
     const tx = mtx.toTX()
@@ -518,7 +529,7 @@ export class EmbeddedChain implements MiningBackend {
       if (amount == null || amount <= 0n || amount > MAX_MONEY) { throw rpcError(-3, 'Invalid amount') }
       if (this.closed) { throw rpcError(-1, 'shutting down') }
       try {
-        const tx = await this.exclusive(async () => this.faucetPay(parsed.addr, amount))
+        const tx = await this.exclusive(async () => this.faucetPay([{ addr: parsed.addr, amount }]))
         return tx.txid()
       } catch (err: any) {
         throw rpcError(-6, String(err?.message ?? err))
