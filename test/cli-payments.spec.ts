@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { secp256k1 } from '@noble/curves/secp256k1.js'
+import { p2wpkh } from '@scure/btc-signer'
 import { generateApiKey } from '../src/payments/chain/embedded.js'
 import { killAll, runCli, startCliNode } from './cli-fixtures.js'
 import { tempDir } from './fixtures.js'
@@ -108,3 +110,72 @@ describe('decloud wallet and decloud call --pay (real processes, a shared regtes
     assert.match(r.err, /--pay needs a running node/)
   })
 })
+
+describe('paid calls in a row and at once from the command line (a real seller, a shared chain, no block between)', function () {
+  this.timeout(300_000)
+  let chain: EmbeddedChain
+  let work: string
+  let seller: CliNode
+  let buyer: CliNode
+
+  before(async () => {
+    work = await tempDir('decloud-cli-paid-')
+    chain = await EmbeddedChain.start({ memory: true, http: { port: 0, apiKey: generateApiKey() } })
+    const url = chain.rpcUrl as string
+    seller = await startCliNode(join(work, 'seller'), ['--chain-rpc', url, '--price', 'storage.put=400'], 60_000, { payments: true })
+    buyer = await startCliNode(join(work, 'buyer'), ['--chain-rpc', url], 60_000, { payments: true })
+  })
+
+  after(async () => {
+    await seller?.stop().catch(() => {})
+    await buyer?.stop().catch(() => {})
+    await killAll()
+    await chain?.close()
+  })
+
+  const put = async (i: number): Promise<{ code: number | null, err: string, txid?: string }> => {
+    const file = join(work, `body-${i}.bin`)
+    await writeFile(file, `body ${i}`)
+    const r = await runCli(['call', seller.addr, 'storage.put', '-f', file, '--pay', 'auto', '--max', '5000', '--data-dir', buyer.dataDir], { timeout: 60_000 })
+    return { code: r.code, err: r.stderr, txid: /paid 400 sat \(attached, txid ([0-9a-f]{64})\)/.exec(r.stderr)?.[1] }
+  }
+
+  const check = (results: Array<{ code: number | null, err: string, txid?: string }>): void => {
+    const failed = results.map((r, i) => [i, r] as const).filter(([, r]) => r.code !== 0 || r.txid == null)
+    assert.deepEqual(failed.map(([i, r]) => `#${i}: exit ${String(r.code)}: ${r.err.trim()}`), [])
+    for (const r of results) { assert.doesNotMatch(r.err, /txid \?/) }
+    assert.equal(new Set(results.map(r => r.txid)).size, results.length, 'one transaction per call')
+  }
+
+  it('50 paid calls in a row all pay, each with its own transaction', async () => {
+    const results = []
+    for (let i = 0; i < 50; i++) { results.push(await put(i)) }
+    check(results)
+  })
+
+  it('8 paid calls at once all pay', async () => {
+    check(await Promise.all(Array.from({ length: 8 }, async (_, i) => put(100 + i))))
+  })
+
+  it('after a block, both wallets\' histories show the payments with their confirmations', async () => {
+    await chain.mine(2, p2wpkhElsewhere(chain))
+    const history = async (dir: string): Promise<Array<{ txid: string, height?: number, confirmations?: number, delta: string }>> => {
+      const r = await runCli(['wallet', 'history', '--json', '--limit', '200', '--data-dir', dir], { timeout: 60_000 })
+      assert.equal(r.code, 0, r.stderr)
+      return JSON.parse(r.stdout.toString('utf8')).transactions
+    }
+    const received = (await history(seller.dataDir)).filter(t => BigInt(t.delta) === 400n)
+    assert.equal(received.length, 58, 'the seller sees every payment it received')
+    for (const t of received) { assert.ok(t.height != null && t.confirmations != null && t.confirmations >= 2, JSON.stringify(t)) }
+    const sent = (await history(buyer.dataDir)).filter(t => BigInt(t.delta) < -400n)
+    assert.equal(sent.length, 58, 'the buyer sees every payment it made')
+    for (const t of sent) { assert.ok(t.height != null && t.confirmations != null && t.confirmations >= 2, JSON.stringify(t)) }
+    const text = await runCli(['wallet', 'history', '--limit', '3', '--data-dir', seller.dataDir], { timeout: 60_000 })
+    assert.match(text.stdout.toString('utf8'), /^[0-9a-f]{64} {2}block [0-9]+ \([0-9]+ confirmations\) {2}\+400 sat$/m)
+  })
+})
+
+/** An address no wallet here holds */
+function p2wpkhElsewhere (chain: EmbeddedChain): string {
+  return p2wpkh(secp256k1.getPublicKey(secp256k1.utils.randomSecretKey(), true), chain.network).address as string
+}

@@ -12,6 +12,7 @@
 import { Address, OutScript, Transaction } from '@scure/btc-signer'
 import { BCOIN_REGTEST, CORE_REGTEST, networkOf } from '../networks.js'
 import { ChainUnavailableError, ChainUnsupportedError, TxRejectedError } from '../types.js'
+import { maskUrl } from './secrets.js'
 import type { AddressNetwork, AddressState, AddressTx, ChainName, MiningBackend, TxStatus, Utxo } from '../types.js'
 
 /** default per-request timeout */
@@ -133,8 +134,8 @@ export class BitcoindRpcBackend implements MiningBackend {
     this.maxResponseBytes = opts.maxResponseBytes ?? MAX_RESPONSE_BYTES
     this.maxQueuedScans = opts.maxQueuedScans ?? MAX_QUEUED_SCANS
     const shown = new URL(this.endpoint)
-    if (this.authorization != null) { shown.username = 'user'; shown.password = '***' }
-    this.description = `bitcoind RPC ${shown.toString()} (${this.chain}${this.network === BCOIN_REGTEST ? ', bcoin' : ''})`
+    if (this.authorization != null) { shown.username = 'user'; shown.password = 'x' }
+    this.description = `bitcoind RPC ${maskUrl(shown.toString())} (${this.chain}${this.network === BCOIN_REGTEST ? ', bcoin' : ''})`
   }
 
   /**
