@@ -28,7 +28,9 @@ describe('decloud wallet and decloud call --pay (real processes, a shared regtes
     url = chain.rpcUrl as string
     assert.ok(url.startsWith('http://'), 'the chain serves RPC')
     seller = await startCliNode(join(work, 'seller'), ['--chain-rpc', url, '--price', 'storage.put=1/1024'], 60_000, { payments: true })
-    buyer = await startCliNode(join(work, 'buyer'), ['--chain-rpc', url], 60_000, { payments: true })
+    // the buyer reads the URL (its API key) from a file only its owner reads
+    await writeFile(join(work, 'rpc-url'), url + '\n', { mode: 0o600 })
+    buyer = await startCliNode(join(work, 'buyer'), ['--chain-rpc-file', join(work, 'rpc-url')], 60_000, { payments: true })
   })
 
   after(async () => {
@@ -48,6 +50,7 @@ describe('decloud wallet and decloud call --pay (real processes, a shared regtes
     assert.equal(b.code, 0, b.err)
     const w = JSON.parse(b.out)
     assert.equal(w.chain, 'regtest')
+    assert.doesNotMatch(w.backend, new RegExp(/x:([^@]+)@/.exec(url)?.[1] ?? 'the key'), 'the API key is not shown')
     assert.match(w.identityAddress, /^rb1q/)
     assert.ok(BigInt(w.balance.confirmed) >= 1_000_000_000n, `dev-funded: ${w.balance.confirmed}`)
     const a = await run(['wallet', 'address'], buyer.dataDir)
@@ -97,8 +100,12 @@ describe('decloud wallet and decloud call --pay (real processes, a shared regtes
       [['wallet', 'frobnicate'], /unknown wallet command/],
       [['node', '--chain', 'moon'], /--chain must be regtest, signet, testnet or mainnet/],
       [['node', '--chain', 'mainnet', '--chain-rpc', 'http://127.0.0.1:1/'], /--chain-rpc is a shared regtest chain/],
-      [['node', '--price', 'storage.put=1.5'], /--price/]
+      [['node', '--price', 'storage.put=1.5'], /--price/],
+      [['node', '--chain-rpc', 'http://x:k@127.0.0.1:1/', '--chain-rpc-file', join(work, 'rpc-url')], /give --chain-rpc or --chain-rpc-file, not both/],
+      [['node', '--chain-rpc-file', join(work, 'readable-url')], /--chain-rpc-file: .* can be read by other users .*chmod 600/],
+      [['node', '--no-payments', '--chain-rpc-file', join(work, 'rpc-url')], /--no-payments goes without chain options/]
     ]
+    await writeFile(join(work, 'readable-url'), 'http://x:k@127.0.0.1:1/\n', { mode: 0o644 })
     for (const [args, message] of cases) {
       const r = await run(args, buyer.dataDir)
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`)
