@@ -17,7 +17,7 @@ import { Wallet } from '../src/payments/wallet.js'
 import { Store } from '../src/store/index.js'
 import { tempDir } from './fixtures.js'
 import { EmbeddedChain } from './regtest.js'
-import type { ChainBackend } from '../src/payments/types.js'
+import type { ChainBackend, SignedPayment } from '../src/payments/types.js'
 
 const BTC = 100_000_000n
 
@@ -116,15 +116,16 @@ describe('wallet: payments in a row and at once, no block between', function () 
   })
 
   it('8 payments at once from 8 coins take 8 coins; from one coin they chain, none conflicts', async () => {
+    const pay = async (wallet: Wallet, i: number): Promise<SignedPayment> => {
+      const p = await wallet.createPayment(to, 10_000n + BigInt(i))
+      // the seller broadcasts it
+      await rpc.broadcast(p.raw)
+      return p
+    }
     for (const coins of [8, 1]) {
       const wallet = await open(rpc, 20_000)
       await served.fundEach(await Promise.all(Array.from({ length: coins }, async () => wallet.newAddress())), BTC)
-      const payments = await Promise.all(Array.from({ length: 8 }, async (_, i) => {
-        const p = await wallet.createPayment(to, 10_000n + BigInt(i))
-        // the seller broadcasts it
-        await rpc.broadcast(p.raw)
-        return p
-      }))
+      const payments = await Promise.all(Array.from({ length: 8 }, async (_, i) => pay(wallet, i)))
       const spent = payments.flatMap(p => inputsOf(p.raw))
       assert.equal(new Set(spent).size, spent.length, 'no coin spent twice')
       await served.mine(1, to)
@@ -173,11 +174,11 @@ describe('embedded chain: reads while blocks are connected', function () {
       const addresses = await Promise.all(Array.from({ length: 40 }, async () => wallet.newAddress()))
       const elsewhere = p2wpkh(secp256k1.getPublicKey(secp256k1.utils.randomSecretKey(), true), rpc.network).address as string
       await served.fundEach(addresses, BTC)
-      let stop = false
+      const state = { stop: false }
       const failures: unknown[] = []
       let reads = 0
       const reader = async (): Promise<void> => {
-        while (!stop) {
+        while (!state.stop) {
           try {
             await served.utxos(addresses)
             await served.addresses(addresses)
@@ -195,7 +196,7 @@ describe('embedded chain: reads while blocks are connected', function () {
         for (let k = 0; k < 3; k++) { await wallet.send(addresses[(i * 3 + k) % addresses.length], 50_000n) }
         await rpc.mine(1, elsewhere)
       }
-      stop = true
+      state.stop = true
       await Promise.all(readers)
       assert.deepEqual(failures.map(e => String((e as Error)?.message ?? e)), [])
       assert.ok(reads > 0)

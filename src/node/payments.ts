@@ -116,7 +116,7 @@ export const DEV_SPEND_FUND = 1_000_000_000n
  */
 export const DEV_SPEND_COINS = 8
 
-interface Faucet { fund(address: string, amount?: bigint): Promise<unknown>, fundEach?: (addresses: string[], amount?: bigint) => Promise<unknown> }
+interface Faucet { fund(address: string, amount?: bigint): Promise<unknown>, fundEach?(addresses: string[], amount?: bigint): Promise<unknown> }
 const hasFaucet = (b: ChainBackend): b is ChainBackend & Faucet => typeof (b as Partial<Faucet>).fund === 'function'
 
 /** Opens the chain, wallet, tabs and policy of a node; nothing is started */

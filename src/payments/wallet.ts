@@ -370,15 +370,14 @@ export class Wallet implements PaymentWallet {
    * The wallet's coins as they are once its own payments are counted, on
    * every backend alike: the backend's list (confirmed coins only over
    * bitcoind's `scantxoutset`; confirmed and mempool on the others), then
-   * each payment of ours in the order it was made:
-   * - all its coins still there: it is not in the backend's list yet, so its
-   *   coins are taken out; once the backend knows the transaction (mempool),
-   *   its change is in (like Bitcoin Core's wallet, the wallet spends its own
-   *   unconfirmed change, so a payment need not wait for a block). A payment
-   *   the backend does not know yet is in flight: its coins are neither free
-   *   nor gone.
-   * - a coin gone: the backend shows the payment (or a conflicting one), so
-   *   the reservation has ended.
+   * each payment of ours in the order it was made. All its coins still
+   * there: it is not in the backend's list yet, so its coins are taken out;
+   * once the backend knows the transaction (mempool), its change is in (like
+   * Bitcoin Core's wallet, the wallet spends its own unconfirmed change, so a
+   * payment need not wait for a block). A payment the backend does not know
+   * yet is in flight: its coins are neither free nor gone. A coin gone: the
+   * backend shows the payment (or a conflicting one), so the reservation has
+   * ended.
    * A payment spending an earlier one's change comes after it, so that
    * change is there when it is looked at: a chain of unconfirmed payments is
    * followed to its end, and no coin an unconfirmed payment spent is free.
