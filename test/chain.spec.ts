@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { readFile, stat } from 'node:fs/promises'
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises'
 import { createServer as createHttpServer } from 'node:http'
 import { createServer as createNetServer } from 'node:net'
 import { join } from 'node:path'
@@ -12,6 +12,7 @@ import { EmbeddedChain, generateApiKey, SEGWIT_HEIGHT } from '../src/payments/ch
 import { EsploraBackend } from '../src/payments/chain/esplora.js'
 import { ChainConfigError, createChainBackend } from '../src/payments/chain/index.js'
 import { BCOIN_REGTEST, TESTNET } from '../src/payments/chain/networks.js'
+import { maskUrl, readSecretFile } from '../src/payments/chain/secrets.js'
 import { ChainUnavailableError, ChainUnsupportedError, TxRejectedError, canMine } from '../src/payments/types.js'
 import { BIN, killAll, runCli } from './cli-fixtures.js'
 import { tempDir } from './fixtures.js'
@@ -86,6 +87,55 @@ async function httpServer (handler: (req: IncomingMessage, res: ServerResponse, 
     }
   }
 }
+
+/** A small seeded generator of numbers in [0, 1) (mulberry32) */
+function mulberry32 (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+describe('chain secrets', () => {
+  it('maskUrl hides passwords, token user names, key-like path segments and query values, keeps the rest', () => {
+    assert.equal(maskUrl('http://x:0123456789abcdef@127.0.0.1:48443/'), 'http://x:***@127.0.0.1:48443/')
+    assert.equal(maskUrl('https://tok3n@esplora.example/api'), 'https://***@esplora.example/api')
+    assert.equal(maskUrl('https://esplora.example/v1/k3y0123456789abcdefghij/api?token=sekrit&x=1#frag'), 'https://esplora.example/v1/***/api?token=***&x=***')
+    assert.equal(maskUrl('https://mempool.space/signet/api'), 'https://mempool.space/signet/api')
+    assert.equal(maskUrl('not a url with a p4ssword'), '(not a URL)')
+  })
+
+  it('backend descriptions (start line, errors, GET /v1/wallet) never carry the secrets; Esplora keeps the query on every request', async () => {
+    const rpc = new BitcoindRpcBackend('http://alice:pa55word-0123456789@127.0.0.1:1/wallet/k3y0123456789abcdefghij')
+    assert.doesNotMatch(rpc.description, /pa55word|alice|k3y0/)
+    await assert.rejects(rpc.height(), (err: any) => !/pa55word|k3y0/.test(err.message))
+    const urls: string[] = []
+    const server = await httpServer((req, res) => { urls.push(req.url ?? ''); res.end('195010') })
+    try {
+      const esplora = await EsploraBackend.connect(`${server.url}k3y0123456789abcdefghij/api?token=sekrit`, { chain: 'signet' })
+      assert.deepEqual(urls, ['/k3y0123456789abcdefghij/api/blocks/tip/height?token=sekrit'])
+      assert.doesNotMatch(esplora.description, /sekrit|k3y0/)
+      assert.match(esplora.description, /\/\*\*\*\/api\/\?token=\*\*\*/)
+      await esplora.close()
+    } finally {
+      await server.close()
+    }
+  })
+
+  it('reads a secret from a file only its owner can read', async () => {
+    const dir = await tempDir()
+    const file = join(dir, 'rpc-url')
+    await writeFile(file, 'http://x:key@127.0.0.1:1/\n', { mode: 0o600 })
+    assert.equal(readSecretFile(file, '--chain-rpc-file'), 'http://x:key@127.0.0.1:1/')
+    await chmod(file, 0o640)
+    assert.throws(() => readSecretFile(file, '--chain-rpc-file'), (err: any) => err.name === 'SecretFileError' && err.message.includes(`chmod 600 ${file}`))
+    assert.throws(() => readSecretFile(join(dir, 'missing'), '--chain-rpc-file'), { name: 'SecretFileError' })
+  })
+})
 
 describe('chain backends', function () {
   this.timeout(120_000)
@@ -406,9 +456,12 @@ describe('chain backends', function () {
       assert.equal(btcToSats(12.5), 1_250_000_000n)
       assert.equal(btcToSats(0.1 + 0.2), 30_000_000n)
       assert.equal(btcToSats(20999999.99999999), 2_099_999_999_999_999n)
+      // 2,000 amounts from a seeded generator: the same every run, another with DECLOUD_TEST_SEED
+      const seed = Number(process.env.DECLOUD_TEST_SEED ?? 20_260_101) >>> 0
+      const random = mulberry32(seed)
       for (let i = 0; i < 2000; i++) {
-        const sats = BigInt(Math.floor(Math.random() * 2.1e15))
-        assert.equal(btcToSats(Number(sats) / 1e8), sats)
+        const sats = BigInt(Math.floor(random() * 2.1e15))
+        assert.equal(btcToSats(Number(sats) / 1e8), sats, `amount #${i} of seed ${seed} (DECLOUD_TEST_SEED=${seed} repeats it)`)
       }
       assert.throws(() => btcToSats(-1), RangeError)
       assert.throws(() => btcToSats(Number.NaN), RangeError)
@@ -656,11 +709,60 @@ describe('chain backends', function () {
       const usage = await runCli(['chain', 'mine', 'many', '--chain-rpc', url])
       assert.equal(usage.code, 2)
 
+      // the URL from a file only its owner reads, or from the environment: not in the process list
+      const urlFile = join(dataDir, 'rpc-url')
+      await writeFile(urlFile, url + '\n', { mode: 0o600 })
+      const fromFile = await runCli(['chain', 'mine', '1', '--chain-rpc-file', urlFile])
+      assert.equal(fromFile.code, 0, fromFile.stderr)
+      assert.equal(fromFile.stdout.toString(), `height ${SEGWIT_HEIGHT + 4}\n`)
+      await chmod(urlFile, 0o644)
+      const readable = await runCli(['chain', 'info', '--chain-rpc-file', urlFile])
+      assert.equal(readable.code, 2)
+      assert.match(readable.stderr, /can be read by other users .*chmod 600/)
+      process.env.DECLOUD_CHAIN_RPC = url
+      try {
+        const fromEnv = await runCli(['chain', 'info'])
+        assert.equal(fromEnv.code, 0, fromEnv.stderr)
+        assert.equal(fromEnv.stdout.toString(), `chain: regtest\nheight: ${SEGWIT_HEIGHT + 4}\n`)
+      } finally {
+        delete process.env.DECLOUD_CHAIN_RPC
+      }
+
       child.kill('SIGTERM')
       assert.equal(await exited, 0, stderr)
       assert.match(stderr, /stopped/)
       const gone = await runCli(['chain', 'info', '--chain-rpc', url])
       assert.equal(gone.code, 3)
+    })
+
+    it('serve takes its API key from a 0600 file or DECLOUD_CHAIN_API_KEY, never a readable file', async () => {
+      const dir = await tempDir('decloud-chain-key-')
+      const keyFile = join(dir, 'key')
+      await writeFile(keyFile, 'from-a-file-0123456789\n', { mode: 0o644 })
+      const refused = await runCli(['chain', 'serve', '--memory', '--port', '0', '--api-key-file', keyFile])
+      assert.equal(refused.code, 2)
+      assert.match(refused.stderr, /--api-key-file: .*chmod 600/)
+      await chmod(keyFile, 0o600)
+      for (const [args, key] of [[['--api-key-file', keyFile], 'from-a-file-0123456789'], [[], 'from-the-env-0123456789']] as const) {
+        const child = spawn(process.execPath, [BIN, 'chain', 'serve', '--memory', '--port', '0', '--block-interval', '0', ...args], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, DECLOUD_CHAIN_API_KEY: 'from-the-env-0123456789' }
+        })
+        serve = child
+        const exited = new Promise<number | null>(resolve => child.once('exit', code => { resolve(code) }))
+        const url = await new Promise<string>((resolve, reject) => {
+          let stdout = ''
+          const timer = setTimeout(() => { reject(new Error('no URL printed')) }, 60_000)
+          child.stdout?.on('data', (b: Buffer) => {
+            stdout += b.toString('utf8')
+            const m = /chain rpc: (\S+)\n/.exec(stdout)
+            if (m != null) { clearTimeout(timer); resolve(m[1]) }
+          })
+        })
+        assert.match(url, new RegExp(`^http://x:${key}@127\\.0\\.0\\.1:[0-9]+/$`))
+        child.kill('SIGTERM')
+        assert.equal(await exited, 0)
+      }
     })
   })
 })

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { secp256k1 } from '@noble/curves/secp256k1.js'
+import { p2wpkh } from '@scure/btc-signer'
 import { generateApiKey } from '../src/payments/chain/embedded.js'
 import { killAll, runCli, startCliNode } from './cli-fixtures.js'
 import { tempDir } from './fixtures.js'
@@ -26,7 +28,9 @@ describe('decloud wallet and decloud call --pay (real processes, a shared regtes
     url = chain.rpcUrl as string
     assert.ok(url.startsWith('http://'), 'the chain serves RPC')
     seller = await startCliNode(join(work, 'seller'), ['--chain-rpc', url, '--price', 'storage.put=1/1024'], 60_000, { payments: true })
-    buyer = await startCliNode(join(work, 'buyer'), ['--chain-rpc', url], 60_000, { payments: true })
+    // the buyer reads the URL (its API key) from a file only its owner reads
+    await writeFile(join(work, 'rpc-url'), url + '\n', { mode: 0o600 })
+    buyer = await startCliNode(join(work, 'buyer'), ['--chain-rpc-file', join(work, 'rpc-url')], 60_000, { payments: true })
   })
 
   after(async () => {
@@ -46,6 +50,7 @@ describe('decloud wallet and decloud call --pay (real processes, a shared regtes
     assert.equal(b.code, 0, b.err)
     const w = JSON.parse(b.out)
     assert.equal(w.chain, 'regtest')
+    assert.doesNotMatch(w.backend, new RegExp(/x:([^@]+)@/.exec(url)?.[1] ?? 'the key'), 'the API key is not shown')
     assert.match(w.identityAddress, /^rb1q/)
     assert.ok(BigInt(w.balance.confirmed) >= 1_000_000_000n, `dev-funded: ${w.balance.confirmed}`)
     const a = await run(['wallet', 'address'], buyer.dataDir)
@@ -95,8 +100,12 @@ describe('decloud wallet and decloud call --pay (real processes, a shared regtes
       [['wallet', 'frobnicate'], /unknown wallet command/],
       [['node', '--chain', 'moon'], /--chain must be regtest, signet, testnet or mainnet/],
       [['node', '--chain', 'mainnet', '--chain-rpc', 'http://127.0.0.1:1/'], /--chain-rpc is a shared regtest chain/],
-      [['node', '--price', 'storage.put=1.5'], /--price/]
+      [['node', '--price', 'storage.put=1.5'], /--price/],
+      [['node', '--chain-rpc', 'http://x:k@127.0.0.1:1/', '--chain-rpc-file', join(work, 'rpc-url')], /give --chain-rpc or --chain-rpc-file, not both/],
+      [['node', '--chain-rpc-file', join(work, 'readable-url')], /--chain-rpc-file: .* can be read by other users .*chmod 600/],
+      [['node', '--no-payments', '--chain-rpc-file', join(work, 'rpc-url')], /--no-payments goes without chain options/]
     ]
+    await writeFile(join(work, 'readable-url'), 'http://x:k@127.0.0.1:1/\n', { mode: 0o644 })
     for (const [args, message] of cases) {
       const r = await run(args, buyer.dataDir)
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`)
@@ -108,3 +117,72 @@ describe('decloud wallet and decloud call --pay (real processes, a shared regtes
     assert.match(r.err, /--pay needs a running node/)
   })
 })
+
+describe('paid calls in a row and at once from the command line (a real seller, a shared chain, no block between)', function () {
+  this.timeout(300_000)
+  let chain: EmbeddedChain
+  let work: string
+  let seller: CliNode
+  let buyer: CliNode
+
+  before(async () => {
+    work = await tempDir('decloud-cli-paid-')
+    chain = await EmbeddedChain.start({ memory: true, http: { port: 0, apiKey: generateApiKey() } })
+    const url = chain.rpcUrl as string
+    seller = await startCliNode(join(work, 'seller'), ['--chain-rpc', url, '--price', 'storage.put=400'], 60_000, { payments: true })
+    buyer = await startCliNode(join(work, 'buyer'), ['--chain-rpc', url], 60_000, { payments: true })
+  })
+
+  after(async () => {
+    await seller?.stop().catch(() => {})
+    await buyer?.stop().catch(() => {})
+    await killAll()
+    await chain?.close()
+  })
+
+  const put = async (i: number): Promise<{ code: number | null, err: string, txid?: string }> => {
+    const file = join(work, `body-${i}.bin`)
+    await writeFile(file, `body ${i}`)
+    const r = await runCli(['call', seller.addr, 'storage.put', '-f', file, '--pay', 'auto', '--max', '5000', '--data-dir', buyer.dataDir], { timeout: 60_000 })
+    return { code: r.code, err: r.stderr, txid: /paid 400 sat \(attached, txid ([0-9a-f]{64})\)/.exec(r.stderr)?.[1] }
+  }
+
+  const check = (results: Array<{ code: number | null, err: string, txid?: string }>): void => {
+    const failed = results.map((r, i) => [i, r] as const).filter(([, r]) => r.code !== 0 || r.txid == null)
+    assert.deepEqual(failed.map(([i, r]) => `#${i}: exit ${String(r.code)}: ${r.err.trim()}`), [])
+    for (const r of results) { assert.doesNotMatch(r.err, /txid \?/) }
+    assert.equal(new Set(results.map(r => r.txid)).size, results.length, 'one transaction per call')
+  }
+
+  it('50 paid calls in a row all pay, each with its own transaction', async () => {
+    const results = []
+    for (let i = 0; i < 50; i++) { results.push(await put(i)) }
+    check(results)
+  })
+
+  it('8 paid calls at once all pay', async () => {
+    check(await Promise.all(Array.from({ length: 8 }, async (_, i) => put(100 + i))))
+  })
+
+  it('after a block, both wallets\' histories show the payments with their confirmations', async () => {
+    await chain.mine(2, p2wpkhElsewhere(chain))
+    const history = async (dir: string): Promise<Array<{ txid: string, height?: number, confirmations?: number, delta: string }>> => {
+      const r = await runCli(['wallet', 'history', '--json', '--limit', '200', '--data-dir', dir], { timeout: 60_000 })
+      assert.equal(r.code, 0, r.stderr)
+      return JSON.parse(r.stdout.toString('utf8')).transactions
+    }
+    const received = (await history(seller.dataDir)).filter(t => BigInt(t.delta) === 400n)
+    assert.equal(received.length, 58, 'the seller sees every payment it received')
+    for (const t of received) { assert.ok(t.height != null && t.confirmations != null && t.confirmations >= 2, JSON.stringify(t)) }
+    const sent = (await history(buyer.dataDir)).filter(t => BigInt(t.delta) < -400n)
+    assert.equal(sent.length, 58, 'the buyer sees every payment it made')
+    for (const t of sent) { assert.ok(t.height != null && t.confirmations != null && t.confirmations >= 2, JSON.stringify(t)) }
+    const text = await runCli(['wallet', 'history', '--limit', '3', '--data-dir', seller.dataDir], { timeout: 60_000 })
+    assert.match(text.stdout.toString('utf8'), /^[0-9a-f]{64} {2}block [0-9]+ \([0-9]+ confirmations\) {2}\+400 sat$/m)
+  })
+})
+
+/** An address no wallet here holds */
+function p2wpkhElsewhere (chain: EmbeddedChain): string {
+  return p2wpkh(secp256k1.getPublicKey(secp256k1.utils.randomSecretKey(), true), chain.network).address as string
+}

@@ -94,7 +94,7 @@ describe('wallet on a regtest chain', function () {
   /** an address no wallet here owns, to mine to */
   let elsewhere: string
 
-  async function openWallet (dataDir: string, options: { passphrase?: string } = {}): Promise<{ wallet: Wallet, store: Store }> {
+  async function openWallet (dataDir: string, options: { passphrase?: string, inFlightWait?: number } = {}): Promise<{ wallet: Wallet, store: Store }> {
     const store = new Store(join(dataDir, 'db'))
     await store.open()
     stores.push(store)
@@ -191,9 +191,9 @@ describe('wallet on a regtest chain', function () {
     assert.deepEqual(await bob.balance(), { confirmed: 150_000_000n, unconfirmed: 0n })
 
     const aliceHistory = await alice.history()
-    assert.deepEqual(aliceHistory[0], { txid: paid.txid, height: await chain.height(), delta: -(150_000_000n + paid.fee) })
-    assert.deepEqual(aliceHistory[1], { txid: funded.txid, height: funded.height, delta: 10n * BTC })
-    assert.deepEqual((await bob.history())[0], { txid: paid.txid, height: await chain.height(), delta: 150_000_000n })
+    assert.deepEqual(aliceHistory[0], { txid: paid.txid, height: await chain.height(), confirmations: 1, delta: -(150_000_000n + paid.fee) })
+    assert.deepEqual(aliceHistory[1], { txid: funded.txid, height: funded.height, confirmations: await chain.height() - funded.height + 1, delta: 10n * BTC })
+    assert.deepEqual((await bob.history())[0], { txid: paid.txid, height: await chain.height(), confirmations: 1, delta: 150_000_000n })
     assert.deepEqual((await alice.ledger()).map(e => e.txid), [paid.txid])
 
     // bob pays everything but a little back: no change below dust, it goes to the fee
@@ -227,7 +227,8 @@ describe('wallet on a regtest chain', function () {
 
   it('reserves coins: concurrent payments use different coins, reservations survive a restart, release gives them back', async () => {
     const dir = await tempDir()
-    let { wallet, store } = await openWallet(dir)
+    // no wait for payments in flight: the third payment is refused at once
+    let { wallet, store } = await openWallet(dir, { inFlightWait: 0 })
     const c1 = await fundAddress(chain, await wallet.newAddress(), BTC)
     const c2 = await fundAddress(chain, await wallet.newAddress(), BTC)
     const coin = (tx: Uint8Array): string => {
@@ -247,7 +248,7 @@ describe('wallet on a regtest chain', function () {
     await assert.rejects(wallet.createPayment(elsewhere, 10_000_000n), (err: any) => err.name === 'InsufficientFundsError' && err.available === 0n)
 
     await closeStore(store);
-    ({ wallet, store } = await openWallet(dir))
+    ({ wallet, store } = await openWallet(dir, { inFlightWait: 0 }))
     assert.deepEqual(new Set(wallet.reservedOutpoints()), new Set(used))
     await assert.rejects(wallet.createPayment(elsewhere, 10_000_000n), { name: 'InsufficientFundsError' })
 

@@ -8,6 +8,7 @@ import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
 import { defaultDataDir } from '../node/data-dir.js'
+import { secretFrom } from '../payments/chain/secrets.js'
 import type { ParseArgsConfig } from 'node:util'
 
 export interface Command {
@@ -196,7 +197,10 @@ export const CHAIN_OPTIONS = {
   chain: { type: 'string' },
   'bitcoind-rpc': { type: 'string' },
   esplora: { type: 'string' },
-  'chain-rpc': { type: 'string' }
+  'chain-rpc': { type: 'string' },
+  'bitcoind-rpc-file': { type: 'string' },
+  'esplora-file': { type: 'string' },
+  'chain-rpc-file': { type: 'string' }
 } as const
 
 export const CHAIN_USAGE = `  --chain NAME           regtest (default), signet, testnet or mainnet
@@ -204,10 +208,15 @@ export const CHAIN_USAGE = `  --chain NAME           regtest (default), signet, 
   --bitcoind-rpc URL     a bitcoind-compatible JSON-RPC server, http://user:pass@host:port/
   --esplora URL          an Esplora REST API root (signet, testnet, mainnet)
                          without --chain-rpc/--bitcoind-rpc/--esplora, regtest runs
-                         embedded in <data dir>/chain; other chains need one of them`
+                         embedded in <data dir>/chain; other chains need one of them
+  --chain-rpc-file F, --bitcoind-rpc-file F, --esplora-file F
+                         the URL read from file F (mode 0600), so its password is
+                         not in the process list; or set DECLOUD_CHAIN_RPC,
+                         DECLOUD_BITCOIND_RPC or DECLOUD_ESPLORA`
 
 /** The chain options of a command line, checked */
-export function parseChainOptions (values: { chain?: string, 'bitcoind-rpc'?: string, esplora?: string, 'chain-rpc'?: string }): { chain?: 'regtest' | 'signet' | 'testnet' | 'mainnet', bitcoindRpc?: string, esplora?: string } {
+export function parseChainOptions (given: ChainOptionValues, opts: { env?: boolean } = {}): { chain?: 'regtest' | 'signet' | 'testnet' | 'mainnet', bitcoindRpc?: string, esplora?: string } {
+  const values = resolveChainUrls(given, opts.env !== false)
   const chain = values.chain
   if (chain != null && !['regtest', 'signet', 'testnet', 'mainnet'].includes(chain)) {
     throw new UsageError(`--chain must be regtest, signet, testnet or mainnet, not "${chain}"`)
@@ -221,7 +230,8 @@ export function parseChainOptions (values: { chain?: string, 'bitcoind-rpc'?: st
     try {
       u = new URL(v)
     } catch {
-      throw new UsageError(`--${k}: "${v}" is not a URL`)
+      // the value may hold a password: not repeated
+      throw new UsageError(`--${k}: not a URL`)
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') { throw new UsageError(`--${k}: an http:// or https:// URL is required`) }
   }
@@ -231,6 +241,36 @@ export function parseChainOptions (values: { chain?: string, 'bitcoind-rpc'?: st
     ...(values['bitcoind-rpc'] != null ? { bitcoindRpc: values['bitcoind-rpc'] } : {}),
     ...(values.esplora != null ? { esplora: values.esplora } : {})
   }
+}
+
+/** The chain options as parseArgs gives them */
+export interface ChainOptionValues { chain?: string, 'bitcoind-rpc'?: string, esplora?: string, 'chain-rpc'?: string, 'bitcoind-rpc-file'?: string, 'esplora-file'?: string, 'chain-rpc-file'?: string }
+
+/** Environment variables naming the chain URLs when no option does */
+export const CHAIN_URL_ENV = { 'chain-rpc': 'DECLOUD_CHAIN_RPC', 'bitcoind-rpc': 'DECLOUD_BITCOIND_RPC', esplora: 'DECLOUD_ESPLORA' } as const
+
+/** True when the command line names a chain (the environment not counted) */
+export function hasChainOptions (values: ChainOptionValues): boolean {
+  return (['chain', 'bitcoind-rpc', 'esplora', 'chain-rpc', 'bitcoind-rpc-file', 'esplora-file', 'chain-rpc-file'] as const).some(k => values[k] != null)
+}
+
+/**
+ * The chain URLs from the options, their `-file` variants (a file only its
+ * owner may read) and, when no option names a URL, the environment
+ */
+function resolveChainUrls (values: ChainOptionValues, env: boolean): { chain?: string, 'bitcoind-rpc'?: string, esplora?: string, 'chain-rpc'?: string } {
+  const out: { chain?: string, 'bitcoind-rpc'?: string, esplora?: string, 'chain-rpc'?: string } = { chain: values.chain }
+  const keys = ['chain-rpc', 'bitcoind-rpc', 'esplora'] as const
+  const fromArgs = keys.some(k => values[k] != null || values[`${k}-file`] != null)
+  for (const k of keys) {
+    try {
+      const v = secretFrom({ flag: `--${k}`, value: values[k], file: values[`${k}-file`], ...(fromArgs || !env ? {} : { env: CHAIN_URL_ENV[k] }) })
+      if (v != null) { out[k] = v }
+    } catch (e: any) {
+      throw new UsageError(String(e?.message ?? e))
+    }
+  }
+  return out
 }
 
 /** `--price service.method=BASE` or `=BASE+RATE/PER` or `=RATE/PER`, integer sats */

@@ -117,6 +117,8 @@ export interface WalletJson {
 export interface WalletTxJson {
   txid: string
   height?: number
+  /** blocks since it was mined, 0 while unconfirmed */
+  confirmations?: number
   delta: string
 }
 
@@ -148,7 +150,7 @@ export async function walletJson (
 }
 
 export function walletTxJson (t: AddressTx): WalletTxJson {
-  return { txid: t.txid, ...(t.height != null ? { height: t.height } : {}), delta: t.delta.toString() }
+  return { txid: t.txid, ...(t.height != null ? { height: t.height } : {}), ...(t.confirmations != null ? { confirmations: t.confirmations } : {}), delta: t.delta.toString() }
 }
 
 export function sentJson (s: SignedPayment): SentJson {

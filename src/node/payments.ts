@@ -115,8 +115,15 @@ export const DEV_BLOCK_INTERVAL = 2_000
 /** Coins a dev wallet starts with: 1 BTC on the identity, 10 BTC to spend */
 export const DEV_IDENTITY_FUND = 100_000_000n
 export const DEV_SPEND_FUND = 1_000_000_000n
+/**
+ * The 10 BTC to spend come as this many coins: payments made at once each
+ * take their own coin instead of waiting for one another's change, and
+ * payments in a row make several short chains of unconfirmed change rather
+ * than one long one (a mempool takes chains of at most 25)
+ */
+export const DEV_SPEND_COINS = 8
 
-interface Faucet { fund(address: string, amount?: bigint): Promise<unknown> }
+interface Faucet { fund(address: string, amount?: bigint): Promise<unknown>, fundEach?(addresses: string[], amount?: bigint): Promise<unknown> }
 const hasFaucet = (b: ChainBackend): b is ChainBackend & Faucet => typeof (b as Partial<Faucet>).fund === 'function'
 
 /** Opens the chain, wallet, tabs and policy of a node; nothing is started */
@@ -244,7 +251,14 @@ async function devFund (backend: ChainBackend, wallet: Wallet): Promise<void> {
   if (hasFaucet(backend)) {
     try {
       await backend.fund(wallet.identityAddress, DEV_IDENTITY_FUND)
-      await backend.fund(await wallet.newAddress(), DEV_SPEND_FUND)
+      const spend: string[] = []
+      for (let i = 0; i < DEV_SPEND_COINS; i++) { spend.push(await wallet.newAddress()) }
+      const each = DEV_SPEND_FUND / BigInt(DEV_SPEND_COINS)
+      if (backend.fundEach != null) {
+        await backend.fundEach(spend, each)
+      } else {
+        for (const address of spend) { await backend.fund(address, each) }
+      }
       funded = true
     } catch {
       // e.g. Bitcoin Core's regtest without a loaded wallet (sendtoaddress fails): block rewards instead

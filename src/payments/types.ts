@@ -60,6 +60,8 @@ export interface AddressTx {
   height?: number
   /** net effect on the address: received minus spent (sats, may be negative) */
   delta: bigint
+  /** blocks since it was mined, 0 while unconfirmed (the wallet's history fills it in) */
+  confirmations?: number
 }
 
 export interface TxStatus {
@@ -188,10 +190,28 @@ export interface PaymentWallet {
   history(limit?: number): Promise<AddressTx[]>
 }
 
+/** Where the coins of a wallet that cannot pay are */
+export interface FundsBreakdown {
+  /** free confirmed coins */
+  confirmed: bigint
+  /** free unconfirmed coins (incoming, or change of our own payments in the mempool) */
+  unconfirmed: bigint
+  /** coins held by payments built but not yet seen by the chain */
+  inFlight: bigint
+  /** how many such payments */
+  inFlightPayments: number
+}
+
 export class InsufficientFundsError extends Error {
   static override name = 'InsufficientFundsError'
   override name = 'InsufficientFundsError'
-  constructor (readonly needed: bigint, readonly available: bigint) {
-    super(`insufficient funds: need ${needed} sat (fee included), have ${available} sat spendable`)
+  /** coins held by payments built but not yet seen by the chain (their change comes back once they are) */
+  readonly inFlight: bigint
+  constructor (readonly needed: bigint, readonly available: bigint, readonly breakdown?: FundsBreakdown) {
+    super(`insufficient funds: need ${needed} sat (fee included), have ${available} sat spendable` + (breakdown != null
+      ? ` (${breakdown.confirmed} confirmed, ${breakdown.unconfirmed} unconfirmed)` +
+        (breakdown.inFlight > 0n ? `; ${breakdown.inFlight} sat more are reserved by ${breakdown.inFlightPayments} payment${breakdown.inFlightPayments === 1 ? '' : 's'} the chain has not seen yet` : '')
+      : ''))
+    this.inFlight = breakdown?.inFlight ?? 0n
   }
 }

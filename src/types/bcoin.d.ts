@@ -132,6 +132,8 @@ declare module 'bcoin' {
       height: number
       tip: ChainEntry
       state: ChainState
+      /** bmutex Lock: `chain.add` holds it while a block is connected; `lock()` resolves to the unlock function */
+      locker: { lock (): Promise<() => void> }
       add (block: Block): Promise<ChainEntry | null>
       getCoinsByAddress (addrs: Address[]): Promise<Coin[]>
       hasTX (hash: string): Promise<boolean>

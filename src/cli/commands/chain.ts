@@ -6,6 +6,7 @@
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Address } from '@scure/btc-signer'
+import { secretFrom } from '../../payments/chain/secrets.js'
 import { ChainUnavailableError } from '../../payments/types.js'
 import { CliError, EXIT, TransportError, UsageError, err, out, parse, resolveDataDir, untilSignal } from '../command.js'
 import type { Command } from '../command.js'
@@ -19,9 +20,9 @@ const STOP_DEADLINE = 30_000
 /** serve's default block interval (ms) while transactions wait */
 export const DEFAULT_BLOCK_INTERVAL = 2_000
 
-const usage = `usage: decloud chain serve [--port P] [--data-dir DIR | --memory] [--api-key KEY]
-       decloud chain mine N [--to ADDRESS] --chain-rpc URL
-       decloud chain info --chain-rpc URL
+const usage = `usage: decloud chain serve [--port P] [--data-dir DIR | --memory] [--api-key-file FILE]
+       decloud chain mine N [--to ADDRESS] --chain-rpc-file FILE
+       decloud chain info --chain-rpc-file FILE
 
 A regtest bitcoin chain several decloud processes share (docs/chain.md).
 
@@ -38,9 +39,16 @@ options:
   --port P         TCP port on 127.0.0.1 (default ${DEFAULT_PORT}; 0 picks a free one)
   --data-dir DIR   keep the chain in DIR/chain (default $DECLOUD_DATA_DIR or ~/.decloud)
   --memory         keep the chain in memory (gone when serve stops)
-  --api-key KEY    the RPC password (A-Z a-z 0-9 . _ ~ -, 8 to 255 characters);
-                   default: DIR/chain/api-key, created with mode 0600 when missing
-  --chain-rpc URL  the URL serve printed
+  --api-key-file FILE
+                   the RPC password (A-Z a-z 0-9 . _ ~ -, 8 to 255 characters)
+                   read from FILE, which only its owner may read (chmod 600);
+                   or DECLOUD_CHAIN_API_KEY; --api-key KEY works too but every
+                   local user sees it in the process list. Default:
+                   DIR/chain/api-key, created with mode 0600 when missing
+  --chain-rpc-file FILE
+                   the URL serve printed, read from FILE (chmod 600); or
+                   DECLOUD_CHAIN_RPC; or --chain-rpc URL (visible to every
+                   local user in the process list)
   --to ADDRESS     where the block rewards go
   --block-interval MS
                    serve: mine a block every MS ms while transactions wait in
@@ -51,7 +59,7 @@ exit codes: 0 done · 1 failed · 2 bad command line · 3 the chain server did n
 
 examples:
   decloud chain serve --data-dir /tmp/chain
-  decloud chain mine 6 --chain-rpc http://x:KEY@127.0.0.1:${DEFAULT_PORT}/
+  DECLOUD_CHAIN_RPC=http://x:KEY@127.0.0.1:${DEFAULT_PORT}/ decloud chain mine 6
 `
 
 export const command: Command = {
@@ -76,6 +84,7 @@ async function serve (argv: string[]): Promise<number> {
     'data-dir': { type: 'string' },
     memory: { type: 'boolean', default: false },
     'api-key': { type: 'string' },
+    'api-key-file': { type: 'string' },
     'block-interval': { type: 'string' }
   })
   if (positionals.length > 0) { throw new UsageError(`unexpected argument "${positionals[0]}"`) }
@@ -85,7 +94,7 @@ async function serve (argv: string[]): Promise<number> {
   }
   if (values.memory === true && values['data-dir'] != null) { throw new UsageError('give --data-dir or --memory, not both') }
   const port = parsePort(values.port)
-  const apiKeyOption = values['api-key']
+  const apiKeyOption = secret({ flag: '--api-key', value: values['api-key'], file: values['api-key-file'], env: 'DECLOUD_CHAIN_API_KEY' })
   if (apiKeyOption != null && !API_KEY.test(apiKeyOption)) { throw new UsageError('--api-key must be 8 to 255 characters among A-Z a-z 0-9 . _ ~ -') }
 
   const { EmbeddedChain, generateApiKey } = await import('../../payments/chain/embedded.js')
@@ -134,12 +143,13 @@ async function serve (argv: string[]): Promise<number> {
 async function mine (argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     to: { type: 'string' },
-    'chain-rpc': { type: 'string' }
+    'chain-rpc': { type: 'string' },
+    'chain-rpc-file': { type: 'string' }
   })
   if (positionals.length !== 1) { throw new UsageError('decloud chain mine takes one block count (see decloud chain --help)') }
   const n = positionals[0]
   if (!/^[0-9]{1,5}$/.test(n) || Number(n) > MAX_MINE) { throw new UsageError(`the block count must be 0..${MAX_MINE}, not "${n}"`) }
-  const backend = await connect(values['chain-rpc'], true)
+  const backend = await connect(chainRpc(values), true)
   try {
     const to = values.to ?? Address(backend.network).encode({ type: 'wpkh', hash: new Uint8Array(20) })
     let height: number
@@ -157,9 +167,9 @@ async function mine (argv: string[]): Promise<number> {
 }
 
 async function info (argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { 'chain-rpc': { type: 'string' } })
+  const { values, positionals } = parse(argv, { 'chain-rpc': { type: 'string' }, 'chain-rpc-file': { type: 'string' } })
   if (positionals.length > 0) { throw new UsageError(`unexpected argument "${positionals[0]}"`) }
-  const backend = await connect(values['chain-rpc'], false)
+  const backend = await connect(chainRpc(values), false)
   try {
     let chainName: unknown
     let height: number
@@ -178,7 +188,7 @@ async function info (argv: string[]): Promise<number> {
 
 /** A client for --chain-rpc; `regtest` also checks the chain and finds the address encoding */
 async function connect (url: string | undefined, regtest: boolean): Promise<import('../../payments/chain/bitcoind-rpc.js').BitcoindRpcBackend> {
-  if (url == null) { throw new UsageError('--chain-rpc URL is required (decloud chain serve prints it)') }
+  if (url == null) { throw new UsageError('--chain-rpc URL, --chain-rpc-file FILE or DECLOUD_CHAIN_RPC is required (decloud chain serve prints the URL)') }
   const { BitcoindRpcBackend } = await import('../../payments/chain/bitcoind-rpc.js')
   try {
     return regtest ? await BitcoindRpcBackend.connect(url, { chain: 'regtest' }) : new BitcoindRpcBackend(url)
@@ -186,6 +196,20 @@ async function connect (url: string | undefined, regtest: boolean): Promise<impo
     if (e instanceof TypeError) { throw new UsageError(`--chain-rpc: ${e.message}`) }
     throw transport(e)
   }
+}
+
+/** A secret from its option, its `-file` option (mode 0600) or the environment */
+function secret (o: { flag: string, value?: string, file?: string, env: string }): string | undefined {
+  try {
+    return secretFrom(o)
+  } catch (e: any) {
+    throw new UsageError(String(e?.message ?? e))
+  }
+}
+
+/** --chain-rpc URL, --chain-rpc-file FILE or DECLOUD_CHAIN_RPC */
+function chainRpc (values: { 'chain-rpc'?: string, 'chain-rpc-file'?: string }): string | undefined {
+  return secret({ flag: '--chain-rpc', value: values['chain-rpc'], file: values['chain-rpc-file'], env: 'DECLOUD_CHAIN_RPC' })
 }
 
 function transport (e: any): CliError {

@@ -3,7 +3,7 @@ import { ControlServer } from '../../control/server.js'
 import { decloudVersion } from '../../control/version.js'
 import { checkDataDir } from '../../node/data-dir.js'
 import { createDecloudNode } from '../../node/index.js'
-import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, UsageError, EXIT, checkMultiaddrs, err, out, parse, parseChainOptions, parseNetworkMode, parsePrice, resolveDataDir, untilSignal } from '../command.js'
+import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, UsageError, EXIT, checkMultiaddrs, err, hasChainOptions, out, parse, parseChainOptions, parseNetworkMode, parsePrice, resolveDataDir, untilSignal } from '../command.js'
 import type { DecloudNode, DecloudNodeOptions } from '../../node/index.js'
 import type { PolicyReloadEvent } from '../../policy/reload.js'
 import type { Command } from '../command.js'
@@ -85,9 +85,9 @@ export const command: Command = {
     const listen = values.listen != null ? checkMultiaddrs('listen', values.listen) : undefined
     const bootstrap = values.bootstrap != null ? checkMultiaddrs('bootstrap', values.bootstrap) : undefined
     const dataDir = resolveDataDir(values['data-dir'])
-    const chain = parseChainOptions(values)
     const payments = values['no-payments'] !== true
-    if (!payments && Object.keys(chain).length > 0) { throw new UsageError('--no-payments goes without chain options') }
+    if (!payments && hasChainOptions(values)) { throw new UsageError('--no-payments goes without chain options') }
+    const chain = parseChainOptions(values, { env: payments })
     if (values['no-policy'] === true && values.policy != null) { throw new UsageError('give --policy FILE or --no-policy, not both') }
     const prices = new Map<string, { base: bigint, rate: bigint, per: bigint }>()
     for (const p of values.price ?? []) {

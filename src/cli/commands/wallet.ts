@@ -1,8 +1,9 @@
 import { sentJson, walletJson, walletTxJson } from '../../control/api.js'
 import { findRunningNode } from '../../control/client.js'
-import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, EXIT, UsageError, out, parse, parseChainOptions, positiveInt, resolveDataDir } from '../command.js'
+import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, EXIT, UsageError, hasChainOptions, out, parse, parseChainOptions, positiveInt, resolveDataDir } from '../command.js'
 import type { SentJson, WalletJson, WalletTxJson } from '../../control/api.js'
 import type { ControlClient } from '../../control/client.js'
+import type { ChainOptionValues } from '../command.js'
 import type { Command } from '../command.js'
 
 const usage = `usage: decloud wallet <address|balance|send|history> [options]
@@ -57,7 +58,7 @@ function throughNode (client: ControlClient): WalletAccess {
   }
 }
 
-async function direct (dataDir: string, chainValues: Record<string, string | undefined>): Promise<WalletAccess> {
+async function direct (dataDir: string, chainValues: ChainOptionValues): Promise<WalletAccess> {
   const chainOptions = parseChainOptions(chainValues)
   const { join } = await import('node:path')
   const { Store } = await import('../../store/index.js')
@@ -128,10 +129,18 @@ export const command: Command = {
     }
     const limit = positiveInt('limit', values.limit, 20)
     const dataDir = resolveDataDir(values['data-dir'])
-    const chainValues = { chain: values.chain, 'bitcoind-rpc': values['bitcoind-rpc'], esplora: values.esplora, 'chain-rpc': values['chain-rpc'] }
+    const chainValues: ChainOptionValues = {
+      chain: values.chain,
+      'bitcoind-rpc': values['bitcoind-rpc'],
+      esplora: values.esplora,
+      'chain-rpc': values['chain-rpc'],
+      'bitcoind-rpc-file': values['bitcoind-rpc-file'],
+      'esplora-file': values['esplora-file'],
+      'chain-rpc-file': values['chain-rpc-file']
+    }
 
     const running = await findRunningNode(dataDir).catch(() => undefined)
-    if (running != null && Object.values(chainValues).some(v => v != null)) {
+    if (running != null && hasChainOptions(chainValues)) {
       throw new UsageError(`a node is running for ${dataDir}: the wallet goes through it and its chain; drop the chain options`)
     }
     let access: WalletAccess
@@ -176,7 +185,7 @@ export const command: Command = {
           } else if (txs.length === 0) {
             await out('no transactions\n')
           } else {
-            await out(txs.map(t => `${t.txid}  ${t.height != null ? `block ${t.height}` : 'unconfirmed'}  ${t.delta.startsWith('-') ? '' : '+'}${t.delta} sat`).join('\n') + '\n')
+            await out(txs.map(t => `${t.txid}  ${t.height != null ? `block ${t.height}${t.confirmations != null ? ` (${t.confirmations} confirmation${t.confirmations === 1 ? '' : 's'})` : ''}` : 'unconfirmed'}  ${t.delta.startsWith('-') ? '' : '+'}${t.delta} sat`).join('\n') + '\n')
           }
           break
         }

@@ -12,6 +12,7 @@
 import { Address, OutScript, Transaction } from '@scure/btc-signer'
 import { ChainUnavailableError, ChainUnsupportedError, TxRejectedError } from '../types.js'
 import { BCOIN_REGTEST, CORE_REGTEST, networkOf } from './networks.js'
+import { maskUrl } from './secrets.js'
 import type { AddressNetwork, AddressState, AddressTx, ChainName, MiningBackend, TxStatus, Utxo } from '../types.js'
 
 /** default per-request timeout */
@@ -22,6 +23,8 @@ export const SCAN_TIMEOUT_MS = 300_000
 export const MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 /** the most blocks one `mine()` call asks for */
 export const MAX_MINE_BLOCKS = 10_000
+/** the most addresses one `fundEach()` pays */
+export const MAX_FUND_OUTPUTS = 100
 /** the most addresses per `scantxoutset` */
 export const MAX_ADDRESSES = 1000
 /** the largest raw transaction sent */
@@ -131,8 +134,8 @@ export class BitcoindRpcBackend implements MiningBackend {
     this.maxResponseBytes = opts.maxResponseBytes ?? MAX_RESPONSE_BYTES
     this.maxQueuedScans = opts.maxQueuedScans ?? MAX_QUEUED_SCANS
     const shown = new URL(this.endpoint)
-    if (this.authorization != null) { shown.username = 'user'; shown.password = '***' }
-    this.description = `bitcoind RPC ${shown.toString()} (${this.chain}${this.network === BCOIN_REGTEST ? ', bcoin' : ''})`
+    if (this.authorization != null) { shown.username = 'user'; shown.password = 'x' }
+    this.description = `bitcoind RPC ${maskUrl(shown.toString())} (${this.chain}${this.network === BCOIN_REGTEST ? ', bcoin' : ''})`
   }
 
   /**
@@ -276,24 +279,42 @@ export class BitcoindRpcBackend implements MiningBackend {
    * confirmed and spendable when it returns.
    */
   async fund (address: string, amount: bigint = 1_000_000_000n): Promise<{ txid: string, vout: number, value: bigint, height: number }> {
+    const [funding] = await this.fundEach([address], amount)
+    return funding
+  }
+
+  /**
+   * Regtest only: pays `amount` to each address (one `sendtoaddress` each,
+   * an address may be named several times) and mines one block.
+   */
+  async fundEach (addresses: string[], amount: bigint = 1_000_000_000n): Promise<Array<{ txid: string, vout: number, value: bigint, height: number }>> {
     if (this.chain !== 'regtest') { throw new ChainUnsupportedError(`funding from a faucet is for regtest, not ${this.chain}`) }
     if (typeof amount !== 'bigint' || amount <= 0n || amount > 2_100_000_000_000_000n) { throw new RangeError('fund: amount must be a positive number of sats') }
-    const script = this.scriptOf(address)
+    if (!Array.isArray(addresses) || addresses.length === 0 || addresses.length > MAX_FUND_OUTPUTS) { throw new RangeError(`fund: 1..${MAX_FUND_OUTPUTS} addresses`) }
+    const scripts = addresses.map(a => this.scriptOf(a))
     // a decimal string: exact, and both Core and bcoin accept it
     const btc = `${amount / 100_000_000n}.${(amount % 100_000_000n).toString().padStart(8, '0')}`
-    const txid = await this.call('sendtoaddress', [address, btc])
-    if (typeof txid !== 'string' || !TXID.test(txid)) { throw this.garbage('sendtoaddress') }
-    await this.mine(1, Address(this.network).encode({ type: 'wpkh', hash: new Uint8Array(20) }))
-    const status = await this.transaction(txid)
-    if (status?.height == null || status.raw == null) { throw new ChainUnavailableError(`${this.description}: the funding transaction ${txid} was not mined`) }
-    const tx = Transaction.fromRaw(status.raw, { allowUnknownOutputs: true })
-    for (let vout = 0; vout < tx.outputsLength; vout++) {
-      const out = tx.getOutput(vout)
-      if (out.script != null && Buffer.from(out.script).toString('hex') === script && out.amount === amount) {
-        return { txid: txid.toLowerCase(), vout, value: amount, height: status.height }
-      }
+    const txids: string[] = []
+    for (const address of addresses) {
+      const txid = await this.call('sendtoaddress', [address, btc])
+      if (typeof txid !== 'string' || !TXID.test(txid)) { throw this.garbage('sendtoaddress') }
+      txids.push(txid.toLowerCase())
     }
-    throw new ChainUnavailableError(`${this.description}: the funding transaction ${txid} does not pay ${address}`)
+    await this.mine(1, Address(this.network).encode({ type: 'wpkh', hash: new Uint8Array(20) }))
+    const out: Array<{ txid: string, vout: number, value: bigint, height: number }> = []
+    for (const [i, txid] of txids.entries()) {
+      const status = await this.transaction(txid)
+      if (status?.height == null || status.raw == null) { throw new ChainUnavailableError(`${this.description}: the funding transaction ${txid} was not mined`) }
+      const tx = Transaction.fromRaw(status.raw, { allowUnknownOutputs: true })
+      let vout = -1
+      for (let v = 0; v < tx.outputsLength && vout < 0; v++) {
+        const o = tx.getOutput(v)
+        if (o.script != null && Buffer.from(o.script).toString('hex') === scripts[i] && o.amount === amount) { vout = v }
+      }
+      if (vout < 0) { throw new ChainUnavailableError(`${this.description}: the funding transaction ${txid} does not pay ${addresses[i]}`) }
+      out.push({ txid, vout, value: amount, height: status.height })
+    }
+    return out
   }
 
   /** Aborts requests in flight; later calls throw ChainUnavailableError */

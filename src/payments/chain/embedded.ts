@@ -27,6 +27,8 @@ export const DEFAULT_FUND_SATS = 1_000_000_000n
 export const MAX_MINE_BLOCKS = 10_000
 /** the most addresses one `addresses()`/`utxos()` call (or one `scantxoutset`) takes */
 export const MAX_ADDRESSES = 1000
+/** the most outputs one `fundEach()` pays */
+export const MAX_FUND_OUTPUTS = 100
 /** the most entries `history()` returns */
 export const MAX_HISTORY = 1000
 /** the largest raw transaction `broadcast()` decodes (the block weight limit) */
@@ -167,10 +169,15 @@ export class EmbeddedChain implements MiningBackend {
   async addresses (addresses: string[]): Promise<AddressState[]> {
     this.checkOpen()
     checkCount(addresses)
+    const parsed = addresses.map(parseAddress)
+    const lists = await this.read(async () => {
+      const lists: bcoin.Coin[][] = []
+      for (const { addr, script } of parsed) { lists.push(matching(await this.node.getCoinsByAddress([addr]), script)) }
+      return lists
+    })
     const out: AddressState[] = []
-    for (const address of addresses) {
-      const { addr, script } = parseAddress(address)
-      const coins = matching(await this.node.getCoinsByAddress([addr]), script)
+    for (const [i, address] of addresses.entries()) {
+      const coins = lists[i]
       let confirmed = 0n
       let unconfirmed = 0n
       let heldSince: number | undefined
@@ -190,11 +197,16 @@ export class EmbeddedChain implements MiningBackend {
   async utxos (addresses: string[]): Promise<Utxo[]> {
     this.checkOpen()
     checkCount(addresses)
+    const parsed = addresses.map(parseAddress)
+    const lists = await this.read(async () => {
+      const lists: bcoin.Coin[][] = []
+      for (const { addr, script } of parsed) { lists.push(matching(await this.node.getCoinsByAddress([addr]), script)) }
+      return lists
+    })
     const out: Utxo[] = []
     const seen = new Set<string>()
-    for (const address of addresses) {
-      const { addr, script } = parseAddress(address)
-      for (const c of matching(await this.node.getCoinsByAddress([addr]), script)) {
+    for (const list of lists) {
+      for (const c of list) {
         const key = `${c.hash}:${c.index}`
         if (seen.has(key)) { continue }
         seen.add(key)
@@ -214,7 +226,7 @@ export class EmbeddedChain implements MiningBackend {
     this.checkOpen()
     const max = Math.max(0, Math.min(Math.floor(limit), MAX_HISTORY))
     const { addr, script } = parseAddress(address)
-    const metas = await this.node.getMetaByAddress([addr])
+    const metas = await this.read(async () => this.node.getMetaByAddress([addr]))
     const rows: Array<AddressTx & { order: number, index: number }> = []
     for (const meta of metas) {
       let received = 0n
@@ -224,6 +236,7 @@ export class EmbeddedChain implements MiningBackend {
         if (o.script.toRaw().toString('hex') === script) { received += BigInt(o.value); touched = true }
       }
       if (!meta.tx.isCoinbase()) {
+        // takes the chain lock itself (bcoin's getSpentView)
         const view = await this.node.getMetaView(meta)
         for (const input of meta.tx.inputs) {
           const prev = view.getOutputFor(input)
@@ -279,15 +292,17 @@ export class EmbeddedChain implements MiningBackend {
   async transaction (txid: string): Promise<TxStatus | undefined> {
     this.checkOpen()
     if (typeof txid !== 'string' || !TXID.test(txid)) { return undefined }
-    const meta = await this.node.getMeta(reverseHex(txid.toLowerCase()))
-    if (meta == null) { return undefined }
-    const height = meta.height >= 0 ? meta.height : undefined
-    return {
-      txid: meta.tx.txid(),
-      confirmations: height == null ? 0 : this.node.chain.height - height + 1,
-      height,
-      raw: new Uint8Array(meta.tx.toRaw())
-    }
+    return this.read(async () => {
+      const meta = await this.node.getMeta(reverseHex(txid.toLowerCase()))
+      if (meta == null) { return undefined }
+      const height = meta.height >= 0 ? meta.height : undefined
+      return {
+        txid: meta.tx.txid(),
+        confirmations: height == null ? 0 : this.node.chain.height - height + 1,
+        height,
+        raw: new Uint8Array(meta.tx.toRaw())
+      }
+    })
   }
 
   async feeRate (): Promise<bigint> {
@@ -319,25 +334,38 @@ export class EmbeddedChain implements MiningBackend {
    * coinbase, so no maturity wait).
    */
   async fund (address: string, amount: bigint = DEFAULT_FUND_SATS): Promise<Funding> {
+    const [funding] = await this.fundEach([address], amount)
+    return funding
+  }
+
+  /**
+   * Pays `amount` to each address (an address may be named several times:
+   * one coin each) in one faucet transaction, output i to addresses[i], and
+   * mines one block. A wallet given several coins can make several payments
+   * at once without chaining them.
+   */
+  async fundEach (addresses: string[], amount: bigint = DEFAULT_FUND_SATS): Promise<Funding[]> {
     this.checkOpen()
     checkAmount(amount)
-    const { addr } = parseAddress(address)
+    if (!Array.isArray(addresses) || addresses.length === 0 || addresses.length > MAX_FUND_OUTPUTS) { throw new RangeError(`fund: 1..${MAX_FUND_OUTPUTS} addresses`) }
+    checkAmount(amount * BigInt(addresses.length))
+    const addrs = addresses.map(a => parseAddress(a).addr)
     return this.exclusive(async () => {
-      const tx = await this.faucetPay(addr, amount)
+      const tx = await this.faucetPay(addrs.map(addr => ({ addr, amount })))
       await this.mineOne(this.faucetAddress)
-      const meta = await this.node.getMeta(tx.hash('hex'))
+      const meta = await this.read(async () => this.node.getMeta(tx.hash('hex')))
       if (meta == null || meta.height < 0) { throw new Error('fund: the faucet transaction was not mined') }
-      return { txid: tx.txid(), vout: 0, value: amount, height: meta.height }
+      return addrs.map((_, vout) => ({ txid: tx.txid(), vout, value: amount, height: meta.height }))
     })
   }
 
   /**
-   * Puts a faucet payment of amount to addr (output 0) into the mempool;
+   * Puts a faucet payment into the mempool, output i paying outputs[i];
    * call inside `exclusive`
    */
-  private async faucetPay (addr: bcoin.Address, amount: bigint): Promise<bcoin.TX> {
+  private async faucetPay (outputs: Array<{ addr: bcoin.Address, amount: bigint }>): Promise<bcoin.TX> {
     const node = this.node
-    const need = amount + 1_000_000n
+    const need = outputs.reduce((s, o) => s + o.amount, 0n) + 1_000_000n
     let coins = await this.faucetCoins()
     // the faucet runs dry only on a fresh chain started with segwit: false
     // (or after paying out thousands of BTC): mine it some mature coins
@@ -345,10 +373,10 @@ export class EmbeddedChain implements MiningBackend {
       for (let i = 0; i < COINBASE_MATURITY + 1; i++) { await this.mineOne(this.faucetAddress) }
       coins = await this.faucetCoins()
     }
-    if (sum(coins) < need) { throw new Error(`fund: the regtest faucet cannot pay ${amount} sats`) }
+    if (sum(coins) < need) { throw new Error(`fund: the regtest faucet cannot pay ${need - 1_000_000n} sats`) }
 
     const mtx = new bcoin.MTX()
-    mtx.addOutput(addr, Number(amount))
+    for (const o of outputs) { mtx.addOutput(o.addr, Number(o.amount)) }
     await mtx.fund(coins, { changeAddress: this.faucetAddress, rate: FAUCET_RATE, height: node.chain.height })
     mtx.sign(this.faucet)
     const tx = mtx.toTX()
@@ -411,6 +439,22 @@ export class EmbeddedChain implements MiningBackend {
     if (this.closed) { throw new ChainUnavailableError('the embedded chain is closed') }
   }
 
+  /**
+   * Runs a read of the chain's indexes under the chain's own lock, the one
+   * connecting a block holds: read while a block is connected (mined here,
+   * or through the RPC's generatetoaddress), the address index can name a
+   * coin the block just spent, and bcoin's `getCoinsByAddress` fails
+   * `assert(coin)`.
+   */
+  private async read<T> (fn: () => Promise<T>): Promise<T> {
+    const unlock = await this.node.chain.locker.lock()
+    try {
+      return await fn()
+    } finally {
+      unlock()
+    }
+  }
+
   /** runs fn after every earlier mine/fund, one at a time */
   private async exclusive<T> (fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn)
@@ -438,7 +482,7 @@ export class EmbeddedChain implements MiningBackend {
   /** the faucet's coins spendable in the next block */
   private async faucetCoins (): Promise<bcoin.Coin[]> {
     const next = this.node.chain.height + 1
-    return (await this.node.getCoinsByAddress([this.faucetAddress]))
+    return (await this.read(async () => this.node.getCoinsByAddress([this.faucetAddress])))
       .filter(c => c.height >= 0 && (!c.coinbase || next - c.height >= COINBASE_MATURITY))
   }
 
@@ -485,7 +529,7 @@ export class EmbeddedChain implements MiningBackend {
       if (amount == null || amount <= 0n || amount > MAX_MONEY) { throw rpcError(-3, 'Invalid amount') }
       if (this.closed) { throw rpcError(-1, 'shutting down') }
       try {
-        const tx = await this.exclusive(async () => this.faucetPay(parsed.addr, amount))
+        const tx = await this.exclusive(async () => this.faucetPay([{ addr: parsed.addr, amount }]))
         return tx.txid()
       } catch (err: any) {
         throw rpcError(-6, String(err?.message ?? err))
@@ -513,29 +557,32 @@ export class EmbeddedChain implements MiningBackend {
         }
         wanted.set(m[1], parsed)
       }
-      const height = node.chain.height
-      const unspents: unknown[] = []
-      let total = 0n
-      for (const [address, { addr, script }] of wanted) {
-        // confirmed coins only, as Bitcoin Core scans its UTXO set (no mempool)
-        for (const c of matching(await node.chain.getCoinsByAddress([addr]), script)) {
-          total += BigInt(c.value)
-          unspents.push({
-            txid: c.txid(),
-            vout: c.index,
-            scriptPubKey: c.script.toRaw().toString('hex'),
-            desc: `addr(${address})`,
-            amount: satsToBtcNumber(BigInt(c.value)),
-            coinbase: c.coinbase,
-            height: c.height
-          })
+      // one lock for the whole scan: the coins and the height are of one tip
+      const { unspents, total, height, tip } = await this.read(async () => {
+        const unspents: unknown[] = []
+        let total = 0n
+        for (const [address, { addr, script }] of wanted) {
+          // confirmed coins only, as Bitcoin Core scans its UTXO set (no mempool)
+          for (const c of matching(await node.chain.getCoinsByAddress([addr]), script)) {
+            total += BigInt(c.value)
+            unspents.push({
+              txid: c.txid(),
+              vout: c.index,
+              scriptPubKey: c.script.toRaw().toString('hex'),
+              desc: `addr(${address})`,
+              amount: satsToBtcNumber(BigInt(c.value)),
+              coinbase: c.coinbase,
+              height: c.height
+            })
+          }
         }
-      }
+        return { unspents, total, height: node.chain.height, tip: node.chain.tip.hash }
+      })
       return {
         success: true,
         txouts: unspents.length,
         height,
-        bestblock: reverseHex(node.chain.tip.hash),
+        bestblock: reverseHex(tip),
         unspents,
         total_amount: satsToBtcNumber(total)
       }

@@ -9,6 +9,7 @@ import { Address, OutScript } from '@scure/btc-signer'
 import { ChainUnavailableError, TxRejectedError } from '../types.js'
 import { describeFetchError, readBoundedText, rejectionOf } from './bitcoind-rpc.js'
 import { networkOf } from './networks.js'
+import { maskUrl } from './secrets.js'
 import type { AddressNetwork, AddressState, AddressTx, ChainName, ChainBackend, TxStatus, Utxo } from '../types.js'
 
 /** default per-request timeout */
@@ -57,6 +58,7 @@ export class EsploraBackend implements ChainBackend {
   readonly description: string
 
   private readonly base: string
+  private readonly query: URLSearchParams
   private readonly timeoutMs: number
   private readonly maxResponseBytes: number
   private readonly shutdown = new AbortController()
@@ -73,6 +75,8 @@ export class EsploraBackend implements ChainBackend {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') { throw new TypeError(`Esplora URL must be http: or https:, not ${u.protocol}`) }
     if (u.username !== '' || u.password !== '') { throw new TypeError('Esplora URL must not carry credentials') }
+    // a provider's key may be in the query (`?token=…`): it goes with every request
+    this.query = new URLSearchParams(u.search)
     u.search = ''
     u.hash = ''
     if (!u.pathname.endsWith('/')) { u.pathname += '/' }
@@ -81,7 +85,9 @@ export class EsploraBackend implements ChainBackend {
     this.network = opts.network ?? networkOf(this.chain)
     this.timeoutMs = opts.timeoutMs ?? ESPLORA_TIMEOUT_MS
     this.maxResponseBytes = opts.maxResponseBytes ?? ESPLORA_MAX_RESPONSE_BYTES
-    this.description = `Esplora ${this.base} (${this.chain})`
+    const shown = new URL(this.base)
+    shown.search = this.query.toString()
+    this.description = `Esplora ${maskUrl(shown.toString())} (${this.chain})`
   }
 
   /** Checks that the server answers (tip height) before handing it out */
@@ -256,7 +262,9 @@ export class EsploraBackend implements ChainBackend {
 
   private async request (path: string, init: { method?: string, body?: string, headers?: Record<string, string> } = {}): Promise<Reply> {
     if (this.shutdown.signal.aborted) { throw new ChainUnavailableError(`${this.description}: closed`) }
-    const url = new URL(path, this.base).toString()
+    const u = new URL(path, this.base)
+    for (const [k, v] of this.query) { u.searchParams.append(k, v) }
+    const url = u.toString()
     try {
       const res = await fetch(url, {
         method: init.method ?? 'GET',

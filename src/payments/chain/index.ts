@@ -23,6 +23,7 @@ export { BitcoindRpcBackend, BitcoindRpcError, btcToSats, rejectionOf } from './
 export type { BitcoindRpcOptions } from './bitcoind-rpc.js'
 export { EsploraBackend, broadcastRejection } from './esplora.js'
 export type { EsploraOptions } from './esplora.js'
+export { maskUrl, readSecretFile, secretFrom, SecretFileError } from './secrets.js'
 
 export interface ChainBackendOptions {
   /**

@@ -48,6 +48,8 @@ const MAX_LABEL_LENGTH = 512
 const QUERY_CHUNK = 200
 /** Backend history queries in flight at once */
 const HISTORY_CONCURRENCY = 8
+/** Ledger entries a history without address index looks at */
+const MAX_LEDGER_SCAN = 10_000
 /** Labels whose address is kept in memory (`addressFor`) */
 const LABEL_CACHE_SIZE = 10_000
 /** Dust threshold of a P2WPKH output (3 sat/vB × (31 + 67) vbytes) */
@@ -63,7 +65,19 @@ export interface WalletOpenOptions {
   passphrase?: string
   /** BIP44 account @default 0 */
   account?: number
+  /**
+   * How long `createPayment` waits, when the coins it needs are out in
+   * payments built but not yet seen by the chain (handed to a seller that
+   * has not broadcast them yet), for their change to come back (ms; 0: no
+   * wait) @default IN_FLIGHT_WAIT_MS
+   */
+  inFlightWait?: number
 }
+
+/** Default of `WalletOpenOptions.inFlightWait` */
+export const IN_FLIGHT_WAIT_MS = 20_000
+/** How often a payment waiting for in-flight coins looks again (ms) */
+const IN_FLIGHT_POLL_MS = 200
 
 /** One payment in the local ledger */
 export interface LedgerEntry {
@@ -78,6 +92,8 @@ export interface LedgerEntry {
 interface Reservation {
   outpoints: string[]
   time: number
+  /** creation order among reservations of the same ms (a payment may spend an earlier one's change) */
+  seq?: number
   /** the payment's change output, spendable as soon as the backend knows the payment */
   change?: { vout: number, value: string, script: string }
 }
@@ -97,6 +113,18 @@ function text (s: string): Uint8Array {
 
 function pad (n: number, width: number): string {
   return String(n).padStart(width, '0')
+}
+
+/** The wallet's coins once its own payments are counted (`Wallet.coinView`) */
+interface CoinView {
+  /** coins free to spend */
+  free: Utxo[]
+  /** coins of payments built but not yet seen by the backend */
+  inFlight: Utxo[]
+  /** payments whose reservation has ended */
+  ended: string[]
+  /** change of our mempool payments the backend does not list (in `free`) */
+  pendingChange: bigint
 }
 
 function outpoint (u: { txid: string, vout: number }): string {
@@ -148,11 +176,13 @@ export class Wallet implements PaymentWallet {
   private readonly reservations = new Map<string, Reservation>()
   /** payments the backend showed it knows (their change may be spent) */
   private readonly knownPayments = new Set<string>()
+  private seq = 0
+  private readonly inFlightWait: number
   /** label → address handed out for it (labels never change address) */
   private readonly labels = new Lru<string>(LABEL_CACHE_SIZE)
   private readonly mutex = new Mutex()
 
-  private constructor (init: { db: SubDb, backend: ChainBackend, mnemonic: string, root: HDKey, account: number }) {
+  private constructor (init: { db: SubDb, backend: ChainBackend, mnemonic: string, root: HDKey, account: number, inFlightWait?: number }) {
     this.db = init.db
     this.backend = init.backend
     this.chain = init.backend.chain
@@ -164,6 +194,7 @@ export class Wallet implements PaymentWallet {
     this.prefix = `${init.root.fingerprint.toString(16).padStart(8, '0')}/${this.network.bech32}/${init.account}/`
     this.next = [IDENTITY_INDEX + 1, 0]
     this.identityAddress = this.derive(RECEIVE, IDENTITY_INDEX)
+    this.inFlightWait = init.inFlightWait ?? IN_FLIGHT_WAIT_MS
   }
 
   /**
@@ -176,7 +207,9 @@ export class Wallet implements PaymentWallet {
     if (!Number.isSafeInteger(account) || account < 0 || account >= 0x80000000) { throw new RangeError('account must be an integer in [0, 2^31)') }
     const { mnemonic, created } = await loadOrCreateMnemonic(options.dataDir, { passphrase: options.passphrase })
     const root = HDKey.fromMasterSeed(await mnemonicToSeed(mnemonic))
-    const wallet = new Wallet({ db: options.db, backend: options.backend, mnemonic, root, account })
+    const inFlightWait = options.inFlightWait ?? IN_FLIGHT_WAIT_MS
+    if (!Number.isSafeInteger(inFlightWait) || inFlightWait < 0 || inFlightWait > 600_000) { throw new RangeError('inFlightWait must be 0–600000 ms') }
+    const wallet = new Wallet({ db: options.db, backend: options.backend, mnemonic, root, account, inFlightWait })
     const fresh = await wallet.load()
     if (fresh && !created) {
       try {
@@ -211,6 +244,7 @@ export class Wallet implements PaymentWallet {
       const r = JSON.parse(dec.decode(value)) as Reservation
       this.reservations.set(txid, r)
       for (const o of r.outpoints) { this.reserved.set(o, txid) }
+      if (typeof r.seq === 'number' && r.seq > this.seq) { this.seq = r.seq }
     }
     return fresh
   }
@@ -304,53 +338,87 @@ export class Wallet implements PaymentWallet {
     return [this.identityAddress, ...this.spendableAddresses()]
   }
 
-  private async utxos (addresses: string[]): Promise<Utxo[]> {
+  /** The coins the backend lists for these of our addresses */
+  private async listed (addresses: string[]): Promise<Utxo[]> {
     const out: Utxo[] = []
     for (let i = 0; i < addresses.length; i += QUERY_CHUNK) {
       out.push(...await this.backend.utxos(addresses.slice(i, i + QUERY_CHUNK)))
     }
-    await this.addPendingChange(out)
     // only coins of scripts this wallet derived (a backend's answer is input
     // like any other), and never the identity address's
     return out.filter(u => {
       const o = typeof u.script === 'string' ? this.byScript.get(u.script.toLowerCase()) : undefined
-      return o != null && !(o.chain === RECEIVE && o.index === IDENTITY_INDEX) && typeof u.value === 'bigint' && u.value > 0n
+      return o != null && !(o.chain === RECEIVE && o.index === IDENTITY_INDEX) && typeof u.vout === 'number' && typeof u.value === 'bigint' && u.value > 0n
     })
   }
 
+  /** Reservations oldest first: a payment comes after the one whose change it spends */
+  private ordered (): Array<[string, Reservation]> {
+    return [...this.reservations].sort(([, a], [, b]) => a.time - b.time || (a.seq ?? 0) - (b.seq ?? 0))
+  }
+
+  /** True when the backend knows the payment (mempool or chain); remembered until its reservation ends */
+  private async isKnown (txid: string): Promise<boolean> {
+    if (this.knownPayments.has(txid)) { return true }
+    // an unreachable backend is an error, not "unknown": guessing wrong
+    // would free the coins of a payment that is out
+    if (await this.backend.transaction(txid) == null) { return false }
+    this.knownPayments.add(txid)
+    return true
+  }
+
   /**
-   * The change of this wallet's own payments that are in the mempool, when
-   * the backend lists confirmed coins only (bitcoind's `scantxoutset`): like
-   * Bitcoin Core's wallet, the wallet spends its own unconfirmed change, so
-   * a second payment need not wait for a block. A payment counts once the
-   * backend knows its transaction; one that was never broadcast has no change.
+   * The wallet's coins as they are once its own payments are counted, on
+   * every backend alike: the backend's list (confirmed coins only over
+   * bitcoind's `scantxoutset`; confirmed and mempool on the others), then
+   * each payment of ours in the order it was made. All its coins still
+   * there: it is not in the backend's list yet, so its coins are taken out;
+   * once the backend knows the transaction (mempool), its change is in (like
+   * Bitcoin Core's wallet, the wallet spends its own unconfirmed change, so a
+   * payment need not wait for a block). A payment the backend does not know
+   * yet is in flight: its coins are neither free nor gone. A coin gone: the
+   * backend shows the payment (or a conflicting one), so the reservation has
+   * ended.
+   * A payment spending an earlier one's change comes after it, so that
+   * change is there when it is looked at: a chain of unconfirmed payments is
+   * followed to its end, and no coin an unconfirmed payment spent is free.
    */
-  private async addPendingChange (coins: Utxo[]): Promise<void> {
-    const listed = new Set(coins.map(outpoint))
-    for (const [txid, r] of this.reservations) {
-      // only payments whose coins the backend still lists as unspent need a look
-      if (!r.outpoints.some(o => listed.has(o))) { continue }
-      if (!this.knownPayments.has(txid)) {
-        const status = await this.backend.transaction(txid).catch(() => undefined)
-        if (status == null) { continue }
-        this.knownPayments.add(txid)
+  private async coinView (): Promise<CoinView> {
+    const listed = await this.listed(this.spendableAddresses())
+    const free = new Map(listed.map(u => [outpoint(u), u]))
+    const view: CoinView = { free: [], inFlight: [], ended: [], pendingChange: 0n }
+    for (const [txid, r] of this.ordered()) {
+      const coins = r.outpoints.map(o => free.get(o))
+      if (!coins.every(u => u != null)) {
+        view.ended.push(txid)
+        continue
+      }
+      for (const o of r.outpoints) { free.delete(o) }
+      if (!await this.isKnown(txid)) {
+        view.inFlight.push(...coins as Utxo[])
+        continue
       }
       if (r.change == null) { continue }
       const o = `${txid}:${r.change.vout}`
-      // listed already, or spent by a later payment of ours (its own change stands for it)
-      if (listed.has(o) || this.reserved.has(o)) { continue }
-      coins.push({ txid, vout: r.change.vout, value: BigInt(r.change.value), script: r.change.script })
+      if (!free.has(o)) {
+        free.set(o, { txid, vout: r.change.vout, value: BigInt(r.change.value), script: r.change.script })
+        view.pendingChange += BigInt(r.change.value)
+      }
     }
+    view.free = [...free.values()]
+    return view
   }
 
-  /** Spendable coins (the identity address's excluded), confirmed and unconfirmed */
+  /**
+   * Spendable coins (the identity address's excluded), confirmed and
+   * unconfirmed: the free coins, and those of payments not yet seen by the
+   * chain (they leave the wallet when the payment is broadcast)
+   */
   async balance (): Promise<WalletBalance> {
     let confirmed = 0n
     let unconfirmed = 0n
-    for (const u of await this.utxos(this.spendableAddresses())) {
-      // spent by a payment of ours the backend knows (it lists confirmed coins only): gone
-      const by = this.reserved.get(outpoint(u))
-      if (by != null && this.knownPayments.has(by)) { continue }
+    const view = await this.coinView()
+    for (const u of [...view.free, ...view.inFlight]) {
       if (u.height != null) { confirmed += u.value } else { unconfirmed += u.value }
     }
     return { confirmed, unconfirmed }
@@ -384,14 +452,25 @@ export class Wallet implements PaymentWallet {
     if (typeof amount !== 'bigint' || amount < dustThreshold(script)) { throw new RangeError(`amount must be at least ${dustThreshold(script)} sat (dust limit)`) }
     const feeRate = options.feeRate ?? await this.backend.feeRate()
     if (typeof feeRate !== 'bigint' || feeRate < 1n || feeRate > 100_000n) { throw new RangeError('fee rate must be 1–100000 sat/vB') }
-    return this.mutex.run(async () => this.build(address, script, amount, feeRate))
+    const deadline = Date.now() + this.inFlightWait
+    for (;;) {
+      try {
+        return await this.mutex.run(async () => this.build(address, script, amount, feeRate))
+      } catch (err) {
+        // the coins that would pay are out in payments the chain has not seen
+        // yet (a seller about to broadcast them): their change is back as
+        // soon as it does, so wait for that rather than refuse
+        if (!(err instanceof InsufficientFundsError) || err.available + err.inFlight < err.needed || Date.now() + IN_FLIGHT_POLL_MS > deadline) { throw err }
+        await new Promise(resolve => setTimeout(resolve, IN_FLIGHT_POLL_MS))
+      }
+    }
   }
 
   /** Coin selection, signing and reservation; runs under the mutex */
   private async build (address: string, script: Uint8Array, amount: bigint, feeRate: bigint): Promise<SignedPayment> {
-    const coins = await this.utxos(this.spendableAddresses())
-    await this.forgetSpentReservations(coins)
-    const free = coins.filter(u => !this.reserved.has(outpoint(u)))
+    const view = await this.coinView()
+    await this.forget(view.ended)
+    const free = view.free
     // confirmed first, then largest first
     free.sort((a, b) => {
       if ((a.height == null) !== (b.height == null)) { return a.height == null ? 1 : -1 }
@@ -414,9 +493,11 @@ export class Wallet implements PaymentWallet {
       break
     }
     if (plan == null) {
-      const available = free.reduce((s, u) => s + u.value, 0n)
+      const confirmed = free.reduce((s, u) => s + (u.height != null ? u.value : 0n), 0n)
+      const unconfirmed = free.reduce((s, u) => s + (u.height == null ? u.value : 0n), 0n)
+      const inFlight = view.inFlight.reduce((s, u) => s + u.value, 0n)
       const needed = amount + feeRate * estimateVsize(Math.max(1, free.length), [script.byteLength])
-      throw new InsufficientFundsError(needed, available)
+      throw new InsufficientFundsError(needed, confirmed + unconfirmed, { confirmed, unconfirmed, inFlight, inFlightPayments: new Set(view.inFlight.map(u => this.reserved.get(outpoint(u)))).size })
     }
 
     const ops: BatchOp[] = []
@@ -445,10 +526,13 @@ export class Wallet implements PaymentWallet {
     const reservation: Reservation = {
       outpoints: selected.map(outpoint),
       time,
+      seq: ++this.seq,
       ...(changeIndex >= 0 ? { change: { vout: changeIndex, value: plan.change.toString(), script: Buffer.from(outputs[changeIndex].script).toString('hex') } } : {})
     }
     const ledgerKey = `${this.prefix}sent/${pad(time, 15)}/${txid}`
-    const entry = { txid, to: address, amount: amount.toString(), fee: plan.fee.toString(), time }
+    // the coins spent, so the history can show where they came from on a backend without an address index
+    const inputs = selected.map(u => ({ txid: u.txid, vout: u.vout, value: u.value.toString(), ...(u.height != null ? { height: u.height } : {}) }))
+    const entry = { txid, to: address, amount: amount.toString(), fee: plan.fee.toString(), time, inputs }
     ops.push(
       { type: 'put', key: `${this.prefix}res/${txid}`, value: text(JSON.stringify(reservation)) },
       { type: 'put', key: ledgerKey, value: text(JSON.stringify(entry)) },
@@ -460,18 +544,11 @@ export class Wallet implements PaymentWallet {
     return { txid, raw, amount, fee: plan.fee }
   }
 
-  /**
-   * A reservation ends once one of its coins is no longer unspent: the
-   * payment (or a conflicting one) reached the chain or its mempool, so its
-   * other coins cannot be spent by it any more either.
-   */
-  private async forgetSpentReservations (coins: Utxo[]): Promise<void> {
-    if (this.reservations.size === 0) { return }
-    const unspent = new Set(coins.map(outpoint))
-    const done = [...this.reservations].filter(([, r]) => r.outpoints.some(o => !unspent.has(o))).map(([txid]) => txid)
-    if (done.length === 0) { return }
-    await this.db.batch(done.map(txid => ({ type: 'del' as const, key: `${this.prefix}res/${txid}` })))
-    for (const txid of done) { this.unreserve(txid) }
+  /** Ends the reservations of payments the backend shows (see `coinView`) */
+  private async forget (ended: string[]): Promise<void> {
+    if (ended.length === 0) { return }
+    await this.db.batch(ended.map(txid => ({ type: 'del' as const, key: `${this.prefix}res/${txid}` })))
+    for (const txid of ended) { this.unreserve(txid) }
   }
 
   private unreserve (txid: string): void {
@@ -513,38 +590,108 @@ export class Wallet implements PaymentWallet {
 
   /** The local ledger of payments made, newest first */
   async ledger (limit = 100): Promise<LedgerEntry[]> {
-    const out: LedgerEntry[] = []
+    return (await this.ledgerEntries(limit)).map(({ txid, to, amount, fee, time }) => ({ txid, to, amount, fee, time }))
+  }
+
+  /** Ledger entries with the coins they spent (entries written before these were kept have none) */
+  private async ledgerEntries (limit: number): Promise<Array<LedgerEntry & { inputs: Array<{ txid: string, vout: number, value: bigint, height?: number }> }>> {
+    const out: Array<LedgerEntry & { inputs: Array<{ txid: string, vout: number, value: bigint, height?: number }> }> = []
     for await (const [, value] of this.db.iterator({ gte: `${this.prefix}sent/`, lt: `${this.prefix}sent/~`, reverse: true, limit })) {
       const e = JSON.parse(dec.decode(value))
-      out.push({ txid: e.txid, to: e.to, amount: BigInt(e.amount), fee: BigInt(e.fee), time: e.time })
+      const inputs = Array.isArray(e.inputs)
+        ? (e.inputs as Array<{ txid: string, vout: number, value: string, height?: number }>).map(i => ({ txid: i.txid, vout: i.vout, value: BigInt(i.value), height: i.height }))
+        : []
+      out.push({ txid: e.txid, to: e.to, amount: BigInt(e.amount), fee: BigInt(e.fee), time: e.time, inputs })
     }
     return out
   }
 
+  /**
+   * The wallet's transactions, newest first (unconfirmed first), both
+   * directions, each with its net effect on the wallet and its
+   * confirmations. From the backend's address history when it has one;
+   * over bitcoind JSON-RPC (no address index) from the local ledger, the
+   * coins the wallet holds and the coins its payments spent.
+   */
   async history (limit = 100): Promise<AddressTx[]> {
+    let rows: AddressTx[]
+    try {
+      rows = await this.indexedHistory(limit)
+    } catch (err) {
+      if (!(err instanceof ChainUnsupportedError)) { throw err }
+      rows = await this.unindexedHistory(limit)
+    }
+    const tip = await this.backend.height()
+    return rows.map(t => ({ ...t, confirmations: t.height != null ? Math.max(1, tip - t.height + 1) : 0 }))
+  }
+
+  private async indexedHistory (limit: number): Promise<AddressTx[]> {
     const addresses = this.usedAddresses()
     const merged = new Map<string, AddressTx>()
     const add = (t: AddressTx): void => {
       const m = merged.get(t.txid)
       if (m == null) {
-        merged.set(t.txid, { ...t })
+        merged.set(t.txid, { txid: t.txid, height: t.height, delta: t.delta })
       } else {
         // a transaction touching several of our addresses: its net effect on the wallet
         m.delta += t.delta
         m.height ??= t.height
       }
     }
-    try {
-      for (let i = 0; i < addresses.length; i += HISTORY_CONCURRENCY) {
-        const lists = await Promise.all(addresses.slice(i, i + HISTORY_CONCURRENCY).map(async a => this.backend.history(a, limit)))
-        lists.flat().forEach(add)
-      }
-    } catch (err) {
-      if (!(err instanceof ChainUnsupportedError)) { throw err }
-      return (await this.ledger(limit)).map(e => ({ txid: e.txid, delta: -(e.amount + e.fee) }))
+    for (let i = 0; i < addresses.length; i += HISTORY_CONCURRENCY) {
+      const lists = await Promise.all(addresses.slice(i, i + HISTORY_CONCURRENCY).map(async a => this.backend.history(a, limit)))
+      lists.flat().forEach(add)
     }
-    // unconfirmed first, then newest block first
     return [...merged.values()].sort(newestFirst).slice(0, limit)
+  }
+
+  /**
+   * History without an address index: sent payments from the ledger (their
+   * block from the backend, else from their change), received ones from
+   * the coins held now and the coins the payments spent
+   */
+  private async unindexedHistory (limit: number): Promise<AddressTx[]> {
+    const sent = await this.ledgerEntries(MAX_LEDGER_SCAN)
+    const ours = new Set(sent.map(e => e.txid))
+    const held: Utxo[] = []
+    const addresses = this.usedAddresses()
+    for (let i = 0; i < addresses.length; i += QUERY_CHUNK) {
+      held.push(...await this.backend.utxos(addresses.slice(i, i + QUERY_CHUNK)))
+    }
+    const rows = new Map<string, AddressTx>()
+    const seen = new Set<string>()
+    const receive = (u: { txid: string, vout: number, value: bigint, height?: number }): void => {
+      if (ours.has(u.txid) || seen.has(outpoint(u))) { return }
+      seen.add(outpoint(u))
+      const r = rows.get(u.txid)
+      if (r == null) {
+        rows.set(u.txid, { txid: u.txid, height: u.height, delta: u.value })
+      } else {
+        r.delta += u.value
+        r.height ??= u.height
+      }
+    }
+    const changeHeight = new Map<string, number>()
+    for (const u of held) {
+      if (typeof u.script !== 'string' || !this.byScript.has(u.script.toLowerCase())) { continue }
+      if (ours.has(u.txid) && u.height != null) { changeHeight.set(u.txid, u.height) }
+      receive(u)
+    }
+    for (const e of sent) {
+      for (const i of e.inputs) { receive(i) }
+    }
+    // newest payments first, so the lookups below go to the rows most likely shown
+    const out: AddressTx[] = sent.map(e => ({ txid: e.txid, height: changeHeight.get(e.txid), delta: this.isMine(e.to) ? -e.fee : -(e.amount + e.fee) }))
+    out.push(...rows.values())
+    // blocks of the rest from the backend (spent coins kept no height; a
+    // payment whose change is spent or that had none), bounded
+    const unknown = out.filter(t => t.height == null).slice(0, 4 * limit)
+    for (let i = 0; i < unknown.length; i += HISTORY_CONCURRENCY) {
+      await Promise.all(unknown.slice(i, i + HISTORY_CONCURRENCY).map(async t => {
+        t.height = (await this.backend.transaction(t.txid))?.height
+      }))
+    }
+    return out.sort(newestFirst).slice(0, limit)
   }
 
   /**
