@@ -70,8 +70,8 @@ export function cycles (graph: Map<string, ImportEdge[]>): string[][] {
 if (process.argv[1] != null && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const graph = importGraph()
   for (const [file, edges] of [...graph].sort(([a], [b]) => a.localeCompare(b))) {
-    console.log(`${file} -> ${edges.map(e => (e.typeOnly ? 'type:' : '') + e.to).join(' ')}`)
+    process.stdout.write(`${file} -> ${edges.map(e => (e.typeOnly ? 'type:' : '') + e.to).join(' ')}\n`)
   }
   const c = cycles(graph)
-  console.log(c.length === 0 ? '\nno import cycles' : `\n${c.length} import cycle(s):\n${c.map(s => '  ' + s.join(' <-> ')).join('\n')}`)
+  process.stdout.write(c.length === 0 ? '\nno import cycles\n' : `\n${c.length} import cycle(s):\n${c.map(s => '  ' + s.join(' <-> ')).join('\n')}\n`)
 }
