@@ -143,7 +143,9 @@ describe('paid calls in a row and at once from the command line (a real seller, 
   const put = async (i: number): Promise<{ code: number | null, err: string, txid?: string }> => {
     const file = join(work, `body-${i}.bin`)
     await writeFile(file, `body ${i}`)
-    const r = await runCli(['call', seller.addr, 'storage.put', '-f', file, '--pay', 'auto', '--max', '5000', '--data-dir', buyer.dataDir], { timeout: 60_000 })
+    // attached, not auto: auto would promise on a tab here (the buyer's dev wallet qualifies), and
+    // what is tested is the wallet paying on chain call after call
+    const r = await runCli(['call', seller.addr, 'storage.put', '-f', file, '--pay', 'attached:400', '--max', '5000', '--data-dir', buyer.dataDir], { timeout: 60_000 })
     return { code: r.code, err: r.stderr, txid: /paid 400 sat \(attached, txid ([0-9a-f]{64})\)/.exec(r.stderr)?.[1] }
   }
 
