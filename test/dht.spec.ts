@@ -78,6 +78,24 @@ describe('joining a swarm', () => {
     }
   })
 
+  it('a node that joined while its bootstrap node knew nobody looks itself up again and meets the nodes that came later', async () => {
+    const boot = await startNode({ sell: [], dht: DHT })
+    const early = await startNode({ bootstrap: [boot.addr], sell: [], dht: DHT })
+    // nodes that look nobody up (neither decloud's join nor kad-dht's self-query): only a lookup of
+    // the early node's own can make it meet them
+    const quiet = { ...DHT, joinLookups: 0, kad: { initialQuerySelfInterval: 600_000 } }
+    const later: TestNode[] = []
+    try {
+      // its first self-lookup finds nobody but the bootstrap node
+      assert.ok(await eventually(() => early.discovery.routingTableSize() === 1), 'never joined')
+      later.push(...await Promise.all([0, 1].map(async () => startNode({ bootstrap: [boot.addr], sell: [], dht: quiet }))))
+      assert.ok(await eventually(() => boot.discovery.routingTableSize() >= 3), 'the bootstrap node never met the later nodes')
+      assert.ok(await eventually(() => early.discovery.routingTableSize() >= 3), `routing table stays at ${early.discovery.routingTableSize()}`)
+    } finally {
+      await Promise.all([...later, early, boot].map(async n => n.destroy()))
+    }
+  })
+
   it('picks the network mode from the listen addresses', async () => {
     const { defaultNetworkMode } = await import('../src/node/index.js')
     assert.equal(defaultNetworkMode(['/ip4/127.0.0.1/tcp/0']), 'local')

@@ -1,104 +1,17 @@
 import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
+import { FIND_TIMEOUT, JOIN_LOOKUPS, JOIN_RETRY, LONELY_AFTER, PROVIDE_DEBOUNCE, PROVIDE_RETRY, PROVIDE_TIMEOUT, REPROVIDE_INTERVAL } from './config.js'
 import { PeerDirectory } from './directory.js'
 import { withPeer } from './keys.js'
 import { majorVersion, serviceKey } from './keys.js'
 import { peersService } from './peers-service.js'
+import { join, localProviders, routingTableOf, waitForPeer } from './routing.js'
+import type { AdvertisedService, DiscoveryComponents, DiscoveryInit, FindSellersOptions, Seller } from './config.js'
 import type { DhtKey } from './keys.js'
+import type { RoutingTableLike } from './routing.js'
 import type { ServiceDefinition } from '../protocols/opencloud/api/template.js'
-import type { OpenCloud } from '../protocols/opencloud/net/opencloud.js'
-import type { AbortOptions, ComponentLogger, Logger, PeerId, PeerInfo, PeerStore, Startable } from '@libp2p/interface'
-import type { AddressManager, ConnectionManager } from '@libp2p/interface-internal'
-import type { KadDHT } from '@libp2p/kad-dht'
-
-/** How long one provide round may take (ms) */
-export const PROVIDE_TIMEOUT = 60_000
-/** Default deadline of a seller lookup (ms) */
-export const FIND_TIMEOUT = 10_000
-/**
- * How often a seller re-provides its services (ms). Provider records live
- * `PROVIDER_VALIDITY` on the nodes that hold them, so this is well before expiry.
- */
-export const REPROVIDE_INTERVAL = 60 * 60_000
-/** How long decloud DHT nodes keep a provider record (ms) */
-export const PROVIDER_VALIDITY = 6 * 60 * 60_000
-/** Delay before a provide round once the routing table has grown (ms) */
-export const PROVIDE_DEBOUNCE = 500
-/** First retry delay after a provide round that reached nobody (ms); doubles up to the reprovide interval */
-export const PROVIDE_RETRY = 5_000
-/** A node alone for this long (no connections, empty routing table) answers lookups at once (ms) */
-export const LONELY_AFTER = 3_000
+import type { AbortOptions, Logger, PeerInfo, Startable } from '@libp2p/interface'
 
 const MERGED_PEERS = 1024
-
-/** A seller found through the DHT */
-export interface Seller {
-  /** the seller's peer id */
-  peerId: string
-  /** multiaddrs to dial it, each ending in /p2p/<peerId> */
-  addresses: string[]
-  service: string
-  /** major version of the service */
-  version: number
-}
-
-export interface FindSellersOptions extends AbortOptions {
-  /** deadline in ms @default 10_000 */
-  timeout?: number
-  /** stop after this many sellers (at most the DHT's k, 20) */
-  limit?: number
-  /** major version (or version string) of the service @default 1 */
-  version?: string | number
-  /** include this node when it sells the service @default false */
-  includeSelf?: boolean
-}
-
-export interface AdvertisedService {
-  service: string
-  version: number
-  key: string
-  /** when the last provide round ended (ms since epoch), 0: never */
-  lastProvided: number
-  /** DHT peers that accepted the provider record in the last round */
-  reached: number
-}
-
-/**
- * What Discovery uses of a libp2p node: decloud's Kad-DHT (the service named
- * `dht`) and OpenCloud (named `opencloud`, whose sold services it advertises
- * and to which it adds the core `peers` service).
- */
-export interface DiscoveryComponents {
-  peerId: PeerId
-  peerStore: PeerStore
-  connectionManager: Pick<ConnectionManager, 'getConnections'>
-  addressManager: Pick<AddressManager, 'getAddresses'>
-  logger: ComponentLogger
-  dht: KadDHT
-  opencloud: OpenCloud
-}
-
-export interface DiscoveryInit {
-  /** The services this node sells, advertised from start (read once, at start) */
-  selling(opencloud: OpenCloud): ServiceDefinition[]
-  /** who sells what, as learned (shared with the market) @default a new one */
-  directory?: PeerDirectory
-  /** @default PROVIDE_TIMEOUT */
-  provideTimeout?: number
-  /** @default FIND_TIMEOUT */
-  findTimeout?: number
-  /** @default REPROVIDE_INTERVAL */
-  reprovideInterval?: number
-  /** @default PROVIDE_DEBOUNCE */
-  provideDebounce?: number
-  /** @default PROVIDE_RETRY */
-  provideRetry?: number
-}
-
-interface RoutingTableLike {
-  size: number
-  addEventListener(type: 'peer:add' | 'peer:remove', fn: () => void): void
-  removeEventListener(type: 'peer:add' | 'peer:remove', fn: () => void): void
-}
 
 interface Advert {
   service: string
@@ -141,6 +54,8 @@ export class Discovery implements Startable {
   private debounceTimer?: ReturnType<typeof setTimeout>
   private retryTimer?: ReturnType<typeof setTimeout>
   private interval?: ReturnType<typeof setInterval>
+  private readonly joinLookups: number
+  private readonly joinRetry: number
   private joined = false
   private joining?: Promise<void>
   /** provider addresses already merged into the peer store, by peer */
@@ -166,10 +81,12 @@ export class Discovery implements Startable {
     this.provideDebounce = init.provideDebounce ?? PROVIDE_DEBOUNCE
     this.provideRetry = init.provideRetry ?? PROVIDE_RETRY
     this.retryDelay = this.provideRetry
+    this.joinLookups = init.joinLookups ?? JOIN_LOOKUPS
+    this.joinRetry = init.joinRetry ?? JOIN_RETRY
   }
 
   private get routingTable (): RoutingTableLike | undefined {
-    return (this.components.dht as unknown as { routingTable?: RoutingTableLike }).routingTable
+    return routingTableOf(this.components.dht)
   }
 
   /** Peers in the DHT routing table */
@@ -219,26 +136,17 @@ export class Discovery implements Startable {
   }
 
   /**
-   * Kademlia's join: once the routing table has its first peer, look up this
-   * node's own id. The lookup walks to the peers closest to it, which fills
-   * the table and makes this node known to its neighbours. (kad-dht's own
-   * start-up self-query runs before any peer is connected and finds nobody.)
+   * Kademlia's join (see `join`), once the routing table has its first
+   * peer. (kad-dht's own start-up self-query runs before any peer is
+   * connected and finds nobody.) A join after the table emptied runs after
+   * the one before it.
    */
   private join (): void {
     if (!this.running || this.joined || this.routingTableSize() === 0) { return }
     this.joined = true
-    const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.findTimeout)])
-    this.joining = (async () => {
-      try {
-        // drain it: every peer it meets may join the routing table
-        let events = 0
-        for await (const event of this.components.dht.getClosestPeers(this.components.peerId.toMultihash().bytes, { signal })) {
-          if (event.name === 'PEER_RESPONSE') { events++ }
-        }
-        this.log.trace('join lookup: %d answers', events)
-      } catch {}
-      this.log('joined: routing table has %d peers', this.routingTableSize())
-    })()
+    const { dht, peerId } = this.components
+    const options = { dht, self: peerId, size: () => this.routingTableSize(), lookups: this.joinLookups, retry: this.joinRetry, timeout: this.findTimeout, signal: this.shutdown.signal, log: this.log }
+    this.joining = (this.joining ?? Promise.resolve()).then(async () => { await join(options) })
   }
 
   /** Stops advertising (before the DHT stops): no provide round runs after this resolves */
@@ -428,22 +336,7 @@ export class Discovery implements Startable {
 
   /** Resolves when the routing table has a peer; rejects when `signal` aborts */
   private async waitForPeer (signal: AbortSignal): Promise<void> {
-    const table = this.routingTable
-    if (table == null || table.size > 0) { return }
-    signal.throwIfAborted()
-    await new Promise<void>((resolve, reject) => {
-      const done = (): void => {
-        table.removeEventListener('peer:add', done)
-        signal.removeEventListener('abort', abort)
-        resolve()
-      }
-      const abort = (): void => {
-        table.removeEventListener('peer:add', done)
-        reject(signal.reason)
-      }
-      table.addEventListener('peer:add', done)
-      signal.addEventListener('abort', abort, { once: true })
-    })
+    await waitForPeer(this.routingTable, signal)
   }
 
   /** Finds sellers of `service` with a deadline; see findSellersStream */
@@ -492,15 +385,4 @@ export class Discovery implements Startable {
  */
 export function discovery (init: DiscoveryInit): (components: DiscoveryComponents) => Discovery {
   return (components) => new Discovery(components, init)
-}
-
-/** Provider records this node holds itself (the DHT's local provider store) */
-async function localProviders (dht: KadDHT, key: DhtKey, signal: AbortSignal): Promise<PeerId[]> {
-  const providers = (dht as unknown as { providers?: { getProviders(cid: DhtKey, o: AbortOptions): Promise<PeerId[]> } }).providers
-  if (providers == null) { return [] }
-  try {
-    return await providers.getProviders(key, { signal })
-  } catch {
-    return []
-  }
 }

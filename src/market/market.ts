@@ -2,107 +2,22 @@ import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
 import { PeerDirectory } from '../dht/directory.js'
 import { PROTOCOL as OPENCLOUD_PROTOCOL } from '../protocols/opencloud/api/constants.js'
-import { ServiceError, reprice } from '../protocols/opencloud/api/template.js'
-import { Status } from '../protocols/opencloud/pb/opencloud.js'
+import { reprice } from '../protocols/opencloud/api/template.js'
 import { MARKET_TOPIC, MAX_VALIDITY, signAnnouncement, verifyAnnouncement } from './announcement.js'
+import { ANNOUNCE_DEBOUNCE, ANNOUNCE_INTERVAL, SWEEP_INTERVAL, SYNC_PEERS, SYNC_TIMEOUT } from './config.js'
+import { marketService, signedEntries } from './prices-service.js'
 import { followMarketPrice, validateStrategy } from './strategy.js'
 import type { Announcement } from './announcement.js'
+import type { AnnounceResult, MarketComponents, MarketInit } from './config.js'
 import type { PriceBook, PriceEntry, MethodSummary, RankedEntry, EntrySource, ApplyResult } from './price-book.js'
 import type { PricingStrategy } from './strategy.js'
 import type { Pricing } from '../protocols/opencloud/api/pricing.js'
 import type { ServiceDefinition } from '../protocols/opencloud/api/template.js'
-import type { OpenCloud } from '../protocols/opencloud/net/opencloud.js'
-import type { GossipSub, Message, SubscriptionChangeData } from '@libp2p/gossipsub'
-import type { AbortOptions, ComponentLogger, IdentifyResult, Libp2pEvents, Logger, PeerId, PeerStore, PrivateKey, Startable, TypedEventTarget } from '@libp2p/interface'
-import type { AddressManager, ConnectionManager } from '@libp2p/interface-internal'
-import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Message, SubscriptionChangeData } from '@libp2p/gossipsub'
+import type { AbortOptions, IdentifyResult, Logger, PeerId, Startable } from '@libp2p/interface'
 
 /** How long a stopping seller lets its withdrawals leave before closing connections (ms) */
 const WITHDRAWAL_FLUSH = 250
-/** How often a seller re-announces its prices (ms) */
-export const ANNOUNCE_INTERVAL = 10 * 60_000
-/** How many peers a starting node asks for their price book */
-export const SYNC_PEERS = 2
-/** Deadline of one price book request (ms) */
-export const SYNC_TIMEOUT = 10_000
-/** Most entries one `market.prices` answer carries (and a sync accepts) */
-export const MAX_SYNC_ENTRIES = 2_000
-/** Byte budget of the entries in one `market.prices` answer */
-export const MAX_PRICES_BYTES = 1024 * 1024
-/** How often expired entries are swept from the book (ms) */
-export const SWEEP_INTERVAL = 60_000
-/** Delay before re-announcing after the topic's audience grew (ms) */
-export const ANNOUNCE_DEBOUNCE = 300
-
-/**
- * What the market uses of a libp2p node: gossipsub (the service named
- * `pubsub`) and OpenCloud (named `opencloud`: the sold services, price book
- * requests, and the core `market` service it adds).
- */
-export interface MarketComponents {
-  peerId: PeerId
-  /** signs the announcements */
-  privateKey: PrivateKey
-  peerStore: PeerStore
-  connectionManager: Pick<ConnectionManager, 'getConnections'>
-  addressManager: Pick<AddressManager, 'getAddresses'>
-  events: TypedEventTarget<Libp2pEvents>
-  logger: ComponentLogger
-  pubsub: GossipSub
-  opencloud: OpenCloud
-}
-
-export interface MarketInit {
-  /** the price book (in the node's store) */
-  book: PriceBook
-  /** who sells what, as learned (shared with discovery) @default a new one */
-  directory?: PeerDirectory
-  /** The services this node sells (announced), read at every announcement */
-  selling(opencloud: OpenCloud): ServiceDefinition[]
-  /** Which of this node's addresses go in announcements @default all */
-  announceAddress?(addr: Multiaddr): boolean
-  /** Pricing strategies by `service.method`; others are `fixed` */
-  strategies?: Record<string, PricingStrategy>
-  /** @default 10 minutes */
-  announceInterval?: number
-  /** validity of an announcement (ms) @default 3 × announceInterval, at most 24 h */
-  validity?: number
-  /** @default 2 */
-  syncPeers?: number
-  /** @default 10_000 */
-  syncTimeout?: number
-  /** @default 60_000 */
-  sweepInterval?: number
-  /** @default 300 */
-  announceDebounce?: number
-}
-
-export interface AnnounceResult {
-  /** announcements signed and published */
-  announced: number
-  /** distinct peers the gossip router sent them to directly */
-  recipients: number
-}
-
-/** JSON shape of one entry in a `market.prices` answer */
-export interface PriceEntryJson {
-  peerId: string
-  service: string
-  version: string
-  method: string
-  units: string[]
-  base: string
-  rate: string
-  per: string
-  capacity: string
-  issued: number
-  validUntil: number
-  seq: string
-  addrs: string[]
-  source: EntrySource
-  /** base64 SignedPriceAnnouncement: verify it, do not trust the fields above */
-  signed: string
-}
 
 type AnnouncementListener = (entry: PriceEntry, source: EntrySource) => void
 
@@ -423,19 +338,9 @@ export class Market implements Startable {
 
   /** Verifies and applies the entries of a `market.prices` answer */
   async merge (body: Uint8Array, source: EntrySource): Promise<number> {
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(new TextDecoder().decode(body))
-    } catch {
-      throw new Error('market.prices answer is not JSON')
-    }
-    const entries = (parsed as { entries?: unknown }).entries
-    if (!Array.isArray(entries)) { throw new Error('market.prices answer has no entries') }
     let accepted = 0
-    for (const e of entries.slice(0, MAX_SYNC_ENTRIES)) {
-      const signed = (e as { signed?: unknown })?.signed
-      if (typeof signed !== 'string' || signed.length > 4096) { continue }
-      const verdict = await verifyAnnouncement(Buffer.from(signed, 'base64'))
+    for (const signed of signedEntries(body)) {
+      const verdict = await verifyAnnouncement(signed)
       if (!verdict.ok) { continue }
       if (this.accept(verdict.announcement, verdict.signed, source).accepted) { accepted++ }
     }
@@ -454,79 +359,7 @@ export class Market implements Startable {
 
   /** The core `market` service */
   service (): ServiceDefinition {
-    return {
-      name: 'market',
-      version: '1.0.0',
-      description: 'this node\'s knowledge of market prices (signed announcements it has verified)',
-      describe: () => ({ topic: MARKET_TOPIC, entries: this.book.size }),
-      methods: {
-        prices: {
-          description: 'the price book as JSON: a summary per service/method and the signed entries',
-          args: '[service] [method]',
-          handler: (call) => {
-            const [service, method] = call.args
-            if (call.args.length > 2) { throw new ServiceError(Status.BAD_REQUEST, 'usage: prices [service] [method]') }
-            const filter = { service: service === '' ? undefined : service, method: method === '' ? undefined : method }
-            const summary = this.book.summary(filter).map(summaryJson)
-            // newest first, within a count and a byte budget (the answer must fit any body limit)
-            const entries: PriceEntryJson[] = []
-            let bytes = 0
-            for (const e of this.book.entries(filter).sort((a, b) => b.issued - a.issued)) {
-              const j = entryJson(e)
-              bytes += JSON.stringify(j).length + 1
-              if (entries.length >= MAX_SYNC_ENTRIES || bytes > MAX_PRICES_BYTES) { break }
-              entries.push(j)
-            }
-            return { body: new TextEncoder().encode(JSON.stringify({ generated: Date.now(), summary, entries })) }
-          }
-        }
-      }
-    }
-  }
-}
-
-export function entryJson (e: PriceEntry): PriceEntryJson {
-  return {
-    peerId: e.peerId,
-    service: e.service,
-    version: e.version,
-    method: e.method,
-    units: e.units,
-    base: e.base.toString(),
-    rate: e.rate.toString(),
-    per: e.per.toString(),
-    capacity: e.capacity.toString(),
-    issued: e.issued,
-    validUntil: e.validUntil,
-    seq: e.seq.toString(),
-    addrs: e.addrs,
-    source: e.source,
-    signed: Buffer.from(e.signed).toString('base64')
-  }
-}
-
-/** A method summary with bigints as decimal strings (JSON) */
-export function summaryJson (s: MethodSummary): Record<string, unknown> {
-  return {
-    service: s.service,
-    method: s.method,
-    units: s.units,
-    usage: s.usage.toString(),
-    sellers: s.sellers.map(e => ({
-      peerId: e.peerId,
-      price: e.price.toString(),
-      base: e.base.toString(),
-      rate: e.rate.toString(),
-      per: e.per.toString(),
-      capacity: e.capacity.toString(),
-      age: e.age,
-      validUntil: e.validUntil,
-      addrs: e.addrs
-    })),
-    min: s.min.toString(),
-    max: s.max.toString(),
-    median: s.median.toString(),
-    spread: s.spread.toString()
+    return marketService(this.book)
   }
 }
 

@@ -15,8 +15,9 @@ import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { isPrivate } from '@libp2p/utils'
 import { yamux } from '@libp2p/yamux'
+import { PROVIDER_VALIDITY } from '../dht/config.js'
 import { PeerDirectory } from '../dht/directory.js'
-import { discovery, PROVIDER_VALIDITY } from '../dht/discovery.js'
+import { discovery } from '../dht/discovery.js'
 import { MARKET_TOPIC } from '../market/announcement.js'
 import { market } from '../market/market.js'
 import { PriceBook } from '../market/price-book.js'
@@ -75,6 +76,10 @@ export interface DhtOptions {
   providerValidity?: number
   /** first retry after a provide round that reached nobody (ms) @default 5_000 */
   provideRetry?: number
+  /** most self-lookups when the node joins (0: none) @default 5 */
+  joinLookups?: number
+  /** delay before the second self-lookup of a join (ms), doubling @default 1_000 */
+  joinRetry?: number
   /** extra @libp2p/kad-dht options */
   kad?: Partial<KadDHTInit>
 }
@@ -258,7 +263,9 @@ export function decloudDefaults (options: DecloudDefaultsOptions): Libp2pOptions
         provideTimeout: options.dht?.provideTimeout,
         findTimeout: options.dht?.findTimeout,
         reprovideInterval: options.dht?.reprovideInterval,
-        provideRetry: options.dht?.provideRetry
+        provideRetry: options.dht?.provideRetry,
+        joinLookups: options.dht?.joinLookups,
+        joinRetry: options.dht?.joinRetry
       }),
       market: market({
         book: new PriceBook({ db: (options.store ?? Store.memory()).sub('market') }),

@@ -3,7 +3,7 @@
  * `decloud market` and the control API (`GET /v1/sellers`, `GET /v1/market`).
  * Amounts are decimal strings of integer satoshis.
  */
-import { summaryJson } from '../market/market.js'
+import { summaryJson } from '../market/json.js'
 import type { DecloudNode } from './index.js'
 
 export interface SellersJson {
