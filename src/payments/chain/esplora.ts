@@ -7,7 +7,8 @@
  */
 import { Address, OutScript } from '@scure/btc-signer'
 import { ChainUnavailableError, TxRejectedError } from '../types.js'
-import { describeFetchError, readBoundedText, rejectionOf } from './bitcoind-rpc.js'
+import { rejectionOf } from './bitcoind-rpc.js'
+import { describeFetchError, readBoundedText } from './http.js'
 import { networkOf } from './networks.js'
 import { maskUrl } from './secrets.js'
 import type { AddressNetwork, AddressState, AddressTx, ChainName, ChainBackend, TxStatus, Utxo } from '../types.js'
