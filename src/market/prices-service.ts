@@ -3,6 +3,7 @@
  * (the signed announcements it has verified) with nodes that just joined,
  * and a joining node reads the answer with `signedEntries`.
  */
+import { InvalidMessageError } from '@libp2p/interface'
 import { ServiceError } from '../protocols/opencloud/api/template.js'
 import { Status } from '../protocols/opencloud/pb/opencloud.js'
 import { MARKET_TOPIC } from './announcement.js'
@@ -59,10 +60,10 @@ export function * signedEntries (body: Uint8Array): Generator<Uint8Array> {
   try {
     parsed = JSON.parse(new TextDecoder().decode(body))
   } catch {
-    throw new Error('market.prices answer is not JSON')
+    throw new InvalidMessageError('market.prices answer is not JSON')
   }
   const entries = (parsed as { entries?: unknown }).entries
-  if (!Array.isArray(entries)) { throw new Error('market.prices answer has no entries') }
+  if (!Array.isArray(entries)) { throw new InvalidMessageError('market.prices answer has no entries') }
   for (const e of entries.slice(0, MAX_SYNC_ENTRIES)) {
     const signed = (e as { signed?: unknown })?.signed
     if (typeof signed !== 'string' || signed.length > MAX_SIGNED_ENTRY) { continue }

@@ -2,6 +2,7 @@ import { chmod, lstat, mkdir, readFile, stat, writeFile } from 'node:fs/promises
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { InvalidPrivateKeyError } from '@libp2p/interface'
 import type { PrivateKey } from '@libp2p/interface'
 
 /** `$DECLOUD_DATA_DIR` or `~/.decloud` */
@@ -71,7 +72,7 @@ export async function readKey (dir: string): Promise<PrivateKey | undefined> {
     return privateKeyFromProtobuf(await readFile(join(dir, KEY_FILE)))
   } catch (err: any) {
     if (err.code === 'ENOENT') { return undefined }
-    throw new Error(`cannot read the node key ${join(dir, KEY_FILE)}: ${err.message}`)
+    throw new InvalidPrivateKeyError(`cannot read the node key ${join(dir, KEY_FILE)}: ${err.message}`)
   }
 }
 

@@ -18,6 +18,7 @@
  * the BIP-322 test vectors.
  */
 import { createHash, createPublicKey, verify as nodeVerify } from 'node:crypto'
+import { InvalidMessageError, NotFoundError } from '@libp2p/interface'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { ripemd160 } from '@noble/hashes/legacy.js'
 import { Address, NETWORK } from '@scure/btc-signer'
@@ -359,12 +360,12 @@ export function bitcoinCredentialStage (init: BitcoinCredentialStageInit): Stage
 
   async function fetchStates (addresses: string[]): Promise<Map<string, Cached>> {
     const [tip, states] = await Promise.all([backend.height(), backend.addresses(addresses)])
-    if (!Number.isSafeInteger(tip) || !Array.isArray(states) || states.length !== addresses.length) { throw new Error('backend answered garbage') }
+    if (!Number.isSafeInteger(tip) || !Array.isArray(states) || states.length !== addresses.length) { throw new InvalidMessageError('backend answered garbage') }
     const expires = now() + ttl
     const got = new Map<string, Cached>()
     for (let i = 0; i < addresses.length; i++) {
       const s = states[i]
-      if (s == null || typeof s.confirmed !== 'bigint' || typeof s.unconfirmed !== 'bigint') { throw new Error('backend answered garbage') }
+      if (s == null || typeof s.confirmed !== 'bigint' || typeof s.unconfirmed !== 'bigint') { throw new InvalidMessageError('backend answered garbage') }
       got.set(addresses[i], { state: s, tip, expires })
     }
     for (const [a, c] of got) { cache.set(a, c) }
@@ -389,7 +390,7 @@ export function bitcoinCredentialStage (init: BitcoinCredentialStageInit): Stage
       }
       round.finally(() => { for (const a of missing) { inflight.delete(a) } }).catch(() => {})
     }
-    return Promise.all(addresses.map(async a => fresh.get(a) ?? inflight.get(a) ?? Promise.reject(new Error('no state'))))
+    return Promise.all(addresses.map(async a => fresh.get(a) ?? inflight.get(a) ?? Promise.reject(new NotFoundError('no state'))))
   }
 
   return async (state) => {

@@ -8,6 +8,7 @@
 import { watch } from 'node:fs'
 import { access } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
+import { NotStartedError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { defaultPolicy } from './defaults.js'
 import { PolicyEngine } from './engine.js'
@@ -107,7 +108,7 @@ export class PolicyReloader implements Startable {
 
   /** The engine in force */
   get engine (): PolicyEngine {
-    if (this.current == null) { throw new Error('the policy reloader is not started') }
+    if (this.current == null) { throw new NotStartedError('the policy reloader is not started') }
     return this.current
   }
 

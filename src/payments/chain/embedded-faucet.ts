@@ -4,7 +4,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bcoin } from './bcoin.js'
-import { checkAmount, COINBASE_MATURITY, DEFAULT_FUND_SATS, EmbeddedNode, MAX_FUND_OUTPUTS, MAX_MINE_BLOCKS, parseAddress } from './embedded-node.js'
+import { checkAmount, COINBASE_MATURITY, DEFAULT_FUND_SATS, EmbeddedNode, FaucetError, MAX_FUND_OUTPUTS, MAX_MINE_BLOCKS, parseAddress } from './embedded-node.js'
 import type { Funding } from './embedded-node.js'
 
 /** sat/kvB the faucet pays */
@@ -70,7 +70,7 @@ export abstract class EmbeddedMiner extends EmbeddedNode {
       const tx = await this.faucetPay(addrs.map(addr => ({ addr, amount })))
       await this.mineOne(this.faucetAddress)
       const meta = await this.read(async () => this.node.getMeta(tx.hash('hex')))
-      if (meta == null || meta.height < 0) { throw new Error('fund: the faucet transaction was not mined') }
+      if (meta == null || meta.height < 0) { throw new FaucetError('fund: the faucet transaction was not mined') }
       return addrs.map((_, vout) => ({ txid: tx.txid(), vout, value: amount, height: meta.height }))
     })
   }
@@ -89,7 +89,7 @@ export abstract class EmbeddedMiner extends EmbeddedNode {
       for (let i = 0; i < COINBASE_MATURITY + 1; i++) { await this.mineOne(this.faucetAddress) }
       coins = await this.faucetCoins()
     }
-    if (sum(coins) < need) { throw new Error(`fund: the regtest faucet cannot pay ${need - 1_000_000n} sats`) }
+    if (sum(coins) < need) { throw new FaucetError(`fund: the regtest faucet cannot pay ${need - 1_000_000n} sats`) }
 
     const mtx = new bcoin.MTX()
     for (const o of outputs) { mtx.addOutput(o.addr, Number(o.amount)) }
@@ -100,9 +100,9 @@ export abstract class EmbeddedMiner extends EmbeddedNode {
     try {
       missing = await node.mempool.addTX(tx)
     } catch (err: any) {
-      throw new Error(`fund: the faucet transaction was refused: ${String(err?.reason ?? err?.message ?? err)}`)
+      throw new FaucetError(`fund: the faucet transaction was refused: ${String(err?.reason ?? err?.message ?? err)}`)
     }
-    if (missing != null) { throw new Error('fund: the faucet transaction has missing inputs') }
+    if (missing != null) { throw new FaucetError('fund: the faucet transaction has missing inputs') }
     return tx
   }
 

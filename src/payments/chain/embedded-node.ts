@@ -111,8 +111,14 @@ export abstract class EmbeddedNode {
     const node = this.node
     const block = await node.miner.mineBlock(node.chain.tip, addr)
     const entry = await node.chain.add(block)
-    if (entry == null) { throw new Error('mined block was not connected') }
+    if (entry == null) { throw new FaucetError('mined block was not connected') }
   }
+}
+
+/** The embedded chain's own faucet or miner failed (a regtest development aid, not a payment) */
+export class FaucetError extends Error {
+  static override name = 'FaucetError'
+  override name = 'FaucetError'
 }
 
 const API_KEY = /^[A-Za-z0-9._~-]{8,255}$/

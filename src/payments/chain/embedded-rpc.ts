@@ -124,9 +124,16 @@ export function registerBitcoindRpc (node: bcoin.FullNode, host: RpcHost): void 
   })
 }
 
-/** an error bcoin's JSON-RPC server answers with its code (bweb reads `type` and `code`) */
+/** An error bcoin's JSON-RPC server answers with its code (bweb reads `type` and `code`) */
+class RpcError extends Error {
+  static override name = 'RpcError'
+  override name = 'RpcError'
+  readonly type = 'RPCError'
+  constructor (readonly code: number, message: string) { super(message) }
+}
+
 function rpcError (code: number, message: string): Error {
-  return Object.assign(new Error(message), { type: 'RPCError', code })
+  return new RpcError(code, message)
 }
 
 /**
