@@ -81,6 +81,8 @@ export interface BidAttempt {
   amount: bigint
   /** status path of the answer */
   path: string
+  /** its typed reason (unspecified on ok) */
+  reason: Reason
 }
 
 export interface PaidCallResult extends CallResult {
@@ -220,7 +222,7 @@ class Bid {
       const sent = await this.send()
       const { res } = sent
       this.seller ??= res.peer.toString()
-      this.attempts.push({ kind: this.kind, amount: this.amount, path: res.path })
+      this.attempts.push({ kind: this.kind, amount: this.amount, path: res.path, reason: res.reason })
       this.last = res
       if (!BEFORE_PAYMENT.has(res.status) && res.status !== Status.PAYMENT_DECLINED) { return this.done(sent) }
       const before = this.amount
