@@ -33,11 +33,11 @@ import { Store } from '../src/store/index.js'
 import { eventually, tempDir } from './fixtures.js'
 import { signedRequest, startBareNode } from './protocol-fixtures.js'
 import { fundAddress, startRegtest } from './regtest.js'
+import type { BareNode } from './protocol-fixtures.js'
 import type { EmbeddedChain } from './regtest.js'
 import type { PayAndCallOptions } from '../src/payments/buyer/bidding.js'
 import type { CallState, PolicyTerms, Stage } from '../src/protocols/opencloud/api/call.js'
 import type { ServiceDefinition } from '../src/protocols/opencloud/api/template.js'
-import type { BareNode } from './protocol-fixtures.js'
 
 /** test.work: 500 sat per call, well above the dust limit of an attached payment */
 const PRICE = 500n
@@ -163,30 +163,32 @@ describe('typed refusal reasons between real nodes', function () {
     assert.equal((await buyer.book.get(seller.node.peerId.toString(), deferId))?.dueAt, undefined)
   })
 
-  for (const [kind, reason] of [['due', Reason.REASON_TAB_DUE], ['broken', Reason.REASON_TAB_BROKEN]] as const) {
-    it(`a ${kind} tab: the buyer marks it due and pays attached (the detail says "settled")`, async () => {
-      const threshold = 'value:100000'
-      const deferId = await promiseOnce(threshold)
-      const sellerId = seller.node.peerId.toString()
-      assert.equal((await buyer.book.get(sellerId, deferId))?.dueAt, undefined, 'the buyer thinks the tab open')
-      const tab = await seller.tabs.get(buyer.node.openCloudId, deferId)
-      assert.ok(tab != null)
-      // the seller's 1 ms limit has passed once the clock moved on
-      assert.ok(await eventually(() => Date.now() > tab.latestDue, 5_000, 1))
-      if (kind === 'broken') { assert.equal(await seller.tabs.sweep(Date.now() + seller.tabs.grace + 60_000), 1) }
-      seller.wording = `tab ${deferId} is settled; promise under a new defer id`
-      const res = await payAndCall(buyer.node.opencloud, seller.node.addr, work, optsOf(buyer, chain, { kind: 'defer', amount: PRICE, threshold }))
-      assert.equal(res.ok, true, res.detail)
-      assert.equal(res.kind, 'attached')
-      assert.equal(res.paid, PRICE)
-      assert.deepEqual(res.attempts.map(a => [a.kind, a.path, a.reason]), [
-        ['defer', 'request-declined/payment-declined/no-defer', reason],
-        ['attached', 'ok', Reason.REASON_UNSPECIFIED]
-      ])
-      assert.ok((await buyer.book.get(sellerId, deferId))?.dueAt != null, 'marked due, so the fulfilment loop pays it')
-      assert.notEqual(await buyer.book.deferIdFor(sellerId, threshold), deferId)
-    })
+  /** A tab due (or broken) at the seller that the buyer thinks open: refused with its reason, whatever the detail says */
+  async function refusedTab (kind: 'due' | 'broken', reason: Reason): Promise<void> {
+    const threshold = 'value:100000'
+    const deferId = await promiseOnce(threshold)
+    const sellerId = seller.node.peerId.toString()
+    assert.equal((await buyer.book.get(sellerId, deferId))?.dueAt, undefined, 'the buyer thinks the tab open')
+    const tab = await seller.tabs.get(buyer.node.openCloudId, deferId)
+    assert.ok(tab != null)
+    // the seller's 1 ms limit has passed once the clock moved on
+    assert.ok(await eventually(() => Date.now() > tab.latestDue, 5_000, 1))
+    if (kind === 'broken') { assert.equal(await seller.tabs.sweep(Date.now() + seller.tabs.grace + 60_000), 1) }
+    seller.wording = `tab ${deferId} is settled; promise under a new defer id`
+    const res = await payAndCall(buyer.node.opencloud, seller.node.addr, work, optsOf(buyer, chain, { kind: 'defer', amount: PRICE, threshold }))
+    assert.equal(res.ok, true, res.detail)
+    assert.equal(res.kind, 'attached')
+    assert.equal(res.paid, PRICE)
+    assert.deepEqual(res.attempts.map(a => [a.kind, a.path, a.reason]), [
+      ['defer', 'request-declined/payment-declined/no-defer', reason],
+      ['attached', 'ok', Reason.REASON_UNSPECIFIED]
+    ])
+    assert.ok((await buyer.book.get(sellerId, deferId))?.dueAt != null, 'marked due, so the fulfilment loop pays it')
+    assert.notEqual(await buyer.book.deferIdFor(sellerId, threshold), deferId)
   }
+
+  it('a due tab: the buyer marks it due and pays attached (the detail says "settled")', async () => { await refusedTab('due', Reason.REASON_TAB_DUE) })
+  it('a broken tab: the buyer marks it due and pays attached (the detail says "settled")', async () => { await refusedTab('broken', Reason.REASON_TAB_BROKEN) })
 
   it('a policy that takes no promises: the buyer pays attached (the detail says "settled"); not allowed to, it gives up with the reason', async () => {
     seller.terms = { defer: 'no promises here', maxTab: 0n, minPayment: 0n }

@@ -26,8 +26,8 @@
  * Rules are indexed by target (global, service, method) and by specific
  * credential, so a decision looks only at the rules that can apply.
  */
-import { describeCommands, describeMinPayment, describeRateLimit, describeScope, normalizeAddress, scopeKey, validatePolicy } from './schema.js'
 import { ACCESS, compare, DEFER, familiesOf, FAMILIES, FAMILY_NAMES, label, MAX_CONCURRENT, MAX_TAB, MIN_PAYMENT, minimumPayment, normalizeMinPayment, RATE_LIMIT, specificity } from './rules.js'
+import { describeCommands, describeMinPayment, describeRateLimit, describeScope, normalizeAddress, scopeKey, validatePolicy } from './schema.js'
 import type { Bucket, CompiledRule, Entry } from './rules.js'
 import type { MinPayment, Policy, RateLimit } from './schema.js'
 import type { BitcoinCredentialState } from '../protocols/opencloud/api/template.js'
@@ -60,7 +60,6 @@ export interface PolicyContext {
   usage?: readonly bigint[]
 }
 
-
 export type Action = 'allow' | 'deny'
 
 /** Why access was denied: a deny rule, a missing credential, or coins short of a min-balance/min-age */
@@ -85,7 +84,6 @@ export interface Decision {
   defer: { allowed: boolean, rule?: CompiledRule, reason: string }
   maxTab: { amount: bigint, rule?: CompiledRule }
 }
-
 
 /** What a bitcoin class or trust band asks for, as a phrase */
 function needPhrase (e: { bitcoin?: { minBalance: bigint, minAge: number }, trust?: { min: number, max: number } }): string {

@@ -193,4 +193,3 @@ export async function verifyEvidence (ev: Evidence, options: { payer?: string, v
   if (i < 0 || (options.payer != null && req.id[i] !== options.payer)) { return false }
   return openCloudVerifier.verify(req.id[i], digest, req.sig[i])
 }
-

@@ -26,12 +26,12 @@
  * batch, so concurrent calls never lose an update; changes to the payer's
  * summary also take the payer's lock (always after the tab's, never before).
  */
+import { Request } from '../../protocols/opencloud/pb/opencloud.js'
 import { json as encodeJson } from '../../util/json.js'
 import { KeyedMutex } from '../../util/locks.js'
 import { Lru } from '../../util/lru.js'
 import { DEFAULT_THRESHOLD, DEFER_ID, dueTime, formatThreshold, owedOf, parseThreshold, statusAt } from './tab.js'
-import { Request } from '../../protocols/opencloud/pb/opencloud.js'
-import type { Tab, TabStatus, Threshold, BrokenPromise, Evidence } from './tab.js'
+import type { Tab, Threshold, BrokenPromise, Evidence } from './tab.js'
 import type { BatchOp, SubDb } from '../../store/index.js'
 
 export * from './tab.js'
