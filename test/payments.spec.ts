@@ -28,6 +28,7 @@ import type { EmbeddedChain } from './regtest.js'
 import type { AttachedCost, PayAndCallOptions } from '../src/payments/buyer/bidding.js'
 import type { DeferredPromise, PendingPayment } from '../src/payments/buyer/promise.js'
 import type { Evidence } from '../src/payments/seller/tabs.js'
+import type { Stage } from '../src/protocols/opencloud/api/call.js'
 import type { ServiceDefinition } from '../src/protocols/opencloud/api/template.js'
 import type { CallResult } from '../src/protocols/opencloud/net/client.js'
 import type { OpenCloud } from '../src/protocols/opencloud/net/opencloud.js'
@@ -102,9 +103,12 @@ async function startPeer (chain: EmbeddedChain, opts: PeerOptions = {}): Promise
     db: store.sub('payments'),
     tabs,
     maxTab: opts.maxTab,
-    minConfirmations: opts.minConfirmations,
-    allowDefer: opts.allowDefer === false ? () => 'this seller takes attached payments only' : undefined
+    minConfirmations: opts.minConfirmations
   })
+  // a seller whose policy takes no promises: the terms a policy's access stage writes for each call
+  const access: Stage | undefined = opts.allowDefer === false
+    ? (state) => { state.policy = { defer: 'this seller takes attached payments only', maxTab: 0n, minPayment: 0n }; return undefined }
+    : undefined
   const libp2p = await createLibp2p({
     privateKey: key,
     addresses: { listen: [`/ip4/127.0.0.1/tcp/${opts.port ?? 0}`] },
@@ -114,6 +118,7 @@ async function startPeer (chain: EmbeddedChain, opts: PeerOptions = {}): Promise
     services: {
       opencloud: openCloud({
         services: [storage, testService(), paymentsService({ wallet, tabs, credits: gate.credits })],
+        access,
         payment: gate.stage
       })
     }

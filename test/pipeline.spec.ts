@@ -6,11 +6,11 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { priceOf } from '../src/protocols/opencloud/api/call.js'
 import { QUOTE_VALIDITY, ServiceError } from '../src/protocols/opencloud/api/template.js'
 import {
-  NonceStore, PaymentType, Request, Response, Status, createPipeline, runPipeline, defaultPaymentGate, requestDigest, responseDigest,
+  NonceStore, PaymentType, Reason, Request, Response, Status, createPipeline, runPipeline, defaultPaymentGate, requestDigest, responseDigest,
   statusPath, statusClass, parseStatusPath, statusCode, statusFromCode, isStatus, encodeVarint, decodeVarint, BufferBudget,
   REQUEST_DOMAIN, RESPONSE_DOMAIN, openCloudId, openCloudSigner, openCloudVerifier
 } from '../src/protocols/opencloud/index.js'
-import { checkNonce, dispatch, resolveService, validateShape, verifySignatures } from '../src/protocols/opencloud/net/pipeline.js'
+import { checkNonce, computeUsage, dispatch, resolveService, validateShape, verifySignatures } from '../src/protocols/opencloud/net/pipeline.js'
 import { sha256Service } from '../src/services/sha256.js'
 import type { ServiceDefinition } from '../src/protocols/opencloud/api/template.js'
 import type { CallState, Reply, Stage } from '../src/protocols/opencloud/index.js'
@@ -168,6 +168,8 @@ describe('pipeline stages', () => {
     const gate = async (fields: Partial<Request>): Promise<Reply | undefined> => {
       const s = state(request({ service: 'priced', ...fields }))
       assert.equal(resolve(s), undefined)
+      // the pipeline's order: the usage stage right after the method is resolved
+      assert.equal(computeUsage(s), undefined)
       return defaultPaymentGate(s) as Reply | undefined
     }
 
@@ -374,12 +376,15 @@ describe('signing', () => {
       detail: '',
       body: body as Bytes,
       nextNonce: new Uint8Array(16).fill(1) as Bytes,
-      requestDigest: new Uint8Array(32).fill(2) as Bytes
+      requestDigest: new Uint8Array(32).fill(2) as Bytes,
+      reason: Reason.REASON_UNSPECIFIED
     }
     const encoded = Response.encode({ ...res, sig: [], body: createHash('sha256').update(body).digest() as Bytes })
     const expected = createHash('sha256').update(RESPONSE_DOMAIN).update(new Uint8Array([0])).update(encoded).digest()
     assert.deepEqual(Buffer.from(responseDigest(res)), expected)
     assert.notDeepEqual(responseDigest({ ...res, requestDigest: new Uint8Array(32) as Bytes }), responseDigest(res))
+    // the reason is signed like every field
+    assert.notDeepEqual(responseDigest({ ...res, reason: Reason.REASON_TAB_SETTLED }), responseDigest(res))
     assert.notEqual(REQUEST_DOMAIN, RESPONSE_DOMAIN)
   })
 })

@@ -9,13 +9,13 @@ import {
   PolicyEngine, PolicyReloader, RateLimiter, ConcurrencyLimiter, chainStages, defaultPolicy, loadPolicyFile,
   minimumPayment, openNodePolicy, parsePolicy, policyStages, validatePolicy, DEFAULT_POLICY_YAML
 } from '../src/policy/index.js'
-import { NonceStore, PaymentType, Status, createPipeline, defaultPaymentGate, openCloudVerifier, requestDigest, runPipeline } from '../src/protocols/opencloud/index.js'
+import { NonceStore, PaymentType, Reason, Status, createPipeline, defaultPaymentGate, openCloudVerifier, requestDigest, runPipeline } from '../src/protocols/opencloud/index.js'
 import { sha256Service } from '../src/services/sha256.js'
 import { killAll, runCli } from './cli-fixtures.js'
 import { eventually, tempDir } from './fixtures.js'
 import { signedRequest, startBareNode } from './protocol-fixtures.js'
 import type { BareNode } from './protocol-fixtures.js'
-import type { Decision, PolicyContext, Policy, PolicyReloadEvent, PolicyStages, ReloadResult, Rule } from '../src/policy/index.js'
+import type { PolicyContext, Policy, PolicyReloadEvent, PolicyStages, ReloadResult, Rule } from '../src/policy/index.js'
 import type { CallState, Stage } from '../src/protocols/opencloud/api/call.js'
 import type { BitcoinCredentialState } from '../src/protocols/opencloud/api/template.js'
 import type { ServiceDefinition } from '../src/protocols/opencloud/api/template.js'
@@ -595,19 +595,20 @@ rules:
     })
 
     /** Runs a signed request through the real pipeline with these stages */
-    async function run (stages: { access?: Stage, payment?: Stage }, fields: { method?: string, body?: Uint8Array, args?: string[], paymentType?: PaymentType }, extra: Partial<CallState> = {}): Promise<{ status: Status, detail?: string, amount?: bigint, type?: PaymentType, state: CallState }> {
+    async function run (stages: { access?: Stage, payment?: Stage }, fields: { method?: string, body?: Uint8Array, args?: string[], paymentType?: PaymentType }, extra: Partial<CallState> = {}): Promise<{ status: Status, reason?: Reason, detail?: string, amount?: bigint, type?: PaymentType, state: CallState }> {
       const nonces = new NonceStore()
       const pipeline = createPipeline({ services: new Map([['echo', echo]]), nonces, verifiers: [openCloudVerifier], maxBodySize: 1 << 20, requireCredentials: true, ...stages })
       const request = await signedRequest(key, { service: 'echo', method: fields.method ?? 'say', body: fields.body, args: fields.args, nonce: nonces.issue(peer.toString()), paymentType: fields.paymentType })
       const state: CallState = { peer, request, digest: requestDigest(request), credentials: [], signal: new AbortController().signal, ...extra }
       const reply = await runPipeline(pipeline, state)
-      return { status: reply.status, detail: reply.detail, amount: reply.acceptablePayment?.amount, type: reply.acceptablePayment?.paymentType, state }
+      return { status: reply.status, reason: reply.reason, detail: reply.detail, amount: reply.acceptablePayment?.amount, type: reply.acceptablePayment?.paymentType, state }
     }
 
     it('access-denied says what would be accepted', async () => {
       const p = policyStages(engineOf('rules:\n  - scope: global\n    deny: true\n  - scope: { service: echo, bitcoin: { min-balance: 5000, min-age: 3 } }\n    allow: true\n'))
       const r = await run({ access: p.access }, {})
       assert.equal(r.status, Status.ACCESS_DENIED)
+      assert.equal(r.reason, Reason.REASON_POLICY_DENIED)
       assert.equal(r.detail, 'echo.say needs a btc: credential with ≥ 5000 sat held ≥ 3 blocks')
       // the chain state comes from the bitcoin credential stage that runs first
       const withCoins: Stage = (s) => { s.bitcoin = [btc(5000n, 3)]; return undefined }
@@ -620,6 +621,7 @@ rules:
       assert.equal((await run({ access: p.access }, { body: enc.encode('hi') })).status, Status.OK)
       const third = await run({ access: p.access }, {})
       assert.equal(third.status, Status.RATE_LIMITED)
+      assert.equal(third.reason, Reason.REASON_RATE_LIMIT)
       assert.match(third.detail ?? '', /^rate limit of 1 requests\/s \(burst 2\) per peer for service echo reached; retry after \d+ ms \(retry-after-ms=\d+\)$/)
       const q = policyStages(engineOf('rules:\n  - scope: global\n    rate-limit: { bytes: 1000 }\n'))
       assert.equal((await run({ access: q.access }, { method: 'read', args: ['900'] })).status, Status.OK)
@@ -638,6 +640,7 @@ rules:
       assert.equal(p.concurrency.size, 1, 'the first call holds its slot')
       const busy = await run({ access: p.access, payment }, { method: 'wait' })
       assert.equal(busy.status, Status.RATE_LIMITED)
+      assert.equal(busy.reason, Reason.REASON_MAX_CONCURRENT)
       assert.match(busy.detail ?? '', /^too many calls at once: at most 1 in progress per peer for service echo; retry when one finishes$/)
       open()
       assert.equal((await first).status, Status.OK)
@@ -653,6 +656,7 @@ rules:
       const payment = chainStages(p.payment, defaultPaymentGate)
       const r = await run({ access: p.access, payment }, { body: new Uint8Array(95) })
       assert.equal(r.status, Status.TOO_LOW)
+      assert.equal(r.reason, Reason.REASON_MIN_PAYMENT)
       assert.equal(r.amount, 11n)
       // a signed caller the policy lets run a tab is offered a promise: no transaction, no fee
       assert.equal(r.type, PaymentType.PAYMENT_DEFER)
@@ -669,25 +673,24 @@ rules:
       const d = await run({ access: p.access, payment }, { body: new Uint8Array(95), paymentType: PaymentType.PAYMENT_DEFER })
       assert.equal(d.status, Status.TOO_LOW)
       assert.equal(d.type, PaymentType.PAYMENT_DEFER)
-      // hooks for the payment gate
-      assert.equal(p.minPaymentFor(r.state), 11n)
-      assert.equal(p.allowDefer(r.state), true)
-      assert.equal(p.maxTabFor(r.state), 1000n)
+      // the terms the payment gate reads, in the call state
+      assert.equal(r.state.policy?.minPayment, 11n)
+      assert.equal(r.state.policy?.defer, true)
+      assert.equal(r.state.policy?.maxTab, 1000n)
       // template methods stay free
       assert.equal((await run({ access: p.access, payment }, { method: 'methods' })).status, Status.OK)
     })
 
-    it('allowDefer explains a refusal; maxTabFor is 0 when defer is not allowed', async () => {
-      const p = policyStages(new PolicyEngine(defaultPolicy()))
-      const r = await run({ access: p.access }, {})
-      const state = { ...r.state, request: { ...r.state.request, service: 'storage', method: 'put' } }
-      assert.match(String(p.allowDefer(state)), /^deferred payment for storage\.put is not accepted: pay attached/)
-      assert.equal(p.maxTabFor(state), 0n)
-      const rich = { ...state, bitcoin: [btc(100_000n, 6)] }
-      assert.equal(p.allowDefer(rich), true)
-      assert.equal(p.maxTabFor(rich), 50_000n)
+    it('the access stage writes the terms: why defer is refused, and a tab limit of 0 then', async () => {
+      const p = policyStages(engineOf('rules:\n  - scope: { service: echo }\n    defer: deny\n  - scope: { service: echo, bitcoin: { min-balance: 100000, min-age: 6 } }\n    defer: allow\n    max-tab: 50000\n'))
+      const poor = (await run({ access: p.access }, {})).state.policy
+      assert.match(String(poor?.defer), /^deferred payment for echo\.say is not accepted: pay attached/)
+      assert.equal(poor?.maxTab, 0n)
+      const rich = (await run({ access: p.access }, {}, { bitcoin: [btc(100_000n, 6)] })).state.policy
+      assert.equal(rich?.defer, true)
+      assert.equal(rich?.maxTab, 50_000n)
       const zero = policyStages(engineOf('rules:\n  - scope: global\n    defer: allow\n'))
-      assert.match(String(zero.allowDefer(state)), /no tab is allowed \(max-tab 0\)/)
+      assert.match(String((await run({ access: zero.access }, {})).state.policy?.defer), /no tab is allowed \(max-tab 0\)/)
     })
 
     it('reads the current engine for each call, and a call keeps the decision it started with', async () => {
@@ -697,8 +700,13 @@ rules:
       const before = await run({ access: p.access }, {})
       engine = engineOf('rules:\n  - scope: global\n    deny: true\n')
       assert.equal((await run({ access: p.access }, {})).status, Status.ACCESS_DENIED)
-      const kept: Decision = p.decisionFor(before.state)
-      assert.equal(kept.action, 'allow')
+      assert.equal(before.state.policy?.minPayment, 0n)
+      // a reload between the access and payment stages of one call: the call keeps its terms
+      engine = engineOf('rules:\n  - scope: global\n    allow: true\n')
+      const reload: Stage = () => { engine = engineOf('rules:\n  - scope: global\n    min-payment: { base: 5 }\n'); return undefined }
+      const kept = await run({ access: chainStages(p.access, reload), payment: chainStages(p.payment, defaultPaymentGate) }, {})
+      assert.equal(kept.status, Status.OK)
+      assert.equal((await run({ access: p.access, payment: chainStages(p.payment, defaultPaymentGate) }, {})).status, Status.TOO_LOW)
     })
 
     it('asks the trust provider only when the policy has trust bands; a failing provider counts as unknown', async () => {

@@ -194,8 +194,8 @@ export async function openPaymentParts (init: {
     db: init.store.sub('payments'),
     tabs,
     maxTab: opts.maxTab,
-    minConfirmations: opts.minConfirmations,
-    ...(stages != null ? { allowDefer: stages.allowDefer, maxTabFor: stages.maxTabFor } : {})
+    // the policy's terms for each call (defer, tab limit) reach the gate in state.policy
+    minConfirmations: opts.minConfirmations
   })
   const promises = new PromiseBook({ db: init.store.sub('promises') })
   const btcStage = bitcoinCredentialStage({ bindings: new AddressBindings(init.store.sub('bindings')), backend })

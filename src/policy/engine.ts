@@ -26,10 +26,14 @@
  * Rules are indexed by target (global, service, method) and by specific
  * credential, so a decision looks only at the rules that can apply.
  */
-import { AmountOverflowError, computeCost, MAX_AMOUNT } from '../protocols/opencloud/api/pricing.js'
+import { ACCESS, compare, DEFER, familiesOf, FAMILIES, FAMILY_NAMES, label, MAX_CONCURRENT, MAX_TAB, MIN_PAYMENT, minimumPayment, normalizeMinPayment, RATE_LIMIT, specificity } from './rules.js'
 import { describeCommands, describeMinPayment, describeRateLimit, describeScope, normalizeAddress, scopeKey, validatePolicy } from './schema.js'
-import type { MinPayment, Policy, RateLimit, Rule } from './schema.js'
+import type { Bucket, CompiledRule, Entry } from './rules.js'
+import type { MinPayment, Policy, RateLimit } from './schema.js'
 import type { BitcoinCredentialState } from '../protocols/opencloud/api/template.js'
+
+export { minimumPayment }
+export type { CompiledRule }
 
 /** Trust of a peer, 0–1; undefined when nothing is known of it */
 export type TrustProvider = (peerId: string) => number | undefined
@@ -56,23 +60,10 @@ export interface PolicyContext {
   usage?: readonly bigint[]
 }
 
-/** A rule as the engine holds it */
-export interface CompiledRule {
-  /** 0-based position in the policy */
-  readonly index: number
-  readonly rule: Rule
-  /** `rule 3 "storage-coins" (policy.yaml:20:5)` */
-  readonly label: string
-  /** the scope as people read it */
-  readonly scope: string
-  /** the canonical scope: equal scopes, equal keys (rate-limit buckets are keyed by it) */
-  readonly key: string
-  /** specificity: a higher rank wins */
-  readonly rank: number
-  readonly minPayment?: MinPayment
-}
-
 export type Action = 'allow' | 'deny'
+
+/** Why access was denied: a deny rule, a missing credential, or coins short of a min-balance/min-age */
+export type Denial = 'rule' | 'credential' | 'balance'
 
 /** What the policy says about one call */
 export interface Decision {
@@ -83,6 +74,8 @@ export interface Decision {
   reason: string
   /** for a deny: what the caller is told, including what would be accepted */
   detail?: string
+  /** for a deny: which kind (the wire reason the caller gets) */
+  denial?: Denial
   /** rate limits that apply (usually one; several when tied) */
   rateLimits: Array<{ rule: CompiledRule, limit: RateLimit }>
   maxConcurrent?: { rule: CompiledRule, limit: number }
@@ -90,96 +83,6 @@ export interface Decision {
   minPayment?: { rules: CompiledRule[], pricing: MinPayment[], amount?: bigint }
   defer: { allowed: boolean, rule?: CompiledRule, reason: string }
   maxTab: { amount: bigint, rule?: CompiledRule }
-}
-
-/** The six decisions, each made by its own winners */
-const ACCESS = 0
-const MIN_PAYMENT = 1
-const RATE_LIMIT = 2
-const MAX_CONCURRENT = 3
-const DEFER = 4
-const MAX_TAB = 5
-const FAMILIES = 6
-const FAMILY_NAMES = ['access', 'min-payment', 'rate-limit', 'max-concurrent', 'defer', 'max-tab']
-
-interface Entry extends CompiledRule {
-  /** which families this rule sets */
-  readonly families: readonly number[]
-  readonly bitcoin?: { minBalance: bigint, minAge: number }
-  readonly trust?: { min: number, max: number }
-}
-
-interface Bucket {
-  /** rules without a specific credential */
-  general: Entry[]
-  /** rules for one `oc:`/`btc:` credential */
-  byCredential: Map<string, Entry[]>
-}
-
-/** Specificity as a tuple; compared element by element */
-type Specificity = [number, bigint, number, number, number, number, number]
-
-function specificity (r: Rule): Specificity {
-  const s = r.scope
-  // how many of the more general levels each part is above: none 0
-  const cred = s.id !== undefined || s.address !== undefined ? 2 : Number(s.bitcoin !== undefined)
-  const target = s.method !== undefined ? 2 : Number(s.service !== undefined)
-  return [
-    cred,
-    s.bitcoin?.minBalance ?? 0n,
-    s.bitcoin?.minAge ?? 0,
-    s.trust !== undefined ? 1 : 0,
-    s.trust?.min ?? 0,
-    // a narrower band (lower max) is more specific
-    -(s.trust?.max ?? Infinity),
-    target
-  ]
-}
-
-function compare (a: Specificity, b: Specificity): number {
-  for (let i = 0; i < a.length; i++) {
-    if (a[i] < b[i]) { return -1 }
-    if (a[i] > b[i]) { return 1 }
-  }
-  return 0
-}
-
-function familiesOf (r: Rule): number[] {
-  const f: number[] = []
-  if (r.allow === true || r.deny === true || r.requireCredential !== undefined || r.minBalance !== undefined || r.minAge !== undefined) { f.push(ACCESS) }
-  if (r.minPayment !== undefined) { f.push(MIN_PAYMENT) }
-  if (r.rateLimit !== undefined) { f.push(RATE_LIMIT) }
-  if (r.maxConcurrent !== undefined) { f.push(MAX_CONCURRENT) }
-  if (r.defer !== undefined) { f.push(DEFER) }
-  if (r.maxTab !== undefined) { f.push(MAX_TAB) }
-  return f
-}
-
-function normalizeMinPayment (m: bigint | MinPayment): MinPayment {
-  return typeof m === 'bigint' ? { rate: m, per: 1n } : m
-}
-
-/** The least payment for `usage` under the stricter of several minimums (sats) */
-export function minimumPayment (pricing: readonly MinPayment[], usage: readonly bigint[]): bigint {
-  let most = 0n
-  for (const p of pricing) {
-    let total: bigint
-    try {
-      total = computeCost(p, usage).total
-    } catch (err: any) {
-      if (!(err instanceof AmountOverflowError)) { throw err }
-      total = MAX_AMOUNT
-    }
-    if (total > most) { most = total }
-  }
-  return most
-}
-
-function label (r: Rule, index: number, file?: string): string {
-  const name = r.name != null ? ` "${r.name}"` : ''
-  const s = r.source
-  const where = s != null ? ` (${s.file ?? file ?? 'policy'}:${s.line}:${s.column})` : ''
-  return `rule ${index + 1}${name}${where}`
 }
 
 /** What a bitcoin class or trust band asks for, as a phrase */
@@ -340,20 +243,20 @@ export class PolicyEngine {
   }
 
   /** Why a requirement of a rule is not met, or undefined */
-  private unmet (e: Entry, ctx: PolicyContext): string | undefined {
+  private unmet (e: Entry, ctx: PolicyContext): { denial: Denial, text: string } | undefined {
     const r = e.rule
     const what = `${ctx.service}.${ctx.method}`
     const creds = ctx.credentials ?? []
     if (r.requireCredential !== undefined) {
       const kind = r.requireCredential
       const ok = kind === 'any' ? creds.length > 0 : creds.some(c => c.startsWith(kind + ':'))
-      if (!ok) { return `${what} needs a signed ${kind === 'any' ? 'oc: or btc:' : kind + ':'} credential` }
+      if (!ok) { return { denial: 'credential', text: `${what} needs a signed ${kind === 'any' ? 'oc: or btc:' : kind + ':'} credential` } }
     }
     if (r.minBalance !== undefined || r.minAge !== undefined) {
       const minBalance = r.minBalance ?? 0n
       const minAge = r.minAge ?? 0
       if (!(ctx.bitcoin ?? []).some(b => b.confirmed >= minBalance && b.age >= minAge)) {
-        return `${what} needs a btc: credential with ≥ ${minBalance} sat held ≥ ${minAge} blocks (${holdings(ctx)})`
+        return { denial: 'balance', text: `${what} needs a btc: credential with ≥ ${minBalance} sat held ≥ ${minAge} blocks (${holdings(ctx)})` }
       }
     }
     return undefined
@@ -400,6 +303,7 @@ export class PolicyEngine {
     let rule: Entry | undefined
     let reason = ''
     let detail: string | undefined
+    let denial: Denial | undefined
     const access = best[ACCESS]
     if (access == null) {
       reason = 'no access rule matches: allowed by default'
@@ -407,6 +311,7 @@ export class PolicyEngine {
       const deny = access.find(e => e.rule.deny === true)
       if (deny != null) {
         action = 'deny'
+        denial = 'rule'
         rule = deny
         const tie = access.length > 1 && access.some(e => e.rule.allow === true) ? ' (deny beats allow at the same specificity)' : ''
         reason = `denied by ${deny.label}, scope ${deny.scope}${tie}`
@@ -421,9 +326,10 @@ export class PolicyEngine {
           const problem = this.unmet(e, ctx)
           if (problem != null) {
             action = 'deny'
+            denial = problem.denial
             rule = e
-            reason = `requirement of ${e.label} not met: ${problem}`
-            detail = problem
+            reason = `requirement of ${e.label} not met: ${problem.text}`
+            detail = problem.text
             break
           }
         }
@@ -439,6 +345,7 @@ export class PolicyEngine {
       rule,
       reason,
       detail,
+      denial,
       rateLimits: (best[RATE_LIMIT] ?? []).map(e => ({ rule: e, limit: e.rule.rateLimit as RateLimit })),
       defer: { allowed: false, reason: 'no defer rule matches: deferred payment is not accepted' },
       maxTab: { amount: 0n }

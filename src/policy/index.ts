@@ -19,7 +19,7 @@ export type { Policy, Rule, Scope, BitcoinClass, TrustBand, RateLimit, MinPaymen
 export { parsePolicy, loadPolicyFile, MAX_POLICY_FILE } from './parse.js'
 export type { ParsePolicyOptions } from './parse.js'
 export { PolicyEngine, minimumPayment } from './engine.js'
-export type { PolicyContext, Decision, CompiledRule, Action, TrustProvider } from './engine.js'
+export type { PolicyContext, Decision, CompiledRule, Action, Denial, TrustProvider } from './engine.js'
 export { RateLimiter, ConcurrencyLimiter, MAX_BUCKETS } from './rate-limit.js'
 export type { RateLimiterInit, RateLimitItem, TakeResult } from './rate-limit.js'
 export { policyStages, chainStages } from './stage.js'

@@ -5,25 +5,28 @@
  * - `access` (the pipeline's access position): refuses with access-denied
  * (and what would be accepted), or rate-limited (with the wait) for rate
  * limits and max-concurrent.
+ * It also writes the policy's terms for the call into `state.policy` (may
+ * it be deferred, the tab limit, the least payment): the payment gate reads
+ * them there.
  * - `payment` (before the payment gate; it only refuses): too-low with an
  * acceptable-payment when the request offers less than the policy's
- * min-payment for its units of service.
- * - `allowDefer`, `maxTabFor`, `minPaymentFor`: the hooks the payment gate
- * asks about deferred payments and minimums.
+ * min-payment for its units of service (`state.usage`, computed once by the
+ * pipeline before access).
  *
- * The engine is read once per call (hot reload swaps it between calls; a
- * call in progress keeps the decision it started with), so reloading never
- * touches a connection.
+ * Refusals carry a typed reason beside the detail (docs/protocol.md
+ * "Reasons"). The engine is read once per call (hot reload swaps it between
+ * calls; a call in progress keeps the terms it started with), so reloading
+ * never touches a connection.
  */
 import { logger } from '@libp2p/logger'
-import { costOf, toCall, usageOf } from '../protocols/opencloud/api/call.js'
-import { PaymentType, Status } from '../protocols/opencloud/pb/opencloud.js'
+import { costOf, usageOfState } from '../protocols/opencloud/api/call.js'
+import { PaymentType, Reason, Status } from '../protocols/opencloud/pb/opencloud.js'
 import { minimumPayment } from './engine.js'
 import { ConcurrencyLimiter, RateLimiter } from './rate-limit.js'
 import { describeMinPayment } from './schema.js'
-import type { Decision, PolicyContext, PolicyEngine, TrustProvider } from './engine.js'
+import type { Decision, Denial, PolicyContext, PolicyEngine, TrustProvider } from './engine.js'
 import type { RateLimiterInit } from './rate-limit.js'
-import type { CallState, Reply, Stage } from '../protocols/opencloud/api/call.js'
+import type { CallState, PolicyTerms, Reply, Stage } from '../protocols/opencloud/api/call.js'
 import type { Logger } from '@libp2p/interface'
 
 export interface PolicyStagesOptions {
@@ -38,18 +41,10 @@ export interface PolicyStagesOptions {
 }
 
 export interface PolicyStages {
-  /** for `OpenCloudInit.access`, after the bitcoin credential check */
+  /** for `OpenCloudInit.access`, after the bitcoin credential check; writes `state.policy` */
   access: Stage
   /** for the payment position, before the payment gate (see `chainStages`) */
   payment: Stage
-  /** may this call be paid later: true, or why not (the no-defer detail) */
-  allowDefer(state: CallState): boolean | string
-  /** the largest tab (sats) for this caller and call; 0n when defer is not allowed */
-  maxTabFor(state: CallState): bigint
-  /** the policy's least payment for this call (sats); 0n when none */
-  minPaymentFor(state: CallState): bigint
-  /** the decision for this call (made once per call, then remembered) */
-  decisionFor(state: CallState): Decision
   readonly limiter: RateLimiter
   readonly concurrency: ConcurrencyLimiter
 }
@@ -71,12 +66,19 @@ function paymentTypeName (t: PaymentType): 'none' | 'attached' | 'defer' {
   return t === PaymentType.PAYMENT_DEFER ? 'defer' : 'none'
 }
 
+/** The wire reason of an access denial */
+const DENIALS: Record<Denial, Reason> = {
+  rule: Reason.REASON_POLICY_DENIED,
+  credential: Reason.REASON_CREDENTIAL_REQUIRED,
+  balance: Reason.REASON_MIN_BALANCE
+}
+
 function waitText (ms: number): string {
   return ms >= 10_000 ? `${Math.ceil(ms / 1000)} s` : `${ms} ms`
 }
 
 /**
- * The pipeline stages and payment-gate hooks of a policy.
+ * The pipeline stages of a policy.
  *
  * @param source - the engine, or a function returning the current one (hot reload)
  * @example
@@ -92,7 +94,6 @@ export function policyStages (source: PolicyEngine | (() => PolicyEngine), optio
   const limiter = options.limiter ?? new RateLimiter(options.rateLimiter)
   const concurrency = options.concurrency ?? new ConcurrencyLimiter()
   const log = options.log ?? logger('decloud:policy')
-  const decisions = new WeakMap<CallState, Decision>()
 
   const trustOf = (peer: string): number | undefined => {
     if (options.trust == null) { return undefined }
@@ -120,25 +121,28 @@ export function policyStages (source: PolicyEngine | (() => PolicyEngine), optio
     }
   }
 
-  const decisionFor = (state: CallState): Decision => {
-    const known = decisions.get(state)
-    if (known != null) { return known }
+  const decide = (state: CallState): Decision => {
     const engine = current()
-    const decision = engine.decide(contextOf(engine, state))
-    decisions.set(state, decision)
-    return decision
+    return engine.decide(contextOf(engine, state))
   }
 
-  /** Units of service, computed (and kept in the state) if the usage stage has not run yet; undefined when they cannot be */
-  const usageFor = (state: CallState): bigint[] | undefined => {
-    if (state.usage != null) { return state.usage }
-    if (state.method == null) { return [] }
-    try {
-      state.usage = usageOf(state.method, toCall(state))
-      return state.usage
-    } catch {
-      // malformed arguments: the usage stage answers for them
-      return undefined
+  /** What the payment stages need of a decision: kept in the call state */
+  const termsOf = (d: Decision, state: CallState): PolicyTerms => {
+    const what = `${state.request.service}.${state.request.method}`
+    let defer: true | string = true
+    if (!d.defer.allowed) {
+      defer = d.defer.reason
+    } else if (d.maxTab.amount === 0n) {
+      defer = `deferred payment for ${what} is not accepted: no tab is allowed (max-tab 0); pay attached`
+    }
+    // the template methods (info, methods, quote) are always free
+    const min = state.method != null && d.minPayment != null ? d.minPayment : undefined
+    return {
+      defer,
+      maxTab: d.defer.allowed ? d.maxTab.amount : 0n,
+      // the engine priced it from state.usage; without usage (a pipeline without its usage stage) this throws
+      minPayment: min == null ? 0n : min.amount ?? minimumPayment(min.pricing, usageOfState(state)),
+      minPaymentText: min?.pricing.map(describeMinPayment).join(' / ')
     }
   }
 
@@ -147,22 +151,17 @@ export function policyStages (source: PolicyEngine | (() => PolicyEngine), optio
     let bytes = state.request.body.byteLength
     const m = state.method
     if (m?.units?.[0] === 'byte' && m.usage != null) {
-      const u = usageFor(state)?.[0]
+      const u = state.usage?.[0]
       if (u != null && u > BigInt(bytes)) { bytes = u > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(u) }
     }
     return bytes
   }
 
-  const allowDeferOf = (d: Decision, what: string): true | string => {
-    if (!d.defer.allowed) { return d.defer.reason }
-    if (d.maxTab.amount === 0n) { return `deferred payment for ${what} is not accepted: no tab is allowed (max-tab 0); pay attached` }
-    return true
-  }
-
   const access: Stage = (state) => {
-    const d = decisionFor(state)
+    const d = decide(state)
+    state.policy = termsOf(d, state)
     if (d.action === 'deny') {
-      return { status: Status.ACCESS_DENIED, detail: d.detail ?? `access to ${state.request.service}.${state.request.method} is denied by this node's policy` }
+      return { status: Status.ACCESS_DENIED, reason: DENIALS[d.denial ?? 'rule'], detail: d.detail ?? `access to ${state.request.service}.${state.request.method} is denied by this node's policy` }
     }
     const peer = state.peer.toString()
     let release: (() => void) | undefined
@@ -170,7 +169,7 @@ export function policyStages (source: PolicyEngine | (() => PolicyEngine), optio
       const { rule, limit } = d.maxConcurrent
       release = concurrency.acquire(`${rule.key}\u0000${peer}`, limit)
       if (release == null) {
-        return { status: Status.RATE_LIMITED, detail: `too many calls at once: at most ${limit} in progress per peer for ${rule.scope}; retry when one finishes` }
+        return { status: Status.RATE_LIMITED, reason: Reason.REASON_MAX_CONCURRENT, detail: `too many calls at once: at most ${limit} in progress per peer for ${rule.scope}; retry when one finishes` }
       }
       // released when the call is over: runPipeline runs state.cleanup whatever the outcome
       state.cleanup ??= []
@@ -185,20 +184,16 @@ export function policyStages (source: PolicyEngine | (() => PolicyEngine), optio
         const rate = res.dimension === 'requests'
           ? `${limit.requests} requests/s (burst ${limit.requestBurst ?? Math.max(1, limit.requests ?? 1)})`
           : `${limit.bytes} bytes/s (burst ${limit.byteBurst ?? limit.bytes})`
-        return { status: Status.RATE_LIMITED, detail: `rate limit of ${rate} per peer for ${rule.scope} reached; retry after ${waitText(res.retryAfterMs)} (retry-after-ms=${res.retryAfterMs})` }
+        return { status: Status.RATE_LIMITED, reason: Reason.REASON_RATE_LIMIT, detail: `rate limit of ${rate} per peer for ${rule.scope} reached; retry after ${waitText(res.retryAfterMs)} (retry-after-ms=${res.retryAfterMs})` }
       }
     }
     return undefined
   }
 
   const payment: Stage = (state): Reply | undefined => {
-    // the template methods (info, methods, quote) are always free
-    if (state.method == null) { return undefined }
-    const d = decisionFor(state)
-    if (d.minPayment == null) { return undefined }
-    const usage = usageFor(state)
-    if (usage == null) { return undefined }
-    const min = minimumPayment(d.minPayment.pricing, usage)
+    // the terms the access stage wrote; made here when the access stage is not wired
+    const terms = state.policy ?? (state.policy = termsOf(decide(state), state))
+    const min = terms.minPayment
     if (min === 0n) { return undefined }
     const r = state.request
     const paid = r.paymentType === PaymentType.PAYMENT_NONE ? 0n : r.payment?.amount ?? 0n
@@ -213,33 +208,14 @@ export function policyStages (source: PolicyEngine | (() => PolicyEngine), optio
     const what = `${r.service}.${r.method}`
     // a promise costs the payer no fee and no dust-sized output: offered to whoever may make one
     // (a bid without payment is how a buyer asks what the seller takes)
-    const defer = r.paymentType !== PaymentType.PAYMENT_ATTACHED && state.credentials.length > 0 && allowDeferOf(d, what) === true
+    const defer = r.paymentType !== PaymentType.PAYMENT_ATTACHED && state.credentials.length > 0 && terms.defer === true
     return {
       status: Status.TOO_LOW,
-      detail: `${what} needs at least ${amount} sat for this call (this node's minimum: ${d.minPayment.pricing.map(describeMinPayment).join(' / ')}); offered ${paid} sat`,
+      reason: Reason.REASON_MIN_PAYMENT,
+      detail: `${what} needs at least ${amount} sat for this call (this node's minimum: ${terms.minPaymentText ?? `${min} sat`}); offered ${paid} sat`,
       acceptablePayment: { paymentType: defer ? PaymentType.PAYMENT_DEFER : PaymentType.PAYMENT_ATTACHED, currency: 'BTC', amount }
     }
   }
 
-  return {
-    access,
-    payment,
-    decisionFor,
-    limiter,
-    concurrency,
-    allowDefer (state) {
-      return allowDeferOf(decisionFor(state), `${state.request.service}.${state.request.method}`)
-    },
-    maxTabFor (state) {
-      const d = decisionFor(state)
-      return d.defer.allowed ? d.maxTab.amount : 0n
-    },
-    minPaymentFor (state) {
-      if (state.method == null) { return 0n }
-      const d = decisionFor(state)
-      if (d.minPayment == null) { return 0n }
-      const usage = usageFor(state)
-      return usage == null ? 0n : minimumPayment(d.minPayment.pricing, usage)
-    }
-  }
+  return { access, payment, limiter, concurrency }
 }

@@ -9,7 +9,8 @@
  * raises toward `max` on too-low (never above it), switches a refused
  * deferred payment to an attached one when allowed, and otherwise gives up
  * with a `PaymentRefusedError` that carries the seller's detail and every
- * amount tried.
+ * amount tried. It branches on the answer's status and typed reason
+ * (docs/protocol.md "Reasons"), never on the seller's detail text.
  *
  * `auto` takes the kind of payment the seller names: a seller offers a
  * deferred promise to a caller its policy lets run a tab, and a promise
@@ -21,7 +22,7 @@
 import { isPeerId } from '@libp2p/interface'
 import { isMultiaddr, multiaddr } from '@multiformats/multiaddr'
 import { statusPath } from '../../protocols/opencloud/api/status.js'
-import { PaymentType, Status } from '../../protocols/opencloud/pb/opencloud.js'
+import { PaymentType, Reason, Status } from '../../protocols/opencloud/pb/opencloud.js'
 import { DUST_P2WPKH } from '../wallet/wallet.js'
 import { sellerAddress } from './promises.js'
 import type { PromiseBook } from './promises.js'
@@ -80,6 +81,8 @@ export interface BidAttempt {
   amount: bigint
   /** status path of the answer */
   path: string
+  /** its typed reason (unspecified on ok) */
+  reason: Reason
 }
 
 export interface PaidCallResult extends CallResult {
@@ -105,6 +108,8 @@ export class PaymentRefusedError extends Error {
   readonly detail: string
   /** status path of the last answer */
   readonly path: string
+  /** the typed reason of the last answer */
+  readonly reason: Reason
   readonly attempts: BidAttempt[]
   /** amounts tried, in order */
   readonly tried: bigint[]
@@ -118,11 +123,12 @@ export class PaymentRefusedError extends Error {
    */
   readonly pending?: { txid: string, raw: Uint8Array }
 
-  constructor (message: string, init: { detail: string, path: string, attempts: BidAttempt[], max: bigint, asked?: bigint, pending?: { txid: string, raw: Uint8Array } }) {
+  constructor (message: string, init: { detail: string, path: string, reason?: Reason, attempts: BidAttempt[], max: bigint, asked?: bigint, pending?: { txid: string, raw: Uint8Array } }) {
     const tried = init.attempts.filter(a => a.kind !== 'none').map(a => a.amount)
     super(`${message}; tried ${tried.length === 0 ? 'no payment' : tried.map(a => `${a} sat`).join(', ')} (max ${init.max} sat)${init.detail !== '' ? `; seller said: ${init.detail}` : ''}`)
     this.detail = init.detail
     this.path = init.path
+    this.reason = init.reason ?? Reason.REASON_UNSPECIFIED
     this.attempts = init.attempts
     this.tried = tried
     this.max = init.max
@@ -216,7 +222,7 @@ class Bid {
       const sent = await this.send()
       const { res } = sent
       this.seller ??= res.peer.toString()
-      this.attempts.push({ kind: this.kind, amount: this.amount, path: res.path })
+      this.attempts.push({ kind: this.kind, amount: this.amount, path: res.path, reason: res.reason })
       this.last = res
       if (!BEFORE_PAYMENT.has(res.status) && res.status !== Status.PAYMENT_DECLINED) { return this.done(sent) }
       const before = this.amount
@@ -227,7 +233,7 @@ class Bid {
   }
 
   private giveUp (message: string, asked?: bigint, pending?: { txid: string, raw: Uint8Array }): never {
-    throw new PaymentRefusedError(message, { detail: this.last?.detail ?? '', path: this.last?.path ?? '', attempts: this.attempts, max: this.opts.max, asked, pending })
+    throw new PaymentRefusedError(message, { detail: this.last?.detail ?? '', path: this.last?.path ?? '', reason: this.last?.reason, attempts: this.attempts, max: this.opts.max, asked, pending })
   }
 
   /** Sends the call with the current bid */
@@ -317,14 +323,14 @@ class Bid {
       }
       case Status.NO_DEFER: {
         const seller = this.seller
-        if (this.kind === 'defer' && seller != null && deferId != null && /^tab \S+ is settled\b/.test(res.detail)) {
+        if (this.kind === 'defer' && seller != null && deferId != null && res.reason === Reason.REASON_TAB_SETTLED) {
           // the tab was settled meanwhile: promise again under a new defer id
           await book.rotate(seller, deferId)
           return
         }
         if (this.kind !== 'defer' || this.opts.allowAttached === false) { this.giveUp('the seller does not take a deferred payment for this call', asked) }
-        if (seller != null && deferId != null && /\bis (due|broken)\b/.test(res.detail)) {
-          // the tab is due at the seller: pay it at the next fulfilment run
+        if (seller != null && deferId != null && (res.reason === Reason.REASON_TAB_DUE || res.reason === Reason.REASON_TAB_BROKEN)) {
+          // this tab is due (or overdue) at the seller: pay it at the next fulfilment run
           await book.markDue(seller, deferId)
         }
         this.kind = 'attached'

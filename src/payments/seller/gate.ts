@@ -16,6 +16,11 @@
  * - `defer`: a signed promise to pay later, recorded on the payer's tab
  * (`TabStore`) with its evidence, within the tab limit and policy.
  *
+ * What the node's policy decided for the call (may it be deferred, the tab
+ * limit) is read from `state.policy`, written by the policy's access stage.
+ * Refusals carry a typed reason (docs/protocol.md "Reasons") beside the
+ * detail: a tab's own outcome (settled, due, broken, full) becomes one.
+ *
  * The gate sets `state.payment` when it lets a call through. Money taken for
  * a call (an attached transaction, or credit) is held until the call is
  * answered: a call that is not served (any status but ok) gets its price
@@ -26,12 +31,12 @@ import { logger } from '@libp2p/logger'
 import { Transaction } from '@scure/btc-signer'
 import { costOf } from '../../protocols/opencloud/api/call.js'
 import { openCloudId, OPENCLOUD_ID_PREFIX, sha256 } from '../../protocols/opencloud/api/signing.js'
-import { PaymentType, Status } from '../../protocols/opencloud/pb/opencloud.js'
+import { PaymentType, Reason, Status } from '../../protocols/opencloud/pb/opencloud.js'
 import { json } from '../../util/json.js'
 import { TxRejectedError } from '../types.js'
 import { CreditStore } from './credits.js'
 import { DEFER_ID, InvalidThresholdError, parseThreshold } from './tabs.js'
-import type { TabStore, Threshold } from './tabs.js'
+import type { PromiseRefusal, TabStore, Threshold } from './tabs.js'
 import type { CallState, Reply, Stage } from '../../protocols/opencloud/api/call.js'
 import type { AcceptedPayment } from '../../protocols/opencloud/api/template.js'
 import type { ServiceCall } from '../../protocols/opencloud/api/template.js'
@@ -58,17 +63,11 @@ export interface PaymentGateInit {
   /** receipts of attached payments (txids used), e.g. `store.sub('payments')` */
   db: SubDb
   tabs: TabStore
-  /** the most one tab may owe @default 100_000n */
-  maxTab?: bigint
   /**
-   * Policy hook: may this call be deferred? `true` yes, `false` no (a
-   * generic no-defer), a string no with that detail.
-   *
-   * @default every signed call may be deferred
+   * The most one tab may owe when the call carries no policy terms
+   * (`state.policy`, whose `maxTab` wins) @default 100_000n
    */
-  allowDefer?(state: CallState): boolean | string
-  /** Policy hook: the tab limit for this call's payer (overrides `maxTab`) */
-  maxTabFor?(state: CallState): bigint
+  maxTab?: bigint
   /**
    * Confirmations an attached transaction needs. 0 accepts it once the
    * backend took it into its mempool; more answers payment-declined until
@@ -137,6 +136,16 @@ function isRejection (err: any): err is TxRejectedError {
 function bounded (s: string): string {
   const clean = s.replace(/[^\x20-\x7e]/g, '?')
   return clean.length > MAX_REASON ? `${clean.slice(0, MAX_REASON)}…` : clean
+}
+
+/** The wire reason of a promise the tab store refused (threshold is a bad request: handled apart) */
+const TAB_REASONS: Record<Exclude<PromiseRefusal, 'threshold'>, Reason> = {
+  settled: Reason.REASON_TAB_SETTLED,
+  due: Reason.REASON_TAB_DUE,
+  broken: Reason.REASON_TAB_BROKEN,
+  'over-limit': Reason.REASON_TAB_LIMIT,
+  'too-many-tabs': Reason.REASON_TAB_COUNT,
+  'payer-broken': Reason.REASON_PAYER_BROKEN
 }
 
 const attachedOf = (cost: bigint): Reply['acceptablePayment'] => ({ paymentType: PaymentType.PAYMENT_ATTACHED, currency: 'BTC', amount: cost })
@@ -216,7 +225,7 @@ export class PaymentGate {
     }
     // a promise costs the payer no fee and no dust-sized output: offer it whenever it would be taken
     const offer = this.mayDefer(state, cost) ? deferOf(cost) : attachedOf(cost)
-    return { status: Status.TOO_LOW, detail: `${r.service}.${r.method} costs ${cost} sat for this call`, acceptablePayment: offer }
+    return { status: Status.TOO_LOW, reason: Reason.REASON_PRICE, detail: `${r.service}.${r.method} costs ${cost} sat for this call`, acceptablePayment: offer }
   }
 
   /**
@@ -227,9 +236,13 @@ export class PaymentGate {
    */
   private mayDefer (state: CallState, cost: bigint): boolean {
     if (state.credentials.length === 0) { return false }
-    if ((this.init.allowDefer?.(state) ?? true) !== true) { return false }
-    const maxTab = this.init.maxTabFor?.(state) ?? this.init.maxTab ?? DEFAULT_MAX_TAB
-    return cost <= maxTab
+    if ((state.policy?.defer ?? true) !== true) { return false }
+    return cost <= this.maxTabOf(state)
+  }
+
+  /** The tab limit of this call's payer: the policy's, else the gate's */
+  private maxTabOf (state: CallState): bigint {
+    return state.policy?.maxTab ?? this.init.maxTab ?? DEFAULT_MAX_TAB
   }
 
   /** Money taken for this call stays held until it is answered: ok keeps it, anything else credits it back */
@@ -284,12 +297,12 @@ export class PaymentGate {
     if (paid < cost || (paid === 0n && cost === 0n)) {
       const detail = `${r.service}.${r.method} costs ${cost} sat; the transaction pays ${paid} sat to your payment address${where}`
       if (cost === 0n) { return { status: Status.BAD_REQUEST, detail } }
-      return { status: Status.TOO_LOW, detail, acceptablePayment: attachedOf(cost) }
+      return { status: Status.TOO_LOW, reason: Reason.REASON_PRICE, detail, acceptablePayment: attachedOf(cost) }
     }
 
     // reserve the txid: the in-memory set covers requests in flight, the
     // receipt in LevelDB every request before
-    if (this.inflight.has(txid)) { return { status: Status.BAD_REQUEST, detail: `transaction ${txid} was already used` } }
+    if (this.inflight.has(txid)) { return { status: Status.BAD_REQUEST, reason: Reason.REASON_TX_USED, detail: `transaction ${txid} was already used` } }
     this.inflight.add(txid)
     try {
       const { db } = this.init
@@ -303,10 +316,10 @@ export class PaymentGate {
             state.payment = { kind: 'attached', amount: prev.amount, cost, txid, deferId }
             return undefined
           }
-          return { status: Status.BAD_REQUEST, detail: `transaction ${txid} was already used` }
+          return { status: Status.BAD_REQUEST, reason: Reason.REASON_TX_USED, detail: `transaction ${txid} was already used` }
         }
         // pending (interrupted) or waiting for confirmations: only its payer may finish it
-        if (!same) { return { status: Status.BAD_REQUEST, detail: `transaction ${txid} was already used` } }
+        if (!same) { return { status: Status.BAD_REQUEST, reason: Reason.REASON_TX_USED, detail: `transaction ${txid} was already used` } }
       }
       const receipt: Receipt = { txid, status: 'pending', payer, amount: paid, cost, deferId, service: r.service, method: r.method, at: Date.now() }
       await db.put(receiptKey(txid), encodeReceipt(receipt))
@@ -323,6 +336,7 @@ export class PaymentGate {
           await db.put(receiptKey(txid), encodeReceipt({ ...receipt, status: 'waiting' }))
           return {
             status: Status.PAYMENT_DECLINED,
+            reason: Reason.REASON_CONFIRMATIONS,
             detail: `transaction ${txid} has ${status} of the ${this.minConfirmations} confirmations this node requires: send the same transaction again once it has them`
           }
         }
@@ -392,24 +406,23 @@ export class PaymentGate {
       throw err
     }
     if (p.amount < cost) {
-      return { status: Status.TOO_LOW, detail: `${r.service}.${r.method} costs ${cost} sat for this call; the promise is for ${p.amount} sat`, acceptablePayment: deferOf(cost) }
+      return { status: Status.TOO_LOW, reason: Reason.REASON_PRICE, detail: `${r.service}.${r.method} costs ${cost} sat for this call; the promise is for ${p.amount} sat`, acceptablePayment: deferOf(cost) }
     }
     const attached = cost > 0n ? attachedOf(cost) : undefined
     if (state.credentials.length === 0) {
       // spec: the server must not accept a defer id without a valid signature on the request
-      return { status: Status.NO_DEFER, detail: 'a deferred payment must be signed (id + sig): the signed request is the promise', acceptablePayment: attached }
+      return { status: Status.NO_DEFER, reason: Reason.REASON_DEFER_UNSIGNED, detail: 'a deferred payment must be signed (id + sig): the signed request is the promise', acceptablePayment: attached }
     }
-    const allowed = this.init.allowDefer?.(state) ?? true
+    const allowed = state.policy?.defer ?? true
     if (allowed !== true) {
-      const detail = typeof allowed === 'string' ? allowed : `this node does not accept deferred payment for ${r.service}.${r.method}`
-      return { status: Status.NO_DEFER, detail, acceptablePayment: attached }
+      return { status: Status.NO_DEFER, reason: Reason.REASON_DEFER_POLICY, detail: allowed, acceptablePayment: attached }
     }
     if (p.amount === 0n) {
       state.payment = { kind: 'defer', amount: 0n, cost, deferId: p.deferId }
       return undefined
     }
     const payer = payerOf(state.credentials, state.peer)
-    const maxTab = this.init.maxTabFor?.(state) ?? this.init.maxTab ?? DEFAULT_MAX_TAB
+    const maxTab = this.maxTabOf(state)
     const out = await this.init.tabs.promise({
       payer,
       deferId: p.deferId,
@@ -420,8 +433,8 @@ export class PaymentGate {
       bodyHash: state.bodyHash ?? sha256(r.body)
     })
     if (!out.ok) {
-      if (out.reason === 'threshold') { return { status: Status.BAD_REQUEST, detail: out.detail } }
-      return { status: Status.NO_DEFER, detail: out.detail, acceptablePayment: attached }
+      if (out.reason === 'threshold') { return { status: Status.BAD_REQUEST, reason: Reason.REASON_TAB_THRESHOLD, detail: out.detail } }
+      return { status: Status.NO_DEFER, reason: TAB_REASONS[out.reason], detail: out.detail, acceptablePayment: attached }
     }
     state.payment = { kind: 'defer', amount: p.amount, cost, deferId: p.deferId }
     // a call that is then not served (the method fails) owes nothing: take the promise back

@@ -2,16 +2,35 @@ import { Status } from '../pb/opencloud.js'
 import { computeCost } from './pricing.js'
 import type { CostBreakdown } from './pricing.js'
 import type { AcceptedPayment, BitcoinCredentialState, MethodDefinition, ServiceCall, ServiceDefinition } from './template.js'
-import type { AcceptablePayment, Request } from '../pb/opencloud.js'
+import type { AcceptablePayment, Reason, Request } from '../pb/opencloud.js'
 import type { PeerId } from '@libp2p/interface'
 
 export interface Reply {
   status: Status
+  /** why, for the client to branch on (docs/protocol.md "Reasons"); the detail is for people */
+  reason?: Reason
   detail?: string
   body?: Uint8Array
   acceptablePayment?: AcceptablePayment
   /** SHA-256 of body, when the method supplied it */
   bodyHash?: Uint8Array
+}
+
+/**
+ * What the node's policy decided about paying for one call: written by the
+ * policy's access stage, read by the payment stages (which know nothing of
+ * the policy itself). Absent when the node runs without a policy: every
+ * signed call may then be deferred, up to the gate's own tab limit.
+ */
+export interface PolicyTerms {
+  /** true, or why this call may not be paid later (the no-defer detail) */
+  defer: true | string
+  /** the largest tab this call's payer may run up (sats); 0n when defer is not allowed */
+  maxTab: bigint
+  /** the policy's least payment for this call (sats); 0n when none */
+  minPayment: bigint
+  /** how the minimum is computed, for the too-low detail (e.g. `1 sat per call`) */
+  minPaymentText?: string
 }
 
 /** Everything the stages know about one call; later stages see what earlier ones found */
@@ -28,8 +47,10 @@ export interface CallState {
   methodName?: string
   /** undefined for the template methods info/methods/quote */
   method?: MethodDefinition
-  /** units of service this call consumes, once computed */
+  /** units of service this call consumes: computed once, right after the method is resolved */
   usage?: bigint[]
+  /** the policy's terms for this call (policy access stage) */
+  policy?: PolicyTerms
   /** bitcoin address credentials, with their chain state, once checked (access stage) */
   bitcoin?: BitcoinCredentialState[]
   /** the payment the payment gate accepted for this call */
@@ -46,11 +67,23 @@ export interface CallState {
 
 export type Stage = (state: CallState) => Promise<Reply | undefined> | Reply | undefined
 
+/** Asked for the usage of a call before the usage stage computed it: a wiring bug */
+export class UsageNotComputedError extends Error {
+  static override name = 'UsageNotComputedError'
+  override name = 'UsageNotComputedError'
+}
+
+/** The units of service of a call with a method, as the usage stage computed them */
+export function usageOfState (state: CallState): bigint[] {
+  if (state.usage == null) { throw new UsageNotComputedError(`${state.request.service}.${state.request.method}: usage read before the usage stage ran`) }
+  return state.usage
+}
+
 /** The price of this call (sats), undefined when it cannot be priced; 0 for template methods */
 export function costOf (state: CallState): bigint | undefined {
   const method = state.method
   if (method == null) { return 0n }
-  return callPrice(method, state.usage ?? usageOf(method, toCall(state)))?.total
+  return callPrice(method, usageOfState(state))?.total
 }
 
 /**

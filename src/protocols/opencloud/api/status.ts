@@ -1,4 +1,4 @@
-import { Status } from '../pb/opencloud.js'
+import { Reason, Status } from '../pb/opencloud.js'
 
 /**
  * Wire codes of the statuses (proto/opencloud.proto). protons represents
@@ -92,4 +92,11 @@ export function parseStatusPath (path: string): Status | undefined {
   return undefined
 }
 
-export { Status }
+const REASONS = new Set<string>(Object.values(Reason).filter(v => typeof v === 'string'))
+
+/** True when `value` is a refusal reason this version knows (docs/protocol.md "Reasons") */
+export function isReason (value: unknown): value is Reason {
+  return typeof value === 'string' && REASONS.has(value)
+}
+
+export { Reason, Status }

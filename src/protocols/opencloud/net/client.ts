@@ -7,7 +7,7 @@ import { statusPath } from '../api/status.js'
 import { PaymentType, Request, Response, Status } from '../pb/opencloud.js'
 import { deadline, FrameReader } from './framing.js'
 import type { CredentialVerifier, Signer } from '../api/signing.js'
-import type { Payment, AcceptablePayment } from '../pb/opencloud.js'
+import type { Payment, AcceptablePayment, Reason } from '../pb/opencloud.js'
 import type { AbortOptions, Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { ConnectionManager } from '@libp2p/interface-internal'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -45,8 +45,10 @@ export interface CallResult {
   status: Status
   /** the spec's status path, e.g. `client-error/service-unsupported` */
   path: string
-  /** the server's explanation of the status, may be empty */
+  /** the server's explanation of the status, may be empty: for people, never parsed */
   detail: string
+  /** why the server refused, to branch on (docs/protocol.md "Reasons"); unspecified on ok */
+  reason: Reason
   /** the response body (empty unless the method returned one) */
   body: Uint8Array
   /** with `request-declined/payment-declined/…`: what the seller would accept */
@@ -196,6 +198,7 @@ export class OpenCloudClient {
           status: response.status,
           path: statusPath(response.status),
           detail: response.detail,
+          reason: response.reason,
           body: response.body,
           acceptablePayment: response.acceptablePayment,
           signer: response.id[0] ?? '',

@@ -1,20 +1,24 @@
 /**
  * The server's request pipeline, in the spec's order ("Request processing"):
- * validate (shape, sigs, nonce, service, method) → access → reputation →
- * usage → payment → dispatch.
+ * validate (shape, sigs, nonce, service, method) → usage → access →
+ * reputation → precheck → payment → dispatch.
+ *
+ * The units of service are computed once, right after the method is
+ * resolved (`computeUsage`): the policy and the payment gate read
+ * `state.usage`, none computes it again.
  *
  * Each stage is a small function that either passes (returns undefined) or
  * answers (returns a Reply). No stage reaches back. Signing the response is
  * done by the caller, for every reply, whichever stage produced it.
  */
 import { json } from '../../../util/json.js'
-import { callPrice, toCall, usageOf } from '../api/call.js'
+import { callPrice, toCall, usageOf, usageOfState } from '../api/call.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BTC_CREDENTIALS, MAX_CREDENTIAL_LENGTH, MAX_CREDENTIALS, MAX_PAYMENT_FIELD_LENGTH, MAX_SIGNATURE_LENGTH, NONCE_LENGTH } from '../api/constants.js'
 import { parseUnsigned } from '../api/pricing.js'
 import { verifyAll } from '../api/signing.js'
 import { isStatus } from '../api/status.js'
 import { QUOTE_VALIDITY, ServiceError, TEMPLATE_METHODS } from '../api/template.js'
-import { PaymentType, Status } from '../pb/opencloud.js'
+import { PaymentType, Reason, Status } from '../pb/opencloud.js'
 import type { NonceStore } from './nonce.js'
 import type { Reply, CallState, Stage } from '../api/call.js'
 import type { CredentialVerifier } from '../api/signing.js'
@@ -72,7 +76,7 @@ export function verifySignatures (verifiers: readonly CredentialVerifier[], requ
   return async (state) => {
     const { request: r } = state
     if (r.id.length === 0) {
-      if (requireCredentials) { return { status: Status.ACCESS_DENIED, detail: 'this node requires a signed credential (id + sig)' } }
+      if (requireCredentials) { return { status: Status.ACCESS_DENIED, reason: Reason.REASON_CREDENTIAL_REQUIRED, detail: 'this node requires a signed credential (id + sig)' } }
       return undefined
     }
     const bad = await verifyAll(verifiers, r.id, r.sig, state.digest)
@@ -84,8 +88,8 @@ export function verifySignatures (verifiers: readonly CredentialVerifier[], requ
 
 export function checkNonce (nonces: NonceStore): Stage {
   return ({ request: r, peer }) => {
-    if (r.nonce.byteLength === 0) { return { status: Status.REFRESH_NONCE, detail: 'nonce required' } }
-    if (!nonces.consume(peer.toString(), r.nonce)) { return { status: Status.REFRESH_NONCE, detail: 'nonce unknown, expired or already used' } }
+    if (r.nonce.byteLength === 0) { return { status: Status.REFRESH_NONCE, reason: Reason.REASON_NONCE_MISSING, detail: 'nonce required' } }
+    if (!nonces.consume(peer.toString(), r.nonce)) { return { status: Status.REFRESH_NONCE, reason: Reason.REASON_NONCE_STALE, detail: 'nonce unknown, expired or already used' } }
     return undefined
   }
 }
@@ -119,14 +123,15 @@ export const defaultPaymentGate: Stage = (state) => {
   const method = state.method
   if (r.paymentType !== PaymentType.PAYMENT_NONE) {
     const name = r.paymentType === PaymentType.PAYMENT_ATTACHED ? 'attached' : 'defer'
-    return { status: Status.PAYMENT_DECLINED, detail: `payment-type ${name} is not implemented yet on this node (no payment backend); send payment-type none for free methods` }
+    return { status: Status.PAYMENT_DECLINED, reason: Reason.REASON_NO_PAYMENT_BACKEND, detail: `payment-type ${name} is not implemented yet on this node (no payment backend); send payment-type none for free methods` }
   }
   if (method == null) { return undefined }
-  const cost = callPrice(method, state.usage ?? usageOf(method, toCall(state)))
+  const cost = callPrice(method, usageOfState(state))
   if (cost == null) { return { status: Status.TOO_LARGE, detail: 'this call is too large to be priced' } }
   if (cost.total === 0n) { return undefined }
   return {
     status: Status.TOO_LOW,
+    reason: Reason.REASON_PRICE,
     detail: `${r.service}.${r.method} costs ${cost.total} sat for this call`,
     acceptablePayment: { paymentType: PaymentType.PAYMENT_ATTACHED, currency: 'BTC', amount: cost.total }
   }
@@ -239,27 +244,33 @@ export const precheck: Stage = async (state) => {
   }
 }
 
+/**
+ * The units of service of the call (`state.usage`), computed once, right
+ * after the method is resolved: the policy (rate limits in bytes, minimum
+ * payments) and the payment gate read them from the state. Malformed
+ * arguments answer here with the service's status. Template methods use none.
+ */
+export const computeUsage: Stage = (state) => {
+  if (state.method == null) { return undefined }
+  try {
+    state.usage = usageOf(state.method, toCall(state))
+  } catch (err: any) {
+    if (err instanceof ServiceError && isStatus(err.status)) { return { status: err.status, detail: err.detail } }
+    throw err
+  }
+  return undefined
+}
+
 /** The full pipeline as an ordered list of stages */
 export function createPipeline (init: PipelineInit): Stage[] {
-  const computeUsage: Stage = (state) => {
-    // a stage before (the policy's) may have computed it already
-    if (state.method == null || state.usage != null) { return undefined }
-    try {
-      state.usage = usageOf(state.method, toCall(state))
-    } catch (err: any) {
-      if (err instanceof ServiceError) { return { status: err.status, detail: err.detail } }
-      throw err
-    }
-    return undefined
-  }
   return [
     validateShape(init.maxBodySize),
     verifySignatures(init.verifiers, init.requireCredentials),
     checkNonce(init.nonces),
     resolveService(init.services),
+    computeUsage,
     init.access ?? (() => undefined),
     init.reputation ?? (() => undefined),
-    computeUsage,
     precheck,
     init.payment ?? defaultPaymentGate,
     dispatch(init.maxBodySize)

@@ -1,7 +1,7 @@
 import { IDLE_TIMEOUT, MAX_CREDENTIALS, MAX_ARGS, MESSAGE_TIMEOUT, NONCE_LENGTH } from '../api/constants.js'
 import { requestDigest, responseDigest, sha256 } from '../api/signing.js'
-import { isStatus } from '../api/status.js'
-import { Request, Response, Status } from '../pb/opencloud.js'
+import { isReason, isStatus } from '../api/status.js'
+import { Reason, Request, Response, Status } from '../pb/opencloud.js'
 import { FrameReader } from './framing.js'
 import { createPipeline, runPipeline } from './pipeline.js'
 import type { BufferBudget } from './framing.js'
@@ -55,6 +55,7 @@ function checkReply (reply: Reply, maxBodySize: number): string | undefined {
   if (reply.body != null && !(reply.body instanceof Uint8Array)) { return 'body is not bytes' }
   if ((reply.body?.byteLength ?? 0) > maxBodySize) { return 'body over the limit' }
   if (reply.detail != null && typeof reply.detail !== 'string') { return 'detail is not a string' }
+  if (reply.reason != null && !isReason(reply.reason)) { return 'unknown reason' }
   return undefined
 }
 
@@ -261,6 +262,7 @@ export class OpenCloudServer {
       nonce: (nonce.byteLength === NONCE_LENGTH ? nonce : new Uint8Array()) as Bytes,
       status: reply.status,
       detail: reply.detail ?? '',
+      reason: reply.reason ?? Reason.REASON_UNSPECIFIED,
       body: (reply.body ?? new Uint8Array()) as Bytes,
       nextNonce: this.init.nonces.issue(peer) as Bytes,
       acceptablePayment: reply.acceptablePayment,

@@ -593,6 +593,62 @@ export namespace Status {
   }
 }
 
+export enum Reason {
+  REASON_UNSPECIFIED = 'REASON_UNSPECIFIED',
+  REASON_NONCE_MISSING = 'REASON_NONCE_MISSING',
+  REASON_NONCE_STALE = 'REASON_NONCE_STALE',
+  REASON_CREDENTIAL_REQUIRED = 'REASON_CREDENTIAL_REQUIRED',
+  REASON_MIN_BALANCE = 'REASON_MIN_BALANCE',
+  REASON_POLICY_DENIED = 'REASON_POLICY_DENIED',
+  REASON_RATE_LIMIT = 'REASON_RATE_LIMIT',
+  REASON_MAX_CONCURRENT = 'REASON_MAX_CONCURRENT',
+  REASON_PRICE = 'REASON_PRICE',
+  REASON_MIN_PAYMENT = 'REASON_MIN_PAYMENT',
+  REASON_DEFER_UNSIGNED = 'REASON_DEFER_UNSIGNED',
+  REASON_DEFER_POLICY = 'REASON_DEFER_POLICY',
+  REASON_TAB_SETTLED = 'REASON_TAB_SETTLED',
+  REASON_TAB_DUE = 'REASON_TAB_DUE',
+  REASON_TAB_BROKEN = 'REASON_TAB_BROKEN',
+  REASON_TAB_LIMIT = 'REASON_TAB_LIMIT',
+  REASON_TAB_COUNT = 'REASON_TAB_COUNT',
+  REASON_PAYER_BROKEN = 'REASON_PAYER_BROKEN',
+  REASON_CONFIRMATIONS = 'REASON_CONFIRMATIONS',
+  REASON_NO_PAYMENT_BACKEND = 'REASON_NO_PAYMENT_BACKEND',
+  REASON_TAB_THRESHOLD = 'REASON_TAB_THRESHOLD',
+  REASON_TX_USED = 'REASON_TX_USED'
+}
+
+enum __ReasonValues {
+  REASON_UNSPECIFIED = 0,
+  REASON_NONCE_MISSING = 1,
+  REASON_NONCE_STALE = 2,
+  REASON_CREDENTIAL_REQUIRED = 10,
+  REASON_MIN_BALANCE = 11,
+  REASON_POLICY_DENIED = 12,
+  REASON_RATE_LIMIT = 20,
+  REASON_MAX_CONCURRENT = 21,
+  REASON_PRICE = 30,
+  REASON_MIN_PAYMENT = 31,
+  REASON_DEFER_UNSIGNED = 40,
+  REASON_DEFER_POLICY = 41,
+  REASON_TAB_SETTLED = 42,
+  REASON_TAB_DUE = 43,
+  REASON_TAB_BROKEN = 44,
+  REASON_TAB_LIMIT = 45,
+  REASON_TAB_COUNT = 46,
+  REASON_PAYER_BROKEN = 47,
+  REASON_CONFIRMATIONS = 50,
+  REASON_NO_PAYMENT_BACKEND = 51,
+  REASON_TAB_THRESHOLD = 60,
+  REASON_TX_USED = 61
+}
+
+export namespace Reason {
+  export const codec = (): Codec<Reason> => {
+    return enumeration<Reason>(__ReasonValues)
+  }
+}
+
 export interface AcceptablePayment {
   paymentType: PaymentType
   currency: string
@@ -738,6 +794,7 @@ export interface Response {
   nextNonce: Uint8Array<ArrayBuffer>
   acceptablePayment?: AcceptablePayment
   requestDigest: Uint8Array<ArrayBuffer>
+  reason: Reason
 }
 
 export namespace Response {
@@ -799,6 +856,11 @@ export namespace Response {
           w.bytes(obj.requestDigest)
         }
 
+        if (obj.reason != null && __ReasonValues[obj.reason] !== 0) {
+          w.uint32(80)
+          Reason.codec().encode(obj.reason, w)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -811,7 +873,8 @@ export namespace Response {
           detail: '',
           body: uint8ArrayAlloc(0),
           nextNonce: uint8ArrayAlloc(0),
-          requestDigest: uint8ArrayAlloc(0)
+          requestDigest: uint8ArrayAlloc(0),
+          reason: Reason.REASON_UNSPECIFIED
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -864,6 +927,10 @@ export namespace Response {
             }
             case 9: {
               obj.requestDigest = reader.bytes()
+              break
+            }
+            case 10: {
+              obj.reason = Reason.codec().decode(reader)
               break
             }
             default: {
@@ -965,6 +1032,13 @@ export namespace Response {
               }
               break
             }
+            case 10: {
+              yield {
+                field: `${prefix}.reason`,
+                value: Reason.codec().decode(reader)
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1034,6 +1108,11 @@ export namespace Response {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface ResponseReasonFieldEvent {
+    field: '$.reason'
+    value: Reason
+  }
+
   export function encode (obj: Partial<Response>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Response.codec())
   }
@@ -1042,7 +1121,7 @@ export namespace Response {
     return decodeMessage(buf, Response.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Response>): Generator<ResponseIdFieldEvent | ResponseSigFieldEvent | ResponseNonceFieldEvent | ResponseStatusFieldEvent | ResponseDetailFieldEvent | ResponseBodyFieldEvent | ResponseNextNonceFieldEvent | ResponseAcceptablePaymentPaymentTypeFieldEvent | ResponseAcceptablePaymentCurrencyFieldEvent | ResponseAcceptablePaymentAmountFieldEvent | ResponseRequestDigestFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Response>): Generator<ResponseIdFieldEvent | ResponseSigFieldEvent | ResponseNonceFieldEvent | ResponseStatusFieldEvent | ResponseDetailFieldEvent | ResponseBodyFieldEvent | ResponseNextNonceFieldEvent | ResponseAcceptablePaymentPaymentTypeFieldEvent | ResponseAcceptablePaymentCurrencyFieldEvent | ResponseAcceptablePaymentAmountFieldEvent | ResponseRequestDigestFieldEvent | ResponseReasonFieldEvent> {
     return streamMessage(buf, Response.codec(), opts)
   }
 }
