@@ -91,3 +91,9 @@ export async function loadOrCreateKey (dir: string): Promise<PrivateKey> {
   await chmod(join(dir, KEY_FILE), 0o600)
   return key
 }
+
+/** Another decloud process holds the data dir's database */
+export class DataDirInUseError extends Error {
+  static override name = 'DataDirInUseError'
+  override name = 'DataDirInUseError'
+}

@@ -1,5 +1,6 @@
 import '../polyfill.js'
 import { join } from 'node:path'
+import { UnsupportedOperationError } from '@libp2p/interface'
 import { createLibp2p } from 'libp2p'
 import { rankSellers } from '../market/select.js'
 import { payAndCall } from '../payments/buyer/bidding.js'
@@ -8,7 +9,7 @@ import { openCloudId } from '../protocols/opencloud/api/signing.js'
 import { sha256Service } from '../services/sha256.js'
 import { StorageService, DEFAULT_CAPACITY } from '../services/storage/index.js'
 import { Store } from '../store/index.js'
-import { defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR } from './data-dir.js'
+import { DataDirInUseError, defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR } from './data-dir.js'
 import { decloudDefaults, defaultNetworkMode, DEFAULT_PORT } from './defaults.js'
 import { openPaymentParts } from './payments.js'
 import type { DecloudServices, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
@@ -160,7 +161,7 @@ async function openStore (options: DecloudNodeOptions, dataDir: string): Promise
     await store.open()
   } catch (err: any) {
     if (err.code === 'LEVEL_DATABASE_NOT_OPEN' && String(err.cause?.message ?? '').includes('lock')) {
-      throw new Error(`the data dir ${dataDir} is in use by another decloud process`)
+      throw new DataDirInUseError(`the data dir ${dataDir} is in use by another decloud process`)
     }
     throw err
   }
@@ -264,7 +265,7 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
     policy: payments.policy,
     async pay (target, call, opts) {
       const p = payments.payments
-      if (p == null) { throw new Error('payments are off on this node (start it with payments)') }
+      if (p == null) { throw new UnsupportedOperationError('payments are off on this node (start it with payments)') }
       return payAndCall(opencloud, target, { ...call, signers: [...(call.signers ?? []), p.wallet.identitySigner()] }, {
         pay: opts.pay,
         max: opts.max,
@@ -288,5 +289,5 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
   }
 }
 
-export { defaultDataDir, loadOrCreateKey, readKey } from './data-dir.js'
+export { DataDirInUseError, defaultDataDir, loadOrCreateKey, readKey } from './data-dir.js'
 export { parseBootstrap } from './swarm.js'

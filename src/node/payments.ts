@@ -7,6 +7,7 @@
  * the policy's access (allow/deny, rate, credentials); payment is the
  * policy's minimum payment, then the payment gate (attached, defer, tabs).
  */
+import { InvalidParametersError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { p2wpkh } from '@scure/btc-signer'
@@ -278,6 +279,6 @@ async function devFund (backend: ChainBackend, wallet: Wallet): Promise<void> {
 /** An address nobody keeps the key of: block rewards that must not land in the wallet (immature coins) */
 function burnAddress (backend: ChainBackend): string {
   const address = p2wpkh(secp256k1.getPublicKey(secp256k1.utils.randomSecretKey(), true), backend.network).address
-  if (address == null) { throw new Error('cannot encode a burn address') }
+  if (address == null) { throw new InvalidParametersError('cannot encode a burn address') }
   return address
 }

@@ -27,6 +27,7 @@
  * back as credit, as a deferred promise is taken off its tab. Amounts are
  * bigint satoshis throughout.
  */
+import { InvalidMessageError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { Transaction } from '@scure/btc-signer'
 import { costOf } from '../../protocols/opencloud/api/call.js'
@@ -263,7 +264,7 @@ export class PaymentGate {
     let tx: Transaction
     try {
       tx = Transaction.fromRaw(p.txn, { allowUnknownOutputs: true, allowUnknownInputs: true, allowUnknownVersion: true, disableScriptCheck: true })
-      if (tx.inputsLength === 0 || tx.outputsLength === 0) { throw new Error('no inputs or outputs') }
+      if (tx.inputsLength === 0 || tx.outputsLength === 0) { throw new InvalidMessageError('no inputs or outputs') }
     } catch {
       return { status: Status.BAD_REQUEST, detail: 'payment.txn is not a bitcoin transaction' }
     }

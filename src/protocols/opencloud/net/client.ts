@@ -1,4 +1,4 @@
-import { TimeoutError } from '@libp2p/interface'
+import { AbortError, NotStartedError, TimeoutError } from '@libp2p/interface'
 import { isMultiaddr, multiaddr } from '@multiformats/multiaddr'
 import { MAX_FRAME_SIZE, MAX_NONCE_RETRIES, MAX_STREAMS_PER_PEER, MESSAGE_TIMEOUT, MAX_CREDENTIALS, PROTOCOL } from '../api/constants.js'
 import { InvalidResponseSignatureError, OpenCloudStatusError, ProtocolViolationError, StreamNotUsableError, StreamPoolTimeoutError } from '../api/errors.js'
@@ -168,7 +168,7 @@ export class OpenCloudClient {
    * ```
    */
   async call (target: CallTarget, call: CallRequest, options: AbortOptions = {}): Promise<CallResult> {
-    if (this.closed) { throw new Error('the OpenCloud client is closed') }
+    if (this.closed) { throw new NotStartedError('the OpenCloud client is closed') }
     const connection = await this.connect(target, options)
     const peer = connection.remotePeer
     const key = peer.toString()
@@ -261,7 +261,7 @@ export class OpenCloudClient {
     }
     this.peers.clear()
     await Promise.all(all.map(async s => {
-      await s.stream.close({ signal: AbortSignal.timeout(1_000) }).catch(() => { s.stream.abort(new Error('client closed')) })
+      await s.stream.close({ signal: AbortSignal.timeout(1_000) }).catch(() => { s.stream.abort(new AbortError('client closed')) })
     }))
   }
 
@@ -372,7 +372,7 @@ export class OpenCloudClient {
     const wait = deadline(this.messageTimeout, () => new StreamPoolTimeoutError(`no stream to ${connection.remotePeer.toString()} became free in time`), options.signal)
     try {
       while (true) {
-        if (this.closed) { throw new Error('the OpenCloud client is closed') }
+        if (this.closed) { throw new NotStartedError('the OpenCloud client is closed') }
         wait.signal?.throwIfAborted()
         const idle = state.idle.pop()
         if (idle != null) {
@@ -380,7 +380,7 @@ export class OpenCloudClient {
           idle.unwatch?.()
           if (usable(idle.stream)) { return idle }
           state.open--
-          idle.stream.abort(new Error('stale stream'))
+          idle.stream.abort(new AbortError('stale stream'))
           continue
         }
         if (state.open < this.maxStreamsPerPeer) {
@@ -426,7 +426,7 @@ export class OpenCloudClient {
   private release (session: Session, state: PeerState): void {
     if (this.closed || !usable(session.stream)) {
       state.open--
-      session.stream.abort(new Error('stream not reusable'))
+      session.stream.abort(new AbortError('stream not reusable'))
       this.wake(state)
       return
     }
@@ -438,7 +438,7 @@ export class OpenCloudClient {
       session.unwatch?.()
       state.open--
       if (session.stream.status === 'open') {
-        session.stream.close({ signal: AbortSignal.timeout(1_000) }).catch(() => { session.stream.abort(new Error('idle')) })
+        session.stream.close({ signal: AbortSignal.timeout(1_000) }).catch(() => { session.stream.abort(new AbortError('idle')) })
       }
       this.wake(state)
     }
@@ -459,7 +459,7 @@ export class OpenCloudClient {
   /** Drops a stream after a failed exchange */
   private discard (session: Session, state: PeerState, err: unknown): void {
     state.open--
-    session.stream.abort(err instanceof Error ? err : new Error(String(err)))
+    session.stream.abort(err instanceof Error ? err : new AbortError(String(err)))
     this.wake(state)
   }
 }

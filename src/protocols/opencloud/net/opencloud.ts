@@ -1,4 +1,4 @@
-import { serviceCapabilities } from '@libp2p/interface'
+import { InvalidParametersError, serviceCapabilities } from '@libp2p/interface'
 import { MAX_BODY_SIZE, FRAME_OVERHEAD, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, PROTOCOL } from '../api/constants.js'
 import { openCloudId, openCloudSigner, openCloudVerifier } from '../api/signing.js'
 import { validateService } from '../api/template.js'
@@ -161,7 +161,7 @@ export class OpenCloudService implements OpenCloud, Startable {
 
   addService (service: ServiceDefinition): void {
     validateService(service)
-    if (this.services.has(service.name)) { throw new Error(`service "${service.name}" is already registered`) }
+    if (this.services.has(service.name)) { throw new InvalidParametersError(`service "${service.name}" is already registered`) }
     this.services.set(service.name, service)
   }
 

@@ -1,3 +1,4 @@
+import { AbortError } from '@libp2p/interface'
 import { IDLE_TIMEOUT, MAX_CREDENTIALS, MAX_ARGS, MESSAGE_TIMEOUT, NONCE_LENGTH } from '../api/constants.js'
 import { requestDigest, responseDigest, sha256 } from '../api/signing.js'
 import { isReason, isStatus } from '../api/status.js'
@@ -240,7 +241,7 @@ export class OpenCloudServer {
       default:
         // reset by the peer, …
         log.trace('stream from %p ended - %e', peer, err)
-        stream.abort(err instanceof Error ? err : new Error(String(err)))
+        stream.abort(err instanceof Error ? err : new AbortError(String(err)))
     }
   }
 
