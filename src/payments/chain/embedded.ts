@@ -97,15 +97,20 @@ export class EmbeddedChain extends EmbeddedMiner implements MiningBackend {
     return this.node.chain.height
   }
 
-  async addresses (addresses: string[]): Promise<AddressState[]> {
+  /** The coins of each address (index-aligned), read under the chain lock */
+  private async coinsOf (addresses: string[]): Promise<bcoin.Coin[][]> {
     this.checkOpen()
     checkCount(addresses)
     const parsed = addresses.map(parseAddress)
-    const lists = await this.read(async () => {
+    return this.read(async () => {
       const lists: bcoin.Coin[][] = []
       for (const { addr, script } of parsed) { lists.push(matching(await this.node.getCoinsByAddress([addr]), script)) }
       return lists
     })
+  }
+
+  async addresses (addresses: string[]): Promise<AddressState[]> {
+    const lists = await this.coinsOf(addresses)
     const out: AddressState[] = []
     for (const [i, address] of addresses.entries()) {
       const coins = lists[i]
@@ -126,14 +131,7 @@ export class EmbeddedChain extends EmbeddedMiner implements MiningBackend {
   }
 
   async utxos (addresses: string[]): Promise<Utxo[]> {
-    this.checkOpen()
-    checkCount(addresses)
-    const parsed = addresses.map(parseAddress)
-    const lists = await this.read(async () => {
-      const lists: bcoin.Coin[][] = []
-      for (const { addr, script } of parsed) { lists.push(matching(await this.node.getCoinsByAddress([addr]), script)) }
-      return lists
-    })
+    const lists = await this.coinsOf(addresses)
     const out: Utxo[] = []
     const seen = new Set<string>()
     for (const list of lists) {
