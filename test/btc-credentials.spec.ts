@@ -286,6 +286,27 @@ describe('btc: credentials', () => {
       await chain?.close()
     })
 
+    it('a node that does not verify btc: credentials (no payments) serves the call on the OpenCloud ID alone, without counting the btc: one', async () => {
+      const ids: string[][] = []
+      const plain = await startNode({
+        services: [{
+          name: 'who',
+          version: '1.0.0',
+          description: 'the credentials the node counted',
+          methods: { ids: { description: 'verified credentials', handler: (call) => { ids.push(call.credentials); return { body: new Uint8Array() } } } }
+        }]
+      })
+      try {
+        const res = await buyer.opencloud.call(plain.addr, { service: 'who', method: 'ids', signers: [signer] })
+        assert.equal(res.status, Status.OK, res.detail)
+        assert.equal(ids.length, 1)
+        assert.ok(ids[0].every(id => !id.startsWith('btc:')), `counted ${ids[0].join(', ')}`)
+        assert.ok(ids[0].some(id => id.startsWith('oc:')))
+      } finally {
+        await plain.destroy()
+      }
+    })
+
     it('serves a request with a valid btc: credential; the handler sees the live balance and age', async () => {
       await chain.mine(2, p2wpkh(newKey().pub, chain.network).address as string)
       const res = await buyer.opencloud.call(seller.addr, { service: 'probe', method: 'whoami', signers: [signer] })

@@ -79,9 +79,17 @@ export function verifySignatures (verifiers: readonly CredentialVerifier[], requ
       if (requireCredentials) { return { status: Status.ACCESS_DENIED, reason: Reason.REASON_CREDENTIAL_REQUIRED, detail: 'this node requires a signed credential (id + sig)' } }
       return undefined
     }
-    const bad = await verifyAll(verifiers, r.id, r.sig, state.digest)
-    if (bad >= 0) { return { status: Status.INVALID_SIGNATURE, detail: `signature ${bad} does not verify for credential ${r.id[bad]?.slice(0, 80) ?? ''}` } }
-    state.credentials = [...r.id]
+    if (r.id.length !== r.sig.length) { return { status: Status.INVALID_SIGNATURE, detail: `${r.id.length} credentials but ${r.sig.length} signatures` } }
+    // A credential of a kind this node has no verifier for (a `btc:` address on a node
+    // without payments) is neither checked nor counted: the rest of the request, whose
+    // digest covers the whole id list, still stands. One this node understands must verify.
+    const known = r.id.flatMap((id, i) => verifiers.some(v => id.startsWith(v.prefix)) ? [i] : [])
+    const bad = await verifyAll(verifiers, known.map(i => r.id[i]), known.map(i => r.sig[i]), state.digest)
+    if (bad >= 0) { return { status: Status.INVALID_SIGNATURE, detail: `signature ${known[bad]} does not verify for credential ${r.id[known[bad]]?.slice(0, 80) ?? ''}` } }
+    if (known.length === 0) {
+      return { status: Status.INVALID_SIGNATURE, detail: `no credential of a kind this node verifies (${verifiers.map(v => v.prefix).join(', ')})` }
+    }
+    state.credentials = known.map(i => r.id[i])
     return undefined
   }
 }
