@@ -22,6 +22,7 @@
  * const engine = new PolicyEngine(policy)
  * ```
  */
+import { NAME, NAME_PATTERN } from '../util/names.js'
 
 /** The only schema version so far */
 export const POLICY_VERSION = 1
@@ -208,8 +209,8 @@ export const SCOPE_KEYS = ['service', 'method', 'id', 'address', 'bitcoin', 'tru
 export const ACCESS_FIELDS = ['allow', 'deny', 'requireCredential', 'minBalance', 'minAge'] as const
 
 /** Services and methods: the wire's name rule */
-export const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
-const METHOD = /^([a-z0-9][a-z0-9_-]{0,63})\.([a-z0-9][a-z0-9_-]{0,63})$/
+export { NAME }
+const METHOD = new RegExp(`^(${NAME_PATTERN})\\.(${NAME_PATTERN})$`)
 /** base58btc peer ids (Ed25519 `12D3Koo…`, RSA `Qm…`) and base32 CIDs */
 const PEER_ID = /^[1-9A-HJ-NP-Za-km-z]{40,100}$|^b[a-z2-7]{50,120}$/
 /** base58 or bech32 characters; the chain backend knows the network */

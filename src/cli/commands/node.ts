@@ -3,7 +3,7 @@ import { ControlServer } from '../../control/server.js'
 import { decloudVersion } from '../../control/version.js'
 import { checkDataDir } from '../../node/data-dir.js'
 import { createDecloudNode } from '../../node/index.js'
-import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, UsageError, EXIT, checkMultiaddrs, err, out, parse, parseChainOptions, parseNetworkMode, parsePrice, resolveDataDir, untilSignal } from '../command.js'
+import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, UsageError, EXIT, checkMultiaddrs, err, out, parse, parseChainOptions, parseNetworkMode, parsePrice, resolveDataDir, untilSignal, commonOptions } from '../command.js'
 import type { DecloudNode, DecloudNodeOptions } from '../../node/index.js'
 import type { PolicyReloadEvent } from '../../policy/reload.js'
 import type { Command } from '../command.js'
@@ -68,7 +68,7 @@ export const command: Command = {
   usage,
   async run (argv) {
     const { values, positionals } = parse(argv, {
-      'data-dir': { type: 'string' },
+      ...commonOptions('data-dir'),
       listen: { type: 'string', multiple: true },
       dev: { type: 'boolean', default: false },
       bootstrap: { type: 'string', multiple: true },
