@@ -47,7 +47,8 @@ options:
   --dev                  development mode: random port
   --bootstrap MULTIADDR  a node of the swarm to join, repeatable
   --mdns                 find peers on the local network with mDNS
-  --network-mode MODE    local (keep loopback and private addresses) or public
+  --network-mode MODE    local (keep loopback and private addresses) or public; default
+                         local while the node has no public address and no public --bootstrap
 ${CHAIN_USAGE}
   --no-payments          sell for free, pay nothing: no chain, no wallet
   --price S.M=PRICE      the price of a method, repeatable: BASE, BASE+RATE/PER or
