@@ -1,17 +1,23 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { findRunningNode } from '../src/control/index.js'
 import { priceOf } from '../src/market/price-book.js'
+import { NoSellerReachedError, callCheapest } from '../src/market/select.js'
 import { readKey } from '../src/node/index.js'
+import { withClientNode } from '../src/node/stranger.js'
 import { generateApiKey } from '../src/payments/chain/embedded.js'
 import { killAll, runCli, startCliNode } from './cli-fixtures.js'
 import { eventually as poll, startNode, tempDir } from './fixtures.js'
 import { EmbeddedChain } from './regtest.js'
 import type { CliNode } from './cli-fixtures.js'
 import type { TestNode } from './fixtures.js'
+import type { SellerCandidate } from '../src/market/select.js'
+import type { Socket } from 'node:net'
 
 /** this file's polling: 20_000 ms, every 100 ms */
 const eventually = async (fn: () => Promise<boolean> | boolean, deadline = 20_000, every = 100): Promise<boolean> => poll(fn, deadline, every)
@@ -24,6 +30,52 @@ async function openCloudIdOf (dataDir: string): Promise<string> {
   assert.ok(key != null, `no key in ${dataDir}`)
   return `oc:${peerIdFromPrivateKey(key).toString()}`
 }
+
+describe('callCheapest (library): a seller that does not answer is skipped after the per-seller timeout', function () {
+  this.timeout(60_000)
+  let good: TestNode
+  const sockets = new Set<Socket>()
+  // a "seller" that accepts TCP connections and never says a word: its dial never completes
+  const silent = createServer(socket => { sockets.add(socket) })
+  let mute: SellerCandidate
+
+  before(async () => {
+    good = await startNode({ sell: ['sha256'] })
+    await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+    const port = (silent.address() as { port: number }).port
+    const id = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+    mute = { peerId: id, addresses: [`/ip4/127.0.0.1/tcp/${port}/p2p/${id}`], price: 0n, foundIn: ['book'] }
+  })
+
+  after(async () => {
+    for (const s of sockets) { s.destroy() }
+    await new Promise(resolve => silent.close(resolve))
+    await good?.destroy()
+  })
+
+  it('the next seller answers; the skipped one is named with its deadline', async () => {
+    const body = randomBytes(100)
+    const candidates: SellerCandidate[] = [mute, { peerId: good.peerId.toString(), addresses: [good.addr], price: 1n, foundIn: ['book'] }]
+    const start = Date.now()
+    const picked = await withClientNode(undefined, async (oc) => callCheapest(oc, candidates, { service: 'sha256', method: 'hash', body }, { timeout: 700 }))
+    const elapsed = Date.now() - start
+    assert.equal(picked.seller.peerId, good.peerId.toString())
+    assert.equal(Buffer.from(picked.result.body).toString('hex'), sha256hex(body))
+    assert.deepEqual(picked.skipped, [{ peerId: mute.peerId, error: 'no answer within 700 ms' }])
+    // the silent seller cost its 700 ms, not a dial timeout of libp2p's
+    assert.ok(elapsed < 4_000, `took ${elapsed} ms`)
+  })
+
+  it('every seller silent: NoSellerReachedError; the overall signal ends it early', async () => {
+    const err = await withClientNode(undefined, async (oc) => callCheapest(oc, [mute, mute], { service: 'sha256', method: 'hash' }, { timeout: 300 })).catch(e => e)
+    assert.ok(err instanceof NoSellerReachedError, String(err))
+    assert.equal(err.skipped.length, 2)
+    const start = Date.now()
+    const aborted = await withClientNode(undefined, async (oc) => callCheapest(oc, [mute, mute, mute], { service: 'sha256', method: 'hash' }, { timeout: 5_000, signal: AbortSignal.timeout(400) })).catch(e => e)
+    assert.equal(aborted?.name, 'TimeoutError')
+    assert.ok(Date.now() - start < 3_000, `took ${Date.now() - start} ms`)
+  })
+})
 
 describe('decloud call --cheapest', function () {
   this.timeout(60_000)

@@ -176,6 +176,24 @@ describe('local control API', () => {
     assert.equal(byId.json.status, 'ok')
   })
 
+  it('POST /v1/call to the node itself is served by the node, from a throw-away identity; it cannot be paid for', async () => {
+    const self = a.peerId.toString()
+    // by address and by bare peer id: libp2p would refuse to dial its own peer id ("Can not dial self")
+    for (const target of [a.addr, self]) {
+      const r = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ target, service: 'info', method: 'info' }) })
+      assert.equal(r.status, 200, JSON.stringify(r.json))
+      assert.equal(r.json.status, 'ok')
+      assert.equal(r.json.peer, self)
+      assert.equal(JSON.parse(Buffer.from(r.json.body, 'base64').toString()).node.peerId, self)
+    }
+    // served as a stranger's call: the node's own statuses
+    const bad = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ target: a.addr, service: 'nosuch', method: 'thing' }) })
+    assert.equal(bad.json.status, 'client-error/service-unsupported')
+    const pay = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ target: a.addr, service: 'info', method: 'info', pay: 'auto', max: '10' }) })
+    assert.equal(pay.status, 400)
+    assert.match(pay.json.error.message, /a node does not pay itself/)
+  })
+
   it('a non-ok OpenCloud status is a 200 answer carrying that status', async () => {
     const r = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ target: b.addr, service: 'nope', method: 'x', args: [] }) })
     assert.equal(r.status, 200)
@@ -517,12 +535,12 @@ describe('local control API: sellers and market in a swarm', function () {
     }
     assert.deepEqual(r.json.sellers[0].prices.put, { ...r.json.sellers[0].prices.put, base: '0', rate: '1', per: '1024', units: ['byte'] })
 
-    // limit bounds the answer; without a method the first priced one (get) ranks
+    // limit bounds the answer; without a method storage ranks by put, as `decloud sellers` does (rankingMethod)
     const one = await http(control.port, { path: '/v1/sellers?service=storage&method=put&limit=1&timeout=5000', token })
     assert.deepEqual(one.json.sellers.map((x: any) => x.peerId), [s1])
     assert.equal(one.json.usage, undefined)
     const noMethod = await http(control.port, { path: '/v1/sellers?service=storage&timeout=5000', token })
-    assert.equal(noMethod.json.method, 'get')
+    assert.equal(noMethod.json.method, 'put')
     // ControlClient speaks both endpoints
     const client = new ControlClient({ port: control.port, token })
     assert.deepEqual((await client.sellers({ service: 'storage', method: 'put', units: 2048n, timeout: 5_000 })).sellers.map(x => x.price), ['2', '6'])
@@ -531,6 +549,29 @@ describe('local control API: sellers and market in a swarm', function () {
     const none = await http(control.port, { path: '/v1/sellers?service=nothing&timeout=2000', token })
     assert.equal(none.status, 200)
     assert.deepEqual(none.json.sellers, [])
+  })
+
+  it('POST /v1/call with cheapest: the node ranks the other sellers and calls the cheapest; no seller → 404 no-seller', async () => {
+    const [s0, s1] = sellers.map(n => n.peerId.toString())
+    const knows = (): boolean => [s0, s1].every(p => buyer.market.book.entries({ service: 'storage', method: 'put', peerId: p }).length === 1)
+    assert.ok(await eventually(knows), `book: ${buyer.market.book.size}`)
+    const body = randomBytes(2048).toString('base64')
+    const r = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ cheapest: true, service: 'storage', method: 'put', body, timeout: 10_000, lookupTimeout: 3_000 }) })
+    assert.equal(r.status, 200, JSON.stringify(r.json))
+    // 1 sat per KiB beats 3; the buyer's own free price is not a seller to itself
+    assert.equal(r.json.seller.peerId, s1)
+    assert.equal(r.json.seller.price, '2')
+    assert.equal(r.json.peer, s1)
+    assert.deepEqual(r.json.skipped, [])
+    // ControlClient: the same, with its HTTP deadline covering the lookup and each seller
+    const client = new ControlClient({ port: control.port, token })
+    assert.equal((await client.call({ cheapest: true, service: 'storage', method: 'put', body, units: '2048', lookupTimeout: 3_000 })).seller?.peerId, s1)
+
+    const both = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ cheapest: true, target: sellers[0].addr, service: 'storage', method: 'put' }) })
+    assert.equal(both.status, 400)
+    const none = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ cheapest: true, service: 'nothing', method: 'x', lookupTimeout: 1_000 }) })
+    assert.equal(none.status, 404, JSON.stringify(none.json))
+    assert.equal(none.json.error.type, 'no-seller')
   })
 })
 

@@ -96,11 +96,23 @@ describe('joining a swarm', () => {
     }
   })
 
-  it('picks the network mode from the listen addresses', async () => {
+  it('picks the network mode: local while the node has no public address and no public bootstrap peer', async () => {
     const { defaultNetworkMode } = await import('../src/node/index.js')
+    const { multiaddr } = await import('@multiformats/multiaddr')
+    // what 0.0.0.0 stands for on a machine behind NAT, and on one with a public interface address
+    const lan = { expand: () => [multiaddr('/ip4/127.0.0.1/tcp/4001'), multiaddr('/ip4/192.168.1.20/tcp/4001')] }
+    const publicServer = { expand: () => [multiaddr('/ip4/127.0.0.1/tcp/4001'), multiaddr('/ip4/8.8.4.4/tcp/4001')] }
     assert.equal(defaultNetworkMode(['/ip4/127.0.0.1/tcp/0']), 'local')
-    assert.equal(defaultNetworkMode(['/ip4/0.0.0.0/tcp/4001']), 'public')
-    assert.equal(defaultNetworkMode(['/ip4/127.0.0.1/tcp/0', '/ip4/0.0.0.0/tcp/0']), 'public')
+    assert.equal(defaultNetworkMode(['/ip4/192.168.1.20/tcp/0']), 'local')
+    assert.equal(defaultNetworkMode(['/ip4/0.0.0.0/tcp/4001'], lan), 'local')
+    assert.equal(defaultNetworkMode(['/ip4/0.0.0.0/tcp/4001'], { ...lan, bootstrap: ['/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWGRUVh7F4hB3E9KzRmMJ7ZGNuuz6CQWGf4DvEP8WxoLWr'] }), 'local')
+    // a public bootstrap peer: the internet swarm
+    assert.equal(defaultNetworkMode(['/ip4/0.0.0.0/tcp/4001'], { ...lan, bootstrap: ['/ip4/8.8.4.4/tcp/4001/p2p/12D3KooWGRUVh7F4hB3E9KzRmMJ7ZGNuuz6CQWGf4DvEP8WxoLWr'] }), 'public')
+    assert.equal(defaultNetworkMode([], { bootstrap: ['/dns4/example.org/tcp/4001/p2p/12D3KooWGRUVh7F4hB3E9KzRmMJ7ZGNuuz6CQWGf4DvEP8WxoLWr'] }), 'public')
+    // a public address of its own
+    assert.equal(defaultNetworkMode(['/ip4/0.0.0.0/tcp/4001'], publicServer), 'public')
+    assert.equal(defaultNetworkMode(['/ip4/8.8.4.4/tcp/4001']), 'public')
+    assert.equal(defaultNetworkMode(['/ip4/127.0.0.1/tcp/0', '/ip4/0.0.0.0/tcp/0'], publicServer), 'public')
   })
 })
 

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
 import { defaultDataDir } from '../node/data-dir.js'
 import { secretFrom } from '../payments/chain/secrets.js'
+import { NAME_PATTERN } from '../util/names.js'
 import type { ParseArgsConfig } from 'node:util'
 
 export interface Command {
@@ -118,6 +119,57 @@ export function parse<O extends Options> (argv: string[], options: O): { values:
   } catch (err: any) {
     throw new UsageError(String(err.message).split('\n')[0])
   }
+}
+
+/**
+ * The options many commands share, defined once: take the ones a command
+ * has with `commonOptions(…)`, their help lines with `commonUsage(…)` and
+ * their checked values with `readCommon(…)`.
+ */
+export const COMMON_OPTIONS = {
+  'data-dir': { type: 'string' },
+  json: { type: 'boolean', default: false },
+  timeout: { type: 'string' },
+  bootstrap: { type: 'string', multiple: true },
+  'network-mode': { type: 'string' }
+} as const
+
+export type CommonOption = keyof typeof COMMON_OPTIONS
+
+/** Help lines of the common options (`--timeout` is described by each command: its meaning differs) */
+const COMMON_USAGE: Record<Exclude<CommonOption, 'timeout'>, string> = {
+  'data-dir': '  --data-dir DIR         data dir (default $DECLOUD_DATA_DIR or ~/.decloud)',
+  json: '  --json                 print the answer as one JSON object',
+  bootstrap: '  --bootstrap MULTIADDR  a node of the swarm, repeatable (when no node is running)',
+  'network-mode': '  --network-mode MODE    local or public (default: local for private/loopback bootstrap addresses)'
+}
+
+/** parseArgs options of some common options */
+export function commonOptions<K extends CommonOption> (...names: K[]): Pick<typeof COMMON_OPTIONS, K> {
+  return Object.fromEntries(names.map(n => [n, COMMON_OPTIONS[n]])) as Pick<typeof COMMON_OPTIONS, K>
+}
+
+/** Help lines of some common options, one per line */
+export function commonUsage (...names: Array<Exclude<CommonOption, 'timeout'>>): string {
+  return names.map(n => COMMON_USAGE[n]).join('\n')
+}
+
+/** The common options of a command line, checked */
+export function readCommon (values: { 'data-dir'?: string, json?: boolean, bootstrap?: string[], 'network-mode'?: string }): { dataDir: string, json: boolean, bootstrap: string[], networkMode?: 'local' | 'public' } {
+  const networkMode = parseNetworkMode(values['network-mode'])
+  return {
+    dataDir: resolveDataDir(values['data-dir']),
+    json: values.json === true,
+    bootstrap: checkMultiaddrs('bootstrap', values.bootstrap ?? []),
+    ...(networkMode != null ? { networkMode } : {})
+  }
+}
+
+/** `--timeout MS`: a positive integer of at most `max`, else `fallback` */
+export function parseTimeout (value: string | undefined, fallback: number, max: number): number {
+  const timeout = positiveInt('timeout', value, fallback)
+  if (timeout > max) { throw new UsageError(`--timeout is at most ${max} ms`) }
+  return timeout
 }
 
 /** `--data-dir`, else `$DECLOUD_DATA_DIR`, else `~/.decloud` */
@@ -272,10 +324,12 @@ function resolveChainUrls (values: ChainOptionValues, env: boolean): { chain?: s
   }
   return out
 }
+/** `service.method=BASE`, `=BASE+RATE/PER` or `=RATE/PER`, integer sats */
+const PRICE = new RegExp(`^(${NAME_PATTERN})\\.(${NAME_PATTERN})=(?:([0-9]{1,19})(?:\\+([0-9]{1,19})/([0-9]{1,19}))?|([0-9]{1,19})/([0-9]{1,19}))$`)
 
 /** `--price service.method=BASE` or `=BASE+RATE/PER` or `=RATE/PER`, integer sats */
 export function parsePrice (value: string): { service: string, method: string, pricing: { base: bigint, rate: bigint, per: bigint } } {
-  const m = /^([a-z0-9][a-z0-9_-]{0,63})\.([a-z0-9][a-z0-9_-]{0,63})=(?:([0-9]{1,19})(?:\+([0-9]{1,19})\/([0-9]{1,19}))?|([0-9]{1,19})\/([0-9]{1,19}))$/.exec(value)
+  const m = PRICE.exec(value)
   if (m == null) { throw new UsageError(`--price "${value}": use service.method=BASE, =BASE+RATE/PER or =RATE/PER (integer satoshis, e.g. storage.put=1/65536)`) }
   const base = BigInt(m[3] ?? '0')
   const rate = BigInt(m[4] ?? m[6] ?? '0')

@@ -33,18 +33,36 @@ export interface CallJson {
   peer: string
   /** present when the call was paid through the node's wallet */
   payment?: PaymentJson
+  /** with `cheapest`: the seller called, and its price for the call (sat) when it announced one */
+  seller?: { peerId: string, addresses: string[], price?: string }
+  /** with `cheapest`: the sellers tried before it, with why they did not answer */
+  skipped?: Array<{ peerId: string, error: string }>
 }
 
 /** `POST /v1/call` request body */
 export interface CallRequestJson {
-  /** a multiaddr (`/ip4/…/tcp/…/p2p/…`) or a peer id the node already knows addresses for */
-  target: string
+  /**
+   * a multiaddr (`/ip4/…/tcp/…/p2p/…`) or a peer id the node already knows
+   * addresses for; the node itself is called from a throw-away identity, as a
+   * stranger would call it. None with `cheapest`.
+   */
+  target?: string
+  /**
+   * call the cheapest seller of `service` that answers instead of a target:
+   * the node ranks the sellers (price book and DHT) by the price of this call
+   * and tries them in order, each within `timeout`
+   */
+  cheapest?: boolean
+  /** with `cheapest`: units of service to rank by @default the body's length when there is a body */
+  units?: string
+  /** with `cheapest`: deadline of the seller lookup (ms, at most 120000) @default 10000 */
+  lookupTimeout?: number
   service: string
   method: string
   args?: string[]
   /** request body, base64 */
   body?: string
-  /** milliseconds for the whole call, dial included @default 30000 */
+  /** milliseconds for the whole call, dial included (with `cheapest`: per seller tried) @default 30000 */
   timeout?: number
   /**
    * pay for the call with the node's wallet: `attached:SATS`,

@@ -1,4 +1,5 @@
 import { request } from 'node:http'
+import { CHEAPEST_ATTEMPTS } from '../market/select.js'
 import { API_PREFIX } from './api.js'
 import { CONTROL_HOST, readControlFiles } from './files.js'
 import type { CallJson, CallRequestJson, ErrorJson, SentJson, WalletJson, WalletTxJson } from './api.js'
@@ -127,8 +128,11 @@ export class ControlClient {
    * `timeout`) or refused the request.
    */
   async call (call: CallRequestJson): Promise<CallJson> {
-    // the node bounds the call by call.timeout; allow a little more for HTTP
-    return this.request('POST', '/call', call, { timeout: (call.timeout ?? 30_000) + 5_000 }) as Promise<CallJson>
+    // the node bounds the call by call.timeout (with cheapest: the lookup, then each seller tried); allow a little more for HTTP
+    const timeout = call.cheapest === true
+      ? (call.lookupTimeout ?? 10_000) + CHEAPEST_ATTEMPTS * (call.timeout ?? 30_000)
+      : call.timeout ?? 30_000
+    return this.request('POST', '/call', call, { timeout: timeout + 5_000 }) as Promise<CallJson>
   }
 
   /** GET /v1/wallet: chain, identity address, balances (sats as decimal strings) */

@@ -1,45 +1,21 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
 import { logger } from '@libp2p/logger'
-import { peerIdFromString } from '@libp2p/peer-id'
-import { multiaddr } from '@multiformats/multiaddr'
-import { marketJson, sellersJson } from '../node/reports.js'
-import { parsePayOption } from '../payments/buyer/pay-option.js'
-import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BODY_SIZE, MAX_NAME_LENGTH } from '../protocols/opencloud/api/constants.js'
-import { callResultJson, sentJson, walletJson, walletTxJson, API_PREFIX } from './api.js'
+import { MAX_BODY_SIZE } from '../protocols/opencloud/api/constants.js'
 import { CONTROL_HOST, keepOnExit, newToken, removeControlFiles, removeOnExit, writeControlFiles } from './files.js'
+import { HttpError, badRequest } from './http.js'
+import { callRoutes } from './routes-calls.js'
+import { marketRoutes } from './routes-market.js'
+import { nodeRoutes } from './routes-node.js'
+import { walletRoutes } from './routes-wallet.js'
 import { decloudVersion } from './version.js'
-import type { CallRequestJson, ErrorJson } from './api.js'
-import type { DecloudNode } from '../node/index.js'
-import type { SellersQuery } from '../node/reports.js'
-import type { PayOption } from '../payments/buyer/bidding.js'
-import type { CallTarget } from '../protocols/opencloud/net/client.js'
-import type { OpenCloud } from '../protocols/opencloud/net/opencloud.js'
-import type { PeerId, PeerStore, Connection } from '@libp2p/interface'
+import type { ErrorJson } from './api.js'
+import type { ControlledNode, Endpoint, RouteContext } from './http.js'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 
-/** What the control API needs from a node (a DecloudNode has all of it) */
-export interface ControlledNode {
-  readonly peerId: PeerId
-  readonly openCloudId: string
-  addresses(): string[]
-  readonly opencloud: Pick<OpenCloud, 'call' | 'services' | 'stats'>
-  readonly libp2p: {
-    getConnections(peerId?: PeerId): Connection[]
-    readonly peerStore: Pick<PeerStore, 'get'>
-  }
-  readonly storage?: { readonly usedBytes: number, readonly capacity: number }
-  /** The price book (`GET /v1/market`, `GET /v1/sellers`); without it those endpoints answer 404 */
-  readonly market?: DecloudNode['market']
-  /** Seller ranking: price book + DHT (`GET /v1/sellers`) */
-  readonly rankSellers?: DecloudNode['rankSellers']
-  /** Wallet, chain, promises (`/v1/wallet…`, `/v1/chain/mine`, paid calls); without them those answer 404 */
-  readonly payments?: DecloudNode['payments']
-  readonly pay?: DecloudNode['pay']
-  /** The policy in force (`GET /v1/policy`, `POST /v1/policy/reload`) */
-  readonly policy?: DecloudNode['policy']
-}
+export type { ControlledNode } from './http.js'
+export { DEFAULT_SELLERS_TIMEOUT, MAX_SELLERS_TIMEOUT, MAX_SELLERS_LIMIT } from './routes-market.js'
 
 export interface ControlServerInit {
   node: ControlledNode
@@ -71,30 +47,6 @@ export interface ControlServerInit {
 
 export const DEFAULT_MAX_REQUEST_SIZE = 8 * 1024 * 1024
 export const DEFAULT_HEADERS_TIMEOUT = 10_000
-/** Default and largest `timeout` of `GET /v1/sellers` (ms) */
-export const DEFAULT_SELLERS_TIMEOUT = 10_000
-export const MAX_SELLERS_TIMEOUT = 120_000
-/** Largest `limit` of `GET /v1/sellers` (the DHT's k) */
-export const MAX_SELLERS_LIMIT = 20
-
-/** An answer other than 200, with the error type of docs/control-api.md */
-class HttpError extends Error {
-  readonly status: number
-  readonly type: string
-  readonly headers: Record<string, string>
-
-  constructor (status: number, type: string, message: string, headers: Record<string, string> = {}) {
-    super(message)
-    this.status = status
-    this.type = type
-    this.headers = headers
-  }
-}
-
-interface Endpoint {
-  method: 'GET' | 'POST'
-  run(req: IncomingMessage, res: ServerResponse): Promise<void>
-}
 
 interface ConnectionState {
   socket: Socket
@@ -105,77 +57,7 @@ interface ConnectionState {
 }
 
 const log = logger('decloud:control')
-const badRequest = (message: string): HttpError => new HttpError(400, 'bad-request', message)
-
-function parseTarget (x: unknown): CallTarget {
-  if (typeof x !== 'string' || x === '') { throw badRequest('target: a multiaddr or peer id string is required') }
-  try {
-    return x.startsWith('/') ? multiaddr(x) : peerIdFromString(x)
-  } catch (err: any) {
-    throw badRequest(`target: ${err.message}`)
-  }
-}
-
-function parseName (field: string, x: unknown): string {
-  if (typeof x !== 'string' || x === '' || x.length > MAX_NAME_LENGTH) { throw badRequest(`${field}: a string of 1 to ${MAX_NAME_LENGTH} characters is required`) }
-  return x
-}
-
-function parseArgList (x: unknown): string[] {
-  if (x == null) { return [] }
-  if (!Array.isArray(x) || x.length > MAX_ARGS || !x.every(a => typeof a === 'string' && a.length <= MAX_ARG_LENGTH)) {
-    throw badRequest(`args: an array of at most ${MAX_ARGS} strings of at most ${MAX_ARG_LENGTH} characters`)
-  }
-  return x
-}
-/** A sats amount field: a decimal string (or a safe integer number) → bigint; undefined when absent */
-function satsField (field: string, x: unknown): bigint | undefined {
-  if (x == null) { return undefined }
-  if (typeof x === 'number' && Number.isSafeInteger(x) && x >= 0) { return BigInt(x) }
-  if (typeof x === 'string' && /^[0-9]{1,20}$/.test(x) && BigInt(x) < 2n ** 64n) { return BigInt(x) }
-  throw badRequest(`${field}: a non-negative integer number of satoshis, as a decimal string`)
-}
-
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
-/** Service and method names in queries (as in price announcements) */
-const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
-const UNITS = /^[0-9]{1,20}$/
-
-/**
- * The query string of a GET: every parameter known, none repeated.
- * Returns the values by name (absent ones are missing).
- */
-function parseQuery (url: string | undefined, allowed: readonly string[]): Map<string, string> {
-  const q = (url ?? '').indexOf('?')
-  const params = new URLSearchParams(q >= 0 ? (url ?? '').slice(q + 1) : '')
-  const out = new Map<string, string>()
-  for (const [k, v] of params) {
-    if (!allowed.includes(k)) { throw badRequest(`unknown query parameter "${k.slice(0, 64)}" (known: ${allowed.join(', ')})`) }
-    if (out.has(k)) { throw badRequest(`${k}: given more than once`) }
-    out.set(k, v)
-  }
-  return out
-}
-
-function queryName (field: string, x: string | undefined): string | undefined {
-  if (x == null) { return undefined }
-  if (!NAME.test(x)) { throw badRequest(`${field}: 1 to 64 characters a-z, 0-9, _ or -, starting with a letter or digit`) }
-  return x
-}
-
-function queryUnits (x: string | undefined): bigint | undefined {
-  if (x == null) { return undefined }
-  if (!UNITS.test(x)) { throw badRequest('units: a non-negative integer of at most 20 digits') }
-  return BigInt(x)
-}
-
-function queryInt (field: string, x: string | undefined, min: number, max: number, fallback: number): number {
-  if (x == null) { return fallback }
-  const n = /^[0-9]{1,9}$/.test(x) ? Number(x) : NaN
-  if (!(n >= min && n <= max)) { throw badRequest(`${field}: an integer from ${min} to ${max}`) }
-  return n
-}
 
 /**
  * The node's local control API: JSON over HTTP on 127.0.0.1, a random port,
@@ -217,6 +99,18 @@ export class ControlServer {
     this.headersTimeout = init.headersTimeout ?? DEFAULT_HEADERS_TIMEOUT
     this.maxConnections = init.maxConnections ?? 64
     this.maxPending = Math.min(init.maxPendingConnections ?? 16, this.maxConnections)
+    const ctx: RouteContext = {
+      node: this.node,
+      readJson: async (req) => this.readJson(req),
+      begin: (res) => this.begin(res)
+    }
+    const limits = { defaultCallTimeout: this.defaultCallTimeout, maxCallTimeout: this.maxCallTimeout, maxBodySize: this.maxBodySize }
+    this.endpoints = new Map<string, Endpoint>([
+      ...nodeRoutes(ctx, { version: this.version, startedAt: this.startedAt }),
+      ...callRoutes(ctx, limits),
+      ...marketRoutes(ctx),
+      ...walletRoutes(ctx)
+    ])
     const requestTimeout = Math.max(init.requestTimeout ?? 30_000, this.headersTimeout)
     this.server = createServer({
       requestTimeout,
@@ -297,24 +191,10 @@ export class ControlServer {
   }
 
   /**
-   * Every endpoint: path → method and handler. `route` authorises before it
-   * looks a path up, whatever the path; `routes` lists them.
+   * Every endpoint: path → method and handler, by area. `route` authorises
+   * before it looks a path up, whatever the path; `routes` lists them.
    */
-  private readonly endpoints: ReadonlyMap<string, Endpoint> = new Map<string, Endpoint>([
-    [`${API_PREFIX}/node`, { method: 'GET', run: async (_req, res) => { this.send(res, 200, this.nodeInfo()) } }],
-    [`${API_PREFIX}/peers`, { method: 'GET', run: async (_req, res) => { this.send(res, 200, { peers: await this.peers() }) } }],
-    [`${API_PREFIX}/call`, { method: 'POST', run: async (req, res) => { await this.call(req, res) } }],
-    [`${API_PREFIX}/sellers`, { method: 'GET', run: async (req, res) => { await this.sellers(req, res) } }],
-    [`${API_PREFIX}/market`, { method: 'GET', run: async (req, res) => { this.market(req, res) } }],
-    [`${API_PREFIX}/wallet`, { method: 'GET', run: async (_req, res) => { this.send(res, 200, await this.wallet()) } }],
-    [`${API_PREFIX}/wallet/address`, { method: 'POST', run: async (_req, res) => { this.send(res, 200, { address: await this.payments().wallet.newAddress() }) } }],
-    [`${API_PREFIX}/wallet/send`, { method: 'POST', run: async (req, res) => { this.send(res, 200, await this.walletSend(await this.readJson(req))) } }],
-    [`${API_PREFIX}/wallet/history`, { method: 'GET', run: async (req, res) => { this.send(res, 200, await this.walletHistory(req)) } }],
-    [`${API_PREFIX}/promises`, { method: 'GET', run: async (_req, res) => { this.send(res, 200, await this.promises()) } }],
-    [`${API_PREFIX}/policy`, { method: 'GET', run: async (_req, res) => { this.send(res, 200, this.policyInfo()) } }],
-    [`${API_PREFIX}/policy/reload`, { method: 'POST', run: async (_req, res) => { this.send(res, 200, await this.policyReload()) } }],
-    [`${API_PREFIX}/chain/mine`, { method: 'POST', run: async (req, res) => { this.send(res, 200, await this.mine(await this.readJson(req))) } }]
-  ])
+  private readonly endpoints: ReadonlyMap<string, Endpoint>
 
   /** Every endpoint, method and path */
   get routes (): Array<{ method: string, path: string }> {
@@ -330,16 +210,7 @@ export class ControlServer {
     const endpoint = this.endpoints.get(path)
     if (endpoint == null) { throw new HttpError(404, 'not-found', `no endpoint ${path}`) }
     this.only(req, endpoint.method)
-    await endpoint.run(req, res)
-  }
-
-  /** POST /v1/policy/reload */
-  private async policyReload (): Promise<unknown> {
-    const reloader = this.node.policy?.reloader
-    if (reloader == null) { throw new HttpError(404, 'not-found', this.node.policy == null ? 'this node runs without a policy' : 'the policy is not a file: nothing to reload') }
-    const r = await reloader.reload()
-    if (!r.ok) { throw new HttpError(400, 'bad-policy', `the policy in force is kept: ${r.error.message}`) }
-    return { ...this.policyInfo(), changed: r.changed }
+    this.send(res, 200, await endpoint.run(req, res))
   }
 
   /**
@@ -411,287 +282,23 @@ export class ControlServer {
     if (req.method !== method) { throw new HttpError(405, 'method-not-allowed', `use ${method}`, { allow: method }) }
   }
 
-  private nodeInfo (): Record<string, unknown> {
-    const connections = this.node.libp2p.getConnections()
-    return {
-      version: this.version,
-      pid: process.pid,
-      startedAt: new Date(this.startedAt).toISOString(),
-      peerId: this.node.peerId.toString(),
-      openCloudId: this.node.openCloudId,
-      addresses: this.node.addresses(),
-      services: [...this.node.opencloud.services.values()].map(s => ({ name: s.name, version: s.version, description: s.description })),
-      stats: {
-        connections: connections.length,
-        peers: new Set(connections.map(c => c.remotePeer.toString())).size,
-        opencloud: this.node.opencloud.stats(),
-        ...(this.node.storage != null ? { storage: { used: this.node.storage.usedBytes, capacity: this.node.storage.capacity } } : {})
-      }
-    }
-  }
-
-  private async peers (): Promise<unknown[]> {
-    const byPeer = new Map<string, { peer: PeerId, connections: Connection[] }>()
-    for (const c of this.node.libp2p.getConnections()) {
-      const k = c.remotePeer.toString()
-      const e = byPeer.get(k) ?? { peer: c.remotePeer, connections: [] }
-      e.connections.push(c)
-      byPeer.set(k, e)
-    }
-    return Promise.all([...byPeer.values()].map(async ({ peer, connections }) => {
-      let protocols: string[] = []
-      try {
-        protocols = (await this.node.libp2p.peerStore.get(peer)).protocols
-      } catch {
-        // not in the peer store (yet): identify has not run
-      }
-      return {
-        peerId: peer.toString(),
-        openCloudId: `oc:${peer.toString()}`,
-        protocols,
-        connections: connections.map(c => ({
-          remoteAddr: c.remoteAddr.toString(),
-          direction: c.direction,
-          status: c.status,
-          opened: c.timeline.open,
-          streams: c.streams.length,
-          ...(c.rtt != null ? { rtt: c.rtt } : {})
-        }))
-      }
-    }))
-  }
-
-  private payments (): NonNullable<ControlledNode['payments']> {
-    const p = this.node.payments
-    if (p == null) { throw new HttpError(404, 'not-found', 'payments are off on this node (started with --no-payments)') }
-    return p
-  }
-
-  /** GET /v1/policy */
-  private policyInfo (): Record<string, unknown> {
-    const p = this.node.policy
-    if (p == null) { throw new HttpError(404, 'not-found', 'this node runs without a policy') }
-    const engine = p.current()
-    return {
-      file: p.file ?? null,
-      rules: engine.rules.length,
-      reloads: p.reloader?.reloads ?? 0,
-      ...(p.reloader?.lastError != null ? { lastError: p.reloader.lastError.message } : {})
-    }
-  }
-
-  /** GET /v1/wallet */
-  private async wallet (): Promise<unknown> {
-    const p = this.payments()
-    try {
-      return await walletJson(p.wallet, p.backend)
-    } catch (err: any) {
-      throw new HttpError(502, 'chain', `the chain backend did not answer: ${String(err?.message ?? err)}`)
-    }
-  }
-
-  /** POST /v1/wallet/send {address, amount, feeRate?} */
-  private async walletSend (v: unknown): Promise<unknown> {
-    const p = this.payments()
-    if (typeof v !== 'object' || v == null || Array.isArray(v)) { throw badRequest('the body must be a JSON object') }
-    const o = v as Record<string, unknown>
-    if (typeof o.address !== 'string' || o.address.length === 0 || o.address.length > 128) { throw badRequest('address: a bitcoin address is required') }
-    const amount = satsField('amount', o.amount)
-    if (amount == null || amount === 0n) { throw badRequest('amount: a positive integer number of satoshis (decimal string) is required') }
-    const feeRate = satsField('feeRate', o.feeRate)
-    try {
-      return sentJson(await p.wallet.send(o.address, amount, feeRate != null ? { feeRate } : {}))
-    } catch (err: any) {
-      if (err?.name === 'InsufficientFundsError') { throw new HttpError(400, 'insufficient-funds', String(err.message)) }
-      // the wallet's checks of the address (TypeError), amount and fee rate (RangeError), and a refused transaction
-      if (err instanceof TypeError || err instanceof RangeError || err?.name === 'TxRejectedError') { throw badRequest(String(err.message)) }
-      throw new HttpError(502, 'chain', `the payment failed: ${String(err?.message ?? err)}`)
-    }
-  }
-
-  /** GET /v1/wallet/history?limit=N */
-  private async walletHistory (req: IncomingMessage): Promise<unknown> {
-    const p = this.payments()
-    const q = parseQuery(req.url, ['limit'])
-    const limit = queryInt('limit', q.get('limit'), 1, 1000, 100)
-    try {
-      return { transactions: (await p.wallet.history(limit)).map(walletTxJson) }
-    } catch (err: any) {
-      throw new HttpError(502, 'chain', `the chain backend did not answer: ${String(err?.message ?? err)}`)
-    }
-  }
-
-  /** GET /v1/promises: this node's deferred promises not settled yet */
-  private async promises (): Promise<unknown> {
-    const p = this.payments()
-    const list = await p.promises.outstanding()
-    return { promises: JSON.parse(JSON.stringify(list, (_k, x) => typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? undefined : x)) }
-  }
-
-  /** POST /v1/chain/mine {blocks, address?} (regtest) */
-  private async mine (v: unknown): Promise<unknown> {
-    const p = this.payments()
-    const backend = p.backend as Partial<{ mine(n: number, address: string): Promise<number> }>
-    if (typeof backend.mine !== 'function') { throw new HttpError(404, 'not-found', `the chain ${p.backend.description} cannot mine (regtest only)`) }
-    if (typeof v !== 'object' || v == null || Array.isArray(v)) { throw badRequest('the body must be a JSON object') }
-    const o = v as Record<string, unknown>
-    if (typeof o.blocks !== 'number' || !Number.isInteger(o.blocks) || o.blocks < 1 || o.blocks > 1000) { throw badRequest('blocks: an integer from 1 to 1000') }
-    if (o.address != null && (typeof o.address !== 'string' || o.address.length > 128)) { throw badRequest('address: a bitcoin address') }
-    const address = typeof o.address === 'string' ? o.address : await p.wallet.newAddress()
-    try {
-      const height = await backend.mine(o.blocks, address)
-      return { height, address }
-    } catch (err: any) {
-      throw new HttpError(400, 'bad-request', `cannot mine: ${String(err?.message ?? err)}`)
-    }
-  }
-
-  private async call (req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const input = this.parseCall(await this.readJson(req))
+  /** A call or lookup in flight (RouteContext.begin) */
+  private begin (res: ServerResponse): { signal: AbortSignal, end(): void } {
     if (this.calls.size >= this.maxConcurrentCalls) {
-      throw new HttpError(503, 'busy', `${this.calls.size} calls in flight; try again`)
+      throw new HttpError(503, 'busy', `${this.calls.size} calls and lookups in flight; try again`)
     }
     const controller = new AbortController()
     this.calls.add(controller)
     // the HTTP client went away: stop the call
     const onClose = (): void => { if (!res.writableFinished) { controller.abort(new Error('the control API client disconnected')) } }
     res.once('close', onClose)
-    const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(input.timeout)])
-    try {
-      const call = { service: input.service, method: input.method, args: input.args, body: input.body }
-      if (input.pay != null) {
-        if (this.node.pay == null || this.node.payments == null) { throw new HttpError(404, 'not-found', 'payments are off on this node (started with --no-payments): it cannot pay') }
-        const result = await this.node.pay(input.target, call, { pay: input.pay.option, max: input.pay.max, signal })
-        this.send(res, 200, {
-          ...callResultJson(result),
-          payment: {
-            kind: result.kind,
-            paid: result.paid.toString(),
-            promised: result.promised.toString(),
-            ...(result.txid != null ? { txid: result.txid } : {}),
-            ...(result.deferId != null ? { deferId: result.deferId } : {}),
-            ...(result.cost != null ? { cost: Object.fromEntries(Object.entries(result.cost).map(([k, v]) => [k, v.toString()])) } : {}),
-            attempts: result.attempts.map(a => ({ kind: a.kind, amount: a.amount.toString(), status: a.path }))
-          }
-        })
-        return
-      }
-      const result = await this.node.opencloud.call(input.target, call, { signal })
-      this.send(res, 200, callResultJson(result))
-    } catch (err: any) {
-      if (err instanceof HttpError) { throw err }
-      if (err?.name === 'PaymentRefusedError') { throw new HttpError(402, 'payment-refused', String(err.message)) }
-      if (err?.name === 'InsufficientFundsError') { throw new HttpError(402, 'insufficient-funds', String(err.message)) }
-      if (input.pay != null && !signal.aborted && (err instanceof RangeError || err instanceof TypeError || ['TxRejectedError', 'ChainUnavailableError', 'ChainUnsupportedError'].includes(err?.name))) {
-        throw new HttpError(402, 'payment-failed', `the payment could not be made: ${String(err.message)}`)
-      }
-      if (signal.aborted && signal.reason?.name === 'TimeoutError') {
-        throw new HttpError(504, 'timeout', `no answer within ${input.timeout} ms`)
-      }
-      throw new HttpError(502, 'transport', String(err?.message ?? err))
-    } finally {
-      this.calls.delete(controller)
-      res.off('close', onClose)
-    }
-  }
-
-  /** GET /v1/sellers: the DHT lookup joined with the price book, cheapest first */
-  private async sellers (req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const p = parseQuery(req.url, ['service', 'method', 'units', 'timeout', 'limit'])
-    const service = queryName('service', p.get('service'))
-    if (service == null) { throw badRequest('service: required (e.g. ?service=storage)') }
-    const method = queryName('method', p.get('method'))
-    const usage = queryUnits(p.get('units'))
-    const timeout = queryInt('timeout', p.get('timeout'), 1, MAX_SELLERS_TIMEOUT, DEFAULT_SELLERS_TIMEOUT)
-    const limit = p.has('limit') ? queryInt('limit', p.get('limit'), 1, MAX_SELLERS_LIMIT, MAX_SELLERS_LIMIT) : undefined
-    const node = this.node
-    const market = node.market
-    const rank = node.rankSellers
-    if (market == null || rank == null) { throw new HttpError(404, 'not-found', 'this node has no market: no seller lookup') }
-    if (this.calls.size >= this.maxConcurrentCalls) {
-      throw new HttpError(503, 'busy', `${this.calls.size} calls and lookups in flight; try again`)
-    }
-    const controller = new AbortController()
-    this.calls.add(controller)
-    // the HTTP client went away (or the node stops): end the DHT lookup
-    const onClose = (): void => { if (!res.writableFinished) { controller.abort(new Error('the control API client disconnected')) } }
-    res.once('close', onClose)
-    const self = node.peerId.toString()
-    const q: SellersQuery = { service, method, usage, timeout, limit, signal: controller.signal }
-    try {
-      const answer = await sellersJson({
-        market,
-        // sellers other than this node: the DHT lookup leaves it out, so must the price book
-        rankSellers: async (s, o) => rank.call(node, s, { ...o, exclude: [...(o.exclude ?? []), self] })
-      }, q)
-      // the price book is not bounded by the DHT's limit
-      if (limit != null && answer.sellers.length > limit) { answer.sellers = answer.sellers.slice(0, limit) }
-      this.send(res, 200, answer)
-    } catch (err: any) {
-      if (controller.signal.aborted) { throw new HttpError(503, 'busy', String(controller.signal.reason?.message ?? 'aborted')) }
-      throw new HttpError(502, 'transport', `the seller lookup failed: ${String(err?.message ?? err)}`)
-    } finally {
-      this.calls.delete(controller)
-      res.off('close', onClose)
-    }
-  }
-
-  /** GET /v1/market: the price book summary */
-  private market (req: IncomingMessage, res: ServerResponse): void {
-    const p = parseQuery(req.url, ['service', 'method', 'units'])
-    const service = queryName('service', p.get('service'))
-    const method = queryName('method', p.get('method'))
-    const usage = queryUnits(p.get('units'))
-    const market = this.node.market
-    if (market == null) { throw new HttpError(404, 'not-found', 'this node has no market') }
-    this.send(res, 200, marketJson({ market }, { service, method, usage }))
-  }
-
-  private parseCall (v: unknown): { target: CallTarget, service: string, method: string, args: string[], body: Uint8Array, timeout: number, pay?: { option: PayOption, max: bigint } } {
-    if (typeof v !== 'object' || v == null || Array.isArray(v)) { throw badRequest('the body must be a JSON object') }
-    const o = v as Partial<Record<keyof CallRequestJson, unknown>>
-    let pay: { option: PayOption, max: bigint } | undefined
-    if (o.pay != null) {
-      if (typeof o.pay !== 'string') { throw badRequest('pay: attached:SATS, defer:SATS[:THRESHOLD] or auto') }
-      let option: PayOption
-      try {
-        option = parsePayOption(o.pay)
-      } catch (err: any) {
-        throw badRequest(`pay: ${String(err.message)}`)
-      }
-      const max = satsField('max', o.max)
-      if (max == null) { throw badRequest('max: the most to pay, sats (decimal string), is required with pay') }
-      pay = { option, max }
-    } else if (o.max != null) {
-      throw badRequest('max goes with pay')
-    }
     return {
-      target: parseTarget(o.target),
-      service: parseName('service', o.service),
-      method: parseName('method', o.method),
-      args: parseArgList(o.args),
-      body: this.parseBody(o.body),
-      timeout: this.parseTimeout(o.timeout),
-      ...(pay != null ? { pay } : {})
+      signal: controller.signal,
+      end: () => {
+        this.calls.delete(controller)
+        res.off('close', onClose)
+      }
     }
-  }
-
-  private parseBody (x: unknown): Uint8Array {
-    if (x == null) { return new Uint8Array() }
-    if (typeof x !== 'string' || x.length % 4 !== 0 || !BASE64.test(x)) { throw badRequest('body: a base64 string is required') }
-    const body = Buffer.from(x, 'base64')
-    if (body.byteLength > this.maxBodySize) {
-      throw new HttpError(413, 'too-large', `body of ${body.byteLength} bytes exceeds the limit of ${this.maxBodySize} bytes`)
-    }
-    return body
-  }
-
-  private parseTimeout (x: unknown): number {
-    if (x == null) { return this.defaultCallTimeout }
-    if (typeof x !== 'number' || !Number.isInteger(x) || x <= 0 || x > this.maxCallTimeout) {
-      throw badRequest(`timeout: an integer number of milliseconds from 1 to ${this.maxCallTimeout}`)
-    }
-    return x
   }
 
   /** Reads the request body (bounded) and parses it as JSON */

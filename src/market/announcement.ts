@@ -1,6 +1,7 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
+import { NAME } from '../util/names.js'
 import { PriceAnnouncement, SignedPriceAnnouncement } from './pb/market.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 
@@ -23,7 +24,6 @@ export const EXPIRY_GRACE = 60_000
 export const MAX_UNITS = 8
 export const MAX_ADDRS = 8
 const MAX_ADDR_BYTES = 128
-const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
 const VERSION = /^[0-9A-Za-z.+-]{1,32}$/
 const UINT64_MAX = (1n << 64n) - 1n
 

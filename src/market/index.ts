@@ -9,6 +9,6 @@ export { MARKET_TOPIC, ANNOUNCEMENT_DOMAIN, MAX_ANNOUNCEMENT_SIZE, signAnnouncem
 export type { Announcement, Verdict } from './announcement.js'
 export { followMarketPrice, validateStrategy } from './strategy.js'
 export type { PricingStrategy } from './strategy.js'
-export { rankSellers, callCheapest } from './select.js'
-export type { SellerCandidate, RankSellersOptions, CallCheapestResult } from './select.js'
+export { rankSellers, rankingMethod, callCheapest, NoSellerReachedError, CHEAPEST_ATTEMPTS } from './select.js'
+export type { SellerCandidate, RankSellersOptions, CallCheapestResult, CallCheapestOptions, SellerCaller } from './select.js'
 export { PriceAnnouncement, SignedPriceAnnouncement, BookEntry } from './pb/market.js'

@@ -5,8 +5,7 @@ import type { Market } from './market.js'
 import type { RankedEntry } from './price-book.js'
 import type { FindSellersOptions } from '../dht/config.js'
 import type { Discovery } from '../dht/discovery.js'
-import type { CallRequest, CallResult } from '../protocols/opencloud/net/client.js'
-import type { OpenCloud } from '../protocols/opencloud/net/opencloud.js'
+import type { CallRequest, CallResult, CallTarget } from '../protocols/opencloud/net/client.js'
 import type { AbortOptions } from '@libp2p/interface'
 
 /** A seller that could serve a call, ranked */
@@ -32,6 +31,16 @@ export const PRIMARY_METHODS: Readonly<Record<string, string>> = Object.freeze({
 /** The method to rank the sellers of `service` by when none is named, if the service is known */
 export function primaryMethod (service: string): string | undefined {
   return Object.hasOwn(PRIMARY_METHODS, service) ? PRIMARY_METHODS[service] : undefined
+}
+
+/**
+ * The method to rank the sellers of `service` by when none is named: the
+ * primary method of a known service, else the first (by name) the price
+ * book has a price for, else '' (no price to rank by). `decloud sellers`,
+ * `GET /v1/sellers` and every other ranking without a method use this.
+ */
+export function rankingMethod (service: string, market?: Pick<Market, 'book'>): string {
+  return primaryMethod(service) ?? market?.book.entries({ service }).map(e => e.method).sort()[0] ?? ''
 }
 
 export interface RankSellersOptions extends FindSellersOptions {
@@ -82,33 +91,91 @@ export async function rankSellers (market: Market, discovery: Discovery | undefi
   return [...priced, ...unpriced]
 }
 
-export interface CallCheapestResult {
+/** Sellers tried by `callCheapest` before giving up, by default */
+export const CHEAPEST_ATTEMPTS = 3
+
+export interface CallCheapestResult<R extends CallResult = CallResult> {
   seller: SellerCandidate
-  result: CallResult
+  result: R
   /** sellers tried before this one, with why they failed */
   skipped: Array<{ peerId: string, error: string }>
 }
 
+export interface CallCheapestOptions extends AbortOptions {
+  /** sellers tried at most @default CHEAPEST_ATTEMPTS */
+  maxAttempts?: number
+  /**
+   * deadline of each seller's attempt (ms): a seller that does not answer in
+   * time is skipped and the next one is tried, while `signal` bounds the whole
+   */
+  timeout?: number
+  /** told of each seller skipped, as it happens */
+  onSkip?(skip: { peerId: string, error: string }): void
+}
+
+/** How `callCheapest` calls one seller: `OpenCloud.call`, or a paying caller such as `DecloudNode.pay` */
+export interface SellerCaller<R extends CallResult = CallResult> {
+  call(target: CallTarget, call: CallRequest, options: AbortOptions): Promise<R>
+}
+
+/** No seller could be reached; `skipped` says why, seller by seller */
+export class NoSellerReachedError extends Error {
+  static override name = 'NoSellerReachedError'
+  override name = 'NoSellerReachedError'
+  readonly skipped: Array<{ peerId: string, error: string }>
+
+  constructor (service: string, skipped: Array<{ peerId: string, error: string }>) {
+    super(`no seller of ${service} could be reached${skipped.length > 0 ? `: ${skipped.map(s => `${s.peerId}: ${s.error}`).join('; ')}` : ''}`)
+    this.skipped = skipped
+  }
+}
+
 /**
  * Calls `service.method` on the cheapest seller that answers: tries the
- * ranked sellers in order, moving on when one cannot be reached (at most
- * `maxAttempts`). The answer is returned whatever its status.
+ * ranked sellers in order, moving on when one cannot be reached or does not
+ * answer within `timeout` (at most `maxAttempts` sellers). The answer is
+ * returned whatever its status. Rejects with NoSellerReachedError when none
+ * answered, and with the abort reason once `signal` aborts.
+ *
+ * @example
+ * ```ts
+ * const ranked = await node.rankSellers('storage', { method: 'put', usage: BigInt(blob.byteLength) })
+ * const { seller, result } = await callCheapest(node.opencloud, ranked, { service: 'storage', method: 'put', body: blob }, { timeout: 10_000 })
+ * ```
  */
-export async function callCheapest (opencloud: OpenCloud, candidates: SellerCandidate[], call: CallRequest, options: AbortOptions & { maxAttempts?: number } = {}): Promise<CallCheapestResult> {
+export async function callCheapest<R extends CallResult = CallResult> (caller: SellerCaller<R>, candidates: SellerCandidate[], call: CallRequest, options: CallCheapestOptions = {}): Promise<CallCheapestResult<R>> {
   const skipped: CallCheapestResult['skipped'] = []
-  for (const seller of candidates.slice(0, options.maxAttempts ?? 3)) {
+  for (const seller of candidates.slice(0, options.maxAttempts ?? CHEAPEST_ATTEMPTS)) {
+    options.signal?.throwIfAborted()
     const targets = seller.addresses.length > 0 ? seller.addresses.slice(0, 3).map(a => multiaddr(a)) : [peerIdFromString(seller.peerId)]
+    // one deadline per seller, whichever of its addresses answers
+    const deadline = options.timeout != null ? AbortSignal.timeout(options.timeout) : undefined
+    const signals = [options.signal, deadline].filter((s): s is AbortSignal => s != null)
+    const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined
     let error = ''
     for (const target of targets) {
       try {
-        const result = await opencloud.call(target, call, options)
+        const result = await caller.call(target, call, { signal })
         return { seller, result, skipped }
       } catch (err: any) {
         options.signal?.throwIfAborted()
+        if (deadline?.aborted === true) {
+          error = `no answer within ${options.timeout} ms`
+          break
+        }
         error = err.message ?? String(err)
+        // a seller that answered with a refusal to pay is not a dead seller
+        if (isPaymentError(err)) { throw err }
       }
     }
-    skipped.push({ peerId: seller.peerId, error })
+    const skip = { peerId: seller.peerId, error }
+    skipped.push(skip)
+    options.onSkip?.(skip)
   }
-  throw new Error(`no seller of ${call.service} could be reached${skipped.length > 0 ? `: ${skipped.map(s => `${s.peerId}: ${s.error}`).join('; ')}` : ''}`)
+  throw new NoSellerReachedError(call.service, skipped)
+}
+
+/** Errors of a paying caller that say the payment, not the seller, failed: trying another seller would not help */
+function isPaymentError (err: any): boolean {
+  return ['PaymentRefusedError', 'InsufficientFundsError', 'TxRejectedError', 'ChainUnavailableError', 'ChainUnsupportedError'].includes(err?.name)
 }

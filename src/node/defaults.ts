@@ -13,8 +13,9 @@ import { mdns } from '@libp2p/mdns'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
-import { isPrivate } from '@libp2p/utils'
+import { getThinWaistAddresses, isPrivate } from '@libp2p/utils'
 import { yamux } from '@libp2p/yamux'
+import { multiaddr } from '@multiformats/multiaddr'
 import { PROVIDER_VALIDITY } from '../dht/config.js'
 import { PeerDirectory } from '../dht/directory.js'
 import { discovery } from '../dht/discovery.js'
@@ -38,6 +39,7 @@ import type { Identify } from '@libp2p/identify'
 import type { PrivateKey, PeerDiscovery } from '@libp2p/interface'
 import type { KadDHT, KadDHTInit } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2pOptions } from 'libp2p'
 
 export const DEFAULT_PORT = 4001
@@ -59,9 +61,53 @@ function isLoopback (addr: string): boolean {
   return /^\/ip4\/127\.|^\/ip6\/::1\/|^\/dns4?\/localhost\//.test(addr)
 }
 
-/** The network mode a node with these listen addresses gets by default */
-export function defaultNetworkMode (listen: string[]): NetworkMode {
-  return listen.length > 0 && listen.every(isLoopback) ? 'local' : 'public'
+export interface NetworkModeContext {
+  /** the node's bootstrap multiaddrs */
+  bootstrap?: string[]
+  /**
+   * what a wildcard listen address (`0.0.0.0`, `::`) stands for: the
+   * machine's interface addresses as multiaddrs @default the machine's, as libp2p expands them
+   */
+  expand?(listen: Multiaddr): Multiaddr[]
+}
+
+/** A multiaddr that is private or loopback; a name (dns) is not */
+function privateAddr (ma: Multiaddr): boolean {
+  try {
+    return isPrivate(ma)
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The network mode a node gets by default: `local` while it has no public
+ * address to give, else `public`.
+ *
+ * Listening on loopback only: `local`. A bootstrap peer with a public
+ * address: `public` (it joins an internet swarm). Otherwise `local` when
+ * every address it listens on is private or loopback, a wildcard
+ * (`0.0.0.0`, the default) standing for the machine's interface addresses.
+ * A node with only private addresses in `public` mode would strip them from
+ * its DHT records and announcements and hand out none that can be dialled,
+ * and its lookups would find sellers without addresses (a laptop, a LAN, the
+ * README's swarm of two nodes on one machine); a machine with a public
+ * interface address is `public` as before.
+ */
+export function defaultNetworkMode (listen: string[], context: NetworkModeContext = {}): NetworkMode {
+  if (listen.length > 0 && listen.every(isLoopback)) { return 'local' }
+  const parse = (a: string): Multiaddr | undefined => {
+    try {
+      return multiaddr(a)
+    } catch {
+      return undefined
+    }
+  }
+  const bootstrap = (context.bootstrap ?? []).map(parse)
+  if (bootstrap.some(ma => ma == null || !privateAddr(ma))) { return 'public' }
+  const expand = context.expand ?? getThinWaistAddresses
+  const own = listen.map(parse).flatMap(ma => ma == null ? [undefined] : expand(ma))
+  return own.every(ma => ma != null && privateAddr(ma)) ? 'local' : 'public'
 }
 
 /** Seller discovery tuning */
@@ -127,7 +173,7 @@ export interface DecloudDefaultsOptions {
   listen: string[]
   privateKey: PrivateKey
   opencloud: OpenCloudInit
-  /** @default defaultNetworkMode(listen) */
+  /** @default defaultNetworkMode(listen, { bootstrap }) */
   networkMode?: NetworkMode
   /** bootstrap multiaddrs (each with /p2p/; this node's own is skipped) */
   bootstrap?: string[]
@@ -173,7 +219,7 @@ const NO_PAYMENTS: PaymentParts = {
  * ```
  */
 export function decloudDefaults (options: DecloudDefaultsOptions): Libp2pOptions<DecloudServices> & Required<Pick<Libp2pOptions<DecloudServices>, 'services'>> {
-  const mode = options.networkMode ?? defaultNetworkMode(options.listen)
+  const mode = options.networkMode ?? defaultNetworkMode(options.listen, { bootstrap: options.bootstrap })
   const local = mode === 'local'
   const bootstrapAddrs = parseBootstrap(options.bootstrap ?? [], peerIdFromPrivateKey(options.privateKey))
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []

@@ -81,7 +81,9 @@ export interface DecloudNodeOptions {
   /** Find peers on the LAN by multicast DNS @default false */
   mdns?: boolean
   /**
-   * @default 'local' when every listen address is loopback, else 'public'
+   * @default defaultNetworkMode(listen, { bootstrap }): 'local' while the node has no public
+   * address (loopback, private, or a wildcard on a machine without a public interface address)
+   * and no public bootstrap peer, else 'public'
    */
   networkMode?: NetworkMode
   /**
@@ -191,7 +193,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
   await ensureDataDir(dataDir)
   const privateKey = options.privateKey ?? await loadOrCreateKey(dataDir)
   const listen = options.listen ?? [`/ip4/0.0.0.0/tcp/${options.dev === true ? 0 : DEFAULT_PORT}`]
-  const networkMode = options.networkMode ?? defaultNetworkMode(listen)
+  const networkMode = options.networkMode ?? defaultNetworkMode(listen, { bootstrap: options.bootstrap })
   if (networkMode !== 'local' && networkMode !== 'public') { throw new TypeError(`network mode must be "local" or "public", not "${String(networkMode)}"`) }
   const store = await openStore(options, dataDir)
   let parts: PaymentParts | undefined

@@ -4,6 +4,7 @@
  * Amounts are decimal strings of integer satoshis.
  */
 import { summaryJson } from '../market/json.js'
+import { rankingMethod } from '../market/select.js'
 import type { DecloudNode } from './index.js'
 
 export interface SellersJson {
@@ -29,7 +30,7 @@ export interface SellersJson {
 
 export interface SellersQuery {
   service: string
-  /** rank by this method's price @default the first priced method known */
+  /** rank by this method's price @default rankingMethod(service): storage put, sha256 hash, else the first priced method known */
   method?: string
   /** units of service for the price @default the reference usage (10⁶) */
   usage?: bigint
@@ -42,8 +43,7 @@ export interface SellersQuery {
 /** Sellers of a service: the DHT lookup joined with the price book */
 export async function sellersJson (node: Pick<DecloudNode, 'rankSellers' | 'market'>, q: SellersQuery): Promise<SellersJson> {
   const start = Date.now()
-  const method = q.method ?? node.market.book.entries({ service: q.service })
-    .map(e => e.method).sort()[0] ?? ''
+  const method = q.method ?? rankingMethod(q.service, node.market)
   const ranked = await node.rankSellers(q.service, { method, usage: q.usage, timeout: q.timeout, limit: q.limit, signal: q.signal })
   return {
     service: q.service,

@@ -1,9 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { isPrivate } from '@libp2p/utils'
-import { multiaddr } from '@multiformats/multiaddr'
-import { createDecloudNode } from './index.js'
+import { createDecloudNode, defaultNetworkMode } from './index.js'
 import type { DecloudNode, NetworkMode } from './index.js'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -29,7 +27,8 @@ export interface SwarmClientOptions {
  */
 export async function withSwarmClient<T> (options: SwarmClientOptions, fn: (node: DecloudNode) => Promise<T>): Promise<T> {
   if (options.bootstrap.length === 0) { throw new TypeError('a swarm client needs at least one bootstrap address') }
-  const networkMode = options.networkMode ?? (options.bootstrap.every(a => isPrivate(multiaddr(a))) ? 'local' : 'public')
+  // it listens nowhere: local when every bootstrap address is private or loopback
+  const networkMode = options.networkMode ?? defaultNetworkMode([], { bootstrap: options.bootstrap })
   const dataDir = await mkdtemp(join(tmpdir(), 'decloud-client-'))
   let node: DecloudNode | undefined
   try {

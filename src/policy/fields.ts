@@ -2,11 +2,12 @@
  * Field checks, shared by the file parser and typed rules: each returns the
  * problem as a sentence, or undefined when the value is fine.
  */
+import { NAME, NAME_PATTERN } from '../util/names.js'
 import { MAX_BLOCKS, MAX_CONCURRENT, MAX_RATE, MAX_SATS } from './types.js'
 
 /** Services and methods: the wire's name rule */
-export const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
-const METHOD = /^([a-z0-9][a-z0-9_-]{0,63})\.([a-z0-9][a-z0-9_-]{0,63})$/
+export { NAME }
+const METHOD = new RegExp(`^(${NAME_PATTERN})\\.(${NAME_PATTERN})$`)
 /** base58btc peer ids (Ed25519 `12D3Koo…`, RSA `Qm…`) and base32 CIDs */
 const PEER_ID = /^[1-9A-HJ-NP-Za-km-z]{40,100}$|^b[a-z2-7]{50,120}$/
 /** base58 or bech32 characters; the chain backend knows the network */

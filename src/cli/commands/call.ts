@@ -2,15 +2,17 @@ import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { callResultJson } from '../../control/api.js'
 import { ControlApiError, findRunningNode } from '../../control/client.js'
+import { CHEAPEST_ATTEMPTS } from '../../market/select.js'
 import { readKey } from '../../node/data-dir.js'
 import { parseMax, parsePayOption } from '../../payments/buyer/pay-option.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BODY_SIZE } from '../../protocols/opencloud/api/constants.js'
+import { isName } from '../../util/names.js'
 import { readBody } from '../body.js'
-import { CliError, TransportError, UsageError, checkMultiaddrs, err, parse, positiveInt, resolveDataDir } from '../command.js'
+import { CliError, TransportError, UsageError, commonOptions, commonUsage, err, parse, parseTimeout, readCommon } from '../command.js'
 import { printCall } from '../render.js'
-import type { CallJson } from '../../control/api.js'
+import type { CallJson, CallRequestJson } from '../../control/api.js'
 import type { ControlClient } from '../../control/client.js'
-import type { SellersJson } from '../../node/reports.js'
+import type { CallResult } from '../../protocols/opencloud/net/client.js'
 import type { Command } from '../command.js'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -20,8 +22,7 @@ export const MAX_CALL_TIMEOUT = 300_000
 
 /** Deadline of the seller lookup of --cheapest (ms), at most --timeout */
 export const CHEAPEST_LOOKUP_TIMEOUT = 10_000
-/** Sellers tried by --cheapest before giving up */
-export const CHEAPEST_ATTEMPTS = 3
+export { CHEAPEST_ATTEMPTS }
 /**
  * --cheapest through a running node, without --pay, pays a seller that asks
  * for payment with `--pay auto --max` this much: a buyer asking for the
@@ -62,9 +63,9 @@ options:
                          per seller tried (the lookup takes at most ${CHEAPEST_LOOKUP_TIMEOUT} ms)
   --cheapest             call the cheapest seller of the service instead of a target
   --service S            with --cheapest: the service, checked against <service>.<method>
-  --bootstrap MULTIADDR  with --cheapest and no running node: a node of the swarm,
-                         repeatable
-  --data-dir DIR         the caller's data dir (default $DECLOUD_DATA_DIR or ~/.decloud)
+${commonUsage('bootstrap')}
+                         (with --cheapest; a call with a target dials it directly)
+${commonUsage('data-dir')}
   --pay HOW              pay for the call with the running node's wallet:
                            attached:SATS           a transaction of SATS now
                            defer:SATS[:THRESHOLD]  a promise of SATS on the seller's tab,
@@ -79,8 +80,8 @@ options:
                          asks for payment is called again with --pay auto --max ${CHEAPEST_DEFAULT_MAX}
 
 A call to the data dir's own node (its address, or its peer id) is made from a
-throw-away identity, as a stranger would (libp2p does not dial itself); it
-cannot be paid for.
+throw-away identity, as a stranger would (libp2p does not dial itself): the
+running node's control API does it for any client. It cannot be paid for.
 
 exit codes: 0 ok · 1 the node answered with another status (printed on stderr),
             no seller found, or the command failed · 2 bad command line
@@ -127,8 +128,10 @@ function parseTarget (s: string): { target: Multiaddr | string, multiaddr?: Mult
 
 function parseName (s: string): { service: string, method: string } {
   const dot = s.indexOf('.')
-  if (dot <= 0 || dot === s.length - 1) { throw new UsageError(`"${s}" is not <service>.<method> (e.g. sha256.hash)`) }
-  return { service: s.slice(0, dot), method: s.slice(dot + 1) }
+  const service = s.slice(0, dot)
+  const method = s.slice(dot + 1)
+  if (dot < 0 || !isName(service) || !isName(method)) { throw new UsageError(`"${s}" is not <service>.<method> (e.g. sha256.hash)`) }
+  return { service, method }
 }
 
 type Target = ReturnType<typeof parseTarget>
@@ -165,9 +168,8 @@ function parseCallLine (values: { cheapest?: boolean, service?: string, bootstra
   }
   if (args.length > MAX_ARGS) { throw new UsageError(`at most ${MAX_ARGS} arguments`) }
   if (args.some(a => a.length > MAX_ARG_LENGTH)) { throw new UsageError(`an argument is longer than ${MAX_ARG_LENGTH} characters`) }
-  const timeout = positiveInt('timeout', values.timeout, DEFAULT_CALL_TIMEOUT)
-  if (timeout > MAX_CALL_TIMEOUT) { throw new UsageError(`--timeout is at most ${MAX_CALL_TIMEOUT} ms`) }
-  const bootstrap = checkMultiaddrs('bootstrap', values.bootstrap ?? [])
+  const timeout = parseTimeout(values.timeout, DEFAULT_CALL_TIMEOUT, MAX_CALL_TIMEOUT)
+  const { bootstrap } = readCommon(values)
   return { target, targetText, service, method, args, timeout, cheapest, bootstrap }
 }
 
@@ -177,18 +179,16 @@ export const command: Command = {
   usage,
   async run (argv) {
     const { values, positionals } = parse(argv, {
+      ...commonOptions('data-dir', 'json', 'timeout', 'bootstrap'),
       'body-file': { type: 'string', short: 'f' },
       out: { type: 'string', short: 'o' },
-      json: { type: 'boolean', default: false },
-      timeout: { type: 'string' },
       cheapest: { type: 'boolean', default: false },
       service: { type: 'string' },
-      bootstrap: { type: 'string', multiple: true },
-      'data-dir': { type: 'string' },
       pay: { type: 'string' },
       max: { type: 'string' }
     })
     const line = parseCallLine(values, positionals)
+    const { dataDir, json } = readCommon(values)
     let pay: { pay: string, max: string } | undefined
     if (values.pay != null) {
       try {
@@ -208,7 +208,6 @@ export const command: Command = {
     }
     const { service, method, args, timeout } = line
     const body = await readBody(values['body-file'], MAX_BODY_SIZE)
-    const dataDir = resolveDataDir(values['data-dir'])
 
     let running
     try {
@@ -220,63 +219,111 @@ export const command: Command = {
       throw new UsageError(`--pay needs a running node for ${dataDir} (decloud node): its wallet pays, and it keeps deferred promises`)
     }
     const print = async (result: CallJson, answer: Uint8Array): Promise<number> => {
-      if (result.payment != null && values.json !== true) {
+      if (result.payment != null && !json) {
         const p = result.payment
         if (p.kind === 'attached') { await err(`decloud: paid ${p.paid} sat (attached, txid ${p.txid ?? '?'})`) }
         // what the transaction really cost: a price below the dust limit is paid at it, plus the network fee
         if (p.kind === 'attached' && p.cost != null) { await err(`decloud: true cost ${p.cost.total} sat = ${p.cost.amount} sat to the seller (price ${p.cost.price} sat, dust minimum ${p.cost.dustMinimum} sat; any excess stays as credit at the seller) + ${p.cost.fee} sat fee`) }
         if (p.kind === 'defer') { await err(`decloud: promised ${p.promised} sat on tab ${p.deferId ?? '?'} (the node pays when it falls due)`) }
       }
-      const code = await printCall({ name: `${service}.${method}`, result, body: answer, out: values.out, json: values.json === true })
-      if (result.status !== 'ok' && result.acceptablePayment != null && pay == null && result.payment == null && values.json !== true) {
+      const code = await printCall({ name: `${service}.${method}`, result, body: answer, out: values.out, json })
+      if (result.status !== 'ok' && result.acceptablePayment != null && pay == null && result.payment == null && !json) {
         // the seller wants money and the caller offered none: name the flags that pay
         await err(`decloud: this call costs ${result.acceptablePayment.amount} sat: add --pay auto --max SATS${running == null ? ` (with a node running for ${dataDir}: its wallet pays)` : ''}`)
       }
       return code
     }
 
-    const call: CallInput = { service, method, args, body, ...pay }
+    const request: CallRequestJson = { service, method, args, body: Buffer.from(body).toString('base64'), timeout, ...pay }
     if (line.cheapest) {
       // the call's units of service: the body's bytes when there is a body (storage.put, sha256.hash)
-      const usage = values['body-file'] != null ? BigInt(body.byteLength) : undefined
-      const o = { usage, lookupTimeout: Math.min(CHEAPEST_LOOKUP_TIMEOUT, timeout), timeout }
-      const picked = running != null
-        ? await cheapestThroughNode(running.client, dataDir, call, { ...o, autoPay: pay == null })
-        : await cheapestThroughSwarm(dataDir, line.bootstrap, call, o)
-      await err(`decloud: cheapest seller ${picked.peerId} (${picked.price != null ? `${picked.price} sat` : 'no announced price'})`)
-      return print(picked.result, picked.body)
+      const units = values['body-file'] != null ? BigInt(body.byteLength) : undefined
+      const lookupTimeout = Math.min(CHEAPEST_LOOKUP_TIMEOUT, timeout)
+      const result = running != null
+        ? await cheapestThroughNode(running.client, dataDir, { ...request, cheapest: true, lookupTimeout, ...(units != null ? { units: units.toString() } : {}) })
+        : await cheapestThroughSwarm(dataDir, line.bootstrap, { service, method, args, body }, { units, lookupTimeout, timeout })
+      for (const s of result.skipped ?? []) { await err(`decloud: seller ${s.peerId} did not answer (${s.error}); trying the next`) }
+      const seller = result.seller as NonNullable<CallJson['seller']>
+      await err(`decloud: cheapest seller ${seller.peerId} (${seller.price != null ? `${seller.price} sat` : 'no announced price'})`)
+      return print(result, Buffer.from(result.body, 'base64'))
     }
     if (line.target == null || line.targetText == null) { throw new UsageError('a target is required (see decloud call --help)') }
-    const targetPeer = line.target.multiaddr != null ? line.target.multiaddr.getComponents().findLast(c => c.name === 'p2p')?.value : String(line.target.target)
-    const selfPeer = running != null ? running.node.peerId : await ownPeerId(dataDir)
-    if (targetPeer != null && targetPeer === selfPeer) {
-      // the data dir's own node: libp2p refuses to dial its own peer id, so a
-      // throw-away identity calls it over the network like any other caller
-      if (pay != null) { throw new UsageError(`${line.targetText} is the node of ${dataDir} itself: a node does not pay itself; call it without --pay`) }
-      const addrs = line.target.multiaddr != null ? [line.target.multiaddr] : (running?.node.addresses ?? []).map(a => multiaddr(a))
-      const { result, body: answer } = await callDirect(dataDir, loopbackFirst(addrs), line.targetText, call, timeout, { ephemeral: true })
-      return print(result, answer)
+    if (running != null) {
+      // the running node calls; a call to itself it makes from a throw-away identity
+      const result = await callThroughNode(running.client, dataDir, line.targetText, { ...request, target: line.targetText })
+      return print(result, Buffer.from(result.body, 'base64'))
     }
-    const { result, body: answer } = running != null
-      ? await callThroughNode(running.client, dataDir, line.targetText, call, timeout)
-      : await callDirect(dataDir, line.target.multiaddr != null ? [line.target.multiaddr] : bareIdNeedsNode(line.target), line.targetText, call, timeout)
-    return print(result, answer)
+    if (line.target.multiaddr == null) { return bareIdNeedsNode(line.target) }
+    const result = await callDirect(dataDir, line.target.multiaddr, line.targetText, { service, method, args, body }, timeout)
+    return print(result, Buffer.from(result.body, 'base64'))
   }
 }
 
+/** The control API's error as the CLI reports it */
+function controlError (e: any, dataDir: string, targetText: string): CliError {
+  if (!(e instanceof ControlApiError)) { return new CliError(String(e?.message ?? e)) }
+  if (['payment-refused', 'insufficient-funds', 'payment-failed', 'no-seller'].includes(e.type)) { return new CliError(e.message) }
+  // the request was built from the command line: what the node finds wrong in it, the command line asked
+  if (e.type === 'bad-request') { return new UsageError(e.message) }
+  if (['transport', 'timeout', 'unreachable'].includes(e.type)) { return new TransportError(`no answer from ${targetText}: ${e.message}`) }
+  if (e.status === 404 && /no market/.test(e.message)) { return new CliError(`the node running for ${dataDir} has no market to find sellers in: ${e.message}`) }
+  return new CliError(`the node running for ${dataDir} refused the call: ${e.message}`)
+}
+
 /** A call through the running node's control API */
-async function callThroughNode (client: ControlClient, dataDir: string, targetText: string, call: CallInput, timeout: number): Promise<{ result: CallJson, body: Uint8Array }> {
-  let result: CallJson
+async function callThroughNode (client: ControlClient, dataDir: string, targetText: string, request: CallRequestJson): Promise<CallJson> {
   try {
-    result = await client.call({ target: targetText, service: call.service, method: call.method, args: call.args, body: Buffer.from(call.body).toString('base64'), timeout, ...payFields(call) })
-  } catch (err: any) {
-    if (err instanceof ControlApiError && ['payment-refused', 'insufficient-funds', 'payment-failed'].includes(err.type)) { throw new CliError(err.message) }
-    if (err instanceof ControlApiError && ['transport', 'timeout', 'unreachable'].includes(err.type)) {
-      throw new TransportError(`no answer from ${targetText}: ${err.message}`)
-    }
-    throw new CliError(`the node running for ${dataDir} refused the call: ${err.message}`)
+    return await client.call(request)
+  } catch (e: any) {
+    throw controlError(e, dataDir, targetText)
   }
-  return { result, body: Buffer.from(result.body, 'base64') }
+}
+
+/**
+ * --cheapest with a running node: the node ranks the sellers and calls them
+ * in order (POST /v1/call with cheapest). Without --pay, a seller that asks
+ * for payment is called again, paid with `--pay auto --max CHEAPEST_DEFAULT_MAX`:
+ * a buyer asking for the cheapest seller means to buy.
+ */
+async function cheapestThroughNode (client: ControlClient, dataDir: string, request: CallRequestJson): Promise<CallJson> {
+  const sellersOf = `the sellers of ${request.service}`
+  const result = await callThroughNode(client, dataDir, sellersOf, request)
+  const seller = result.seller
+  if (request.pay != null || result.status === 'ok' || result.acceptablePayment == null || seller == null) { return result }
+  await err(`decloud: seller ${seller.peerId} asks ${result.acceptablePayment.amount} sat: paying with --pay auto --max ${CHEAPEST_DEFAULT_MAX} (give --pay and --max to change)`)
+  const { cheapest, lookupTimeout, units, ...plain } = request
+  const paid = await callThroughNode(client, dataDir, seller.peerId, { ...plain, target: seller.addresses[0] ?? seller.peerId, pay: 'auto', max: CHEAPEST_DEFAULT_MAX.toString() })
+  return { ...paid, seller, skipped: result.skipped }
+}
+
+/**
+ * --cheapest without a running node: a short-lived swarm client with the data
+ * dir's key joins through --bootstrap, ranks the sellers and calls the
+ * cheapest that answers (callCheapest, each seller within --timeout).
+ */
+async function cheapestThroughSwarm (dataDir: string, bootstrap: string[], call: { service: string, method: string, args: string[], body: Uint8Array }, o: { units?: bigint, lookupTimeout: number, timeout: number }): Promise<CallJson> {
+  if (bootstrap.length === 0) {
+    throw new UsageError(`no node is running for ${dataDir}: start one (decloud node --bootstrap …) or give --bootstrap MULTIADDR to find sellers`)
+  }
+  // loaded only here: the control API path needs no libp2p
+  const { ensureDataDir, loadOrCreateKey } = await import('../../node/data-dir.js')
+  const { withSwarmClient } = await import('../../node/transient.js')
+  const { callCheapest, NoSellerReachedError } = await import('../../market/select.js')
+  await ensureDataDir(dataDir)
+  const privateKey = await loadOrCreateKey(dataDir)
+  return withSwarmClient({ bootstrap, privateKey }, async (node) => {
+    const start = Date.now()
+    // the data dir's own node (not running) may still be in the price book: rankSellers leaves this key out
+    const ranked = await node.rankSellers(call.service, { method: call.method, usage: o.units, timeout: o.lookupTimeout })
+    if (ranked.length === 0) { throw new CliError(`no seller of ${call.service} found (searched the price book and the DHT for ${Date.now() - start} ms)`) }
+    try {
+      const { seller, result, skipped } = await callCheapest(node.opencloud, ranked, call, { timeout: o.timeout })
+      return { ...callResultJson(result), seller: { peerId: seller.peerId, addresses: seller.addresses, ...(seller.price != null ? { price: seller.price.toString() } : {}) }, skipped }
+    } catch (e: any) {
+      if (e instanceof NoSellerReachedError) { throw new TransportError(`no seller of ${call.service} answered: ${e.skipped.map(s => `${s.peerId}: ${s.error}`).join('; ')}`) }
+      throw e
+    }
+  })
 }
 
 function bareIdNeedsNode (target: Target): never {
@@ -289,163 +336,25 @@ async function ownPeerId (dataDir: string): Promise<string | undefined> {
   return key != null ? peerIdFromPrivateKey(key).toString() : undefined
 }
 
-/** Loopback addresses first: the data dir's own node is on this machine */
-function loopbackFirst (addrs: Multiaddr[]): Multiaddr[] {
-  const loop = (a: Multiaddr): boolean => /^\/(ip4\/127\.|ip6\/::1\/)/.test(a.toString())
-  return [...addrs.filter(loop), ...addrs.filter(a => !loop(a))]
-}
-
 /**
- * A call from a short-lived client node with the data dir's key (or, with
- * `ephemeral`, a throw-away one), to the first of `addrs` that answers
+ * A call without a running node: from a short-lived client node with the
+ * data dir's key, or, when the target has that very key (a node of this data
+ * dir whose control API is not found), from a throw-away identity
  */
-async function callDirect (dataDir: string, addrs: Multiaddr[], targetText: string, call: CallInput, timeout: number, options: { ephemeral?: boolean } = {}): Promise<{ result: CallJson, body: Uint8Array }> {
-  if (addrs.length === 0) { throw new CliError(`no address known for ${targetText}: give its multiaddr (/ip4/…/tcp/…/p2p/…)`) }
+async function callDirect (dataDir: string, target: Multiaddr, targetText: string, call: { service: string, method: string, args: string[], body: Uint8Array }, timeout: number): Promise<CallJson> {
   // loaded only here: the control API path needs no libp2p
   const { withTransientNode } = await import('../transient.js')
-  const res = await withTransientNode(dataDir, async (opencloud) => {
-    const signal = AbortSignal.timeout(timeout)
-    let last: any
-    for (const ma of addrs.slice(0, 3)) {
-      try {
-        return await opencloud.call(ma, call, { signal })
-      } catch (err: any) {
-        if (signal.aborted) { throw new TransportError(`no answer from ${targetText} within ${timeout} ms`) }
-        last = err
-      }
-    }
-    throw new TransportError(`no answer from ${targetText}: ${String(last?.message ?? last)}`)
-  }, options)
-  return { result: callResultJson(res), body: res.body }
-}
-
-/** One OpenCloud call, as typed on the command line */
-interface CallInput { service: string, method: string, args: string[], body: Uint8Array, pay?: string, max?: string }
-
-function payFields (call: CallInput): { pay?: string, max?: string } {
-  return call.pay != null ? { pay: call.pay, max: call.max } : {}
-}
-interface CheapestOptions {
-  /** units of service of the call, for the ranking */
-  usage?: bigint
-  /** deadline of the seller lookup (ms) */
-  lookupTimeout: number
-  /** deadline of each call (ms) */
-  timeout: number
-  /** a seller that asks for payment is called again with `--pay auto --max CHEAPEST_DEFAULT_MAX` */
-  autoPay?: boolean
-}
-/** The seller that answered and its answer */
-interface Picked { peerId: string, price?: string, result: CallJson, body: Uint8Array }
-
-function noSeller (service: string, elapsed: number): CliError {
-  return new CliError(`no seller of ${service} found (searched the price book and the DHT for ${elapsed} ms)`)
-}
-
-function unreachable (service: string, skipped: Array<{ peerId: string, error: string }>): TransportError {
-  return new TransportError(`no seller of ${service} answered: ${skipped.map(s => `${s.peerId}: ${s.error}`).join('; ')}`)
-}
-
-/**
- * --cheapest with a running node: its ranking (GET /v1/sellers), then the
- * sellers in order through POST /v1/call, the next one only when a seller
- * could not be reached or timed out.
- */
-async function cheapestThroughNode (client: ControlClient, dataDir: string, call: CallInput, o: CheapestOptions): Promise<Picked> {
-  let found: SellersJson
+  const { callAsStranger } = await import('../../node/stranger.js')
+  const signal = AbortSignal.timeout(timeout)
+  const self = target.getComponents().findLast(c => c.name === 'p2p')?.value === await ownPeerId(dataDir)
+  let res: CallResult
   try {
-    found = await client.sellers({ service: call.service, method: call.method, units: o.usage, timeout: o.lookupTimeout })
+    res = self
+      ? await callAsStranger([target], call, { signal })
+      : await withTransientNode(dataDir, async (opencloud) => opencloud.call(target, call, { signal }))
   } catch (e: any) {
-    if (e instanceof ControlApiError && e.status === 404) { throw new CliError(`the node running for ${dataDir} has no market to find sellers in: restart it with this version of decloud`) }
-    if (e instanceof ControlApiError && ['timeout', 'unreachable'].includes(e.type)) { throw new TransportError(`the node running for ${dataDir} did not answer the seller lookup: ${e.message}`) }
-    throw new CliError(`the node running for ${dataDir} could not look up sellers: ${e.message}`)
+    if (signal.aborted) { throw new TransportError(`no answer from ${targetText} within ${timeout} ms`) }
+    throw new TransportError(`no answer from ${targetText}: ${String(e?.message ?? e)}`)
   }
-  if (found.sellers.length === 0) { throw noSeller(call.service, found.elapsed) }
-  const skipped: Array<{ peerId: string, error: string }> = []
-  for (const seller of found.sellers.slice(0, CHEAPEST_ATTEMPTS)) {
-    let result: CallJson
-    try {
-      result = await client.call({
-        target: seller.addresses[0] ?? seller.peerId,
-        service: call.service,
-        method: call.method,
-        args: call.args,
-        body: Buffer.from(call.body).toString('base64'),
-        timeout: o.timeout,
-        ...payFields(call)
-      })
-    } catch (e: any) {
-      if (e instanceof ControlApiError && ['payment-refused', 'insufficient-funds', 'payment-failed'].includes(e.type)) { throw new CliError(e.message) }
-      if (e instanceof ControlApiError && (e.type === 'transport' || e.type === 'timeout')) {
-        skipped.push({ peerId: seller.peerId, error: e.message })
-        await err(`decloud: seller ${seller.peerId} did not answer (${e.message}); trying the next`)
-        continue
-      }
-      if (e instanceof ControlApiError && e.type === 'unreachable') { throw new TransportError(`the node running for ${dataDir} went away: ${e.message}`) }
-      throw new CliError(`the node running for ${dataDir} refused the call: ${e.message}`)
-    }
-    if (o.autoPay === true && call.pay == null && result.status !== 'ok' && result.acceptablePayment != null) {
-      // the caller asked for the cheapest seller to buy from it: pay what it asks, within a bound
-      await err(`decloud: seller ${seller.peerId} asks ${result.acceptablePayment.amount} sat: paying with --pay auto --max ${CHEAPEST_DEFAULT_MAX} (give --pay and --max to change)`)
-      const paid = { ...call, pay: 'auto', max: CHEAPEST_DEFAULT_MAX.toString() }
-      try {
-        result = await client.call({
-          target: seller.addresses[0] ?? seller.peerId,
-          service: call.service,
-          method: call.method,
-          args: call.args,
-          body: Buffer.from(call.body).toString('base64'),
-          timeout: o.timeout,
-          ...payFields(paid)
-        })
-      } catch (e: any) {
-        if (e instanceof ControlApiError && ['transport', 'timeout', 'unreachable'].includes(e.type)) { throw new TransportError(`no answer from ${seller.peerId}: ${e.message}`) }
-        throw new CliError(`paying ${seller.peerId} failed: ${e.message}`)
-      }
-    }
-    return { peerId: seller.peerId, price: seller.price, result, body: Buffer.from(result.body, 'base64') }
-  }
-  throw unreachable(call.service, skipped)
-}
-
-/**
- * --cheapest without a running node: a short-lived swarm client with the data
- * dir's key joins through --bootstrap, ranks the sellers and calls them in
- * order (callCheapest), each with its own deadline.
- */
-async function cheapestThroughSwarm (dataDir: string, bootstrap: string[], call: CallInput, o: CheapestOptions): Promise<Picked> {
-  if (bootstrap.length === 0) {
-    throw new UsageError(`no node is running for ${dataDir}: start one (decloud node --bootstrap …) or give --bootstrap MULTIADDR to find sellers`)
-  }
-  // loaded only here: the control API path needs no libp2p
-  const { ensureDataDir, loadOrCreateKey } = await import('../../node/data-dir.js')
-  const { withSwarmClient } = await import('../../node/transient.js')
-  const { callCheapest } = await import('../../market/select.js')
-  await ensureDataDir(dataDir)
-  const privateKey = await loadOrCreateKey(dataDir)
-  return withSwarmClient({ bootstrap, privateKey }, async (node) => {
-    const start = Date.now()
-    const candidates = await node.rankSellers(call.service, {
-      method: call.method,
-      usage: o.usage,
-      timeout: o.lookupTimeout,
-      // the data dir's own node (not running) may still be in the price book
-      exclude: [node.peerId.toString()]
-    })
-    if (candidates.length === 0) { throw noSeller(call.service, Date.now() - start) }
-    const skipped: Array<{ peerId: string, error: string }> = []
-    for (const seller of candidates.slice(0, CHEAPEST_ATTEMPTS)) {
-      // one seller at a time: callCheapest gives up on the whole list once its signal aborts
-      const signal = AbortSignal.timeout(o.timeout)
-      try {
-        const { result } = await callCheapest(node.opencloud, [seller], call, { signal, maxAttempts: 1 })
-        return { peerId: seller.peerId, price: seller.price?.toString(), result: callResultJson(result), body: result.body }
-      } catch (e: any) {
-        const error = signal.aborted ? `no answer within ${o.timeout} ms` : String(e?.message ?? e)
-        skipped.push({ peerId: seller.peerId, error })
-        await err(`decloud: seller ${seller.peerId} did not answer (${error}); trying the next`)
-      }
-    }
-    throw unreachable(call.service, skipped)
-  })
+  return callResultJson(res)
 }

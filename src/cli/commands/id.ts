@@ -2,7 +2,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { findRunningNode } from '../../control/client.js'
 import { readKey } from '../../node/data-dir.js'
 import { openCloudId } from '../../protocols/opencloud/api/signing.js'
-import { CliError, EXIT, UsageError, out, parse, resolveDataDir } from '../command.js'
+import { CliError, EXIT, UsageError, out, parse, resolveDataDir, commonOptions } from '../command.js'
 import type { Command } from '../command.js'
 
 const usage = `usage: decloud id [--addr | --peer] [--data-dir DIR]
@@ -26,7 +26,7 @@ export const command: Command = {
   usage,
   async run (argv) {
     const { values, positionals } = parse(argv, {
-      'data-dir': { type: 'string' },
+      ...commonOptions('data-dir'),
       addr: { type: 'boolean', default: false },
       peer: { type: 'boolean', default: false }
     })

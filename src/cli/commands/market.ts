@@ -1,5 +1,6 @@
 import { ControlApiError, findRunningNode } from '../../control/client.js'
-import { CliError, EXIT, UsageError, checkMultiaddrs, out, parse, parseNetworkMode, parseUnits, resolveDataDir, terminalSafe } from '../command.js'
+import { isName } from '../../util/names.js'
+import { CliError, EXIT, UsageError, commonOptions, commonUsage, out, parse, parseUnits, readCommon, terminalSafe } from '../command.js'
 import type { MarketJson } from '../../node/reports.js'
 import type { Command } from '../command.js'
 
@@ -17,10 +18,7 @@ API); otherwise a short-lived client node joins the swarm through
 options:
   --method NAME          only this method
   --units N              units of service the price column is for (default 1000000)
-  --json                 print the answer as one JSON object
-  --bootstrap MULTIADDR  a node of the swarm, repeatable (when no node is running)
-  --network-mode MODE    local or public (default: local for private/loopback bootstrap addresses)
-  --data-dir DIR         data dir (default $DECLOUD_DATA_DIR or ~/.decloud)
+${commonUsage('json', 'bootstrap', 'network-mode', 'data-dir')}
 
 exit codes: 0 printed · 1 failed · 2 bad command line
 
@@ -28,8 +26,6 @@ examples:
   decloud market
   decloud market storage --method put --units 1048576
 `
-
-const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
 
 export const command: Command = {
   name: 'market',
@@ -39,19 +35,16 @@ export const command: Command = {
     const { values, positionals } = parse(argv, {
       method: { type: 'string' },
       units: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      bootstrap: { type: 'string', multiple: true },
-      'network-mode': { type: 'string' },
-      'data-dir': { type: 'string' }
+      ...commonOptions('json', 'bootstrap', 'network-mode', 'data-dir')
     })
     if (positionals.length > 1) { throw new UsageError('usage: decloud market [service] (see decloud market --help)') }
     const service = positionals[0]
-    if (service != null && !NAME.test(service)) { throw new UsageError(`"${service}" is not a service name`) }
-    if (values.method != null && !NAME.test(values.method)) { throw new UsageError(`"${values.method}" is not a method name`) }
+    if (service != null && !isName(service)) { throw new UsageError(`"${service}" is not a service name`) }
+    if (values.method != null && !isName(values.method)) { throw new UsageError(`"${values.method}" is not a method name`) }
     const usage = parseUnits(values.units)
-    const networkMode = parseNetworkMode(values['network-mode'])
-    let bootstrap = checkMultiaddrs('bootstrap', values.bootstrap ?? [])
-    const dataDir = resolveDataDir(values['data-dir'])
+    const common = readCommon(values)
+    const { dataDir, networkMode } = common
+    let bootstrap = common.bootstrap
 
     let answer: MarketJson | undefined
     const running = await findRunningNode(dataDir).catch(() => undefined)
@@ -69,14 +62,14 @@ export const command: Command = {
       const { withSwarmClient } = await import('../../node/transient.js')
       const { marketJson } = await import('../../node/reports.js')
       try {
-        answer = await withSwarmClient({ bootstrap, networkMode: networkMode as 'local' | 'public' | undefined }, async (node) => {
+        answer = await withSwarmClient({ bootstrap, networkMode }, async (node) => {
           return marketJson(node, { service, method: values.method, usage })
         })
       } catch (e: any) {
         throw new CliError(`cannot read the market: ${e.message}`)
       }
     }
-    if (values.json === true) {
+    if (common.json) {
       await out(JSON.stringify(answer, null, 2) + '\n')
       return EXIT.OK
     }

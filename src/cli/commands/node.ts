@@ -3,7 +3,7 @@ import { ControlServer } from '../../control/server.js'
 import { decloudVersion } from '../../control/version.js'
 import { checkDataDir } from '../../node/data-dir.js'
 import { createDecloudNode } from '../../node/index.js'
-import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, UsageError, EXIT, checkMultiaddrs, err, hasChainOptions, out, parse, parseChainOptions, parseNetworkMode, parsePrice, resolveDataDir, untilSignal } from '../command.js'
+import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, UsageError, EXIT, checkMultiaddrs, commonOptions, err, hasChainOptions, out, parse, parseChainOptions, parseNetworkMode, parsePrice, resolveDataDir, untilSignal } from '../command.js'
 import type { DecloudNode, DecloudNodeOptions } from '../../node/index.js'
 import type { PolicyReloadEvent } from '../../policy/reload.js'
 import type { Command } from '../command.js'
@@ -47,7 +47,8 @@ options:
   --dev                  development mode: random port
   --bootstrap MULTIADDR  a node of the swarm to join, repeatable
   --mdns                 find peers on the local network with mDNS
-  --network-mode MODE    local (keep loopback and private addresses) or public
+  --network-mode MODE    local (keep loopback and private addresses) or public; default
+                         local while the node has no public address and no public --bootstrap
 ${CHAIN_USAGE}
   --no-payments          sell for free, pay nothing: no chain, no wallet
   --price S.M=PRICE      the price of a method, repeatable: BASE, BASE+RATE/PER or
@@ -68,7 +69,7 @@ export const command: Command = {
   usage,
   async run (argv) {
     const { values, positionals } = parse(argv, {
-      'data-dir': { type: 'string' },
+      ...commonOptions('data-dir'),
       listen: { type: 'string', multiple: true },
       dev: { type: 'boolean', default: false },
       bootstrap: { type: 'string', multiple: true },

@@ -5,7 +5,7 @@ import { PolicyEngine } from '../../policy/engine.js'
 import { loadPolicyFile } from '../../policy/parse.js'
 import { POLICY_FILE } from '../../policy/reload.js'
 import { NAME, PolicyError } from '../../policy/schema.js'
-import { CliError, EXIT, UsageError, out, parse, parseUnits, resolveDataDir } from '../command.js'
+import { CliError, EXIT, UsageError, out, parse, parseUnits, resolveDataDir, commonOptions } from '../command.js'
 import type { PolicyContext } from '../../policy/engine.js'
 import type { Command } from '../command.js'
 
@@ -112,7 +112,7 @@ export const command: Command = {
   async run (argv) {
     const { values, positionals } = parse(argv, {
       policy: { type: 'string' },
-      'data-dir': { type: 'string' },
+      ...commonOptions('data-dir'),
       balance: { type: 'string' },
       age: { type: 'string' },
       trust: { type: 'string' },

@@ -1,6 +1,6 @@
 import { ControlApiError, findRunningNode } from '../../control/client.js'
-import { primaryMethod } from '../../market/select.js'
-import { CliError, EXIT, UsageError, checkMultiaddrs, out, parse, parseNetworkMode, parseUnits, positiveInt, resolveDataDir, terminalSafe } from '../command.js'
+import { isName } from '../../util/names.js'
+import { CliError, EXIT, UsageError, commonOptions, commonUsage, out, parse, parseUnits, parseTimeout, positiveInt, readCommon, terminalSafe } from '../command.js'
 import type { SellersJson } from '../../node/reports.js'
 import type { Command } from '../command.js'
 
@@ -24,10 +24,7 @@ options:
   --units N              units of service the price is for (default 1000000)
   --timeout MS           deadline of the DHT lookup (default ${DEFAULT_TIMEOUT}, at most ${MAX_TIMEOUT})
   --limit N              at most N sellers (1 to ${MAX_LIMIT})
-  --json                 print the answer as one JSON object
-  --bootstrap MULTIADDR  a node of the swarm, repeatable (when no node is running)
-  --network-mode MODE    local or public (default: local for private/loopback bootstrap addresses)
-  --data-dir DIR         data dir (default $DECLOUD_DATA_DIR or ~/.decloud)
+${commonUsage('json', 'bootstrap', 'network-mode', 'data-dir')}
 
 exit codes: 0 printed (also when none was found) · 1 failed · 2 bad command line
 
@@ -37,8 +34,6 @@ examples:
   decloud sellers storage --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/12D3Koo…
 `
 
-const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
-
 export const command: Command = {
   name: 'sellers',
   summary: 'find the sellers of a service through the DHT, cheapest first',
@@ -47,27 +42,23 @@ export const command: Command = {
     const { values, positionals } = parse(argv, {
       method: { type: 'string' },
       units: { type: 'string' },
-      timeout: { type: 'string' },
+      ...commonOptions('timeout'),
       limit: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      bootstrap: { type: 'string', multiple: true },
-      'network-mode': { type: 'string' },
-      'data-dir': { type: 'string' }
+      ...commonOptions('json', 'bootstrap', 'network-mode', 'data-dir')
     })
     if (positionals.length !== 1) { throw new UsageError('usage: decloud sellers <service> (see decloud sellers --help)') }
     const [service] = positionals
-    if (!NAME.test(service)) { throw new UsageError(`"${service}" is not a service name`) }
-    if (values.method != null && !NAME.test(values.method)) { throw new UsageError(`"${values.method}" is not a method name`) }
-    const timeout = positiveInt('timeout', values.timeout, DEFAULT_TIMEOUT)
-    if (timeout > MAX_TIMEOUT) { throw new UsageError(`--timeout is at most ${MAX_TIMEOUT} ms`) }
+    if (!isName(service)) { throw new UsageError(`"${service}" is not a service name`) }
+    if (values.method != null && !isName(values.method)) { throw new UsageError(`"${values.method}" is not a method name`) }
+    const timeout = parseTimeout(values.timeout, DEFAULT_TIMEOUT, MAX_TIMEOUT)
     const limit = values.limit != null ? positiveInt('limit', values.limit, MAX_LIMIT) : undefined
     if (limit != null && limit > MAX_LIMIT) { throw new UsageError(`--limit is at most ${MAX_LIMIT}`) }
     const usage = parseUnits(values.units)
-    const networkMode = parseNetworkMode(values['network-mode'])
-    let bootstrap = checkMultiaddrs('bootstrap', values.bootstrap ?? [])
-    const dataDir = resolveDataDir(values['data-dir'])
-    // rank by what a buyer of the service pays for (storage: put), not by whichever method sorts first
-    const method = values.method ?? primaryMethod(service)
+    const common = readCommon(values)
+    const { dataDir, networkMode } = common
+    let bootstrap = common.bootstrap
+    // without --method the node (or the swarm client) ranks by rankingMethod(service): storage put, sha256 hash
+    const method = values.method
 
     let answer: SellersJson | undefined
     const running = await findRunningNode(dataDir).catch(() => undefined)
@@ -85,7 +76,7 @@ export const command: Command = {
       const { withSwarmClient } = await import('../../node/transient.js')
       const { sellersJson } = await import('../../node/reports.js')
       try {
-        answer = await withSwarmClient({ bootstrap, networkMode: networkMode as 'local' | 'public' | undefined }, async (node) => {
+        answer = await withSwarmClient({ bootstrap, networkMode }, async (node) => {
           return sellersJson(node, { service, method, usage, timeout, limit })
         })
         // the price book part is not bounded by the DHT's limit
@@ -95,7 +86,7 @@ export const command: Command = {
         throw new CliError(`cannot look up sellers: ${e.message}`)
       }
     }
-    if (values.json === true) {
+    if (common.json) {
       await out(JSON.stringify(answer, null, 2) + '\n')
       return EXIT.OK
     }

@@ -1,3 +1,4 @@
+import { NAME } from '../../../util/names.js'
 import { InvalidServiceError } from './errors.js'
 import { validatePricing } from './pricing.js'
 import type { Pricing } from './pricing.js'
@@ -152,7 +153,6 @@ export interface ServiceDefinition {
 export const TEMPLATE_METHODS = ['info', 'methods', 'quote'] as const
 
 /** Service, method and unit names: what the wire's `service` and `method` fields accept */
-const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
 /** Most unit dimensions a method may be priced in */
 export const MAX_UNIT_DIMENSIONS = 8
 

@@ -12,6 +12,7 @@
  * done by the caller, for every reply, whichever stage produced it.
  */
 import { json } from '../../../util/json.js'
+import { NAME } from '../../../util/names.js'
 import { callPrice, toCall, usageOf, usageOfState } from '../api/call.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BTC_CREDENTIALS, MAX_CREDENTIAL_LENGTH, MAX_CREDENTIALS, MAX_PAYMENT_FIELD_LENGTH, MAX_SIGNATURE_LENGTH, NONCE_LENGTH } from '../api/constants.js'
 import { parseUnsigned } from '../api/pricing.js'
@@ -38,8 +39,6 @@ export interface PipelineInit {
   /** payment gate; the default accepts `none` for free methods only */
   payment?: Stage
 }
-
-const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
 
 const PAYMENT_TYPES = new Set<string>(Object.values(PaymentType).filter(v => typeof v === 'string'))
 
