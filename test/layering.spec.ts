@@ -48,6 +48,12 @@ describe('layering of src/', () => {
     assert.deepEqual(cycles(g), [['a.ts', 'b.ts']])
   })
 
+  it('no bare `new Error(` in src/: errors are libp2p\'s classes or named ones of decloud', () => {
+    const bare = [...graph.keys()].flatMap(f => readFileSync(join(SRC, f), 'utf8').split('\n')
+      .flatMap((line, i) => /\bnew Error\(/.test(line) ? [`${f}:${i + 1}`] : []))
+    assert.deepEqual(bare, [])
+  })
+
   it('no hand-written file in src/ is over 500 lines', () => {
     const long = [...graph.keys()]
       .filter(f => !f.includes('/pb/'))

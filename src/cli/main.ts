@@ -5,6 +5,7 @@
  */
 import '../polyfill.js'
 import { readdirSync } from 'node:fs'
+import { NotFoundError } from '@libp2p/interface'
 import { decloudVersion } from '../control/version.js'
 import { CliError, EXIT, err, out } from './command.js'
 import type { Command } from './command.js'
@@ -33,7 +34,7 @@ export async function loadCommand (name: string): Promise<Command | undefined> {
   const mod = await import(new URL(`${name}.js`, COMMANDS_DIR).href)
   const command = mod.command as Command | undefined
   if (command == null || typeof command.run !== 'function') {
-    throw new Error(`commands/${name}.js does not export a command`)
+    throw new NotFoundError(`commands/${name}.js does not export a command`)
   }
   return command
 }

@@ -3,6 +3,7 @@ import { readFileSync, rmSync } from 'node:fs'
 import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { constants } from 'node:os'
 import { join } from 'node:path'
+import { InvalidParametersError } from '@libp2p/interface'
 
 /** `<dataDir>/control.json`: where the running node's control API listens */
 export const CONTROL_FILE = 'control.json'
@@ -58,7 +59,7 @@ export async function readControlFiles (dataDir: string): Promise<{ info: Contro
     token = (await readFile(join(dataDir, TOKEN_FILE), 'utf8')).trim()
   } catch (err: any) {
     if (err.code === 'ENOENT' || err instanceof SyntaxError) { return undefined }
-    throw new Error(`cannot read the control files in ${dataDir}: ${err.message}`)
+    throw new InvalidParametersError(`cannot read the control files in ${dataDir}: ${err.message}`)
   }
   if (!/^[0-9a-f]{64}$/.test(token)) { return undefined }
   return { info, token }

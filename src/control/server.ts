@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
+import { AbortError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { MAX_BODY_SIZE } from '../protocols/opencloud/api/constants.js'
 import { CONTROL_HOST, keepOnExit, newToken, removeControlFiles, removeOnExit, writeControlFiles } from './files.js'
@@ -169,7 +170,7 @@ export class ControlServer {
     this.started = false
     await removeControlFiles(this.init.dataDir)
     keepOnExit(this.init.dataDir)
-    for (const c of this.calls) { c.abort(new Error('the node is stopping')) }
+    for (const c of this.calls) { c.abort(new AbortError('the node is stopping')) }
     await this.closeServer()
   }
 
@@ -290,7 +291,7 @@ export class ControlServer {
     const controller = new AbortController()
     this.calls.add(controller)
     // the HTTP client went away: stop the call
-    const onClose = (): void => { if (!res.writableFinished) { controller.abort(new Error('the control API client disconnected')) } }
+    const onClose = (): void => { if (!res.writableFinished) { controller.abort(new AbortError('the control API client disconnected')) } }
     res.once('close', onClose)
     return {
       signal: controller.signal,

@@ -3,6 +3,7 @@
  * Client": "Fulfill deferred payments"); the book it pays from is
  * `promises.ts`.
  */
+import { InvalidMessageError, ProtocolError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { PaymentType, Status } from '../../protocols/opencloud/pb/opencloud.js'
 import { TxRejectedError } from '../types.js'
@@ -170,12 +171,12 @@ export class FulfilmentLoop implements Startable {
     const high = low + p.uncertain
     const res = await this.init.opencloud.call(p.target, { service: 'payments', method: 'tab', args: [p.deferId] }, this.options())
     if (res.status === Status.NOT_FOUND) { return low }
-    if (!res.ok) { throw new Error(`payments.tab answered ${res.path}${res.detail !== '' ? `: ${res.detail}` : ''}`) }
+    if (!res.ok) { throw new ProtocolError(`payments.tab answered ${res.path}${res.detail !== '' ? `: ${res.detail}` : ''}`) }
     let owed: bigint
     try {
       owed = BigInt(JSON.parse(dec.decode(res.body)).owed)
     } catch {
-      throw new Error('payments.tab answered something that is not a tab')
+      throw new InvalidMessageError('payments.tab answered something that is not a tab')
     }
     if (owed > high) { this.log('seller %s claims %s sat on tab %s; at most %s were promised', p.seller, owed, p.deferId, high) }
     return owed < low ? low : owed > high ? high : owed
@@ -203,7 +204,7 @@ export class FulfilmentLoop implements Startable {
           // it can never confirm: build another next run
           await book.abandonPayment(p.seller, p.deferId, payment.txid, `payment ${payment.txid} refused by the chain: ${String(err.reason)}`)
           await wallet.release(payment.txid)
-          throw new Error(`payment ${payment.txid} refused by the chain (${String(err.reason)}); a new one will be built`)
+          throw new PaymentRefusedByChainError(`payment ${payment.txid} refused by the chain (${String(err.reason)}); a new one will be built`)
         }
       }
     }
@@ -214,9 +215,15 @@ export class FulfilmentLoop implements Startable {
       paymentType: PaymentType.PAYMENT_ATTACHED,
       payment: { currency: 'BTC', amount: payment.amount, txn: payment.raw as Uint8Array<ArrayBuffer>, deferId: p.deferId, deferThreshold: '' }
     }, this.options())
-    if (!res.ok) { throw new Error(`payments.settle answered ${res.path}${res.detail !== '' ? `: ${res.detail}` : ''}`) }
+    if (!res.ok) { throw new ProtocolError(`payments.settle answered ${res.path}${res.detail !== '' ? `: ${res.detail}` : ''}`) }
     await book.finishPayment(p.seller, p.deferId, payment.txid)
     this.log('paid %s sat on tab %s to %s in %s', payment.amount, p.deferId, p.seller, payment.txid)
     return payment
   }
+}
+
+/** The chain refused a settlement payment; a new one is built on the next round */
+export class PaymentRefusedByChainError extends Error {
+  static override name = 'PaymentRefusedByChainError'
+  override name = 'PaymentRefusedByChainError'
 }

@@ -27,6 +27,7 @@
  * - `a/<seller>`            the seller's payment address for this node
  */
 import { randomBytes } from 'node:crypto'
+import { InvalidMessageError, NotFoundError, ProtocolError } from '@libp2p/interface'
 import { KeyedMutex } from '../../util/locks.js'
 import { Lru } from '../../util/lru.js'
 import { DEFAULT_MAX_TAB_AGE, parseThreshold, formatThreshold } from '../seller/tabs.js'
@@ -209,8 +210,8 @@ export class PromiseBook {
   async beginPayment (seller: string, deferId: string, payment: PendingPayment): Promise<DeferredPromise> {
     const p = await this.locks.run(promiseKey(seller, deferId), async () => {
       const p = await this.load(seller, deferId)
-      if (p == null) { throw new Error(`no promise ${deferId} to ${seller}`) }
-      if (p.state === 'paying') { throw new Error(`promise ${deferId} is already being paid by ${p.payment?.txid ?? '?'}`) }
+      if (p == null) { throw new NotFoundError(`no promise ${deferId} to ${seller}`) }
+      if (p.state === 'paying') { throw new PromiseBeingPaidError(`promise ${deferId} is already being paid by ${p.payment?.txid ?? '?'}`) }
       const next: DeferredPromise = { ...p, state: 'paying', payment, updatedAt: Date.now() }
       await this.save(next)
       return next
@@ -223,7 +224,7 @@ export class PromiseBook {
   async finishPayment (seller: string, deferId: string, txid: string): Promise<DeferredPromise> {
     return this.locks.run(promiseKey(seller, deferId), async () => {
       const p = await this.load(seller, deferId)
-      if (p == null) { throw new Error(`no promise ${deferId} to ${seller}`) }
+      if (p == null) { throw new NotFoundError(`no promise ${deferId} to ${seller}`) }
       if (p.state !== 'paying' || p.payment?.txid !== txid) { return { ...p } }
       const now = Date.now()
       const paid = p.paid + p.payment.amount
@@ -295,14 +296,20 @@ export async function sellerAddress (opencloud: OpenCloud, book: PromiseBook, se
   const known = await book.address(seller)
   if (known != null) { return known }
   const res = await opencloud.call(target, { service: 'payments', method: 'address' }, options)
-  if (!res.ok) { throw new Error(`${seller} did not give a payment address: ${res.path}${res.detail !== '' ? ` (${res.detail})` : ''}`) }
+  if (!res.ok) { throw new ProtocolError(`${seller} did not give a payment address: ${res.path}${res.detail !== '' ? ` (${res.detail})` : ''}`) }
   let address: unknown
   try {
     address = JSON.parse(dec.decode(res.body)).address
   } catch {
     address = undefined
   }
-  if (typeof address !== 'string' || address.length === 0 || address.length > 128) { throw new Error(`${seller} answered payments.address with no address`) }
+  if (typeof address !== 'string' || address.length === 0 || address.length > 128) { throw new InvalidMessageError(`${seller} answered payments.address with no address`) }
   await book.setAddress(seller, address)
   return address
+}
+
+/** A promise is already being paid (by another call of `beginPayment`): never pay twice */
+export class PromiseBeingPaidError extends Error {
+  static override name = 'PromiseBeingPaidError'
+  override name = 'PromiseBeingPaidError'
 }
