@@ -1,6 +1,6 @@
-import { ControlApiError, findRunningNode } from '../../control/client.js'
 import { isName } from '../../util/names.js'
-import { CliError, EXIT, UsageError, commonOptions, commonUsage, out, parse, parseUnits, readCommon, terminalSafe } from '../command.js'
+import { EXIT, UsageError, commonOptions, commonUsage, out, parse, parseUnits, readCommon, terminalSafe } from '../command.js'
+import { fromNodeOrSwarm } from '../node-or-swarm.js'
 import type { MarketJson } from '../../node/reports.js'
 import type { Command } from '../command.js'
 
@@ -43,32 +43,15 @@ export const command: Command = {
     if (values.method != null && !isName(values.method)) { throw new UsageError(`"${values.method}" is not a method name`) }
     const usage = parseUnits(values.units)
     const common = readCommon(values)
-    const { dataDir, networkMode } = common
-    let bootstrap = common.bootstrap
-
-    let answer: MarketJson | undefined
-    const running = await findRunningNode(dataDir).catch(() => undefined)
-    if (running != null) {
-      try {
-        answer = await running.client.market({ service, method: values.method, units: usage })
-      } catch (e: any) {
-        if (!(e instanceof ControlApiError && e.status === 404)) { throw new CliError(`the node running for ${dataDir} did not answer: ${e.message}`) }
-        // a node without a market (or without the endpoint): ask its swarm through it
-        if (bootstrap.length === 0) { bootstrap = running.node.addresses }
+    const answer: MarketJson = await fromNodeOrSwarm({
+      ...common,
+      what: 'read the market',
+      viaNode: async (client) => client.market({ service, method: values.method, units: usage }),
+      viaSwarm: async (node) => {
+        const { marketJson } = await import('../../node/reports.js')
+        return marketJson(node, { service, method: values.method, usage })
       }
-    }
-    if (answer == null) {
-      if (bootstrap.length === 0) { throw new UsageError(`no node is running for ${dataDir}: start one (decloud node) or give --bootstrap MULTIADDR`) }
-      const { withSwarmClient } = await import('../../node/transient.js')
-      const { marketJson } = await import('../../node/reports.js')
-      try {
-        answer = await withSwarmClient({ bootstrap, networkMode }, async (node) => {
-          return marketJson(node, { service, method: values.method, usage })
-        })
-      } catch (e: any) {
-        throw new CliError(`cannot read the market: ${e.message}`)
-      }
-    }
+    })
     if (common.json) {
       await out(JSON.stringify(answer, null, 2) + '\n')
       return EXIT.OK

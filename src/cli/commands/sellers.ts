@@ -1,6 +1,6 @@
-import { ControlApiError, findRunningNode } from '../../control/client.js'
 import { isName } from '../../util/names.js'
-import { CliError, EXIT, UsageError, commonOptions, commonUsage, out, parse, parseUnits, parseTimeout, positiveInt, readCommon, terminalSafe } from '../command.js'
+import { EXIT, UsageError, commonOptions, commonUsage, out, parse, parseUnits, parseTimeout, positiveInt, readCommon, terminalSafe } from '../command.js'
+import { fromNodeOrSwarm } from '../node-or-swarm.js'
 import type { SellersJson } from '../../node/reports.js'
 import type { Command } from '../command.js'
 
@@ -55,37 +55,20 @@ export const command: Command = {
     if (limit != null && limit > MAX_LIMIT) { throw new UsageError(`--limit is at most ${MAX_LIMIT}`) }
     const usage = parseUnits(values.units)
     const common = readCommon(values)
-    const { dataDir, networkMode } = common
-    let bootstrap = common.bootstrap
     // without --method the node (or the swarm client) ranks by rankingMethod(service): storage put, sha256 hash
     const method = values.method
 
-    let answer: SellersJson | undefined
-    const running = await findRunningNode(dataDir).catch(() => undefined)
-    if (running != null) {
-      try {
-        answer = await running.client.sellers({ service, method, units: usage, timeout, limit })
-      } catch (e: any) {
-        if (!(e instanceof ControlApiError && e.status === 404)) { throw new CliError(`the node running for ${dataDir} did not answer: ${e.message}`) }
-        // a node without a market (or without the endpoint): join its swarm through it
-        if (bootstrap.length === 0) { bootstrap = running.node.addresses }
+    const answer: SellersJson = await fromNodeOrSwarm({
+      ...common,
+      what: 'look up sellers',
+      viaNode: async (client) => client.sellers({ service, method, units: usage, timeout, limit }),
+      viaSwarm: async (node) => {
+        const { sellersJson } = await import('../../node/reports.js')
+        return sellersJson(node, { service, method, usage, timeout, limit })
       }
-    }
-    if (answer == null) {
-      if (bootstrap.length === 0) { throw new UsageError(`no node is running for ${dataDir}: start one (decloud node) or give --bootstrap MULTIADDR`) }
-      const { withSwarmClient } = await import('../../node/transient.js')
-      const { sellersJson } = await import('../../node/reports.js')
-      try {
-        answer = await withSwarmClient({ bootstrap, networkMode }, async (node) => {
-          return sellersJson(node, { service, method, usage, timeout, limit })
-        })
-        // the price book part is not bounded by the DHT's limit
-        if (limit != null) { answer.sellers = answer.sellers.slice(0, limit) }
-      } catch (e: any) {
-        if (e instanceof CliError) { throw e }
-        throw new CliError(`cannot look up sellers: ${e.message}`)
-      }
-    }
+    })
+    // the price book part is not bounded by the DHT's limit
+    if (limit != null) { answer.sellers = answer.sellers.slice(0, limit) }
     if (common.json) {
       await out(JSON.stringify(answer, null, 2) + '\n')
       return EXIT.OK
