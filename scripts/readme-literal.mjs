@@ -21,9 +21,10 @@
  * files of the checkout), `npm run bench` (minutes of measurements). The
  * checkout must have been installed (`npm ci`) before.
  *
- * npm runs with the update notifier off and offline: nothing here reaches
- * outside the machine, and every node dials 127.0.0.1 only (the README's
- * nodes bootstrap off each other).
+ * npm runs with the update notifier off and prefers the user's npm cache: only
+ * the embedding example's `npm install` may reach the npm registry, for what
+ * the cache lacks; every node dials 127.0.0.1 only (the README's nodes
+ * bootstrap off each other).
  *
  *   node scripts/readme-literal.mjs [--direct] [--timeout SECONDS]
  *
@@ -38,7 +39,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { homedir, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -68,6 +69,16 @@ const BACKGROUND = [
  * The lines of README.md's ```sh blocks, in order
  *
  * @param {string} markdown - the README
+ * @param markdown
+ * @param markdown
+ * @param markdown
+ * @param markdown
+ * @param markdown
+ * @param markdown
+ * @param markdown
+ * @param markdown
+ * @param markdown
+ * @param markdown
  */
 function shLines (markdown) {
   const lines = []
@@ -148,7 +159,7 @@ function script (lines, logDir) {
       out.push(`grep ${q(bg.ready)} ${q(log)} >&2`)
     } else {
       out.push(line)
-      out.push(`rc=$?; [ $rc -eq 0 ] || fail ${q(`exit $rc: ${shown}`)}`)
+      out.push(`rc=$?; [ $rc -eq 0 ] || fail "exit $rc: "${q(shown)}`)
     }
   }
   out.push('echo "readme-literal: stopping the background commands" >&2')
@@ -163,7 +174,11 @@ const logDir = await mkdtemp(join(tmpdir(), 'decloud-readme-logs-'))
 const file = join(logDir, 'readme.sh')
 await writeFile(file, script(shLines(await readFile(join(ROOT, 'README.md'), 'utf8')), logDir))
 
-const env = { ...process.env, HOME: home, NPM_CONFIG_UPDATE_NOTIFIER: 'false', NPM_CONFIG_OFFLINE: 'true', NPM_CONFIG_FUND: 'false', NPM_CONFIG_AUDIT: 'false' }
+// npm keeps the user's cache (a fresh HOME would leave it empty) and prefers it: the README's
+// one install (the embedding example's libp2p packages) reaches the npm registry only for what
+// the cache lacks
+const npmCache = process.env.npm_config_cache ?? process.env.NPM_CONFIG_CACHE ?? join(homedir(), '.npm')
+const env = { ...process.env, HOME: home, NPM_CONFIG_CACHE: npmCache, NPM_CONFIG_UPDATE_NOTIFIER: 'false', NPM_CONFIG_PREFER_OFFLINE: 'true', NPM_CONFIG_FUND: 'false', NPM_CONFIG_AUDIT: 'false' }
 for (const k of Object.keys(env)) { if (k.startsWith('DECLOUD_')) { delete env[k] } }
 
 const start = Date.now()
