@@ -109,6 +109,7 @@ function script (lines, logDir) {
     `cd ${q(ROOT)}`,
     'JOBS=()',
     'fail () { echo "readme-literal: FAILED: $1" >&2; exit 1; }',
+    'TREE_BEFORE=$(git diff | sha1sum)',
     'wait_ready () { # pid pattern file what',
     '  for i in $(seq 1 1200); do',
     '    grep -q "$2" "$3" 2>/dev/null && return 0',
@@ -165,6 +166,8 @@ function script (lines, logDir) {
   out.push('echo "readme-literal: stopping the background commands" >&2')
   out.push('stop_all || fail "a background command did not stop cleanly"')
   out.push('JOBS=()')
+  // a README command must not edit the checkout (an `npm init` in the wrong folder did once)
+  out.push('[ "$(git diff | sha1sum)" = "$TREE_BEFORE" ] || fail "the README\'s commands changed tracked files of the checkout: $(git diff --stat | tail -1)"')
   out.push(`echo "readme-literal: ok, ${n} commands" >&2`)
   return out.join('\n') + '\n'
 }
