@@ -65,6 +65,14 @@ export interface TabStoreInit {
   grace?: number
   /** ms after opening a tab falls due at the latest, whatever its threshold @default 24 hours */
   maxTabAge?: number
+  /** told of each tab paid in full (a promise kept) and each tab found broken, after the write (reputation's evidence) */
+  events?: TabEvents
+}
+
+/** What reputation hears of tabs */
+export interface TabEvents {
+  settled?(tab: Tab): void
+  broken?(record: BrokenPromise, tab: Tab): void
 }
 
 export interface PromiseInput {
@@ -168,9 +176,11 @@ export class TabStore {
   private readonly payerLocks = new KeyedMutex()
   private readonly tabCache = new Lru<Tab>(CACHE_SIZE)
   private readonly payerCache = new Lru<PayerSummary>(CACHE_SIZE)
+  private readonly events?: TabEvents
 
   constructor (init: TabStoreInit) {
     this.db = init.db
+    this.events = init.events
     this.maxOpenTabs = init.maxOpenTabsPerPayer ?? DEFAULT_MAX_OPEN_TABS_PER_PAYER
     this.maxEvidence = init.maxEvidencePerTab ?? DEFAULT_MAX_EVIDENCE_PER_TAB
     this.grace = init.grace ?? DEFAULT_GRACE
@@ -423,6 +433,7 @@ export class TabStore {
         }
         ops.push({ type: 'put', key: creditKey(payer, deferId, txid), value: encodeJson({ amount, at: now }) })
         await this.commit(ops, [tab], { payer, value: summary })
+        if (tab.status === 'settled' && existing?.status !== 'settled') { this.tell(() => this.events?.settled?.({ ...tab })) }
         return { tab: { ...tab }, credited: true }
       })
     })
@@ -467,12 +478,20 @@ export class TabStore {
             { type: 'del', key },
             { type: 'put', key: brokenKey(now, payer, deferId), value: encodeJson(record) }
           ], [next], { payer, value: { open: summary.open.filter(id => id !== deferId), broken: [...summary.broken.filter(id => id !== deferId), deferId] } })
+          this.tell(() => this.events?.broken?.(record, { ...next }))
           return true
         })
       })
       if (done) { broken++ }
     }
     return broken
+  }
+
+  /** A listener's failure is its own */
+  private tell (fn: () => void): void {
+    try {
+      fn()
+    } catch {}
   }
 
   /** Broken promises, oldest first (optionally only those broken at or after `since`, ms) */
