@@ -27,6 +27,7 @@ import { defaultPaymentGate } from '../protocols/opencloud/net/pipeline.js'
 import type { ChainBackendOptions } from '../payments/chain/index.js'
 import type { ChainBackend } from '../payments/types.js'
 import type { TrustProvider } from '../policy/engine.js'
+import type { Reputation } from '../reputation/model.js'
 import type { NodePolicy, PolicyReloadEvent } from '../policy/reload.js'
 import type { Policy } from '../policy/schema.js'
 import type { PolicyStages } from '../policy/stage.js'
@@ -77,7 +78,7 @@ export interface PolicyOptions {
   file?: string
   /** the rules as an object (embedders); wins over `file` */
   rules?: Policy
-  /** trust of a peer (0–1) for trust bands, until reputation lands @default none known */
+  /** trust of a peer (0–1) for trust bands @default the node's reputation (docs/reputation.md) */
   trust?: TrustProvider
   /** reload the file on SIGHUP (the CLI handles SIGHUP itself) @default true */
   sighup?: boolean
@@ -134,6 +135,8 @@ export async function openPaymentParts (init: {
   store: Store
   payments?: PaymentsOptions | false
   policy?: PolicyOptions | false
+  /** the node's reputation: the policy's trust provider and the listener of tab events */
+  reputation?: Reputation
 }): Promise<PaymentParts> {
   const log = logger('decloud:node:payments')
   let policy: NodePolicy | undefined
@@ -149,7 +152,8 @@ export async function openPaymentParts (init: {
       policy = await openNodePolicy({ file: policyOptions.file, dataDir: init.dataDir, log: logger('decloud:policy'), sighup: policyOptions.sighup, onReload: policyOptions.onReload })
     }
     const p = policy
-    stages = policyStages(() => p.current(), { trust: policyOptions.trust })
+    const rep = init.reputation
+    stages = policyStages(() => p.current(), { trust: policyOptions.trust ?? (rep != null ? (peer) => rep.trust(peer) : undefined) })
   }
 
   if (init.payments === false || init.payments == null) {
@@ -188,7 +192,10 @@ export async function openPaymentParts (init: {
     await closeBackend()
     throw err
   }
-  const tabs = new TabStore({ db: init.store.sub('tabs'), grace: opts.tabGrace, maxTabAge: opts.maxTabAge })
+  // kept and broken promises become reputation facts (the tabs answer for the evidence)
+  let tabs: TabStore | undefined
+  const events = init.reputation?.tabEvents({ evidence: (payer, deferId) => (tabs as TabStore).evidence(payer, deferId) })
+  tabs = new TabStore({ db: init.store.sub('tabs'), grace: opts.tabGrace, maxTabAge: opts.maxTabAge, events })
   const gate = new PaymentGate({
     wallet,
     backend,

@@ -95,8 +95,12 @@ export class Reputation {
     this.records.onFact(() => { this.dirty = true })
   }
 
+  private opened?: Promise<void>
+
+  /** Loads the records (once) */
   async open (): Promise<void> {
-    await this.records.load()
+    this.opened ??= this.records.load()
+    await this.opened
   }
 
   /**
@@ -127,6 +131,17 @@ export class Reputation {
     if (peer === this.self) { return undefined }
     this.refresh()
     return combinedTrust(this.records.state(peer), this.claimsAbout(peer), this.opinionParams, this.score)
+  }
+
+  /**
+   * Gossipsub's application-specific score (P5, weight 1) of a peer: 0 for
+   * a peer trusted at least halfway or not known at all (a newcomer is not
+   * punished), down to −10 (gossipsub's default gossip threshold) at trust
+   * 0: a peer that broke its promises stops receiving and giving gossip.
+   */
+  gossipScore (peer: string): number {
+    const t = this.trust(peer)
+    return t == null || t >= 0.5 ? 0 : -20 * (0.5 - t)
   }
 
   /** Global trust share of a peer (EigenTrust vector), 0 when unknown */

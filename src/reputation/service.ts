@@ -96,7 +96,10 @@ export class ReputationService implements Startable {
     return this.running
   }
 
-  start (): void {}
+  /** Loads the records when the node did not (an embedder's `decloudDefaults`) */
+  async start (): Promise<void> {
+    await this.reputation.open()
+  }
 
   /** Serves the core `reputation` service (unless OpenCloud already has one) */
   beforeStart (): void {
