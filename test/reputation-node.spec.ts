@@ -11,10 +11,15 @@ import { parsePolicy } from '../src/policy/parse.js'
 import { PaymentType, Status } from '../src/protocols/opencloud/pb/opencloud.js'
 import { ReputationReport, SignedReputationReport } from '../src/reputation/pb/reputation.js'
 import { REPUTATION_TOPIC, signReport, MAX_REPORT_ENTRIES } from '../src/reputation/report.js'
+import { findRunningNode } from '../src/control/client.js'
+import { ControlServer } from '../src/control/server.js'
+import { runCli } from './cli-fixtures.js'
 import { eventually, startNode, within } from './fixtures.js'
 import { startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
 import type { EmbeddedChain } from './regtest.js'
+import type { ReputationListJson } from '../src/reputation/json.js'
+import type { TrustExplanation } from '../src/reputation/model.js'
 import type { ReportListener } from '../src/reputation/service.js'
 
 const enc = new TextEncoder()
@@ -204,5 +209,25 @@ rules:
     await buyer.libp2p.dial(multiaddr(seller.addr))
     assert.equal(seller.reputation.trust(b), before)
     assert.equal((await deferred('t3')).status, Status.NO_DEFER)
+
+    // the control API (and so `decloud reputation PEER`) says why
+    const control = new ControlServer({ node: seller, dataDir: seller.dataDir })
+    await control.start()
+    try {
+      const running = await findRunningNode(seller.dataDir)
+      assert.ok(running != null)
+      const why = await running.client.reputation(b) as TrustExplanation
+      assert.equal(why.peer, b)
+      assert.ok((why.trust ?? 1) < 0.5)
+      assert.equal(why.local?.bad, 1)
+      assert.equal(why.facts[0].kind, 'promise-broken')
+      const cli = await runCli(['reputation', b, '--json', '--data-dir', seller.dataDir])
+      assert.equal(cli.code, 0, cli.stderr)
+      assert.equal((JSON.parse(cli.stdout.toString()) as TrustExplanation).local?.bad, 1)
+      const list = await running.client.reputation() as ReputationListJson
+      assert.deepEqual(list.peers.map(p => p.peer), [b])
+    } finally {
+      await control.stop()
+    }
   })
 })

@@ -4,6 +4,7 @@ import { API_PREFIX } from './api.js'
 import { CONTROL_HOST, readControlFiles } from './files.js'
 import type { CallJson, CallRequestJson, ErrorJson, SentJson, WalletJson, WalletTxJson } from './api.js'
 import type { ControlFile } from './files.js'
+import type { ReputationJson } from '../reputation/json.js'
 import type { MarketJson, SellersJson } from '../node/reports.js'
 
 /** The control API answered with an error (or not at all) */
@@ -119,6 +120,11 @@ export class ControlClient {
     if (q.method != null) { p.set('method', q.method) }
     if (q.units != null) { p.set('units', q.units.toString()) }
     return this.request('GET', `/market${p.size > 0 ? `?${p.toString()}` : ''}`, undefined, options) as Promise<MarketJson>
+  }
+
+  /** `GET /v1/reputation`: one peer's trust and why, or every peer known */
+  async reputation (peer?: string, options: RequestOptions = {}): Promise<ReputationJson> {
+    return this.request('GET', `/reputation${peer != null ? `?peer=${encodeURIComponent(peer)}` : ''}`, undefined, options) as Promise<ReputationJson>
   }
 
   /**

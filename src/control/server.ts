@@ -9,6 +9,7 @@ import { callRoutes } from './routes-calls.js'
 import { marketRoutes } from './routes-market.js'
 import { nodeRoutes } from './routes-node.js'
 import { walletRoutes } from './routes-wallet.js'
+import { reputationRoutes } from './routes-reputation.js'
 import { decloudVersion } from './version.js'
 import type { ErrorJson } from './api.js'
 import type { ControlledNode, Endpoint, RouteContext } from './http.js'
@@ -110,7 +111,8 @@ export class ControlServer {
       ...nodeRoutes(ctx, { version: this.version, startedAt: this.startedAt }),
       ...callRoutes(ctx, limits),
       ...marketRoutes(ctx),
-      ...walletRoutes(ctx)
+      ...walletRoutes(ctx),
+      ...reputationRoutes(ctx)
     ])
     const requestTimeout = Math.max(init.requestTimeout ?? 30_000, this.headersTimeout)
     this.server = createServer({

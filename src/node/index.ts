@@ -273,7 +273,7 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
     selling: () => discovery.selling().map(s => s.name),
     findSellers: async (service, opts) => discovery.findSellers(service, opts),
     // a node never ranks itself as a seller to buy from
-    rankSellers: async (service, opts) => rankSellers(market, discovery, service, { ...opts, exclude: [...(opts.exclude ?? []), peerId.toString()] }),
+    rankSellers: async (service, opts) => rankSellers(market, discovery, service, { trust: (p) => reputation.reputation.trust(p), ...opts, exclude: [...(opts.exclude ?? []), peerId.toString()] }),
     payments: payments.payments,
     policy: payments.policy,
     reputation: reputation.reputation,
