@@ -127,6 +127,39 @@ describe('reputation between nodes (gossipsub)', function () {
   })
 })
 
+describe('reputation in seller choice', function () {
+  this.timeout(60_000)
+  const nodes: TestNode[] = []
+
+  after(async () => {
+    await Promise.all(nodes.map(async n => n.destroy().catch(() => {})))
+  })
+
+  it('sellers rank by price × trust: a trusted seller beats a cheaper stranger; exploration puts the stranger first', async () => {
+    const cheap = await startNode({ sha256: { pricing: { base: 100n } } })
+    nodes.push(cheap)
+    const trusted = await startNode({ sha256: { pricing: { base: 120n } } })
+    nodes.push(trusted)
+    const buyer = await startNode({ bootstrap: [cheap.addr, trusted.addr] })
+    nodes.push(buyer)
+    const sellers = [cheap.peerId.toString(), trusted.peerId.toString()]
+    // (the buyer's book holds its own price too: node.rankSellers leaves it out)
+    assert.ok(await eventually(() => sellers.every(p => buyer.market.rank('sha256', 'hash').some(e => e.peerId === p)), 20_000), 'the buyer never learned both prices')
+    const order = async (o: { explore?: number, random?: () => number } = {}): Promise<string[]> =>
+      (await buyer.rankSellers('sha256', { method: 'hash', discover: false, explore: 0, ...o })).map(c => c.peerId)
+    assert.deepEqual(await order(), [cheap.peerId.toString(), trusted.peerId.toString()], 'no trust known: by price')
+    // calls served well by the dearer seller: trust ≈ 0.65, so 120 × 1.35 < 100 × 2
+    for (let i = 0; i < 4; i++) { await buyer.reputation.record({ peer: trusted.peerId.toString(), role: 'seller', kind: 'call-served', value: 1, weight: 1 }) }
+    const ranked = await buyer.rankSellers('sha256', { method: 'hash', discover: false, explore: 0 })
+    assert.deepEqual(ranked.map(c => c.peerId), [trusted.peerId.toString(), cheap.peerId.toString()])
+    assert.ok((ranked[0].trust ?? 0) > 0.6)
+    assert.equal(ranked[1].trust, undefined)
+    // an exploring ranking gives the stranger its chance
+    assert.deepEqual(await order({ explore: 0.05, random: () => 0.01 }), [cheap.peerId.toString(), trusted.peerId.toString()])
+    assert.deepEqual(await order({ explore: 0.05, random: () => 0.5 }), [trusted.peerId.toString(), cheap.peerId.toString()])
+  })
+})
+
 describe('reputation and the policy: a broken promise', function () {
   this.timeout(120_000)
   let chain: EmbeddedChain
