@@ -7,12 +7,12 @@ import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { findRunningNode } from '../src/control/client.js'
+import { ControlServer } from '../src/control/server.js'
 import { parsePolicy } from '../src/policy/parse.js'
 import { PaymentType, Status } from '../src/protocols/opencloud/pb/opencloud.js'
 import { ReputationReport, SignedReputationReport } from '../src/reputation/pb/reputation.js'
 import { REPUTATION_TOPIC, signReport, MAX_REPORT_ENTRIES } from '../src/reputation/report.js'
-import { findRunningNode } from '../src/control/client.js'
-import { ControlServer } from '../src/control/server.js'
 import { runCli } from './cli-fixtures.js'
 import { eventually, startNode, within } from './fixtures.js'
 import { startRegtest } from './regtest.js'
@@ -144,8 +144,12 @@ describe('reputation in seller choice', function () {
     nodes.push(buyer)
     const sellers = [cheap.peerId.toString(), trusted.peerId.toString()]
     // (the buyer's book holds its own price too: node.rankSellers leaves it out)
-    assert.ok(await eventually(() => sellers.every(p => buyer.market.rank('sha256', 'hash').some(e => e.peerId === p)), 20_000), 'the buyer never learned both prices')
-    const order = async (o: { explore?: number, random?: () => number } = {}): Promise<string[]> =>
+    const known = (): boolean => {
+      const ranked = new Set(buyer.market.rank('sha256', 'hash').map(e => e.peerId))
+      return sellers.every(p => ranked.has(p))
+    }
+    assert.ok(await eventually(known, 20_000), 'the buyer never learned both prices')
+    const order = async (o: { explore?: number, random?(): number } = {}): Promise<string[]> =>
       (await buyer.rankSellers('sha256', { method: 'hash', discover: false, explore: 0, ...o })).map(c => c.peerId)
     assert.deepEqual(await order(), [cheap.peerId.toString(), trusted.peerId.toString()], 'no trust known: by price')
     // calls served well by the dearer seller: trust ≈ 0.65, so 120 × 1.35 < 100 × 2
@@ -235,6 +239,9 @@ rules:
     assert.doesNotMatch(refused.detail, /broken/)
     const decision = seller.policy?.current().decide({ peer: b, trust: seller.reputation.trust(b), service: 'sha256', method: 'hash' })
     assert.equal(decision?.defer.allowed, false)
+    // and it loses gossip standing at the seller (gossipsub's application-specific score, P5)
+    const gossipScore = (): number => (seller.libp2p.services.pubsub as any).getScore(b)
+    assert.ok(await eventually(() => gossipScore() < -1, 5_000, 50), `the buyer's gossip score at the seller: ${gossipScore()}`)
 
     // the record outlives the peer's connection: it comes back to the same score
     const before = seller.reputation.trust(b)

@@ -4,8 +4,8 @@ import { API_PREFIX } from './api.js'
 import { CONTROL_HOST, readControlFiles } from './files.js'
 import type { CallJson, CallRequestJson, ErrorJson, SentJson, WalletJson, WalletTxJson } from './api.js'
 import type { ControlFile } from './files.js'
-import type { ReputationJson } from '../reputation/json.js'
 import type { MarketJson, SellersJson } from '../node/reports.js'
+import type { ReputationJson } from '../reputation/json.js'
 
 /** The control API answered with an error (or not at all) */
 export class ControlApiError extends Error {

@@ -60,7 +60,7 @@ export interface RankSellersOptions extends FindSellersOptions {
    * half the price of a fully trusted one to come first
    * (docs/reputation.md "Seller choice"). @default price alone
    */
-  trust?: (peerId: string) => number | undefined
+  trust?(peerId: string): number | undefined
   /**
    * Share of rankings (0–0.5) in which, when the best seller is trusted, the
    * cheapest seller with no trust yet is put first instead: newcomers can
@@ -68,7 +68,7 @@ export interface RankSellersOptions extends FindSellersOptions {
    */
   explore?: number
   /** random numbers in [0, 1) for exploration @default Math.random */
-  random?: () => number
+  random?(): number
 }
 
 /** Share of trust-weighted rankings that explore a seller with no trust yet */

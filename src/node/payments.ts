@@ -25,15 +25,16 @@ import { openNodePolicy } from '../policy/reload.js'
 import { chainStages, policyStages } from '../policy/stage.js'
 import { defaultPaymentGate } from '../protocols/opencloud/net/pipeline.js'
 import type { ChainBackendOptions } from '../payments/chain/index.js'
+import type { TabEvents } from '../payments/seller/tabs.js'
 import type { ChainBackend } from '../payments/types.js'
 import type { TrustProvider } from '../policy/engine.js'
-import type { Reputation } from '../reputation/model.js'
 import type { NodePolicy, PolicyReloadEvent } from '../policy/reload.js'
 import type { Policy } from '../policy/schema.js'
 import type { PolicyStages } from '../policy/stage.js'
 import type { Stage } from '../protocols/opencloud/api/call.js'
 import type { CredentialVerifier } from '../protocols/opencloud/api/signing.js'
 import type { ServiceDefinition } from '../protocols/opencloud/api/template.js'
+import type { Reputation } from '../reputation/model.js'
 import type { Store } from '../store/index.js'
 
 export interface PaymentsOptions {
@@ -193,9 +194,8 @@ export async function openPaymentParts (init: {
     throw err
   }
   // kept and broken promises become reputation facts (the tabs answer for the evidence)
-  let tabs: TabStore | undefined
-  const events = init.reputation?.tabEvents({ evidence: (payer, deferId) => (tabs as TabStore).evidence(payer, deferId) })
-  tabs = new TabStore({ db: init.store.sub('tabs'), grace: opts.tabGrace, maxTabAge: opts.maxTabAge, events })
+  const events: TabEvents | undefined = init.reputation?.tabEvents({ evidence: (payer, deferId) => tabs.evidence(payer, deferId) })
+  const tabs: TabStore = new TabStore({ db: init.store.sub('tabs'), grace: opts.tabGrace, maxTabAge: opts.maxTabAge, events })
   const gate = new PaymentGate({
     wallet,
     backend,

@@ -1,8 +1,6 @@
 /**
  * Global trust by EigenTrust (Kamvar, Schlosser, Garcia-Molina 2003):
- *
- *   t ← (1 − a)·Cᵀt + a·p
- *
+ * `t ← (1 − a)·Cᵀt + a·p`.
  * C's row i is peer i's local trust of the others, normalised to sum 1,
  * self-trust removed; p is the pre-trust distribution (configured peers,
  * this node itself). A row with no outgoing trust (a dangling peer) sends

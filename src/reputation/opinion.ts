@@ -3,14 +3,15 @@
  * gives opinions in line with your own experience, you trust that node's
  * opinions"). Pure functions:
  *
- * - `opinionTrust`: how well a reporter's claims match our own first-hand
- *   trust of the same peers, shrunk toward a neutral prior while the
- *   overlap is small.
- * - `combinedTrust`: the 0–1 trust the policy's bands and seller choice
- *   use: first-hand facts, plus each report as a few pseudo-facts weighted
- *   by its reporter's standing (global trust × opinion trust). A report is
- *   a claim, never evidence (docs/reputation.md "What evidence proves"), so
- *   it moves trust by at most `hearsayMass` facts per reporter.
+ * `opinionTrust`: how well a reporter's claims match our own first-hand
+ * trust of the same peers, shrunk toward a neutral prior while the
+ * overlap is small.
+ *
+ * `combinedTrust`: the 0–1 trust the policy's bands and seller choice
+ * use: first-hand facts, plus each report as a few pseudo-facts weighted
+ * by its reporter's standing (global trust × opinion trust). A report is
+ * a claim, never evidence (docs/reputation.md "What evidence proves"), so
+ * it moves trust by at most `hearsayMass` facts per reporter.
  */
 import { InvalidParametersError } from '@libp2p/interface'
 import { betaTrust, DEFAULT_SCORE_PARAMS } from './score.js'

@@ -3,8 +3,7 @@
  * facts, as a beta score with decay (the scheme of Storj's node
  * reputation): each fact of value v ∈ [−1, 1] and weight w updates
  *
- *   α ← λ·α + w·(1 + v)/2        β ← λ·β + w·(1 − v)/2
- *
+ * `α ← λ·α + w·(1 + v)/2` and `β ← λ·β + w·(1 − v)/2`,
  * and the trust is α / (α + β + prior). `prior` is a pseudo-count of
  * doubt: a peer with no facts has trust 0 (a fresh identity earns
  * nothing by existing), one good fact is not yet full trust, and a broken

@@ -6,9 +6,9 @@ import { reputationJson } from '../../reputation/json.js'
 import { Reputation } from '../../reputation/model.js'
 import { Store } from '../../store/index.js'
 import { CliError, EXIT, UsageError, commonOptions, commonUsage, out, parse, readCommon, terminalSafe } from '../command.js'
-import type { Command } from '../command.js'
-import type { TrustExplanation } from '../../reputation/model.js'
 import type { ReputationJson, ReputationListJson } from '../../reputation/json.js'
+import type { TrustExplanation } from '../../reputation/model.js'
+import type { Command } from '../command.js'
 
 const usage = `usage: decloud reputation [peer] [options]
 
