@@ -250,6 +250,42 @@ rules:
     assert.equal(seller.reputation.trust(b), before)
     assert.equal((await deferred('t3')).status, Status.NO_DEFER)
 
+    // a seller that never dealt with the buyer, and that pre-trusts the first one (say, its operator's
+    // other node): it gives strangers a tab but not peers it distrusts, and learns from one report round
+    const other = await startNode({
+      payments: { chain, fulfilment: false },
+      policy: { rules: parsePolicy(`version: 1
+rules:
+  - name: tab-for-all
+    scope: { service: sha256 }
+    allow: true
+    defer: allow
+    max-tab: 100000
+  - name: no-tab-for-distrusted
+    scope: { service: sha256, trust: { min: 0, max: 0.3 } }
+    defer: deny
+`, { file: '<test>' }) },
+      sha256: { pricing: { base: PRICE } },
+      reputation: { pretrusted: [seller.peerId.toString()] }
+    })
+    nodes.push(other)
+    const deferredAt = async (to: TestNode, tab: string): Promise<Status> => (await buyer.opencloud.call(multiaddr(to.addr), {
+      service: 'sha256',
+      method: 'hash',
+      body: enc.encode(tab),
+      paymentType: PaymentType.PAYMENT_DEFER,
+      payment: { currency: 'BTC', amount: PRICE, txn: new Uint8Array(), deferId: tab, deferThreshold: 'time:3600' }
+    })).status
+    assert.equal(await deferredAt(other, 'o1'), Status.OK, 'a stranger gets a tab there')
+    await other.libp2p.dial(multiaddr(seller.addr))
+    assert.ok(await eventually(() => seller.libp2p.services.pubsub.getSubscribers(REPUTATION_TOPIC).some(p => p.equals(other.peerId)), 15_000))
+    const heard = nextReport(other, e => e.accepted && e.report?.reporter === seller.peerId.toString())
+    await seller.libp2p.services.reputation.publish()
+    await within(heard, 10_000, 'the other seller never heard the report')
+    assert.ok((other.reputation.trust(b) ?? 1) < 0.3, `trust of the buyer at the other seller: ${other.reputation.trust(b)}`)
+    assert.equal(other.reputation.localTrust(b), undefined, 'no first-hand facts there')
+    assert.equal(await deferredAt(other, 'o2'), Status.NO_DEFER, 'refused a tab on hearsay from a trusted reporter')
+
     // the control API (and so `decloud reputation PEER`) says why
     const control = new ControlServer({ node: seller, dataDir: seller.dataDir })
     await control.start()
