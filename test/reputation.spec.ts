@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { eigenTrust } from '../src/reputation/eigentrust.js'
+import { eigenTrust, TrustGraph } from '../src/reputation/eigentrust.js'
 import { Reputation } from '../src/reputation/model.js'
 import { combinedTrust, opinionTrust } from '../src/reputation/opinion.js'
 import { betaTrust, EMPTY_STATE, foldFact, validateScoreParams } from '../src/reputation/score.js'
@@ -132,6 +132,20 @@ describe('reputation: EigenTrust', () => {
     assert.ok(warm.converged && again.converged)
     assert.ok(warm.iterations < again.iterations, `warm ${warm.iterations} vs cold ${again.iterations}`)
     for (const [k, v] of again.trust) { assert.ok(close(warm.trust.get(k) ?? 0, v, 1e-8)) }
+  })
+
+  it('a kept graph updated row by row gives the vector of a fresh computation', () => {
+    const rows = Array.from({ length: 30 }, (_, i) => ({ from: `p${i}`, trust: new Map([[`p${(i + 1) % 30}`, 1], [`p${(i * 7) % 30}`, 0.5]]) }))
+    const g = new TrustGraph()
+    for (const r of rows) { g.setRow(r) }
+    g.compute(['p0'], { epsilon: 1e-12, maxIterations: 1000 })
+    rows[4] = { from: 'p4', trust: new Map([['p20', 1]]) }
+    g.setRow(rows[4])
+    g.deleteRow('p7')
+    const kept = g.compute(['p0'], { epsilon: 1e-12, maxIterations: 1000 })
+    const fresh = eigenTrust({ rows: rows.filter(r => r.from !== 'p7'), pretrusted: ['p0'], params: { epsilon: 1e-12, maxIterations: 1000 } })
+    for (const [k, v] of fresh.trust) { assert.ok(close(kept.trust.get(k) ?? 0, v, 1e-9), `${k}: ${kept.trust.get(k)} vs ${v}`) }
+    assert.ok(kept.iterations < fresh.iterations, 'warm from the kept vector')
   })
 
   it('a row weight (opinion trust) sends the unfollowed share to the pre-trusted peers', () => {

@@ -60,8 +60,155 @@ export interface EigenTrustResult {
   converged: boolean
 }
 
+/** One truster's normalised, weighted out-edges */
+interface Row {
+  cols: Int32Array
+  vals: Float64Array
+  /** share followed (opinion trust) */
+  kept: number
+}
+
 /**
- * Computes the global trust vector.
+ * The trust graph kept between computations: rows change one at a time
+ * (`setRow`, at the cost of that row), and `compute` warm-starts from the
+ * last vector, so an update after a few new reports costs a few
+ * iterations over the edges, not a rebuild of the matrix.
+ *
+ * @example
+ * ```ts
+ * const g = new TrustGraph()
+ * g.setRow({ from: 'a', trust: new Map([['b', 1]]) })
+ * const { trust } = g.compute(['a'])
+ * ```
+ */
+export class TrustGraph {
+  private readonly index = new Map<string, number>()
+  private readonly ids: string[] = []
+  private readonly rows = new Map<number, Row>()
+  private last = new Float64Array(0)
+
+  /** The index of a peer, adding it when new */
+  idOf (peer: string): number {
+    let i = this.index.get(peer)
+    if (i == null) {
+      i = this.ids.length
+      this.index.set(peer, i)
+      this.ids.push(peer)
+    }
+    return i
+  }
+
+  get size (): number {
+    return this.ids.length
+  }
+
+  /** Sets (or, with no positive trust, removes) a truster's row; self-trust is dropped */
+  setRow (row: TrustRow): void {
+    const from = this.idOf(row.from)
+    const weight = row.weight ?? 1
+    if (!Number.isFinite(weight) || weight < 0 || weight > 1) { throw new InvalidParametersError(`row weight must be in [0, 1], not ${weight}`) }
+    let sum = 0
+    let n = 0
+    for (const [to, v] of row.trust) {
+      if (to === row.from || !(v > 0) || !Number.isFinite(v)) { continue }
+      sum += v
+      n++
+    }
+    if (sum === 0 || weight === 0) {
+      this.rows.delete(from)
+      return
+    }
+    const cols = new Int32Array(n)
+    const vals = new Float64Array(n)
+    let k = 0
+    for (const [to, v] of row.trust) {
+      if (to === row.from || !(v > 0) || !Number.isFinite(v)) { continue }
+      cols[k] = this.idOf(to)
+      vals[k] = weight * v / sum
+      k++
+    }
+    this.rows.set(from, { cols, vals, kept: weight })
+  }
+
+  /** Forgets a truster's row (its peer stays known, as a possible trustee) */
+  deleteRow (from: string): void {
+    const i = this.index.get(from)
+    if (i != null) { this.rows.delete(i) }
+  }
+
+  /**
+   * The global trust vector, warm-started from the last one (or from
+   * `previous`, or from p).
+   */
+  compute (pretrusted: readonly string[], params?: Partial<EigenTrustParams>, previous?: ReadonlyMap<string, number>): EigenTrustResult {
+    const { a, epsilon, maxIterations } = validateEigenTrustParams(params)
+    if (pretrusted.length === 0) { throw new InvalidParametersError('EigenTrust needs at least one pre-trusted peer') }
+    const pre = new Set(pretrusted)
+    const pIdx = [...pre].map(peer => this.idOf(peer))
+    const n = this.ids.length
+    let t = new Float64Array(n)
+    let sum = 0
+    if (previous != null && previous.size > 0) {
+      for (const [peer, v] of previous) {
+        const i = this.index.get(peer)
+        if (i != null && v > 0 && Number.isFinite(v)) {
+          t[i] = v
+          sum += v
+        }
+      }
+    } else {
+      for (let i = 0; i < Math.min(n, this.last.length); i++) {
+        t[i] = this.last[i]
+        sum += this.last[i]
+      }
+    }
+    if (sum > 0) {
+      for (let i = 0; i < n; i++) { t[i] /= sum }
+    } else {
+      for (const i of pIdx) { t[i] = 1 / pIdx.length }
+    }
+    const rowList = [...this.rows]
+    let next = new Float64Array(n)
+    let iterations = 0
+    let converged = false
+    while (iterations < maxIterations) {
+      iterations++
+      next.fill(0)
+      // mass that follows no edge: dangling peers, the unfollowed share of weighted rows
+      let total = 0
+      for (let i = 0; i < n; i++) { total += t[i] }
+      let toP = total
+      for (const [from, row] of rowList) {
+        const ti = t[from]
+        if (ti === 0) { continue }
+        toP -= ti * row.kept
+        const f = (1 - a) * ti
+        const { cols, vals } = row
+        for (let k = 0; k < cols.length; k++) { next[cols[k]] += f * vals[k] }
+      }
+      const share = ((1 - a) * toP + a * total) / pIdx.length
+      for (const i of pIdx) { next[i] += share }
+      let delta = 0
+      for (let i = 0; i < n; i++) { delta += Math.abs(next[i] - t[i]) }
+      const swap = t
+      t = next
+      next = swap
+      if (delta < epsilon) {
+        converged = true
+        break
+      }
+    }
+    this.last = t
+    let total = 0
+    for (let i = 0; i < n; i++) { total += t[i] }
+    const trust = new Map<string, number>()
+    for (let i = 0; i < n; i++) { trust.set(this.ids[i], total > 0 ? t[i] / total : 0) }
+    return { trust, iterations, converged }
+  }
+}
+
+/**
+ * Computes the global trust vector (a new `TrustGraph` of `rows`).
  *
  * @example
  * ```ts
@@ -69,97 +216,8 @@ export interface EigenTrustResult {
  * ```
  */
 export function eigenTrust (input: EigenTrustInput): EigenTrustResult {
-  const params = validateEigenTrustParams(input.params)
-  if (input.pretrusted.length === 0) { throw new InvalidParametersError('EigenTrust needs at least one pre-trusted peer') }
-  const index = new Map<string, number>()
-  const ids: string[] = []
-  const idOf = (peer: string): number => {
-    let i = index.get(peer)
-    if (i == null) {
-      i = ids.length
-      index.set(peer, i)
-      ids.push(peer)
-    }
-    return i
-  }
-  for (const p of input.pretrusted) { idOf(p) }
-  // compressed sparse rows: for each truster, its normalised, weighted out-edges
-  const rowFrom: number[] = []
-  const rowStart: number[] = [0]
-  const cols: number[] = []
-  const vals: number[] = []
-  const rowKept: number[] = []
-  for (const row of input.rows) {
-    const from = idOf(row.from)
-    const weight = row.weight ?? 1
-    if (!Number.isFinite(weight) || weight < 0 || weight > 1) { throw new InvalidParametersError(`row weight must be in [0, 1], not ${weight}`) }
-    let sum = 0
-    for (const [to, v] of row.trust) {
-      if (to === row.from || !(v > 0) || !Number.isFinite(v)) { continue }
-      sum += v
-    }
-    if (sum === 0 || weight === 0) { continue }
-    for (const [to, v] of row.trust) {
-      if (to === row.from || !(v > 0) || !Number.isFinite(v)) { continue }
-      cols.push(idOf(to))
-      vals.push(weight * v / sum)
-    }
-    rowFrom.push(from)
-    rowStart.push(cols.length)
-    rowKept.push(weight)
-  }
-  const n = ids.length
-  const p = new Float64Array(n)
-  const pre = new Set(input.pretrusted)
-  for (const peer of pre) { p[index.get(peer) as number] = 1 / pre.size }
-  let t = new Float64Array(n)
-  if (input.previous != null && input.previous.size > 0) {
-    let sum = 0
-    for (const [peer, v] of input.previous) {
-      const i = index.get(peer)
-      if (i != null && v > 0 && Number.isFinite(v)) { t[i] = v; sum += v }
-    }
-    if (sum > 0) { for (let i = 0; i < n; i++) { t[i] /= sum } } else { t.set(p) }
-  } else {
-    t.set(p)
-  }
-  const a = params.a
-  let next = new Float64Array(n)
-  let iterations = 0
-  let converged = false
-  while (iterations < params.maxIterations) {
-    iterations++
-    next.fill(0)
-    // mass that follows no edge: dangling rows, the unfollowed share of weighted rows
-    let toP = 0
-    let followed = 0
-    for (let r = 0; r < rowFrom.length; r++) {
-      const ti = t[rowFrom[r]]
-      if (ti === 0) { continue }
-      followed += ti
-      toP += ti * (1 - rowKept[r])
-      for (let k = rowStart[r]; k < rowStart[r + 1]; k++) { next[cols[k]] += (1 - a) * ti * vals[k] }
-    }
-    let total = 0
-    for (let i = 0; i < n; i++) { total += t[i] }
-    toP += total - followed
-    const pMass = (1 - a) * toP + a * total
-    let delta = 0
-    for (let i = 0; i < n; i++) {
-      next[i] += pMass * p[i]
-      delta += Math.abs(next[i] - t[i])
-    }
-    const swap = t
-    t = next
-    next = swap
-    if (delta < params.epsilon) {
-      converged = true
-      break
-    }
-  }
-  const trust = new Map<string, number>()
-  let sum = 0
-  for (let i = 0; i < n; i++) { sum += t[i] }
-  for (let i = 0; i < n; i++) { trust.set(ids[i], sum > 0 ? t[i] / sum : 0) }
-  return { trust, iterations, converged }
+  const g = new TrustGraph()
+  for (const p of input.pretrusted) { g.idOf(p) }
+  for (const row of input.rows) { g.setRow(row) }
+  return g.compute(input.pretrusted, input.params, input.previous)
 }

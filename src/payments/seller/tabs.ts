@@ -1,17 +1,15 @@
 /**
- * Server side of deferred payments: one tab per (payer OpenCloud ID, defer
- * id). Spec "Decloud - Server": "store deferred payment promises made by
- * clients, and match that against the actual payment received. The
- * defer-threshold field is helpful in evaluating an honest client whose
+ * Server side of deferred payments: one tab per (payer OpenCloud ID, defer id). Spec "Decloud -
+ * Server": "store deferred payment promises made by clients, and match that against the actual
+ * payment received. The defer-threshold field is helpful in evaluating an honest client whose
  * payment is not yet due, vs. a cheating client."
  *
- * A tab accrues what the payer promised (`payment-type defer`) and what it
- * paid (`attached` payments naming the defer id). Each promise keeps its
- * evidence: the signed request, body replaced by nothing, plus the body
- * hash, which is enough to check the payer's signature again
+ * A tab accrues what the payer promised (`payment-type defer`) and what it paid (`attached`
+ * payments naming the defer id). Each promise keeps its evidence: the signed request, body
+ * replaced by nothing, plus the body hash, which is enough to check the payer's signature again
  * (`verifyEvidence`). A tab whose threshold passed and that stays unpaid
- * past a grace period becomes `broken`: a broken-promise record is written
- * for reputation to read (`brokenPromises()`).
+ * past a grace period becomes `broken`: a broken-promise record is written (`brokenPromises()`),
+ * and reputation hears of each tab broken or paid in full (`events`).
  *
  * Layout (keys in the tabs SubDb; payer and defer id never contain `/`):
  * - `t/<payer>/<deferId>`           the tab (JSON, amounts as decimal strings)
@@ -31,7 +29,7 @@ import { json as encodeJson } from '../../util/json.js'
 import { KeyedMutex } from '../../util/locks.js'
 import { Lru } from '../../util/lru.js'
 import { DEFAULT_THRESHOLD, DEFER_ID, dueTime, formatThreshold, owedOf, parseThreshold, statusAt } from './tab.js'
-import type { Tab, Threshold, BrokenPromise, Evidence } from './tab.js'
+import type { Tab, Threshold, BrokenPromise, Evidence, TabEvents } from './tab.js'
 import type { BatchOp, SubDb } from '../../store/index.js'
 
 export * from './tab.js'
@@ -65,14 +63,8 @@ export interface TabStoreInit {
   grace?: number
   /** ms after opening a tab falls due at the latest, whatever its threshold @default 24 hours */
   maxTabAge?: number
-  /** told of each tab paid in full (a promise kept) and each tab found broken, after the write (reputation's evidence) */
+  /** told of each tab paid in full and each tab found broken, after the write (reputation's facts); must not throw */
   events?: TabEvents
-}
-
-/** What reputation hears of tabs */
-export interface TabEvents {
-  settled?(tab: Tab): void
-  broken?(record: BrokenPromise, tab: Tab): void
 }
 
 export interface PromiseInput {
@@ -433,7 +425,7 @@ export class TabStore {
         }
         ops.push({ type: 'put', key: creditKey(payer, deferId, txid), value: encodeJson({ amount, at: now }) })
         await this.commit(ops, [tab], { payer, value: summary })
-        if (tab.status === 'settled' && existing?.status !== 'settled') { this.tell(() => this.events?.settled?.({ ...tab })) }
+        if (tab.status === 'settled' && existing?.status !== 'settled') { this.events?.settled?.({ ...tab }) }
         return { tab: { ...tab }, credited: true }
       })
     })
@@ -478,20 +470,13 @@ export class TabStore {
             { type: 'del', key },
             { type: 'put', key: brokenKey(now, payer, deferId), value: encodeJson(record) }
           ], [next], { payer, value: { open: summary.open.filter(id => id !== deferId), broken: [...summary.broken.filter(id => id !== deferId), deferId] } })
-          this.tell(() => this.events?.broken?.(record, { ...next }))
+          this.events?.broken?.(record, { ...next })
           return true
         })
       })
       if (done) { broken++ }
     }
     return broken
-  }
-
-  /** A listener's failure is its own */
-  private tell (fn: () => void): void {
-    try {
-      fn()
-    } catch {}
   }
 
   /** Broken promises, oldest first (optionally only those broken at or after `since`, ms) */
