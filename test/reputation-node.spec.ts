@@ -254,7 +254,8 @@ rules:
     // other node): it gives strangers a tab but not peers it distrusts, and learns from one report round
     const other = await startNode({
       payments: { chain, fulfilment: false },
-      policy: { rules: parsePolicy(`version: 1
+      policy: {
+        rules: parsePolicy(`version: 1
 rules:
   - name: tab-for-all
     scope: { service: sha256 }
@@ -264,7 +265,8 @@ rules:
   - name: no-tab-for-distrusted
     scope: { service: sha256, trust: { min: 0, max: 0.3 } }
     defer: deny
-`, { file: '<test>' }) },
+`, { file: '<test>' })
+      },
       sha256: { pricing: { base: PRICE } },
       reputation: { pretrusted: [seller.peerId.toString()] }
     })
