@@ -20,7 +20,7 @@ export type ReputationJson = ReputationListJson | TrustExplanation
 
 export async function reputationJson (rep: Reputation, peer?: string): Promise<ReputationJson> {
   if (peer != null) { return rep.explain(peer) }
-  rep.refresh()
+  rep.refresh(true)
   const peers = rep.known().map(p => {
     const s = rep.records.state(p)
     const local = rep.localTrust(p)

@@ -58,6 +58,9 @@ export interface TrustExplanation {
   claims: Array<{ reporter: string, trust: number, facts: number, bad: number, weight: number, opinionTrust: number, global: number }>
 }
 
+/** Least time between two recomputations of the global vector (ms) */
+export const REFRESH_INTERVAL = 1_000
+
 /** The state of one reporter */
 interface ReporterState {
   report: Report
@@ -81,6 +84,7 @@ export class Reputation {
   /** standing of each reporter: global trust relative to the most trusted other peer, 0–1 */
   private standing = new Map<string, number>()
   private dirty = true
+  private refreshedAt = -Infinity
 
   constructor (init: ReputationInit) {
     this.self = init.self
@@ -219,9 +223,17 @@ export class Reputation {
     this.reporters.delete(reporter)
   }
 
-  /** Recomputes opinion trust and the global vector when facts or reports changed */
-  refresh (): void {
+  /**
+   * Recomputes opinion trust and the global vector when facts or reports
+   * changed, at most once per `REFRESH_INTERVAL` unless `force`d: the trust
+   * provider runs on the call path, and reports keep arriving. Our own
+   * facts count at once whatever the interval (`trust` reads them live).
+   */
+  refresh (force = false): void {
     if (!this.dirty) { return }
+    const now = Date.now()
+    if (!force && now - this.refreshedAt < REFRESH_INTERVAL) { return }
+    this.refreshedAt = now
     this.dirty = false
     const ours = this.records.states
     for (const r of this.reporters.values()) {
@@ -251,7 +263,7 @@ export class Reputation {
 
   /** Why a peer has its trust */
   async explain (peer: string): Promise<TrustExplanation> {
-    this.refresh()
+    this.refresh(true)
     const s = this.records.state(peer)
     const claims = [...(this.about.get(peer) ?? [])].map(([reporter, trust]) => {
       const r = this.reporters.get(reporter)
