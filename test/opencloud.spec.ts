@@ -142,7 +142,7 @@ describe('OpenCloud between real nodes', function () {
 
     it('client-error/invalid-signature: a forged signature', async () => {
       const raw = await RawStream.open(a, b)
-      const req = await signedRequest(a.key, { service: 'sha256', method: 'hash', body: enc.encode('x') })
+      const req = await signedRequest(a.key, { audience: b.openCloudId, service: 'sha256', method: 'hash', body: enc.encode('x') })
       req.sig[0][5] ^= 0xff
       const res = await raw.exchange(req)
       assert.equal(res.status, Status.INVALID_SIGNATURE)
@@ -196,21 +196,21 @@ describe('OpenCloud between real nodes', function () {
 
     it('request-declined/refresh-nonce: a request without a nonce, with a fresh nonce in the answer', async () => {
       const raw = await RawStream.open(a, b)
-      const req = await signedRequest(a.key, { service: 'sha256', method: 'hash' })
+      const req = await signedRequest(a.key, { audience: b.openCloudId, service: 'sha256', method: 'hash' })
       const res = await raw.exchange(req)
       assert.equal(res.status, Status.REFRESH_NONCE)
       assert.equal(res.nextNonce.byteLength, NONCE_LENGTH)
       // the request digest in the answer is the request's signing digest itself
       assert.deepEqual(res.requestDigest, requestDigest(req))
       // the nonce works once
-      const ok = await raw.exchange(await signedRequest(a.key, { service: 'sha256', method: 'hash', nonce: res.nextNonce }))
+      const ok = await raw.exchange(await signedRequest(a.key, { audience: b.openCloudId, service: 'sha256', method: 'hash', nonce: res.nextNonce }))
       assert.equal(ok.status, Status.OK)
       await raw.close()
     })
 
     it('request-declined/access-denied: a request with no credential', async () => {
       const raw = await RawStream.open(a, b)
-      const req = await signedRequest(a.key, { service: 'sha256', method: 'hash' })
+      const req = await signedRequest(a.key, { audience: b.openCloudId, service: 'sha256', method: 'hash' })
       req.id = []
       req.sig = []
       const res = await raw.exchange(req)

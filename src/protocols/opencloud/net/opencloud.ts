@@ -129,6 +129,7 @@ export class OpenCloudService implements OpenCloud, Startable {
     for (const s of init.services ?? []) { this.addService(s) }
     if (!this.services.has('info')) { this.addService(this.infoService()) }
     this.server = new OpenCloudServer({
+      self: this.id,
       services: this.services,
       nonces: this.nonces,
       verifiers: [openCloudVerifier, ...(init.verifiers ?? [])],
