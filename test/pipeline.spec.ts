@@ -102,7 +102,7 @@ describe('pipeline stages', () => {
     })
 
     it('invalid-signature when credentials and signatures do not pair up', () => {
-      assert.equal(check({ id: ['oc:x'], sig: [] })?.status, Status.INVALID_SIGNATURE)
+      assert.equal(check({ id: ['oc:x', 'oc:y'], sig: [new Uint8Array(64) as Bytes] })?.status, Status.INVALID_SIGNATURE)
     })
   })
 
@@ -194,11 +194,12 @@ describe('pipeline stages', () => {
       assert.equal(await gate({ method: 'bytes' }), undefined)
     })
 
-    it('payment-declined, saying it is not implemented, for attached and defer', async () => {
+    it('payment-declined without a payment backend, for attached and defer', async () => {
       for (const paymentType of [PaymentType.PAYMENT_ATTACHED, PaymentType.PAYMENT_DEFER]) {
         const r = await gate({ method: 'free', paymentType })
         assert.equal(r?.status, Status.PAYMENT_DECLINED)
-        assert.match(r?.detail ?? '', /not implemented/)
+        assert.equal(r?.reason, Reason.REASON_NO_PAYMENT_BACKEND)
+        assert.match(r?.detail ?? '', /no payment backend/)
       }
     })
 

@@ -83,6 +83,8 @@ export interface RawRequestFields {
   paymentType?: PaymentType
   /** the server the request is meant for, `oc:<peer id>` (signed with it) */
   audience?: string
+  /** ask the server to sign its response */
+  signResponse?: boolean
 }
 
 type Bytes = Uint8Array<ArrayBuffer>
@@ -102,7 +104,7 @@ export async function signedRequest (signer: PrivateKey, fields: RawRequestField
     paymentType: fields.paymentType ?? PaymentType.PAYMENT_NONE,
     body: (fields.body ?? new Uint8Array()) as Bytes,
     audience: fields.audience ?? '',
-    signResponse: false
+    signResponse: fields.signResponse ?? false
   }
   request.sig = [await signer.sign(requestDigest(request)) as Bytes]
   return request

@@ -63,7 +63,9 @@ export function validateShape (maxBodySize: number): Stage {
     if (r.id.some(id => id.length > MAX_CREDENTIAL_LENGTH)) { return { status: Status.BAD_REQUEST, detail: `a credential exceeds ${MAX_CREDENTIAL_LENGTH} characters` } }
     if (r.sig.some(sig => sig.byteLength > MAX_SIGNATURE_LENGTH)) { return { status: Status.BAD_REQUEST, detail: `a signature exceeds ${MAX_SIGNATURE_LENGTH} bytes` } }
     if (r.nonce.byteLength !== 0 && r.nonce.byteLength !== NONCE_LENGTH) { return { status: Status.BAD_REQUEST, detail: `a nonce is ${NONCE_LENGTH} bytes` } }
-    if (r.id.length !== r.sig.length) { return { status: Status.INVALID_SIGNATURE, detail: `${r.id.length} credentials but ${r.sig.length} signatures` } }
+    if (r.audience.length > MAX_CREDENTIAL_LENGTH) { return { status: Status.BAD_REQUEST, detail: `the audience exceeds ${MAX_CREDENTIAL_LENGTH} characters` } }
+    // no signature at all is an unsigned request (the signature stage decides whether it may be)
+    if (r.sig.length !== 0 && r.id.length !== r.sig.length) { return { status: Status.INVALID_SIGNATURE, detail: `${r.id.length} credentials but ${r.sig.length} signatures` } }
     if (!PAYMENT_TYPES.has(r.paymentType)) { return { status: Status.BAD_REQUEST, detail: 'unknown payment-type' } }
     const p = r.payment
     if (p != null && (p.currency.length > MAX_PAYMENT_FIELD_LENGTH || p.deferId.length > MAX_PAYMENT_FIELD_LENGTH || p.deferThreshold.length > MAX_PAYMENT_FIELD_LENGTH)) {
