@@ -226,7 +226,9 @@ describe('hostile input', function () {
         r => { r.id = ['oc:not-a-peer-id'] },
         r => { r.id = ['btc:bc1qnotsupportedyet'] },
         r => { r.id = ['oc:' + '1'.repeat(5000)] },
-        r => { r.sig = [] },
+        // no signature is an unsigned request, which may name only the connection's own id
+        r => { r.id = [server.openCloudId]; r.sig = [] },
+        r => { r.id = [r.id[0], r.id[0]]; r.sig = [] },
         r => { r.sig = [r.sig[0], r.sig[0]] },
         r => { r.sig = [new Uint8Array(100_000)] },
         r => { r.id = Array.from({ length: 9 }, () => r.id[0]); r.sig = Array.from({ length: 9 }, () => r.sig[0]) }
