@@ -81,7 +81,7 @@ export interface OpenCloudComponents {
 
 /**
  * The OpenCloud protocol as a libp2p service: serves the configured services
- * on `/opencloud/1.0.0` and calls other peers' services.
+ * on `/opencloud/1.1.0` and calls other peers' services.
  */
 export interface OpenCloud {
   /** This node's OpenCloud ID, `oc:<peer id>` */
