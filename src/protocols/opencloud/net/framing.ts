@@ -9,6 +9,7 @@
  * length before reading any of the data, times the idle wait and the transfer
  * separately, and charges buffered bytes to a shared per-peer budget.
  */
+import { TimeoutError } from '@libp2p/interface'
 import { byteStream } from '@libp2p/utils'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { BufferBudgetExceededError, FrameTimeoutError, FrameTooLargeError, IdleTimeoutError, TruncatedFrameError } from '../api/errors.js'
@@ -35,6 +36,13 @@ export function encodeVarint (n: number): Uint8Array {
     out[i] = i < out.length - 1 ? low | 0x80 : low
   }
   return out
+}
+
+/** Bytes of the complete varint at the head of `bytes` */
+function varintPrefixLength (bytes: Uint8ArrayList): number {
+  let i = 0
+  while ((bytes.get(i) & 0x80) !== 0) { i++ }
+  return i + 1
 }
 
 /** Decodes a complete unsigned varint (every byte but the last has the high bit set) */
@@ -200,6 +208,15 @@ export class FrameReader {
    * signal's reason when it aborts; the stream's error when it is reset.
    */
   async read (options: FrameReadOptions = {}): Promise<Uint8ArrayList | null> {
+    const whole = this.buffered()
+    if (whole > 0) {
+      // the whole frame is here already (a small request usually arrives in
+      // one piece): no wait, so no timers
+      const all = await this.bytes.read({ bytes: whole })
+      this.charge(-all.byteLength)
+      const prefix = varintPrefixLength(all)
+      return all.sublist(prefix)
+    }
     let first: Uint8ArrayList
     const idle = deadline(options.idleTimeout, () => new IdleTimeoutError(`no request within ${options.idleTimeout} ms`), options.signal)
     try {
@@ -219,6 +236,31 @@ export class FrameReader {
     } finally {
       transfer.clear()
     }
+  }
+
+  /**
+   * The length (prefix included) of the frame at the head of the read
+   * buffer when it is complete and within bounds, else 0: anything else
+   * (incomplete, oversized, a prefix too long) takes the timed path, which
+   * also reports the errors
+   */
+  private buffered (): number {
+    // the byte stream's buffer (not in its type; without it every read takes the timed path)
+    const buf = (this.bytes as unknown as { readBuffer?: Uint8ArrayList }).readBuffer
+    const have = buf?.byteLength ?? 0
+    if (buf == null || have === 0 || this.failure != null) { return 0 }
+    let length = 0
+    let scale = 1
+    for (let i = 0; i < this.maxLengthLength && i < have; i++) {
+      const b = buf.get(i)
+      length += (b & 0x7f) * scale
+      scale *= 0x80
+      if ((b & 0x80) === 0) {
+        if (length > this.maxFrameSize) { return 0 }
+        return have >= i + 1 + length ? i + 1 + length : 0
+      }
+    }
+    return 0
   }
 
   private async readRest (first: Uint8ArrayList, signal?: AbortSignal): Promise<Uint8ArrayList> {
@@ -252,8 +294,17 @@ export class FrameReader {
     }
   }
 
-  /** Writes one frame, waiting for the stream to drain when its buffer is full */
-  async write (data: Uint8Array, options: AbortOptions = {}): Promise<void> {
-    await this.bytes.write(new Uint8ArrayList(encodeVarint(data.byteLength), data), options)
+  /**
+   * Writes one frame, waiting for the stream to drain when its buffer is
+   * full, at most `timeout` ms (the timer is only set when there is a wait)
+   */
+  async write (data: Uint8Array, options: AbortOptions & { timeout?: number } = {}): Promise<void> {
+    if (this.stream.send(new Uint8ArrayList(encodeVarint(data.byteLength), data))) { return }
+    const wait = deadline(options.timeout, () => new TimeoutError(`frame not sent within ${options.timeout} ms`), options.signal)
+    try {
+      await this.stream.onDrain({ signal: wait.signal })
+    } finally {
+      wait.clear()
+    }
   }
 }

@@ -255,7 +255,7 @@ export class OpenCloudServer {
     const name = String(reply.status)
     this.stats.byStatus[name] = (this.stats.byStatus[name] ?? 0) + 1
     const response = await this.respond(reply, state, peerKey, client)
-    await reader.write(Response.encode(response), { signal: AbortSignal.timeout(this.messageTimeout) })
+    await reader.write(Response.encode(response), { timeout: this.messageTimeout })
   }
 
   /**
