@@ -426,6 +426,14 @@ export class OpenCloudClient {
    * bounded by the caller's signal and by the message timeout.
    */
   private async acquire (connection: Connection, state: PeerState, options: AbortOptions): Promise<Session> {
+    // the usual case, an idle pooled stream: no wait, so no deadline
+    const ready = this.closed || options.signal?.aborted === true ? undefined : state.idle.at(-1)
+    if (ready != null && usable(ready.stream)) {
+      state.idle.pop()
+      clearTimeout(ready.idleTimer)
+      ready.unwatch?.()
+      return ready
+    }
     const wait = deadline(this.messageTimeout, () => new StreamPoolTimeoutError(`no stream to ${connection.remotePeer.toString()} became free in time`), options.signal)
     try {
       while (true) {
