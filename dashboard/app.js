@@ -4,16 +4,21 @@
 
 const REFRESH = 2000
 
-/** Builds an element: h('td', { class: 'num' }, 'text', child…) */
+/**
+ * Builds an element: h('td', { class: 'num' }, 'text', child…)
+ *
+ * @param tag
+ * @param attrs
+ * @param {...any} children
+ */
 function h (tag, attrs = {}, ...children) {
   const el = document.createElement(tag)
   for (const [k, v] of Object.entries(attrs ?? {})) {
-    if (v == null || v === false) continue
-    if (k.startsWith('on')) el.addEventListener(k.slice(2), v)
-    else el.setAttribute(k, v === true ? '' : String(v))
+    if (v == null || v === false) { continue }
+    if (k.startsWith('on')) { el.addEventListener(k.slice(2), v) } else { el.setAttribute(k, v === true ? '' : String(v)) }
   }
   for (const c of children.flat()) {
-    if (c == null || c === false) continue
+    if (c == null || c === false) { continue }
     el.append(c instanceof Node ? c : document.createTextNode(String(c)))
   }
   return el
@@ -38,15 +43,19 @@ async function api (path, { method = 'GET', body, raw = false } = {}) {
       type = j.error?.type ?? type
       message = j.error?.message ?? message
     } catch {}
-    if (res.status === 401) showError('The session has ended: run `decloud dashboard` for a new login link.')
+    if (res.status === 401) { showError('The session has ended: run `decloud dashboard` for a new login link.') }
     throw new ApiError(res.status, type, message)
   }
   return raw ? res : res.json()
 }
 
-/** api() that answers null for an endpoint this node does not have (404: payments off, no policy…) */
+/**
+ * api() that answers null for an endpoint this node does not have (404: payments off, no policy…)
+ *
+ * @param path
+ */
 async function optional (path) {
-  try { return await api(path) } catch (e) { if (e.status === 404) return null; throw e }
+  try { return await api(path) } catch (e) { if (e.status === 404) { return null } throw e }
 }
 
 function showError (text) {
@@ -58,7 +67,7 @@ function showError (text) {
 const fmt = {
   bytes (n) {
     n = Number(n)
-    if (!Number.isFinite(n)) return '–'
+    if (!Number.isFinite(n)) { return '–' }
     const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
     let i = 0
     while (n >= 1024 && i < u.length - 1) { n /= 1024; i++ }
@@ -68,9 +77,9 @@ const fmt = {
   time (ms) { return ms == null ? '–' : new Date(ms).toLocaleString() },
   ago (ms) {
     const s = Math.max(0, Math.round((Date.now() - ms) / 1000))
-    if (s < 90) return `${s} s`
-    if (s < 5400) return `${Math.round(s / 60)} min`
-    if (s < 172800) return `${Math.round(s / 3600)} h`
+    if (s < 90) { return `${s} s` }
+    if (s < 5400) { return `${Math.round(s / 60)} min` }
+    if (s < 172800) { return `${Math.round(s / 3600)} h` }
     return `${Math.round(s / 86400)} d`
   },
   until (ms) { return ms == null ? '–' : ms < Date.now() ? `${fmt.ago(ms)} ago` : `in ${fmt.ago(2 * Date.now() - ms)}` },
@@ -80,7 +89,7 @@ const fmt = {
 function card (k, v, title) { return h('div', { class: 'card', title }, h('div', { class: 'v' }, v), h('div', { class: 'k' }, k)) }
 
 function table (headers, rows, empty = 'none') {
-  if (rows.length === 0) return h('p', { class: 'muted' }, empty)
+  if (rows.length === 0) { return h('p', { class: 'muted' }, empty) }
   return h('table', {},
     h('thead', {}, h('tr', {}, headers.map(x => h('th', { class: x.endsWith('#') ? 'num' : null }, x.replace(/#$/, ''))))),
     h('tbody', {}, rows.map(r => h('tr', {}, r.map((c, i) => h('td', { class: headers[i].endsWith('#') ? 'num' : null }, c))))))
@@ -94,7 +103,11 @@ function bar (used, total) {
   return h('div', { class: 'bar', title: `${pct.toFixed(1)} %` }, fill)
 }
 
-/** Bandwidth over time as an SVG chart (bytes per second in and out) */
+/**
+ * Bandwidth over time as an SVG chart (bytes per second in and out)
+ *
+ * @param samples
+ */
 function chart (samples) {
   const ns = 'http://www.w3.org/2000/svg'
   const svg = document.createElementNS(ns, 'svg')
@@ -102,7 +115,7 @@ function chart (samples) {
   svg.setAttribute('viewBox', '0 0 600 160')
   svg.setAttribute('preserveAspectRatio', 'none')
   svg.setAttribute('data-points', String(samples.length))
-  if (samples.length < 2) return svg
+  if (samples.length < 2) { return svg }
   const rates = samples.slice(1).map((s, i) => {
     const dt = Math.max(1, (s.t - samples[i].t) / 1000)
     return { t: s.t, in: s.in / dt, out: s.out / dt }
@@ -233,7 +246,7 @@ const pages = {
           onsubmit: (e) => {
             e.preventDefault()
             const f = input.files?.[0]
-            if (f == null) return
+            if (f == null) { return }
             upload(f, progress, status)
           }
         }, input, h('button', { type: 'submit' }, 'upload'), progress, status),
@@ -340,7 +353,13 @@ function tabsTable (tabs) {
     tabs.map(t => [h('span', { class: 'mono' }, fmt.short(t.payer)), t.deferId, fmt.sats(t.accrued), fmt.sats(t.paid), fmt.sats(t.owed), h('span', { class: t.status === 'broken' ? 'bad' : t.status === 'due' ? 'bad' : null }, t.status), fmt.until(t.dueAt ?? t.latestDue)]), 'no tabs')
 }
 
-/** Uploads a file through the node (POST /v1/files), with progress */
+/**
+ * Uploads a file through the node (POST /v1/files), with progress
+ *
+ * @param file
+ * @param progress
+ * @param status
+ */
 function upload (file, progress, status) {
   const xhr = new XMLHttpRequest()
   progress.hidden = false
@@ -348,7 +367,7 @@ function upload (file, progress, status) {
   status.textContent = 'uploading…'
   const started = Date.now()
   xhr.upload.onprogress = (e) => {
-    if (!e.lengthComputable) return
+    if (!e.lengthComputable) { return }
     progress.value = e.loaded / e.total
     const rate = e.loaded / Math.max(0.001, (Date.now() - started) / 1000)
     status.textContent = `${fmt.bytes(e.loaded)} of ${fmt.bytes(e.total)} · ${fmt.bytes(rate)}/s`
@@ -372,7 +391,7 @@ let timer = null
 async function show () {
   const name = (location.hash.slice(1) || 'overview')
   const page = pages[name] ?? pages.overview
-  for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.getAttribute('href') === `#${name}`)
+  for (const a of document.querySelectorAll('#nav a')) { a.classList.toggle('active', a.getAttribute('href') === `#${name}`) }
   const root = h('div', { 'data-page': name })
   document.getElementById('page').replaceChildren(root)
   current = { page, root }
@@ -382,7 +401,7 @@ async function show () {
 }
 
 async function tick (c) {
-  if (c !== current) return
+  if (c !== current) { return }
   const live = document.getElementById('live')
   try {
     await c.page.refresh(c.root)
@@ -390,9 +409,9 @@ async function tick (c) {
     live.className = 'ok'
   } catch (err) {
     live.className = 'bad'
-    if (err.status !== 401) showError(`could not refresh: ${err.message}`)
+    if (err.status !== 401) { showError(`could not refresh: ${err.message}`) }
   }
-  if (c === current) timer = setTimeout(() => { void tick(c) }, REFRESH)
+  if (c === current) { timer = setTimeout(() => { void tick(c) }, REFRESH) }
 }
 
 document.getElementById('logout').addEventListener('click', async () => {

@@ -3,8 +3,8 @@ import { createServer } from 'node:http'
 import { AbortError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { MAX_BODY_SIZE } from '../protocols/opencloud/api/constants.js'
-import { CONTROL_HOST, keepOnExit, newToken, removeControlFiles, removeOnExit, writeControlFiles } from './files.js'
 import { DASHBOARD_PREFIX, LOGIN_PATH, dashboardRoutes, login, sendHtmlError } from './dashboard.js'
+import { CONTROL_HOST, keepOnExit, newToken, removeControlFiles, removeOnExit, writeControlFiles } from './files.js'
 import { HttpError, badRequest } from './http.js'
 import { NodeMetrics } from './metrics.js'
 import { callRoutes } from './routes-calls.js'
@@ -231,9 +231,8 @@ export class ControlServer {
     this.checkHost(req)
     const path = (req.url ?? '/').split('?')[0]
     const state = this.conns.get(req.socket)
-    if (path === LOGIN_PATH) {
+    if (path === LOGIN_PATH && req.method === 'GET') {
       // the one-time secret in the URL is the credential
-      this.only(req, 'GET')
       if (state != null) { state.authed = true }
       login(req, res, this.sessions)
       return

@@ -5,7 +5,7 @@
  * never reaches the browser, and a login URL left in a terminal's scrollback
  * or a browser's history is useless once it has been opened.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 
 export const SESSION_COOKIE = 'decloud_session'
@@ -112,9 +112,4 @@ export function cookie (req: IncomingMessage, name: string): string | undefined 
     if (part.slice(0, eq).trim() === name) { return part.slice(eq + 1).trim() }
   }
   return undefined
-}
-
-/** Constant-time comparison of two strings of any length */
-export function sameSecret (a: string, b: string): boolean {
-  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest())
 }
