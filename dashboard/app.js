@@ -129,13 +129,7 @@ function chart (samples) {
     p.setAttribute('points', rates.map(r => `${(600 * (r.t - t0)) / span},${155 - (150 * r[dir]) / max}`).join(' '))
     svg.append(p)
   }
-  const label = document.createElementNS(ns, 'text')
-  label.setAttribute('x', '4')
-  label.setAttribute('y', '14')
-  label.setAttribute('font-size', '11')
-  label.textContent = `peak ${fmt.bytes(max)}/s · blue in, green out`
-  svg.append(label)
-  return svg
+  return h('div', {}, svg, h('div', { class: 'muted' }, `last ${fmt.ago(t0)} · peak ${fmt.bytes(max)}/s · blue in, green out`))
 }
 
 // ---- pages: mount() builds the page once, refresh() fills what changes ----
