@@ -1,0 +1,576 @@
+/**
+ * Files of any size, encrypted and erasure-coded across many sellers
+ * (docs/files.md): the buyer side of storage.
+ *
+ * put: stream → segments (k × pieceSize − 16 bytes of plaintext) → AES-256-GCM
+ * under a key derived from the wallet seed → Reed–Solomon k-of-n (+ a few
+ * extra parity pieces as a long-tail margin) → one piece per distinct seller,
+ * uploaded in parallel; the first n stored win and the rest are cancelled →
+ * manifest in LevelDB. get: per segment the k most promising pieces, a few
+ * more after a delay, the rest cancelled once k have arrived; each piece is
+ * checked against its hash, the segment decoded, authenticated and decrypted.
+ * Memory stays bounded: at most `concurrency` segments are in flight.
+ *
+ * Not yet (hooks marked TODO): leases and their renewal, receipts, audits,
+ * repair, resuming an upload after a restart, the encrypted manifest copy on
+ * the network and restore from seed.
+ */
+import { randomBytes } from 'node:crypto'
+import { AbortError, NotFoundError } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import { TAG_BYTES, fileKey, filesRootKey, newSalt, openSegment, sealSegment } from './crypto.js'
+import { decodeShards, encodeShards, shardSize } from './erasure.js'
+import { ManifestStore, MANIFEST_VERSION, isFileId } from './manifest.js'
+import { chooseRedundancy } from './redundancy.js'
+import { SellerRecords, rankForPut, successRate } from './sellers.js'
+import type { FileManifest, PieceRecord, SegmentRecord } from './manifest.js'
+import type { Redundancy } from './redundancy.js'
+import type { PieceSellers, SellerRef, TrustOf } from './sellers.js'
+import type { SellerCandidate } from '../market/select.js'
+import type { SubDb } from '../store/index.js'
+import type { Logger } from '@libp2p/interface'
+
+export { DecryptionFailedError } from './crypto.js'
+export { ErasureCodingError } from './erasure.js'
+export { TooFewSellersError, chooseRedundancy, parseRedundancy, pLoss, DEFAULT_LADDER } from './redundancy.js'
+export { OpenCloudPieces, PieceRefusedError, SellerRecords } from './sellers.js'
+export type { Redundancy } from './redundancy.js'
+export type { PieceSellers, PieceCaller, SellerRef, StoredPiece, TrustOf } from './sellers.js'
+export type { FileManifest, SegmentRecord, PieceRecord } from './manifest.js'
+
+/** Target bytes of one piece (a segment is k of them) */
+export const DEFAULT_PIECE_SIZE = 1024 * 1024
+/** A seller's largest blob today */
+export const MAX_PIECE_SIZE = 4 * 1024 * 1024
+/** Extra parity pieces sent at put, the slowest cancelled */
+export const DEFAULT_PUT_MARGIN = 2
+/** Extra pieces asked for at get once the first k are late */
+export const DEFAULT_GET_MARGIN = 2
+/** Segments in flight at once (put and get) */
+export const DEFAULT_CONCURRENCY = 2
+/** Most paid or promised for one piece (sats) unless told */
+export const DEFAULT_MAX_PRICE = 1_000n
+/** Lease asked for (s) @default 30 days. TODO(leases) */
+export const DEFAULT_DURATION = 30 * 24 * 3600
+/** Deadline of one piece operation (ms) */
+export const DEFAULT_PIECE_TIMEOUT = 60_000
+
+/** The file cannot be rebuilt: fewer than k good pieces of a segment could be fetched */
+export class NotEnoughPiecesError extends Error {
+  static override name = 'NotEnoughPiecesError'
+  override name = 'NotEnoughPiecesError'
+}
+
+/** Fewer than n pieces of a segment could be placed */
+export class PlacementFailedError extends Error {
+  static override name = 'PlacementFailedError'
+  override name = 'PlacementFailedError'
+}
+
+export interface FilesInit {
+  /** namespaced LevelDB (`store.sub('files')`) */
+  db: SubDb
+  /** the wallet's BIP39 seed (64 bytes), root of every file key; asked for once, when first needed */
+  seed: () => Promise<Uint8Array>
+  pieces: PieceSellers
+  /** sellers of `storage`, ranked by the price of a put of `usage` bytes (price book + DHT) */
+  findSellers(options: { usage: bigint, timeout: number, signal?: AbortSignal }): Promise<SellerCandidate[]>
+  /** trust in a seller, 0 to 1 (reputation, when it lands) @default 1 for all */
+  trust?: TrustOf
+  /** @default DEFAULT_PIECE_SIZE */
+  pieceSize?: number
+  /** @default DEFAULT_PUT_MARGIN */
+  putMargin?: number
+  /** @default DEFAULT_GET_MARGIN */
+  getMargin?: number
+  /** ms before asking for more pieces of a segment at get @default adaptive: twice the last segment's time, 200–5000 ms, 1000 at first */
+  getDelay?: number
+  /** @default DEFAULT_CONCURRENCY */
+  concurrency?: number
+  /** @default DEFAULT_PIECE_TIMEOUT */
+  pieceTimeout?: number
+  log?: Logger
+}
+
+export interface PutOptions {
+  /** K/N asked for; default from the sellers found (chooseRedundancy) */
+  redundancy?: Redundancy
+  /** lease length (s) @default DEFAULT_DURATION. TODO(leases): sent to sellers */
+  duration?: number
+  /** the most paid or promised for one piece (sats) @default DEFAULT_MAX_PRICE */
+  maxPrice?: bigint
+  name?: string
+  /** deadline of the seller lookup (ms) @default 10000 */
+  lookupTimeout?: number
+  signal?: AbortSignal
+  /** plaintext bytes placed so far (every segment stored on n sellers) */
+  onProgress?(bytes: number): void
+}
+
+export interface PutResult {
+  id: string
+  size: number
+  k: number
+  n: number
+  segments: number
+  sellers: string[]
+  /** sats paid or promised */
+  cost: bigint
+  /** ms since the epoch, when known (leases) */
+  expiry?: number
+}
+
+export interface GetOptions {
+  maxPrice?: bigint
+  signal?: AbortSignal
+}
+
+export interface SegmentStatus {
+  index: number
+  size: number
+  /** pieces the manifest holds (n when complete) */
+  pieces: number
+  /** pieces a seller confirmed holding (`check`), else undefined */
+  alive?: number
+  cost: string
+  /** TODO(leases): audits and renewal */
+  lastAudit: null
+  nextRenewal: null
+}
+
+export interface FileStatus {
+  id: string
+  name?: string
+  size: number
+  k: number
+  n: number
+  state: FileManifest['state']
+  created: string
+  cost: string
+  expiry?: string
+  sellers: string[]
+  segments: SegmentStatus[]
+}
+
+/** The summary `list` and `GET /v1/files` give of a file */
+export interface FileSummary {
+  id: string
+  name?: string
+  size: number
+  k: number
+  n: number
+  state: FileManifest['state']
+  created: string
+  cost: string
+  expiry?: string
+}
+
+export function fileSummary (m: FileManifest): FileSummary {
+  return {
+    id: m.id,
+    ...(m.name != null ? { name: m.name } : {}),
+    size: m.size,
+    k: m.k,
+    n: m.n,
+    state: m.state,
+    created: new Date(m.created).toISOString(),
+    cost: m.cost,
+    ...(m.expiry != null ? { expiry: new Date(m.expiry).toISOString() } : {})
+  }
+}
+
+/**
+ * Cuts a byte stream into segments of exactly `size` bytes (the last one
+ * shorter, and one empty segment for an empty stream), holding at most one
+ * segment and one chunk
+ */
+export async function * segmentsOf (source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Uint8Array> {
+  let buf = new Uint8Array(size)
+  let fill = 0
+  let any = false
+  for await (const chunk of source) {
+    let at = 0
+    while (at < chunk.byteLength) {
+      const take = Math.min(size - fill, chunk.byteLength - at)
+      buf.set(chunk.subarray(at, at + take), fill)
+      fill += take
+      at += take
+      if (fill === size) {
+        yield buf
+        any = true
+        buf = new Uint8Array(size)
+        fill = 0
+      }
+    }
+  }
+  if (fill > 0 || !any) { yield buf.subarray(0, fill) }
+}
+
+/** Settles when the signal aborts (never rejects) */
+function aborted (signal: AbortSignal): Promise<void> {
+  return new Promise(resolve => {
+    if (signal.aborted) { resolve(); return }
+    signal.addEventListener('abort', () => { resolve() }, { once: true })
+  })
+}
+
+/**
+ * The node's files: put, get, list, remove, status. One per node
+ * (`node.files`), used by the control API.
+ */
+export class Files {
+  private readonly manifests: ManifestStore
+  readonly records: SellerRecords
+  private readonly init: FilesInit
+  private readonly pieceSize: number
+  private readonly log: Logger
+  private root?: Promise<Uint8Array>
+  /** ms the last segment took to fetch: the get margin's delay follows it */
+  private lastFetchMs = 500
+
+  constructor (init: FilesInit) {
+    this.init = init
+    this.manifests = new ManifestStore(init.db)
+    this.records = new SellerRecords(init.db)
+    this.pieceSize = init.pieceSize ?? DEFAULT_PIECE_SIZE
+    if (!Number.isSafeInteger(this.pieceSize) || this.pieceSize < 64 || this.pieceSize > MAX_PIECE_SIZE) { throw new RangeError(`pieceSize must be 64 to ${MAX_PIECE_SIZE} bytes`) }
+    this.log = init.log ?? logger('decloud:files')
+  }
+
+  private async rootKey (): Promise<Uint8Array> {
+    this.root ??= this.init.seed().then(filesRootKey)
+    return this.root
+  }
+
+  /** Stores a stream of bytes; resolves once every segment is on n sellers */
+  async put (source: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
+    const signal = options.signal
+    const maxPrice = options.maxPrice ?? DEFAULT_MAX_PRICE
+    const duration = options.duration ?? DEFAULT_DURATION
+    const found = await this.init.findSellers({ usage: BigInt(this.pieceSize), timeout: options.lookupTimeout ?? 10_000, signal })
+    const ranked = await rankForPut(dedupe(found), this.records, { maxPrice, trust: this.init.trust })
+    const { k, n } = chooseRedundancy(ranked.length, options.redundancy)
+    const margin = Math.min(this.init.putMargin ?? DEFAULT_PUT_MARGIN, ranked.length - n)
+    const segmentSize = k * this.pieceSize - TAG_BYTES
+    const salt = newSalt()
+    const key = fileKey(await this.rootKey(), salt)
+    const id = randomBytes(16).toString('hex')
+    const manifest: FileManifest = {
+      version: MANIFEST_VERSION,
+      id,
+      ...(options.name != null ? { name: options.name } : {}),
+      size: 0,
+      k,
+      n,
+      segmentSize,
+      segments: 0,
+      salt: Buffer.from(salt).toString('hex'),
+      created: Date.now(),
+      duration,
+      cost: '0',
+      state: 'uploading',
+      sellers: {}
+    }
+    // TODO(restart): an `uploading` manifest found at start is resumed or its pieces deleted
+    await this.manifests.putHead(manifest)
+    const sellers: SellerRef[] = ranked.map(c => ({ peerId: c.peerId, addresses: c.addresses }))
+    const inFlight: Array<Promise<SegmentRecord>> = []
+    const concurrency = this.init.concurrency ?? DEFAULT_CONCURRENCY
+    let cost = 0n
+    let size = 0
+    let placed = 0
+    let index = 0
+    const stop = new AbortController()
+    const all = signal != null ? AbortSignal.any([signal, stop.signal]) : stop.signal
+    const finish = async (p: Promise<SegmentRecord>): Promise<void> => {
+      const rec = await p
+      await this.manifests.putSegment(id, rec)
+      for (const piece of rec.pieces) {
+        cost += BigInt(piece.cost)
+        const s = sellers.find(x => x.peerId === piece.peer)
+        if (s != null) { manifest.sellers[s.peerId] = s.addresses }
+      }
+      placed += rec.plainSize
+      options.onProgress?.(placed)
+    }
+    try {
+      for await (const plain of segmentsOf(source, segmentSize)) {
+        all.throwIfAborted()
+        size += plain.byteLength
+        inFlight.push(this.placeSegment(index++, plain, { key, salt, k, n, margin, sellers, maxPrice, duration, signal: all }))
+        if (inFlight.length >= concurrency) { await finish(inFlight.shift() as Promise<SegmentRecord>) }
+      }
+      while (inFlight.length > 0) { await finish(inFlight.shift() as Promise<SegmentRecord>) }
+    } catch (err) {
+      stop.abort(err)
+      await Promise.allSettled(inFlight)
+      // nothing half-stored is left behind: what was placed is deleted (best effort)
+      await this.remove(id).catch(() => {})
+      throw err
+    }
+    Object.assign(manifest, { size, segments: index, cost: cost.toString(), state: 'complete' })
+    await this.manifests.putHead(manifest)
+    await this.records.flush()
+    return { id, size, k, n, segments: index, sellers: Object.keys(manifest.sellers), cost }
+  }
+
+  /**
+   * Encrypts, encodes and places one segment: n + margin uploads at once,
+   * the first n stored win, the others are cancelled (and deleted if they
+   * got through); a failed upload moves to the next seller not yet used
+   */
+  private async placeSegment (index: number, plain: Uint8Array, o: { key: Uint8Array, salt: Uint8Array, k: number, n: number, margin: number, sellers: SellerRef[], maxPrice: bigint, duration: number, signal: AbortSignal }): Promise<SegmentRecord> {
+    const sealed = new Uint8Array(plain.byteLength + TAG_BYTES)
+    sealSegment(o.key, o.salt, index, plain, sealed)
+    const total = o.n + o.margin
+    const shards = encodeShards(sealed, o.k, total)
+    const size = shards[0].byteLength
+    const done = new AbortController()
+    const signal = AbortSignal.any([o.signal, done.signal])
+    const stored: PieceRecord[] = []
+    const extra: Array<{ seller: SellerRef, id: string }> = []
+    const failures: string[] = []
+    let next = 0
+    const timeout = this.init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT
+    await new Promise<void>((resolve, reject) => {
+      let running = 0
+      const start = (shard: number): void => {
+        if (next >= o.sellers.length) {
+          if (running === 0 && stored.length < o.n) {
+            reject(new PlacementFailedError(`segment ${index}: only ${stored.length} of ${o.n} pieces could be placed (${failures.join('; ')})`))
+          }
+          return
+        }
+        const seller = o.sellers[next++]
+        running++
+        const t0 = Date.now()
+        this.init.pieces.put(seller, shards[shard], { maxPrice: o.maxPrice, duration: o.duration, signal: AbortSignal.any([signal, AbortSignal.timeout(timeout)]) }).then(async (p) => {
+          running--
+          void this.records.record(seller.peerId, true, size, Date.now() - t0)
+          if (stored.length >= o.n) {
+            extra.push({ seller, id: p.id })
+            return
+          }
+          stored.push({ shard, id: p.id, peer: seller.peerId, cost: p.cost.toString(), ...(p.expiry != null ? { expiry: p.expiry } : {}) })
+          if (stored.length === o.n) {
+            // the long-tail margin: the slowest uploads are not waited for
+            done.abort(new AbortError('enough pieces stored'))
+            resolve()
+          }
+        }, (err: any) => {
+          running--
+          if (stored.length >= o.n) { return }
+          if (o.signal.aborted) {
+            reject(o.signal.reason)
+            return
+          }
+          void this.records.record(seller.peerId, false)
+          failures.push(`${seller.peerId}: ${String(err?.message ?? err)}`)
+          this.log('segment %d piece %d failed at %s - %e', index, shard, seller.peerId, err)
+          start(shard)
+        })
+      }
+      for (let s = 0; s < total; s++) { start(s) }
+    })
+    // cancelled uploads that got through anyway are not kept
+    for (const e of extra) { void this.init.pieces.delete(e.seller, e.id, { signal: AbortSignal.timeout(timeout) }).catch(() => {}) }
+    return { index, plainSize: plain.byteLength, sealedSize: sealed.byteLength, shardSize: size, total, pieces: stored.sort((a, b) => a.shard - b.shard) }
+  }
+
+  async manifest (id: string): Promise<FileManifest> {
+    const m = await this.manifests.get(id)
+    if (m == null) { throw new NotFoundError(`no file ${id}`) }
+    return m
+  }
+
+  /**
+   * The file's bytes, segment by segment, verified and decrypted; at most
+   * `concurrency` segments are fetched ahead
+   */
+  async * get (id: string, options: GetOptions = {}): AsyncGenerator<Uint8Array> {
+    const m = await this.manifest(id)
+    if (m.state !== 'complete') { throw new NotFoundError(`file ${id} is not completely stored (its upload did not finish)`) }
+    const key = fileKey(await this.rootKey(), Buffer.from(m.salt, 'hex'))
+    const salt = Buffer.from(m.salt, 'hex')
+    const concurrency = this.init.concurrency ?? DEFAULT_CONCURRENCY
+    const stop = new AbortController()
+    const signal = options.signal != null ? AbortSignal.any([options.signal, stop.signal]) : stop.signal
+    const ahead: Array<Promise<Uint8Array>> = []
+    const segments = this.manifests.segments(id)
+    let more = true
+    const fill = async (): Promise<void> => {
+      while (more && ahead.length < concurrency) {
+        const r = await segments.next()
+        if (r.done === true) {
+          more = false
+          break
+        }
+        const p = this.fetchSegment(m, r.value, key, salt, options.maxPrice ?? DEFAULT_MAX_PRICE, signal)
+        p.catch(() => {})
+        ahead.push(p)
+      }
+    }
+    try {
+      let count = 0
+      await fill()
+      while (ahead.length > 0) {
+        const plain = await (ahead.shift() as Promise<Uint8Array>)
+        count++
+        await fill()
+        yield plain
+      }
+      if (count !== m.segments) { throw new NotEnoughPiecesError(`file ${id}: the manifest lists ${count} of its ${m.segments} segments`) }
+    } finally {
+      stop.abort(new AbortError('get ended'))
+      await segments.return(undefined)
+    }
+  }
+
+  /**
+   * One segment: the k most promising pieces, more after a delay or a
+   * failure, the rest cancelled once k good ones are in
+   */
+  private async fetchSegment (m: FileManifest, s: SegmentRecord, key: Uint8Array, salt: Uint8Array, maxPrice: bigint, outer: AbortSignal): Promise<Uint8Array> {
+    const total = s.total
+    const order = [...s.pieces]
+    const rate = new Map<string, number>()
+    for (const p of order) { rate.set(p.peer, successRate(await this.records.get(p.peer))) }
+    // most reliable first; data shards first among equals (no decoding needed)
+    order.sort((a, b) => (rate.get(b.peer) ?? 0) - (rate.get(a.peer) ?? 0) || a.shard - b.shard)
+    const shards: Array<Uint8Array | undefined> = new Array(total).fill(undefined)
+    const done = new AbortController()
+    const signal = AbortSignal.any([outer, done.signal])
+    const t0 = Date.now()
+    const timeout = this.init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT
+    const failures: string[] = []
+    let got = 0
+    let next = 0
+    let running = 0
+    let timer: ReturnType<typeof setTimeout> | undefined
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const start = (): void => {
+          if (next >= order.length) {
+            if (running === 0 && got < m.k) { reject(new NotEnoughPiecesError(`segment ${s.index}: ${got} of the ${m.k} pieces needed could be fetched (${failures.join('; ')})`)) }
+            return
+          }
+          const p = order[next++]
+          const seller: SellerRef = { peerId: p.peer, addresses: m.sellers[p.peer] ?? [] }
+          running++
+          const t = Date.now()
+          this.init.pieces.get(seller, p.id, { maxPrice, signal: AbortSignal.any([signal, AbortSignal.timeout(timeout)]) }).then((bytes) => {
+            running--
+            if (got >= m.k) { return }
+            if (bytes.byteLength !== s.shardSize) {
+              failures.push(`${p.peer}: piece of ${bytes.byteLength} bytes, not ${s.shardSize}`)
+              start()
+              return
+            }
+            void this.records.record(p.peer, true, bytes.byteLength, Date.now() - t)
+            shards[p.shard] = bytes
+            if (++got === m.k) { resolve() }
+          }, (err: any) => {
+            running--
+            if (got >= m.k) { return }
+            if (outer.aborted) {
+              reject(outer.reason)
+              return
+            }
+            void this.records.record(p.peer, false)
+            failures.push(`${p.peer}: ${String(err?.message ?? err)}`)
+            this.log('segment %d piece %d failed at %s - %e', s.index, p.shard, p.peer, err)
+            start()
+          })
+        }
+        for (let i = 0; i < m.k; i++) { start() }
+        // the long tail: a few more pieces once the first k are late
+        const delay = this.init.getDelay ?? Math.min(5_000, Math.max(200, 2 * this.lastFetchMs))
+        timer = setTimeout(() => {
+          for (let i = 0; i < (this.init.getMargin ?? DEFAULT_GET_MARGIN) && got < m.k; i++) { start() }
+        }, delay)
+        void aborted(outer).then(() => { reject(outer.reason) })
+      })
+    } finally {
+      clearTimeout(timer)
+      done.abort(new AbortError('enough pieces'))
+    }
+    this.lastFetchMs = Date.now() - t0
+    const sealed = decodeShards(shards, m.k, total, s.shardSize, s.sealedSize)
+    return openSegment(key, salt, s.index, sealed)
+  }
+
+  /** Every file's summary, oldest id order */
+  async list (): Promise<FileSummary[]> {
+    const out: FileSummary[] = []
+    for await (const m of this.manifests.list()) { out.push(fileSummary(m)) }
+    return out
+  }
+
+  /**
+   * Deletes the file's pieces where the sellers allow, then its manifest.
+   * TODO(leases): stops renewal and deferred payments of its leases.
+   */
+  async remove (id: string, options: { signal?: AbortSignal } = {}): Promise<{ id: string, deleted: number, failed: number }> {
+    const m = await this.manifest(id)
+    let deleted = 0
+    let failed = 0
+    const jobs: Array<() => Promise<void>> = []
+    for await (const s of this.manifests.segments(id)) {
+      for (const p of s.pieces) {
+        jobs.push(async () => {
+          try {
+            await this.init.pieces.delete({ peerId: p.peer, addresses: m.sellers[p.peer] ?? [] }, p.id, { signal: AbortSignal.any([...(options.signal != null ? [options.signal] : []), AbortSignal.timeout(this.init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT)]) })
+            deleted++
+          } catch {
+            failed++
+          }
+        })
+      }
+    }
+    await runLimited(jobs, 8)
+    await this.manifests.delete(id)
+    return { id, deleted, failed }
+  }
+
+  /**
+   * Per segment: pieces held of n, and with `check` how many sellers still
+   * have theirs (asked now). TODO(leases): last audit and next renewal.
+   */
+  async status (id: string, options: { check?: boolean, signal?: AbortSignal } = {}): Promise<FileStatus> {
+    const m = await this.manifest(id)
+    const segments: SegmentStatus[] = []
+    const jobs: Array<() => Promise<void>> = []
+    for await (const s of this.manifests.segments(id)) {
+      const st: SegmentStatus = { index: s.index, size: s.plainSize, pieces: s.pieces.length, cost: s.pieces.reduce((a, p) => a + BigInt(p.cost), 0n).toString(), lastAudit: null, nextRenewal: null }
+      segments.push(st)
+      if (options.check === true) {
+        st.alive = 0
+        for (const p of s.pieces) {
+          jobs.push(async () => {
+            const seller = { peerId: p.peer, addresses: m.sellers[p.peer] ?? [] }
+            const ok = await this.init.pieces.has(seller, p.id, { signal: AbortSignal.any([...(options.signal != null ? [options.signal] : []), AbortSignal.timeout(10_000)]) }).catch(() => false)
+            if (ok) { (st.alive as number)++ }
+          })
+        }
+      }
+    }
+    await runLimited(jobs, 8)
+    return {
+      ...fileSummary(m),
+      sellers: Object.keys(m.sellers),
+      segments
+    }
+  }
+}
+
+function dedupe (c: SellerCandidate[]): SellerCandidate[] {
+  const seen = new Set<string>()
+  return c.filter(x => !seen.has(x.peerId) && seen.add(x.peerId) != null)
+}
+
+async function runLimited (jobs: Array<() => Promise<void>>, limit: number): Promise<void> {
+  let i = 0
+  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, async () => {
+    while (i < jobs.length) { await jobs[i++]() }
+  }))
+}
