@@ -18,15 +18,41 @@ export class ErasureCodingError extends Error {
 /** GF(2^8): at most 256 shards in all */
 export const MAX_SHARDS = 256
 
-let coder: ReedSolomonErasure | undefined
+interface RsExports {
+  memory: WebAssembly.Memory
+  encode(ptr: number, len: number, k: number, parity: number): number
+  reconstruct(ptr: number, len: number, k: number, parity: number, availPtr: number, availLen: number): number
+  __wbindgen_malloc(size: number): number
+}
 
-/** The wasm coder, loaded once (its own loader looks for __dirname, which ESM lacks) */
-function rs (): ReedSolomonErasure {
-  if (coder == null) {
+let compiled: WebAssembly.Module | undefined
+
+/**
+ * Runs one encode or reconstruct in a fresh instance of the compiled wasm
+ * module. The package's own wrapper keeps one instance, but its allocator
+ * (wee_alloc) corrupts its heap after a reconstruct: the next reconstruct in
+ * the same instance fails or reads out of bounds. A fresh instance per call
+ * costs one memory allocation per segment and is always right. (Its own
+ * loader also looks for __dirname, which ESM lacks.)
+ */
+function run (shards: Uint8Array, k: number, parity: number, available?: boolean[]): number {
+  if (compiled == null) {
     const main = createRequire(import.meta.url).resolve('@digitaldefiance/reed-solomon-erasure.wasm')
-    coder = ReedSolomonErasure.fromBytes(readFileSync(new URL('./reed_solomon_erasure_bg.wasm', `file://${main}`)))
+    compiled = new WebAssembly.Module(readFileSync(new URL('./reed_solomon_erasure_bg.wasm', `file://${main}`)))
   }
-  return coder
+  const x = new WebAssembly.Instance(compiled, {}).exports as unknown as RsExports
+  const ptr = x.__wbindgen_malloc(shards.byteLength)
+  new Uint8Array(x.memory.buffer).set(shards, ptr)
+  let r: number
+  if (available == null) {
+    r = x.encode(ptr, shards.byteLength, k, parity)
+  } else {
+    const avail = x.__wbindgen_malloc(available.length)
+    new Uint8Array(x.memory.buffer).set(available.map(a => a ? 1 : 0), avail)
+    r = x.reconstruct(ptr, shards.byteLength, k, parity, avail, available.length)
+  }
+  if (r === ReedSolomonErasure.RESULT_OK) { shards.set(new Uint8Array(x.memory.buffer, ptr, shards.byteLength)) }
+  return r
 }
 
 export function checkRedundancy (k: number, n: number): void {
@@ -49,7 +75,7 @@ export function encodeShards (data: Uint8Array, k: number, total: number): Uint8
   const size = shardSize(data.byteLength, k)
   const buf = new Uint8Array(size * total)
   buf.set(data, 0)
-  const r = rs().encode(buf, k, total - k)
+  const r = run(buf, k, total - k)
   if (r !== ReedSolomonErasure.RESULT_OK) { throw new ErasureCodingError(`encode: ${ReedSolomonErasure.getResultMessage(r)}`) }
   const out: Uint8Array[] = []
   for (let i = 0; i < total; i++) { out.push(buf.subarray(i * size, (i + 1) * size)) }
@@ -79,7 +105,7 @@ export function decodeShards (shards: Array<Uint8Array | undefined>, k: number, 
       buf.set(s, i * size)
     }
   }
-  const r = rs().reconstruct(buf, k, total - k, present)
+  const r = run(buf, k, total - k, present)
   if (r !== ReedSolomonErasure.RESULT_OK) { throw new ErasureCodingError(`reconstruct: ${ReedSolomonErasure.getResultMessage(r)}`) }
   return buf.subarray(0, length)
 }

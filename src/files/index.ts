@@ -16,6 +16,7 @@
  * the network and restore from seed.
  */
 import { randomBytes } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { AbortError, NotFoundError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { TAG_BYTES, fileKey, filesRootKey, newSalt, openSegment, sealSegment } from './crypto.js'
@@ -282,6 +283,8 @@ export class Files {
     let index = 0
     const stop = new AbortController()
     const all = signal != null ? AbortSignal.any([signal, stop.signal]) : stop.signal
+    // every piece in flight listens to it
+    setMaxListeners(Infinity, all)
     const finish = async (p: Promise<SegmentRecord>): Promise<void> => {
       const rec = await p
       await this.manifests.putSegment(id, rec)
@@ -327,6 +330,7 @@ export class Files {
     const size = shards[0].byteLength
     const done = new AbortController()
     const signal = AbortSignal.any([o.signal, done.signal])
+    setMaxListeners(Infinity, signal)
     const stored: PieceRecord[] = []
     const extra: Array<{ seller: SellerRef, id: string }> = []
     const failures: string[] = []
@@ -395,6 +399,7 @@ export class Files {
     const concurrency = this.init.concurrency ?? DEFAULT_CONCURRENCY
     const stop = new AbortController()
     const signal = options.signal != null ? AbortSignal.any([options.signal, stop.signal]) : stop.signal
+    setMaxListeners(Infinity, signal)
     const ahead: Array<Promise<Uint8Array>> = []
     const segments = this.manifests.segments(id)
     let more = true
@@ -440,6 +445,7 @@ export class Files {
     const shards: Array<Uint8Array | undefined> = new Array(total).fill(undefined)
     const done = new AbortController()
     const signal = AbortSignal.any([outer, done.signal])
+    setMaxListeners(Infinity, signal)
     const t0 = Date.now()
     const timeout = this.init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT
     const failures: string[] = []
