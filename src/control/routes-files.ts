@@ -39,6 +39,7 @@ function httpErrorOf (err: any, signal: AbortSignal): HttpError {
     case 'NotEnoughPiecesError': return new HttpError(502, 'unavailable', String(err.message))
     case 'DecryptionFailedError': return new HttpError(500, 'decryption-failed', String(err.message))
     case 'RangeError': return badRequest(String(err.message))
+    default: break
   }
   if (signal.aborted) { return new HttpError(499, 'aborted', String(signal.reason?.message ?? 'aborted')) }
   return new HttpError(502, 'transport', String(err?.message ?? err))

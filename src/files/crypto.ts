@@ -3,8 +3,8 @@
  *
  * One secret, the wallet's BIP39 seed, is the root of every file key, so the
  * seed words alone give access again after a restore:
- *   filesRoot = HKDF-SHA256(ikm = BIP39 seed, salt = "decloud/files/v1", info = "root")
- *   fileKey   = HKDF-SHA256(ikm = filesRoot, salt = the file's random 32-byte salt, info = "file-key")
+ * filesRoot = HKDF-SHA256(ikm = BIP39 seed, salt = "decloud/files/v1", info = "root");
+ * fileKey = HKDF-SHA256(ikm = filesRoot, salt = the file's random 32-byte salt, info = "file-key").
  * The salt is kept in the manifest (it is not secret). Segments are sealed with
  * AES-256-GCM (node:crypto, hardware accelerated): the nonce is the segment's
  * index (a key seals one file only, so a nonce never repeats under a key) and

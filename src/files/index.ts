@@ -20,15 +20,15 @@ import { setMaxListeners } from 'node:events'
 import { AbortError, NotFoundError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { TAG_BYTES, fileKey, filesRootKey, newSalt, openSegment, sealSegment } from './crypto.js'
-import { decodeShards, encodeShards, shardSize } from './erasure.js'
-import { ManifestStore, MANIFEST_VERSION, isFileId } from './manifest.js'
+import { decodeShards, encodeShards } from './erasure.js'
+import { ManifestStore, MANIFEST_VERSION } from './manifest.js'
 import { chooseRedundancy } from './redundancy.js'
 import { SellerRecords, rankForPut, successRate } from './sellers.js'
+import { DEFAULT_CONCURRENCY, DEFAULT_DURATION, DEFAULT_GET_MARGIN, DEFAULT_MAX_PRICE, DEFAULT_PIECE_SIZE, DEFAULT_PIECE_TIMEOUT, DEFAULT_PUT_MARGIN, MAX_PIECE_SIZE, NotEnoughPiecesError, PlacementFailedError, fileSummary, segmentsOf } from './types.js'
 import type { FileManifest, PieceRecord, SegmentRecord } from './manifest.js'
-import type { Redundancy } from './redundancy.js'
-import type { PieceSellers, SellerRef, TrustOf } from './sellers.js'
+import type { SellerRef } from './sellers.js'
+import type { FileStatus, FileSummary, FilesInit, GetOptions, PutOptions, PutResult, SegmentStatus } from './types.js'
 import type { SellerCandidate } from '../market/select.js'
-import type { SubDb } from '../store/index.js'
 import type { Logger } from '@libp2p/interface'
 
 export { DecryptionFailedError } from './crypto.js'
@@ -38,174 +38,8 @@ export { OpenCloudPieces, PieceRefusedError, SellerRecords } from './sellers.js'
 export type { Redundancy } from './redundancy.js'
 export type { PieceSellers, PieceCaller, SellerRef, StoredPiece, TrustOf } from './sellers.js'
 export type { FileManifest, SegmentRecord, PieceRecord } from './manifest.js'
-
-/** Target bytes of one piece (a segment is k of them) */
-export const DEFAULT_PIECE_SIZE = 1024 * 1024
-/** A seller's largest blob today */
-export const MAX_PIECE_SIZE = 4 * 1024 * 1024
-/** Extra parity pieces sent at put, the slowest cancelled */
-export const DEFAULT_PUT_MARGIN = 2
-/** Extra pieces asked for at get once the first k are late */
-export const DEFAULT_GET_MARGIN = 2
-/** Segments in flight at once (put and get) */
-export const DEFAULT_CONCURRENCY = 2
-/** Most paid or promised for one piece (sats) unless told */
-export const DEFAULT_MAX_PRICE = 1_000n
-/** Lease asked for (s) @default 30 days. TODO(leases) */
-export const DEFAULT_DURATION = 30 * 24 * 3600
-/** Deadline of one piece operation (ms) */
-export const DEFAULT_PIECE_TIMEOUT = 60_000
-
-/** The file cannot be rebuilt: fewer than k good pieces of a segment could be fetched */
-export class NotEnoughPiecesError extends Error {
-  static override name = 'NotEnoughPiecesError'
-  override name = 'NotEnoughPiecesError'
-}
-
-/** Fewer than n pieces of a segment could be placed */
-export class PlacementFailedError extends Error {
-  static override name = 'PlacementFailedError'
-  override name = 'PlacementFailedError'
-}
-
-export interface FilesInit {
-  /** namespaced LevelDB (`store.sub('files')`) */
-  db: SubDb
-  /** the wallet's BIP39 seed (64 bytes), root of every file key; asked for once, when first needed */
-  seed: () => Promise<Uint8Array>
-  pieces: PieceSellers
-  /** sellers of `storage`, ranked by the price of a put of `usage` bytes (price book + DHT) */
-  findSellers(options: { usage: bigint, timeout: number, signal?: AbortSignal }): Promise<SellerCandidate[]>
-  /** trust in a seller, 0 to 1 (reputation, when it lands) @default 1 for all */
-  trust?: TrustOf
-  /** @default DEFAULT_PIECE_SIZE */
-  pieceSize?: number
-  /** @default DEFAULT_PUT_MARGIN */
-  putMargin?: number
-  /** @default DEFAULT_GET_MARGIN */
-  getMargin?: number
-  /** ms before asking for more pieces of a segment at get @default adaptive: twice the last segment's time, 200–5000 ms, 1000 at first */
-  getDelay?: number
-  /** @default DEFAULT_CONCURRENCY */
-  concurrency?: number
-  /** @default DEFAULT_PIECE_TIMEOUT */
-  pieceTimeout?: number
-  log?: Logger
-}
-
-export interface PutOptions {
-  /** K/N asked for; default from the sellers found (chooseRedundancy) */
-  redundancy?: Redundancy
-  /** lease length (s) @default DEFAULT_DURATION. TODO(leases): sent to sellers */
-  duration?: number
-  /** the most paid or promised for one piece (sats) @default DEFAULT_MAX_PRICE */
-  maxPrice?: bigint
-  name?: string
-  /** deadline of the seller lookup (ms) @default 10000 */
-  lookupTimeout?: number
-  signal?: AbortSignal
-  /** plaintext bytes placed so far (every segment stored on n sellers) */
-  onProgress?(bytes: number): void
-}
-
-export interface PutResult {
-  id: string
-  size: number
-  k: number
-  n: number
-  segments: number
-  sellers: string[]
-  /** sats paid or promised */
-  cost: bigint
-  /** ms since the epoch, when known (leases) */
-  expiry?: number
-}
-
-export interface GetOptions {
-  maxPrice?: bigint
-  signal?: AbortSignal
-}
-
-export interface SegmentStatus {
-  index: number
-  size: number
-  /** pieces the manifest holds (n when complete) */
-  pieces: number
-  /** pieces a seller confirmed holding (`check`), else undefined */
-  alive?: number
-  cost: string
-  /** TODO(leases): audits and renewal */
-  lastAudit: null
-  nextRenewal: null
-}
-
-export interface FileStatus {
-  id: string
-  name?: string
-  size: number
-  k: number
-  n: number
-  state: FileManifest['state']
-  created: string
-  cost: string
-  expiry?: string
-  sellers: string[]
-  segments: SegmentStatus[]
-}
-
-/** The summary `list` and `GET /v1/files` give of a file */
-export interface FileSummary {
-  id: string
-  name?: string
-  size: number
-  k: number
-  n: number
-  state: FileManifest['state']
-  created: string
-  cost: string
-  expiry?: string
-}
-
-export function fileSummary (m: FileManifest): FileSummary {
-  return {
-    id: m.id,
-    ...(m.name != null ? { name: m.name } : {}),
-    size: m.size,
-    k: m.k,
-    n: m.n,
-    state: m.state,
-    created: new Date(m.created).toISOString(),
-    cost: m.cost,
-    ...(m.expiry != null ? { expiry: new Date(m.expiry).toISOString() } : {})
-  }
-}
-
-/**
- * Cuts a byte stream into segments of exactly `size` bytes (the last one
- * shorter, and one empty segment for an empty stream), holding at most one
- * segment and one chunk
- */
-export async function * segmentsOf (source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Uint8Array> {
-  let buf = new Uint8Array(size)
-  let fill = 0
-  let any = false
-  for await (const chunk of source) {
-    let at = 0
-    while (at < chunk.byteLength) {
-      const take = Math.min(size - fill, chunk.byteLength - at)
-      buf.set(chunk.subarray(at, at + take), fill)
-      fill += take
-      at += take
-      if (fill === size) {
-        yield buf
-        any = true
-        buf = new Uint8Array(size)
-        fill = 0
-      }
-    }
-  }
-  if (fill > 0 || !any) { yield buf.subarray(0, fill) }
-}
+export { DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, DEFAULT_PUT_MARGIN, DEFAULT_GET_MARGIN, DEFAULT_CONCURRENCY, DEFAULT_MAX_PRICE, DEFAULT_DURATION, DEFAULT_PIECE_TIMEOUT, NotEnoughPiecesError, PlacementFailedError, fileSummary, segmentsOf } from './types.js'
+export type { FilesInit, PutOptions, PutResult, GetOptions, SegmentStatus, FileStatus, FileSummary } from './types.js'
 
 /** Settles when the signal aborts (never rejects) */
 function aborted (signal: AbortSignal): Promise<void> {
@@ -518,22 +352,19 @@ export class Files {
    */
   async remove (id: string, options: { signal?: AbortSignal } = {}): Promise<{ id: string, deleted: number, failed: number }> {
     const m = await this.manifest(id)
-    let deleted = 0
-    let failed = 0
-    const jobs: Array<() => Promise<void>> = []
-    for await (const s of this.manifests.segments(id)) {
-      for (const p of s.pieces) {
-        jobs.push(async () => {
-          try {
-            await this.init.pieces.delete({ peerId: p.peer, addresses: m.sellers[p.peer] ?? [] }, p.id, { signal: AbortSignal.any([...(options.signal != null ? [options.signal] : []), AbortSignal.timeout(this.init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT)]) })
-            deleted++
-          } catch {
-            failed++
-          }
-        })
+    const count = { deleted: 0, failed: 0 }
+    const pieces: PieceRecord[] = []
+    for await (const s of this.manifests.segments(id)) { pieces.push(...s.pieces) }
+    const del = async (p: PieceRecord): Promise<void> => {
+      try {
+        await this.init.pieces.delete({ peerId: p.peer, addresses: m.sellers[p.peer] ?? [] }, p.id, { signal: AbortSignal.any([...(options.signal != null ? [options.signal] : []), AbortSignal.timeout(this.init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT)]) })
+        count.deleted++
+      } catch {
+        count.failed++
       }
     }
-    await runLimited(jobs, 8)
+    await runLimited(pieces.map(p => async () => del(p)), 8)
+    const { deleted, failed } = count
     await this.manifests.delete(id)
     return { id, deleted, failed }
   }

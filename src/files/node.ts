@@ -3,10 +3,20 @@ import { mnemonicToSeed } from '@scure/bip39'
 import { sha256 } from '../protocols/opencloud/api/signing.js'
 import { Files, OpenCloudPieces } from './index.js'
 import type { FilesInit, PieceCaller } from './index.js'
-import type { DecloudNode } from '../node/index.js'
+import type { RankSellersOptions, SellerCandidate } from '../market/select.js'
+import type { PaidCallResult, PayOption } from '../payments/buyer/bidding.js'
+import type { CallRequest, CallResult, CallTarget } from '../protocols/opencloud/net/client.js'
+import type { SubDb } from '../store/index.js'
 import type { PrivateKey } from '@libp2p/interface'
 
-export type FilesNode = Pick<DecloudNode, 'store' | 'opencloud' | 'payments' | 'rankSellers' | 'pay'>
+/** What files need of a node (a DecloudNode has it all; named here, not imported: the node imports this file) */
+export interface FilesNode {
+  readonly store: { sub(name: string): SubDb }
+  readonly opencloud: { call(target: CallTarget, call: CallRequest, options: { signal?: AbortSignal }): Promise<CallResult> }
+  readonly payments?: { readonly wallet: { exportMnemonic(): string } }
+  rankSellers(service: string, options: RankSellersOptions): Promise<SellerCandidate[]>
+  pay(target: CallTarget, call: CallRequest, options: { pay: PayOption, max: bigint, signal?: AbortSignal }): Promise<PaidCallResult>
+}
 
 /**
  * Files of a node. Keys come from the wallet's seed words when payments are
