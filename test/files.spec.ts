@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { decodeShards, encodeShards } from '../src/files/erasure.js'
 import { DecryptionFailedError, Files, OpenCloudPieces, TooFewSellersError, chooseRedundancy, pLoss, parseRedundancy, segmentsOf } from '../src/files/index.js'
 import { eventually, startNode } from './fixtures.js'
+import { startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
 
 const MiB = 1024 * 1024
@@ -95,7 +96,7 @@ describe('files: put and get across real sellers', function () {
     assert.equal((await buyer.files.list()).length, 0)
   })
 
-  it('put 2/4 of 5 MiB: n distinct sellers per segment, the margin cancelled; get gives the same bytes', async () => {
+  it('put 2/4 of 5 MiB: n distinct sellers per segment, long-tail extras deleted; get gives the same bytes', async () => {
     let progress = 0
     const res = await buyer.files.put(chunks(data), { redundancy: { k: 2, n: 4 }, name: 'data.bin', onProgress: (b) => { progress = b } })
     id = res.id
@@ -111,7 +112,11 @@ describe('files: put and get across real sellers', function () {
       assert.equal(s.pieces, 4)
       assert.equal(s.alive, 4)
     }
-    // each segment's pieces are on 4 distinct sellers, and only those keep them
+    // each segment's pieces are on 4 distinct sellers, and only those keep them (cancelled extras are deleted)
+    const segs = await collectSegments(buyer, id)
+    for (const s of segs) { assert.equal(new Set(s.pieces.map(p => p.peer)).size, 4) }
+    const held = async (): Promise<number> => (await Promise.all(sellers.map(async s => (await s.storage.count()).blobs))).reduce((a, b) => a + b, 0)
+    assert.ok(await eventually(async () => await held() === 4 * res.segments, 10_000), `sellers hold ${await held()} pieces, not ${4 * res.segments}`)
     const m = await buyer.files.manifest(id)
     assert.equal(m.name, 'data.bin')
     const list = await buyer.files.list()
@@ -183,3 +188,53 @@ async function collectSegments (buyer: TestNode, id: string): Promise<Array<{ pi
   for await (const s of new ManifestStore(buyer.store.sub('files')).segments(id)) { out.push(s) }
   return out
 }
+
+describe('files: paid through the wallet, keyed by its seed', function () {
+  this.timeout(180_000)
+  let chain: Awaited<ReturnType<typeof startRegtest>>
+  const sellers: TestNode[] = []
+  let buyer: TestNode
+
+  before(async () => {
+    chain = await startRegtest()
+    // 1 sat per 64 KiB stored: 16 sat for a 1 MiB piece
+    const paid = { payments: { chain, fulfilment: false as const }, storage: { pricing: { put: { rate: 1n, per: 65_536n } } } }
+    sellers.push(await startNode(paid))
+    for (let i = 1; i < 4; i++) { sellers.push(await startNode({ ...paid, bootstrap: [sellers[0].addr] })) }
+    buyer = await startNode({ payments: { chain, fulfilment: false }, bootstrap: [sellers[0].addr], sell: [] })
+    // the sellers' prices have reached the buyer's price book
+    const priced = await eventually(async () => (await buyer.rankSellers('storage', { method: 'put', usage: BigInt(MiB), timeout: 2_000 })).filter(c => c.price != null).length >= 4, 60_000, 500)
+    assert.ok(priced, 'the buyer knows the 4 sellers and their prices')
+  })
+
+  after(async () => {
+    await buyer?.destroy()
+    await Promise.all(sellers.map(async s => s.destroy()))
+    await chain?.close()
+  })
+
+  it('each piece is paid (cost > 0), and the wallet seed words alone open the file', async () => {
+    const data = randomBytes(3 * MiB)
+    const res = await buyer.files.put(chunks(data), { redundancy: { k: 2, n: 4 } })
+    // segment 0: 4 pieces of 1 MiB at 16 sat; segment 1 (1 MiB + 32 bytes sealed): 4 of 0.5 MiB at 8 sat
+    assert.ok(res.cost >= 4n * 16n + 4n * 8n, `cost ${res.cost}`)
+    assert.ok(res.cost < 1_000n, `cost ${res.cost}`)
+    assert.ok((await collect(buyer.files.get(res.id))).equals(data))
+    const { mnemonicToSeed } = await import('@scure/bip39')
+    const words = buyer.payments?.wallet.exportMnemonic()
+    assert.ok(words != null)
+    const restored = new Files({
+      db: buyer.store.sub('files'),
+      seed: async () => mnemonicToSeed(words),
+      pieces: new OpenCloudPieces(async (t, c, o) => buyer.pay(t, c, { pay: { kind: 'auto' }, max: o.max, signal: o.signal })),
+      findSellers: async () => []
+    })
+    assert.ok((await collect(restored.get(res.id))).equals(data))
+  })
+
+  it('--max-price below every seller\'s price: refused, nothing paid', async () => {
+    const err = await buyer.files.put(chunks(randomBytes(1000)), { redundancy: { k: 2, n: 4 }, maxPrice: 1n, lookupTimeout: 2_000 }).catch(e => e)
+    assert.ok(err instanceof TooFewSellersError, String(err))
+    assert.match(err.message, /found 0/)
+  })
+})

@@ -153,8 +153,9 @@ export class Files {
 
   /**
    * Encrypts, encodes and places one segment: n + margin uploads at once,
-   * the first n stored win, the others are cancelled (and deleted if they
-   * got through); a failed upload moves to the next seller not yet used
+   * the first n stored win; the put does not wait for the others, and those
+   * that land are deleted (aborting them would not tell whether the seller
+   * stored the piece anyway); a failed upload moves to the next seller not yet used
    */
   private async placeSegment (index: number, plain: Uint8Array, o: { key: Uint8Array, salt: Uint8Array, k: number, n: number, margin: number, sellers: SellerRef[], maxPrice: bigint, duration: number, signal: AbortSignal }): Promise<SegmentRecord> {
     const sealed = new Uint8Array(plain.byteLength + TAG_BYTES)
@@ -162,11 +163,8 @@ export class Files {
     const total = o.n + o.margin
     const shards = encodeShards(sealed, o.k, total)
     const size = shards[0].byteLength
-    const done = new AbortController()
-    const signal = AbortSignal.any([o.signal, done.signal])
-    setMaxListeners(Infinity, signal)
+    const signal = o.signal
     const stored: PieceRecord[] = []
-    const extra: Array<{ seller: SellerRef, id: string }> = []
     const failures: string[] = []
     let next = 0
     const timeout = this.init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT
@@ -186,13 +184,13 @@ export class Files {
           running--
           void this.records.record(seller.peerId, true, size, Date.now() - t0)
           if (stored.length >= o.n) {
-            extra.push({ seller, id: p.id })
+            // a long-tail upload that landed after the first n: not kept
+            void this.init.pieces.delete(seller, p.id, { signal: AbortSignal.timeout(timeout) }).catch(() => {})
             return
           }
           stored.push({ shard, id: p.id, peer: seller.peerId, cost: p.cost.toString(), ...(p.expiry != null ? { expiry: p.expiry } : {}) })
           if (stored.length === o.n) {
             // the long-tail margin: the slowest uploads are not waited for
-            done.abort(new AbortError('enough pieces stored'))
             resolve()
           }
         }, (err: any) => {
@@ -210,8 +208,6 @@ export class Files {
       }
       for (let s = 0; s < total; s++) { start(s) }
     })
-    // cancelled uploads that got through anyway are not kept
-    for (const e of extra) { void this.init.pieces.delete(e.seller, e.id, { signal: AbortSignal.timeout(timeout) }).catch(() => {}) }
     return { index, plainSize: plain.byteLength, sealedSize: sealed.byteLength, shardSize: size, total, pieces: stored.sort((a, b) => a.shard - b.shard) }
   }
 

@@ -173,4 +173,3 @@ export async function * segmentsOf (source: AsyncIterable<Uint8Array>, size: num
   }
   if (fill > 0 || !any) { yield buf.subarray(0, fill) }
 }
-
