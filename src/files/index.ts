@@ -41,14 +41,6 @@ export type { FileManifest, SegmentRecord, PieceRecord } from './manifest.js'
 export { DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, DEFAULT_PUT_MARGIN, DEFAULT_GET_MARGIN, DEFAULT_CONCURRENCY, DEFAULT_MAX_PRICE, DEFAULT_DURATION, DEFAULT_PIECE_TIMEOUT, NotEnoughPiecesError, PlacementFailedError, fileSummary, segmentsOf } from './types.js'
 export type { FilesInit, PutOptions, PutResult, GetOptions, SegmentStatus, FileStatus, FileSummary } from './types.js'
 
-/** Settles when the signal aborts (never rejects) */
-function aborted (signal: AbortSignal): Promise<void> {
-  return new Promise(resolve => {
-    if (signal.aborted) { resolve(); return }
-    signal.addEventListener('abort', () => { resolve() }, { once: true })
-  })
-}
-
 /**
  * The node's files: put, get, list, remove, status. One per node
  * (`node.files`), used by the control API.
@@ -283,6 +275,7 @@ export class Files {
     let next = 0
     let running = 0
     let timer: ReturnType<typeof setTimeout> | undefined
+    let onAbort: (() => void) | undefined
     try {
       await new Promise<void>((resolve, reject) => {
         const start = (): void => {
@@ -324,9 +317,11 @@ export class Files {
         timer = setTimeout(() => {
           for (let i = 0; i < (this.init.getMargin ?? DEFAULT_GET_MARGIN) && got < m.k; i++) { start() }
         }, delay)
-        void aborted(outer).then(() => { reject(outer.reason) })
+        onAbort = () => { reject(outer.reason) }
+        if (outer.aborted) { onAbort() } else { outer.addEventListener('abort', onAbort, { once: true }) }
       })
     } finally {
+      if (onAbort != null) { outer.removeEventListener('abort', onAbort) }
       clearTimeout(timer)
       done.abort(new AbortError('enough pieces'))
     }
