@@ -18,7 +18,11 @@ export interface ControlledNode {
     getConnections(peerId?: PeerId): Connection[]
     readonly peerStore: Pick<PeerStore, 'get'>
   }
-  readonly storage?: { readonly usedBytes: number, readonly capacity: number }
+  readonly storage?: { readonly usedBytes: number, readonly capacity: number, readonly pieces?: number }
+  /** What the dashboard's overview should warn about besides the control API's own checks (failed audits, repairs…) */
+  alerts?(): Array<{ level: 'info' | 'warning' | 'error', kind: string, message: string }>
+  /** The prom-client registry libp2p reports its metrics into, when the node was made with one (`metrics` option) */
+  readonly metricsRegistry?: import('prom-client').Registry
   /** The price book (`GET /v1/market`, `GET /v1/sellers`); without it those endpoints answer 404 */
   readonly market?: DecloudNode['market']
   /** Seller ranking: price book + DHT (`GET /v1/sellers`, `POST /v1/call` with `cheapest`) */
@@ -26,6 +30,8 @@ export interface ControlledNode {
   /** Wallet, chain, promises (`/v1/wallet…`, `/v1/chain/mine`, paid calls); without them those answer 404 */
   readonly payments?: DecloudNode['payments']
   readonly pay?: DecloudNode['pay']
+  /** Files across sellers (`/v1/files…`); without them those answer 404 */
+  readonly files?: DecloudNode['files']
   /** The policy in force (`GET /v1/policy`, `POST /v1/policy/reload`) */
   readonly policy?: DecloudNode['policy']
   /** Records, reports and trust (`GET /v1/reputation`) */

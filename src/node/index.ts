@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { UnsupportedOperationError } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { createLibp2p } from 'libp2p'
+import { filesForNode } from '../files/node.js'
 import { rankSellers } from '../market/select.js'
 import { payAndCall } from '../payments/buyer/bidding.js'
 import { MAX_BODY_SIZE } from '../protocols/opencloud/api/constants.js'
@@ -21,6 +22,7 @@ import type { SwarmKeeper } from './swarm.js'
 import type { FindSellersOptions, Seller } from '../dht/config.js'
 import type { PeerDirectory } from '../dht/directory.js'
 import type { Discovery } from '../dht/discovery.js'
+import type { Files } from '../files/index.js'
 import type { Market } from '../market/market.js'
 import type { SellerCandidate, RankSellersOptions } from '../market/select.js'
 import type { PayOption, PaidCallResult } from '../payments/buyer/bidding.js'
@@ -33,6 +35,7 @@ import type { ReputationOptions } from '../reputation/model.js'
 import type { GossipsubOpts } from '@libp2p/gossipsub'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
+import type { Registry } from 'prom-client'
 
 export { DEFAULT_PORT, DHT_PROTOCOL, CORE_SERVICES, defaultNetworkMode, decloudDefaults } from './defaults.js'
 export type { DecloudServices, DecloudDefaultsOptions, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
@@ -120,6 +123,13 @@ export interface DecloudNodeOptions {
   swarm?: SwarmOptions
   /** Reputation: pre-trusted peers, score and EigenTrust parameters, report interval (docs/reputation.md) */
   reputation?: ReputationOptions
+  /**
+   * libp2p's metrics (`@libp2p/prometheus-metrics`) into this prom-client
+   * registry (`true`: a new one), read by the dashboard and `/metrics`.
+   * Off by default: prom-client's registries are global per process, so
+   * turn it on for one node per process.
+   */
+  metrics?: boolean | Registry
 }
 
 export interface DecloudNode {
@@ -154,12 +164,16 @@ export interface DecloudNode {
   readonly policy?: NodePolicy
   /** Records, reports, opinion and global trust (docs/reputation.md) */
   readonly reputation: Reputation
+  /** The registry libp2p reports its metrics into (the `metrics` option) */
+  readonly metricsRegistry?: Registry
   /**
    * A paid call: the bidding strategy (docs/payments.md) pays with the
    * wallet, attached or deferred, never more than `max` sats; the wallet's
    * `btc:` identity credential goes with it. Throws when payments are off.
    */
   pay(target: CallTarget, call: CallRequest, options: { pay: PayOption, max: bigint, signal?: AbortSignal }): Promise<PaidCallResult>
+  /** Files stored across sellers, encrypted and erasure-coded (docs/files.md) */
+  readonly files: Files
   stop(): Promise<void>
 }
 
@@ -222,7 +236,9 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       verifyOnGet: options.storage?.verifyOnGet,
       pricing: options.storage?.pricing
     })
-    const libp2p = await createLibp2p(decloudDefaults({
+    // loaded only when asked for: most embedders never need prom-client
+    const metricsRegistry = options.metrics === true ? new (await import('prom-client')).Registry() : options.metrics === false ? undefined : options.metrics
+    const libp2pOptions = decloudDefaults({
       listen,
       privateKey,
       networkMode,
@@ -243,8 +259,13 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
         verifiers: [...parts.verifiers, ...(options.opencloud?.verifiers ?? [])],
         services: [sha256Service(options.sha256), storage.definition(), ...parts.services, ...(options.services ?? [])]
       }
-    }))
-    return decloudNode(libp2p, { store, storage, dataDir, networkMode, close })
+    })
+    if (metricsRegistry != null) {
+      const { prometheusMetrics } = await import('@libp2p/prometheus-metrics')
+      libp2pOptions.metrics = prometheusMetrics({ registry: metricsRegistry, statfsLocation: dataDir })
+    }
+    const libp2p = await createLibp2p(libp2pOptions)
+    return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry, privateKey })
   } catch (err) {
     await close()
     throw err
@@ -252,11 +273,13 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
 }
 
 /** The node object over a started libp2p node */
-function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void> }): DecloudNode {
+function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void>, metricsRegistry?: Registry, privateKey: PrivateKey }): DecloudNode {
   const { opencloud, discovery, market, swarm, payments, reputation } = libp2p.services
   const peerId = libp2p.peerId
   let stopped = false
+  let files: Files | undefined
   return {
+    get files () { return (files ??= filesForNode(this, init.privateKey)) },
     libp2p,
     opencloud,
     store: init.store,
@@ -277,6 +300,7 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
     payments: payments.payments,
     policy: payments.policy,
     reputation: reputation.reputation,
+    metricsRegistry: init.metricsRegistry,
     async pay (target, call, opts) {
       const p = payments.payments
       if (p == null) { throw new UnsupportedOperationError('payments are off on this node (start it with payments)') }

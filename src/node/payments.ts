@@ -24,8 +24,8 @@ import { PolicyEngine } from '../policy/engine.js'
 import { openNodePolicy } from '../policy/reload.js'
 import { chainStages, policyStages } from '../policy/stage.js'
 import { defaultPaymentGate } from '../protocols/opencloud/net/pipeline.js'
+import { ListenedTabStore } from '../reputation/tabs.js'
 import type { ChainBackendOptions } from '../payments/chain/index.js'
-import type { TabEvents } from '../payments/seller/tabs.js'
 import type { ChainBackend } from '../payments/types.js'
 import type { TrustProvider } from '../policy/engine.js'
 import type { NodePolicy, PolicyReloadEvent } from '../policy/reload.js'
@@ -194,8 +194,9 @@ export async function openPaymentParts (init: {
     throw err
   }
   // kept and broken promises become reputation facts (the tabs answer for the evidence)
-  const events: TabEvents | undefined = init.reputation?.tabEvents({ evidence: (payer, deferId) => tabs.evidence(payer, deferId) })
-  const tabs: TabStore = new TabStore({ db: init.store.sub('tabs'), grace: opts.tabGrace, maxTabAge: opts.maxTabAge, events })
+  const tabsInit = { db: init.store.sub('tabs'), grace: opts.tabGrace, maxTabAge: opts.maxTabAge }
+  const rep = init.reputation
+  const tabs: TabStore = rep != null ? new ListenedTabStore({ ...tabsInit, events: rep.tabEvents({ evidence: (payer, deferId) => tabs.evidence(payer, deferId) }) }) : new TabStore(tabsInit)
   const gate = new PaymentGate({
     wallet,
     backend,

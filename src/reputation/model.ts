@@ -18,8 +18,8 @@ import type { OpinionParams, WeighedClaim } from './opinion.js'
 import type { Fact, FactInput, PeerState } from './records.js'
 import type { Report, ReportClaim } from './report.js'
 import type { ScoreParams } from './score.js'
+import type { TabEvents } from './tabs.js'
 import type { BrokenPromise, Evidence, Tab } from '../payments/seller/tab.js'
-import type { TabEvents } from '../payments/seller/tabs.js'
 import type { SubDb } from '../store/index.js'
 
 /** Reporters whose latest report is kept at most; beyond, the one with the least standing goes */

@@ -130,12 +130,6 @@ export interface BrokenPromise {
   settledAt?: number
 }
 
-/** What reputation hears of tabs (`TabStoreInit.events`); the listener must not throw */
-export interface TabEvents {
-  settled?(tab: Tab): void
-  broken?(record: BrokenPromise, tab: Tab): void
-}
-
 /** One accepted promise: the signed request, body removed, and the body's hash */
 export interface Evidence {
   seq: number

@@ -1,15 +1,17 @@
 /**
- * Server side of deferred payments: one tab per (payer OpenCloud ID, defer id). Spec "Decloud -
- * Server": "store deferred payment promises made by clients, and match that against the actual
- * payment received. The defer-threshold field is helpful in evaluating an honest client whose
+ * Server side of deferred payments: one tab per (payer OpenCloud ID, defer
+ * id). Spec "Decloud - Server": "store deferred payment promises made by
+ * clients, and match that against the actual payment received. The
+ * defer-threshold field is helpful in evaluating an honest client whose
  * payment is not yet due, vs. a cheating client."
  *
- * A tab accrues what the payer promised (`payment-type defer`) and what it paid (`attached`
- * payments naming the defer id). Each promise keeps its evidence: the signed request, body
- * replaced by nothing, plus the body hash, which is enough to check the payer's signature again
+ * A tab accrues what the payer promised (`payment-type defer`) and what it
+ * paid (`attached` payments naming the defer id). Each promise keeps its
+ * evidence: the signed request, body replaced by nothing, plus the body
+ * hash, which is enough to check the payer's signature again
  * (`verifyEvidence`). A tab whose threshold passed and that stays unpaid
- * past a grace period becomes `broken`: a broken-promise record is written (`brokenPromises()`),
- * and reputation hears of each tab broken or paid in full (`events`).
+ * past a grace period becomes `broken`: a broken-promise record is written
+ * for reputation to read (`brokenPromises()`).
  *
  * Layout (keys in the tabs SubDb; payer and defer id never contain `/`):
  * - `t/<payer>/<deferId>`           the tab (JSON, amounts as decimal strings)
@@ -29,7 +31,7 @@ import { json as encodeJson } from '../../util/json.js'
 import { KeyedMutex } from '../../util/locks.js'
 import { Lru } from '../../util/lru.js'
 import { DEFAULT_THRESHOLD, DEFER_ID, dueTime, formatThreshold, owedOf, parseThreshold, statusAt } from './tab.js'
-import type { Tab, Threshold, BrokenPromise, Evidence, TabEvents } from './tab.js'
+import type { Tab, Threshold, BrokenPromise, Evidence } from './tab.js'
 import type { BatchOp, SubDb } from '../../store/index.js'
 
 export * from './tab.js'
@@ -63,8 +65,6 @@ export interface TabStoreInit {
   grace?: number
   /** ms after opening a tab falls due at the latest, whatever its threshold @default 24 hours */
   maxTabAge?: number
-  /** told of each tab paid in full and each tab found broken, after the write (reputation's facts); must not throw */
-  events?: TabEvents
 }
 
 export interface PromiseInput {
@@ -168,11 +168,9 @@ export class TabStore {
   private readonly payerLocks = new KeyedMutex()
   private readonly tabCache = new Lru<Tab>(CACHE_SIZE)
   private readonly payerCache = new Lru<PayerSummary>(CACHE_SIZE)
-  private readonly events?: TabEvents
 
   constructor (init: TabStoreInit) {
     this.db = init.db
-    this.events = init.events
     this.maxOpenTabs = init.maxOpenTabsPerPayer ?? DEFAULT_MAX_OPEN_TABS_PER_PAYER
     this.maxEvidence = init.maxEvidencePerTab ?? DEFAULT_MAX_EVIDENCE_PER_TAB
     this.grace = init.grace ?? DEFAULT_GRACE
@@ -212,6 +210,9 @@ export class TabStore {
     const prefix = `t/${payer}/`
     for await (const [, v] of this.db.iterator({ gte: prefix, lt: prefix + END })) { yield decodeTab(v) }
   }
+
+  /** Every tab, settled ones included, by payer and defer id; at most `limit` */
+  async * all (options: { limit?: number } = {}): AsyncGenerator<Tab> { for await (const [, v] of this.db.iterator({ gte: 't/', lt: 't/' + END, limit: options.limit ?? -1 })) { yield decodeTab(v) } }
 
   /** The evidence kept for a tab, oldest first */
   async * evidence (payer: string, deferId: string): AsyncGenerator<Evidence> {
@@ -425,7 +426,6 @@ export class TabStore {
         }
         ops.push({ type: 'put', key: creditKey(payer, deferId, txid), value: encodeJson({ amount, at: now }) })
         await this.commit(ops, [tab], { payer, value: summary })
-        if (tab.status === 'settled' && existing?.status !== 'settled') { this.events?.settled?.({ ...tab }) }
         return { tab: { ...tab }, credited: true }
       })
     })
@@ -470,7 +470,6 @@ export class TabStore {
             { type: 'del', key },
             { type: 'put', key: brokenKey(now, payer, deferId), value: encodeJson(record) }
           ], [next], { payer, value: { open: summary.open.filter(id => id !== deferId), broken: [...summary.broken.filter(id => id !== deferId), deferId] } })
-          this.events?.broken?.(record, { ...next })
           return true
         })
       })
