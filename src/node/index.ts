@@ -1,12 +1,15 @@
 import '../polyfill.js'
 import { join } from 'node:path'
 import { UnsupportedOperationError } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { createLibp2p } from 'libp2p'
 import { filesForNode } from '../files/node.js'
 import { rankSellers } from '../market/select.js'
 import { payAndCall } from '../payments/buyer/bidding.js'
 import { MAX_BODY_SIZE } from '../protocols/opencloud/api/constants.js'
 import { openCloudId } from '../protocols/opencloud/api/signing.js'
+import { callFact } from '../reputation/calls.js'
+import { Reputation } from '../reputation/model.js'
 import { sha256Service } from '../services/sha256.js'
 import { StorageService, DEFAULT_CAPACITY } from '../services/storage/index.js'
 import { Store } from '../store/index.js'
@@ -28,6 +31,7 @@ import type { Pricing } from '../protocols/opencloud/api/pricing.js'
 import type { ServiceDefinition } from '../protocols/opencloud/api/template.js'
 import type { CallRequest, CallTarget } from '../protocols/opencloud/net/client.js'
 import type { OpenCloud, OpenCloudInit } from '../protocols/opencloud/net/opencloud.js'
+import type { ReputationOptions } from '../reputation/model.js'
 import type { GossipsubOpts } from '@libp2p/gossipsub'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
@@ -117,6 +121,8 @@ export interface DecloudNodeOptions {
   policy?: PolicyOptions | false
   /** Staying in the swarm */
   swarm?: SwarmOptions
+  /** Reputation: pre-trusted peers, score and EigenTrust parameters, report interval (docs/reputation.md) */
+  reputation?: ReputationOptions
   /**
    * libp2p's metrics (`@libp2p/prometheus-metrics`) into this prom-client
    * registry (`true`: a new one), read by the dashboard and `/metrics`.
@@ -156,6 +162,8 @@ export interface DecloudNode {
   readonly payments?: NodePayments
   /** The policy in force, when one is */
   readonly policy?: NodePolicy
+  /** Records, reports, opinion and global trust (docs/reputation.md) */
+  readonly reputation: Reputation
   /** The registry libp2p reports its metrics into (the `metrics` option) */
   readonly metricsRegistry?: Registry
   /**
@@ -217,7 +225,9 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
     await store.close()
   }
   try {
-    parts = await openPaymentParts({ dataDir, store, payments: options.payments, policy: options.policy })
+    const reputation = new Reputation({ ...options.reputation, db: store.sub('reputation'), self: peerIdFromPrivateKey(privateKey).toString() })
+    await reputation.open()
+    parts = await openPaymentParts({ dataDir, store, payments: options.payments, policy: options.policy, reputation })
     const maxBodySize = options.opencloud?.maxBodySize ?? MAX_BODY_SIZE
     const storage = new StorageService({
       db: store.sub('storage'),
@@ -241,6 +251,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       store,
       sell: options.sell,
       payments: parts,
+      reputation,
       opencloud: {
         ...options.opencloud,
         access: options.opencloud?.access ?? parts.access,
@@ -263,7 +274,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
 
 /** The node object over a started libp2p node */
 function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void>, metricsRegistry?: Registry, privateKey: PrivateKey }): DecloudNode {
-  const { opencloud, discovery, market, swarm, payments } = libp2p.services
+  const { opencloud, discovery, market, swarm, payments, reputation } = libp2p.services
   const peerId = libp2p.peerId
   let stopped = false
   let files: Files | undefined
@@ -285,21 +296,34 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
     selling: () => discovery.selling().map(s => s.name),
     findSellers: async (service, opts) => discovery.findSellers(service, opts),
     // a node never ranks itself as a seller to buy from
-    rankSellers: async (service, opts) => rankSellers(market, discovery, service, { ...opts, exclude: [...(opts.exclude ?? []), peerId.toString()] }),
+    rankSellers: async (service, opts) => rankSellers(market, discovery, service, { trust: (p) => reputation.reputation.trust(p), ...opts, exclude: [...(opts.exclude ?? []), peerId.toString()] }),
     payments: payments.payments,
     policy: payments.policy,
+    reputation: reputation.reputation,
     metricsRegistry: init.metricsRegistry,
     async pay (target, call, opts) {
       const p = payments.payments
       if (p == null) { throw new UnsupportedOperationError('payments are off on this node (start it with payments)') }
-      return payAndCall(opencloud, target, { ...call, signers: [...(call.signers ?? []), p.wallet.identitySigner()] }, {
-        pay: opts.pay,
-        max: opts.max,
-        wallet: p.wallet,
-        promises: p.promises,
-        backend: p.backend,
-        signal: opts.signal
-      })
+      const started = Date.now()
+      let fact
+      try {
+        const result = await payAndCall(opencloud, target, { ...call, signers: [...(call.signers ?? []), p.wallet.identitySigner()] }, {
+          pay: opts.pay,
+          max: opts.max,
+          wallet: p.wallet,
+          promises: p.promises,
+          backend: p.backend,
+          signal: opts.signal
+        })
+        fact = callFact(call, { result, ms: Date.now() - started })
+        return result
+      } catch (err: any) {
+        fact = callFact(call, { error: err, target, ms: Date.now() - started })
+        throw err
+      } finally {
+        // the seller's service as measured: a reputation fact (docs/reputation.md)
+        if (fact != null) { reputation.reputation.record(fact).catch(() => {}) }
+      }
     },
     async stop () {
       if (stopped) { return }
