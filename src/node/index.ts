@@ -8,8 +8,9 @@ import { MAX_BODY_SIZE } from '../protocols/opencloud/api/constants.js'
 import { openCloudId } from '../protocols/opencloud/api/signing.js'
 import { sha256Service } from '../services/sha256.js'
 import { StorageService, DEFAULT_CAPACITY } from '../services/storage/index.js'
+import { DiskPieceStore, MemoryPieceStore } from '../storage/index.js'
 import { Store } from '../store/index.js'
-import { DataDirInUseError, defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR } from './data-dir.js'
+import { DataDirInUseError, defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR, PIECES_DIR } from './data-dir.js'
 import { decloudDefaults, defaultNetworkMode, DEFAULT_PORT } from './defaults.js'
 import { openPaymentParts } from './payments.js'
 import type { DecloudServices, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
@@ -44,7 +45,7 @@ export interface DecloudNodeOptions {
   dataDir?: string
   /**
    * Where the node's database lives. `disk`: LevelDB in `<dataDir>/db`, one
-   * process at a time. `memory`: nothing of the database outlives the node
+   * process at a time, and stored blobs in `<dataDir>/pieces` (docs/storage.md). `memory`: nothing of the database outlives the node
    * (tabs, price book, stored blobs, promises): for short-lived clients and
    * tests; the data dir still holds the key (unless `privateKey` is given),
    * the policy file, the wallet seed and an embedded chain.
@@ -205,9 +206,11 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
   try {
     parts = await openPaymentParts({ dataDir, store, payments: options.payments, policy: options.policy })
     const maxBodySize = options.opencloud?.maxBodySize ?? MAX_BODY_SIZE
+    const capacity = options.storage?.capacity ?? DEFAULT_CAPACITY
     const storage = new StorageService({
       db: store.sub('storage'),
-      capacity: options.storage?.capacity ?? DEFAULT_CAPACITY,
+      // the bytes beside the database: on disk with it, or gone with it
+      pieces: store.memory ? new MemoryPieceStore({ capacity }) : new DiskPieceStore({ dir: join(dataDir, PIECES_DIR), db: store.sub('pieces'), capacity }),
       maxBlobSize: Math.min(options.storage?.maxBlobSize ?? maxBodySize, maxBodySize),
       verifyOnGet: options.storage?.verifyOnGet,
       pricing: options.storage?.pricing
