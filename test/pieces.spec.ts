@@ -6,7 +6,8 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { DiskPieceStore, InsufficientStorageError, MemoryPieceStore, PieceDamagedError } from '../src/storage/index.js'
 import { Store } from '../src/store/index.js'
-import { tempDir } from './fixtures.js'
+import { DB_DIR } from '../src/node/data-dir.js'
+import { startNode, tempDir } from './fixtures.js'
 import type { PieceStore } from '../src/storage/index.js'
 
 const hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
@@ -270,5 +271,60 @@ describe('piece store on disk', function () {
       }
     }
     assert.ok(acked.size > 0, 'the child stored something')
+  })
+})
+
+describe('migration of blobs held in LevelDB (the layout before the piece store)', function () {
+  this.timeout(60_000)
+  const enc = new TextEncoder()
+
+  it('moves every blob into the piece store at first start, keeps owners and counts, drops damaged ones; re-runnable', async () => {
+    const dir = await tempDir('decloud-migrate-')
+    const big = randomBytes(1024 * 1024)
+    const small = randomBytes(3000)
+    const shared = randomBytes(5000)
+    const bad = randomBytes(700)
+    // the layout the storage service wrote before: `b/<id>` bytes, `m/<id>` JSON, `o/<id>/<owner>`, `used` decimal
+    const store = new Store(join(dir, DB_DIR))
+    await store.open()
+    const db = store.sub('storage')
+    const created = Date.now() - 60_000
+    for (const [blob, owners] of [[big, ['oc:a']], [small, ['oc:a']], [shared, ['oc:a', 'oc:b']], [bad, ['oc:b']]] as const) {
+      const id = hex(blob)
+      const stored = blob === bad ? Buffer.from(blob).fill(7, 0, 10) : blob
+      await db.put(`b/${id}`, stored)
+      await db.put(`m/${id}`, enc.encode(JSON.stringify({ size: blob.byteLength, created, owners: owners.length })))
+      for (const o of owners) { await db.put(`o/${id}/${o}`, new Uint8Array(0)) }
+    }
+    await db.put('used', enc.encode(String(big.byteLength + small.byteLength + shared.byteLength + bad.byteLength)))
+    // as if an earlier start had moved `small` and died before deleting its value
+    const early = new DiskPieceStore({ dir: join(dir, 'pieces'), db: store.sub('pieces') })
+    await early.open()
+    await early.put(hex(small), small)
+    await early.close()
+    await store.close()
+
+    const good = big.byteLength + small.byteLength + shared.byteLength
+    for (let start = 0; start < 2; start++) {
+      const node = await startNode({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'] })
+      try {
+        assert.equal(node.storage.usedBytes, good, `start ${start}`)
+        for (const blob of [big, small, shared]) {
+          assert.ok(Buffer.from(await node.storage.get(hex(blob))).equals(blob))
+          assert.equal((await node.storage.meta(hex(blob)))?.created, created, 'metadata kept')
+        }
+        assert.equal((await node.storage.meta(hex(shared)))?.owners, 2)
+        assert.equal(await node.storage.isOwner(hex(shared), 'oc:b'), true)
+        await assert.rejects(node.storage.get(hex(bad)), /damaged/)
+        const left: string[] = []
+        for await (const [key] of node.store.sub('storage').iterator({ gte: 'b/', lt: 'b0' })) { left.push(key) }
+        assert.deepEqual(left, [], 'no blob left in LevelDB')
+        assert.equal(await node.store.sub('storage').get('used'), undefined)
+        assert.deepEqual(await diskUsage(join(dir, 'pieces')).then(u => u.files), 3)
+      } finally {
+        await node.stop()
+      }
+    }
+    await rm(dir, { recursive: true, force: true })
   })
 })
