@@ -240,10 +240,14 @@ export class DiskPieceStore implements PieceStore {
     }
   }
 
-  async get (id: string, options: AbortOptions = {}, retry = true): Promise<Uint8Array | undefined> {
+  async get (id: string, options: AbortOptions = {}): Promise<Uint8Array | undefined> {
     this.checkOpen()
     if (!PIECE_ID.test(id)) { return undefined }
     options.signal?.throwIfAborted()
+    return this.getOnce(id, true)
+  }
+
+  private async getOnce (id: string, retry: boolean): Promise<Uint8Array | undefined> {
     const meta = await this.meta(id)
     if (meta == null) { return undefined }
     let bytes: Uint8Array | undefined
@@ -254,14 +258,18 @@ export class DiskPieceStore implements PieceStore {
     }
     if (bytes != null && bytes.byteLength === meta.size && hexSha256(bytes) === id) { return bytes }
     // replaced while being read (rare): read the new copy once
-    return await this.damaged(id) === 'whole' && retry ? this.get(id, options, false) : undefined
+    return await this.damaged(id) === 'whole' && retry ? this.getOnce(id, false) : undefined
   }
 
-  async read (id: string, offset: number, length: number, options: AbortOptions = {}, retry = true): Promise<Uint8Array | undefined> {
+  async read (id: string, offset: number, length: number, options: AbortOptions = {}): Promise<Uint8Array | undefined> {
     this.checkOpen()
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) { throw new RangeError('offset and length must be non-negative integers') }
     if (!PIECE_ID.test(id)) { return undefined }
     options.signal?.throwIfAborted()
+    return this.readOnce(id, offset, length, true)
+  }
+
+  private async readOnce (id: string, offset: number, length: number, retry: boolean): Promise<Uint8Array | undefined> {
     const meta = await this.meta(id)
     if (meta == null) { return undefined }
     if (offset > meta.size) { throw new RangeError(`offset ${offset} is past the end of the piece (${meta.size} bytes)`) }
@@ -271,7 +279,7 @@ export class DiskPieceStore implements PieceStore {
       fh = await open(this.path(id), 'r')
     } catch (err) {
       if (!isNotFound(err)) { throw err }
-      return await this.damaged(id) === 'whole' && retry ? this.read(id, offset, length, options, false) : undefined
+      return await this.damaged(id) === 'whole' && retry ? this.readOnce(id, offset, length, false) : undefined
     }
     try {
       const buf = new Uint8Array(n)
@@ -285,7 +293,7 @@ export class DiskPieceStore implements PieceStore {
     } finally {
       await fh.close()
     }
-    return await this.damaged(id) === 'whole' && retry ? this.read(id, offset, length, options, false) : undefined
+    return await this.damaged(id) === 'whole' && retry ? this.readOnce(id, offset, length, false) : undefined
   }
 
   async has (id: string): Promise<boolean> {
