@@ -274,6 +274,39 @@ describe('piece store on disk', function () {
   })
 })
 
+describe('storage service over the piece store', function () {
+  this.timeout(60_000)
+
+  it('a piece stored without its blob metadata (a put cut short) is deleted at the next start', async () => {
+    const dir = await tempDir('decloud-pending-')
+    const kept = randomBytes(2000)
+    const cut = randomBytes(3000)
+    let node = await startNode({ dataDir: dir })
+    await node.storage.put(kept, 'oc:a')
+    await node.stop()
+    // what a crash between the piece's put and the metadata batch leaves: the mark and the piece
+    const store = new Store(join(dir, DB_DIR))
+    await store.open()
+    await store.sub('storage').put(`n/${hex(cut)}`, new Uint8Array(0))
+    const pieces = new DiskPieceStore({ dir: join(dir, 'pieces'), db: store.sub('pieces') })
+    await pieces.open()
+    await pieces.put(hex(cut), cut)
+    await pieces.close()
+    await store.close()
+
+    node = await startNode({ dataDir: dir })
+    try {
+      assert.equal(node.storage.usedBytes, 2000)
+      assert.equal(await node.storage.pieces.has(hex(cut)), false)
+      assert.equal(await node.storage.pieces.has(hex(kept)), true)
+      assert.equal(await node.store.sub('storage').get(`n/${hex(cut)}`), undefined)
+    } finally {
+      await node.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('migration of blobs held in LevelDB (the layout before the piece store)', function () {
   this.timeout(60_000)
   const enc = new TextEncoder()
