@@ -297,8 +297,9 @@ describe('storage service over the piece store', function () {
     node = await startNode({ dataDir: dir })
     try {
       assert.equal(node.storage.usedBytes, 2000)
-      assert.equal(await node.storage.pieces.has(hex(cut)), false)
-      assert.equal(await node.storage.pieces.has(hex(kept)), true)
+      assert.equal(node.storage.pieces, 1)
+      assert.equal(await node.storage.pieceStore.has(hex(cut)), false)
+      assert.equal(await node.storage.pieceStore.has(hex(kept)), true)
       assert.equal(await node.store.sub('storage').get(`n/${hex(cut)}`), undefined)
     } finally {
       await node.stop()

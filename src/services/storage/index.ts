@@ -144,7 +144,7 @@ function checkArgCount (call: ServiceCall, max: number, synopsis: string): void 
 export class StorageService {
   private readonly db: SubDb
   /** where the bytes live */
-  readonly pieces: PieceStore
+  readonly pieceStore: PieceStore
   readonly maxBlobSize: number
   private readonly verifyOnGet: boolean
   private readonly pricing: StorageServiceInit['pricing']
@@ -157,7 +157,7 @@ export class StorageService {
     this.maxBlobSize = init.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE
     const capacity = init.capacity ?? DEFAULT_CAPACITY
     if (!Number.isSafeInteger(capacity) || capacity < 0) { throw new RangeError('capacity must be a non-negative integer') }
-    this.pieces = init.pieces ?? new MemoryPieceStore({ capacity })
+    this.pieceStore = init.pieces ?? new MemoryPieceStore({ capacity })
     this.verifyOnGet = init.verifyOnGet ?? true
     this.pricing = init.pricing
     this.log = init.log ?? logger('decloud:storage')
@@ -170,15 +170,15 @@ export class StorageService {
    */
   async start (): Promise<void> {
     await this.exclusive(async () => {
-      await this.pieces.open()
+      await this.pieceStore.open()
       for await (const [key] of this.db.iterator({ gte: PENDING_PREFIX, lt: PENDING_END })) {
         const id = key.slice(PENDING_PREFIX.length)
-        if (await this.db.get(metaKey(id)) == null) { await this.pieces.delete(id) }
+        if (await this.db.get(metaKey(id)) == null) { await this.pieceStore.delete(id) }
         await this.db.del(key)
       }
       // a memory piece store would lose them: they stay where they are
-      if (this.pieces instanceof DiskPieceStore) {
-        const moved = await migrateLevelBlobs(this.db, LEGACY_BLOB_PREFIX, this.pieces, this.log)
+      if (this.pieceStore instanceof DiskPieceStore) {
+        const moved = await migrateLevelBlobs(this.db, LEGACY_BLOB_PREFIX, this.pieceStore, this.log)
         if (moved.moved + moved.damaged > 0) { this.log('moved %d blobs (%d bytes) from LevelDB into the piece store; %d damaged ones dropped', moved.moved, moved.bytes, moved.damaged) }
         if (await this.db.get(USED_KEY) != null) { await this.db.del(USED_KEY) }
       }
@@ -188,21 +188,26 @@ export class StorageService {
   /** Waits for writes in progress, so the database can be closed */
   async stop (): Promise<void> {
     await this.exclusive(async () => {
-      await this.pieces.close()
+      await this.pieceStore.close()
     })
+  }
+
+  /** Blobs stored (pieces in the piece store) */
+  get pieces (): number {
+    return this.pieceStore.usage().pieces
   }
 
   /** Bytes of blob content stored */
   get usedBytes (): number {
-    return this.pieces.usage().bytes
+    return this.pieceStore.usage().bytes
   }
 
   get capacity (): number {
-    return this.pieces.usage().capacity
+    return this.pieceStore.usage().capacity
   }
 
   get freeBytes (): number {
-    return this.pieces.usage().free
+    return this.pieceStore.usage().free
   }
 
   /** Counts the blobs and bytes the metadata records (a full scan: for checks and repair, not the hot path) */
@@ -261,24 +266,24 @@ export class StorageService {
           ops.push({ type: 'put', key: metaKey(id), value: encodeMeta({ ...existing, owners: existing.owners + 1 }) })
         }
         // repair: the caller holds the true bytes, so restore a copy that went missing or bad (the piece store dropped it)
-        if (!await this.pieces.has(id)) {
+        if (!await this.pieceStore.has(id)) {
           this.log.error('blob %s was missing or corrupt; restored from a new put', id)
           await this.putPiece(id, body)
         }
         if (ops.length > 0) { await this.db.batch(ops) }
         return id
       }
-      await this.db.put(pendingKey(id), EMPTY, { sync: this.pieces.durable })
+      await this.db.put(pendingKey(id), EMPTY, { sync: this.pieceStore.durable })
       try {
         await this.putPiece(id, body)
         await this.db.batch([
           { type: 'put', key: metaKey(id), value: encodeMeta({ size: body.byteLength, created: Date.now(), owners: 1 }) },
           { type: 'put', key: ownerKey(id, owner), value: EMPTY },
           { type: 'del', key: pendingKey(id) }
-        ], { sync: this.pieces.durable })
+        ], { sync: this.pieceStore.durable })
       } catch (err) {
         // nothing refers to the piece: take it back (start() does, if this fails too)
-        await this.pieces.delete(id).catch(() => {})
+        await this.pieceStore.delete(id).catch(() => {})
         await this.db.del(pendingKey(id)).catch(() => {})
         throw err
       }
@@ -289,7 +294,7 @@ export class StorageService {
   /** Stores a piece whose id the caller computed from its bytes, naming a full store as the protocol does */
   private async putPiece (id: string, body: Uint8Array): Promise<void> {
     try {
-      await this.pieces.put(id, body, { trustedId: true })
+      await this.pieceStore.put(id, body, { trustedId: true })
     } catch (err) {
       if (err instanceof InsufficientStorageError) { throw new ServiceError(Status.INSUFFICIENT_STORAGE, `this node has ${this.freeBytes} bytes free; the blob needs ${body.byteLength}`) }
       throw err
@@ -325,7 +330,7 @@ export class StorageService {
     let blob: Uint8Array | undefined
     try {
       // verified whole, or only the bytes asked for when not verifying
-      blob = this.verifyOnGet ? await this.pieces.get(id) : await this.readRange(id, offset, length)
+      blob = this.verifyOnGet ? await this.pieceStore.get(id) : await this.readRange(id, offset, length)
     } catch (err) {
       if (err instanceof PieceDamagedError) {
         this.log.error('blob %s failed its integrity check; not served: %e', id, err)
@@ -345,10 +350,10 @@ export class StorageService {
   }
 
   private async readRange (id: string, offset: number, length?: number): Promise<Uint8Array | undefined> {
-    const size = await this.pieces.size(id)
+    const size = await this.pieceStore.size(id)
     if (size == null) { return undefined }
     if (offset > size) { throw new ServiceError(Status.BAD_REQUEST, `offset ${offset} is past the end of the blob (${size} bytes)`) }
-    return this.pieces.read(id, offset, length ?? size)
+    return this.pieceStore.read(id, offset, length ?? size)
   }
 
   /**
@@ -371,8 +376,8 @@ export class StorageService {
         { type: 'del', key: metaKey(id) },
         { type: 'del', key: ownerKey(id, owner) },
         { type: 'put', key: pendingKey(id), value: EMPTY }
-      ], { sync: this.pieces.durable })
-      await this.pieces.delete(id)
+      ], { sync: this.pieceStore.durable })
+      await this.pieceStore.delete(id)
       await this.db.del(pendingKey(id))
       return true
     })
