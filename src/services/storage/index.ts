@@ -149,7 +149,7 @@ export class StorageService {
   private readonly verifyOnGet: boolean
   private readonly pricing: StorageServiceInit['pricing']
   private readonly log: Logger
-  /** serialises writes: puts and deletes read and change the usage counter */
+  /** serialises writes: puts and deletes read and change the metadata, the owners and the pieces */
   private lock: Promise<unknown> = Promise.resolve()
 
   constructor (init: StorageServiceInit) {
