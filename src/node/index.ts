@@ -253,6 +253,11 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       libp2pOptions.metrics = prometheusMetrics({ registry: metricsRegistry, statfsLocation: dataDir })
     }
     const libp2p = await createLibp2p(libp2pOptions)
+    // the node is returned with its stored blobs open (and moved from an older layout)
+    await storage.ready().catch(async (err) => {
+      await libp2p.stop()
+      throw err
+    })
     return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry })
   } catch (err) {
     await close()

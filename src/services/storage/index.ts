@@ -151,6 +151,8 @@ export class StorageService {
   private readonly log: Logger
   /** serialises writes: puts and deletes read and change the metadata, the owners and the pieces */
   private lock: Promise<unknown> = Promise.resolve()
+  /** start()'s work: every read waits for it */
+  private opening: Promise<void> = Promise.resolve()
 
   constructor (init: StorageServiceInit) {
     this.db = init.db
@@ -166,10 +168,13 @@ export class StorageService {
 
   /**
    * Opens the piece store, settles puts and deletes a crash interrupted, and
-   * moves blobs held in LevelDB by an older version into the piece store
+   * moves blobs held in LevelDB by an older version into the piece store.
+   * Returns at once (a move can take minutes, and OpenCloud starts its
+   * services before it serves): calls wait for the work, `ready()` says
+   * when it is done.
    */
   async start (): Promise<void> {
-    await this.exclusive(async () => {
+    this.opening = this.exclusive(async () => {
       await this.pieceStore.open()
       for await (const [key] of this.db.iterator({ gte: PENDING_PREFIX, lt: PENDING_END })) {
         const id = key.slice(PENDING_PREFIX.length)
@@ -183,6 +188,12 @@ export class StorageService {
         if (await this.db.get(USED_KEY) != null) { await this.db.del(USED_KEY) }
       }
     })
+    this.opening.catch((err) => { this.log.error('could not open the piece store - %e', err) })
+  }
+
+  /** Resolves once start() has opened the piece store; rejects with what made it fail */
+  async ready (): Promise<void> {
+    await this.opening
   }
 
   /** Waits for writes in progress, so the database can be closed */
@@ -233,6 +244,7 @@ export class StorageService {
   }
 
   async meta (id: string): Promise<BlobMeta | undefined> {
+    await this.opening
     const m = await this.db.get(metaKey(id))
     if (m == null) { return undefined }
     const meta = decodeMeta(m)
@@ -327,6 +339,7 @@ export class StorageService {
 
   /** The blob, or its bytes [offset, offset + length) clipped to its end */
   async get (id: string, offset = 0, length?: number): Promise<Uint8Array> {
+    await this.opening
     let blob: Uint8Array | undefined
     try {
       // verified whole, or only the bytes asked for when not verifying
