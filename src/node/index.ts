@@ -2,6 +2,7 @@ import '../polyfill.js'
 import { join } from 'node:path'
 import { UnsupportedOperationError } from '@libp2p/interface'
 import { createLibp2p } from 'libp2p'
+import { filesForNode } from '../files/node.js'
 import { rankSellers } from '../market/select.js'
 import { payAndCall } from '../payments/buyer/bidding.js'
 import { MAX_BODY_SIZE } from '../protocols/opencloud/api/constants.js'
@@ -19,6 +20,7 @@ import type { SwarmKeeper } from './swarm.js'
 import type { FindSellersOptions, Seller } from '../dht/config.js'
 import type { PeerDirectory } from '../dht/directory.js'
 import type { Discovery } from '../dht/discovery.js'
+import type { Files } from '../files/index.js'
 import type { Market } from '../market/market.js'
 import type { SellerCandidate, RankSellersOptions } from '../market/select.js'
 import type { PayOption, PaidCallResult } from '../payments/buyer/bidding.js'
@@ -163,6 +165,8 @@ export interface DecloudNode {
    * `btc:` identity credential goes with it. Throws when payments are off.
    */
   pay(target: CallTarget, call: CallRequest, options: { pay: PayOption, max: bigint, signal?: AbortSignal }): Promise<PaidCallResult>
+  /** Files stored across sellers, encrypted and erasure-coded (docs/files.md) */
+  readonly files: Files
   stop(): Promise<void>
 }
 
@@ -258,7 +262,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       await libp2p.stop()
       throw err
     })
-    return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry })
+    return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry, privateKey })
   } catch (err) {
     await close()
     throw err
@@ -266,11 +270,13 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
 }
 
 /** The node object over a started libp2p node */
-function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void>, metricsRegistry?: Registry }): DecloudNode {
+function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void>, metricsRegistry?: Registry, privateKey: PrivateKey }): DecloudNode {
   const { opencloud, discovery, market, swarm, payments } = libp2p.services
   const peerId = libp2p.peerId
   let stopped = false
+  let files: Files | undefined
   return {
+    get files () { return (files ??= filesForNode(this, init.privateKey)) },
     libp2p,
     opencloud,
     store: init.store,
