@@ -12,8 +12,9 @@ import { callFact } from '../reputation/calls.js'
 import { Reputation } from '../reputation/model.js'
 import { sha256Service } from '../services/sha256.js'
 import { StorageService, DEFAULT_CAPACITY } from '../services/storage/index.js'
+import { DiskPieceStore, MemoryPieceStore } from '../storage/index.js'
 import { Store } from '../store/index.js'
-import { DataDirInUseError, defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR } from './data-dir.js'
+import { DataDirInUseError, defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR, PIECES_DIR } from './data-dir.js'
 import { decloudDefaults, defaultNetworkMode, DEFAULT_PORT } from './defaults.js'
 import { openPaymentParts } from './payments.js'
 import type { DecloudServices, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
@@ -51,7 +52,7 @@ export interface DecloudNodeOptions {
   dataDir?: string
   /**
    * Where the node's database lives. `disk`: LevelDB in `<dataDir>/db`, one
-   * process at a time. `memory`: nothing of the database outlives the node
+   * process at a time, and stored blobs in `<dataDir>/pieces` (docs/storage.md). `memory`: nothing of the database outlives the node
    * (tabs, price book, stored blobs, promises): for short-lived clients and
    * tests; the data dir still holds the key (unless `privateKey` is given),
    * the policy file, the wallet seed and an embedded chain.
@@ -229,9 +230,11 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
     await reputation.open()
     parts = await openPaymentParts({ dataDir, store, payments: options.payments, policy: options.policy, reputation })
     const maxBodySize = options.opencloud?.maxBodySize ?? MAX_BODY_SIZE
+    const capacity = options.storage?.capacity ?? DEFAULT_CAPACITY
     const storage = new StorageService({
       db: store.sub('storage'),
-      capacity: options.storage?.capacity ?? DEFAULT_CAPACITY,
+      // the bytes beside the database: on disk with it, or gone with it
+      pieces: store.memory ? new MemoryPieceStore({ capacity }) : new DiskPieceStore({ dir: join(dataDir, PIECES_DIR), db: store.sub('pieces'), capacity }),
       maxBlobSize: Math.min(options.storage?.maxBlobSize ?? maxBodySize, maxBodySize),
       verifyOnGet: options.storage?.verifyOnGet,
       pricing: options.storage?.pricing
@@ -265,6 +268,11 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       libp2pOptions.metrics = prometheusMetrics({ registry: metricsRegistry, statfsLocation: dataDir })
     }
     const libp2p = await createLibp2p(libp2pOptions)
+    // the node is returned with its stored blobs open (and moved from an older layout)
+    await storage.ready().catch(async (err) => {
+      await libp2p.stop()
+      throw err
+    })
     return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry, privateKey })
   } catch (err) {
     await close()
