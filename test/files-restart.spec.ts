@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { findRunningNode } from '../src/control/index.js'
+import { CATALOG_COPIES } from '../src/files/index.js'
 import { killAll, runCli, startCliNode } from './cli-fixtures.js'
 import { eventually, startNode, tempDir } from './fixtures.js'
 import type { CliNode } from './cli-fixtures.js'
@@ -67,7 +68,8 @@ describe('files: kill -9 of the buyer\'s node mid-upload', function () {
     const again = await runCli(['put', file, '--redundancy', '2/4', '--json', '--data-dir', node.dataDir], { timeout: 60_000 })
     assert.equal(again.code, 0, again.stderr)
     const r = JSON.parse(again.stdout.toString())
-    assert.ok(await eventually(async () => await held() === 4 * r.segments, 10_000, 100), `sellers hold ${await held()} pieces, not ${4 * r.segments}`)
+    // and the file catalog (backup.ts): one piece on CATALOG_COPIES sellers
+    assert.ok(await eventually(async () => await held() === 4 * r.segments + CATALOG_COPIES, 10_000, 100), `sellers hold ${await held()} pieces, not ${4 * r.segments} + ${CATALOG_COPIES}`)
     const get = await runCli(['get', r.id, '-o', '-', '--data-dir', node.dataDir], { timeout: 60_000 })
     assert.equal(get.code, 0, get.stderr)
     assert.ok(get.stdout.equals(small))

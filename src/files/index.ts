@@ -19,6 +19,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { AbortError, NotFoundError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
+import { CATALOG_CHUNK, CatalogBackup } from './backup.js'
 import { TAG_BYTES, fileKey, filesRootKey, newSalt, openSegment, sealSegment } from './crypto.js'
 import { decodeShards, encodeShards } from './erasure.js'
 import { ManifestStore, MANIFEST_VERSION } from './manifest.js'
@@ -34,6 +35,8 @@ import type { SellerCandidate } from '../market/select.js'
 import type { Logger } from '@libp2p/interface'
 
 export { DecryptionFailedError } from './crypto.js'
+export { NoCatalogError, CATALOG_COPIES } from './backup.js'
+export type { CatalogRouting } from './backup.js'
 export { ErasureCodingError } from './erasure.js'
 export { TooFewSellersError, chooseRedundancy, parseRedundancy, pLoss, DEFAULT_LADDER } from './redundancy.js'
 export { OpenCloudPieces, PieceRefusedError, SellerRecords } from './sellers.js'
@@ -52,6 +55,7 @@ export class Files {
   private readonly manifests: ManifestStore
   readonly records: SellerRecords
   private readonly intents: IntentLog
+  private readonly catalog?: CatalogBackup
   private readonly init: FilesInit
   private readonly pieceSize: number
   private readonly log: Logger
@@ -64,9 +68,22 @@ export class Files {
     this.manifests = new ManifestStore(init.db)
     this.records = new SellerRecords(init.db)
     this.intents = new IntentLog(init.db)
+    this.log = init.log ?? logger('decloud:files')
+    if (init.routing != null) {
+      this.catalog = new CatalogBackup({
+        db: init.db,
+        manifests: this.manifests,
+        pieces: init.pieces,
+        routing: init.routing,
+        root: async () => this.rootKey(),
+        sellers: async (o) => (await rankForPut(dedupe(await init.findSellers({ usage: BigInt(CATALOG_CHUNK), timeout: 10_000, signal: o.signal })), this.records, { maxPrice: DEFAULT_MAX_PRICE, trust: init.trust })).map(c => ({ peerId: c.peerId, addresses: c.addresses })),
+        maxPrice: DEFAULT_MAX_PRICE,
+        timeout: init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT,
+        log: this.log
+      })
+    }
     this.pieceSize = init.pieceSize ?? DEFAULT_PIECE_SIZE
     if (!Number.isSafeInteger(this.pieceSize) || this.pieceSize < 64 || this.pieceSize > MAX_PIECE_SIZE) { throw new RangeError(`pieceSize must be 64 to ${MAX_PIECE_SIZE} bytes`) }
-    this.log = init.log ?? logger('decloud:files')
   }
 
   private async rootKey (): Promise<Uint8Array> {
@@ -148,6 +165,8 @@ export class Files {
     // the kept pieces' intents go; long-tail pieces not kept are deleted
     await this.recover({ only: id }).catch(() => {})
     await this.records.flush()
+    // the encrypted catalog on the network now lists this file (backup.ts)
+    await this.backup()
     return { id, size, k, n, segments: index, sellers: Object.keys(manifest.sellers), cost }
   }
 
@@ -220,6 +239,34 @@ export class Files {
    */
   async recover (options: { only?: string, signal?: AbortSignal } = {}): Promise<RecoveryResult> {
     return recoverUploads({ manifests: this.manifests, intents: this.intents, pieces: this.init.pieces, timeout: this.init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT, ...options })
+  }
+
+  /**
+   * Publishes the encrypted catalog of every complete file (backup.ts);
+   * a failure is logged, not thrown: the files themselves are stored
+   */
+  async backup (options: { signal?: AbortSignal } = {}): Promise<{ files: number, chunks: number } | undefined> {
+    if (this.catalog == null) { return undefined }
+    try {
+      const signal = AbortSignal.any([AbortSignal.timeout(60_000), ...(options.signal != null ? [options.signal] : [])])
+      // the DHT query listens on it once per peer asked
+      setMaxListeners(Infinity, signal)
+      return await this.catalog.publish({ signal })
+    } catch (err) {
+      this.log.error('the file catalog was not published - %e', err)
+      return undefined
+    }
+  }
+
+  /**
+   * Finds the catalog this seed published (an empty data dir with the same
+   * seed words) and writes back the manifests this node does not have
+   */
+  async restore (options: { signal?: AbortSignal } = {}): Promise<{ files: number, restored: string[] }> {
+    if (this.catalog == null) { throw new NotFoundError('this node has no DHT to find a file catalog in') }
+    const signal = AbortSignal.any([AbortSignal.timeout(120_000), ...(options.signal != null ? [options.signal] : [])])
+    setMaxListeners(Infinity, signal)
+    return this.catalog.restore({ signal })
   }
 
   async manifest (id: string): Promise<FileManifest> {
@@ -376,6 +423,7 @@ export class Files {
     await runLimited(pieces.map(p => async () => del(p)), 8)
     const { deleted, failed } = count
     await this.manifests.delete(id)
+    await this.backup()
     return { id, deleted, failed }
   }
 
