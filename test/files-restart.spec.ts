@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { findRunningNode } from '../src/control/index.js'
 import { CATALOG_COPIES } from '../src/files/index.js'
+import { KEY_FILE } from '../src/node/data-dir.js'
 import { killAll, runCli, startCliNode } from './cli-fixtures.js'
 import { eventually, startNode, tempDir } from './fixtures.js'
 import type { CliNode } from './cli-fixtures.js'
@@ -31,8 +32,8 @@ describe('files: kill -9 of the buyer\'s node mid-upload', function () {
 
   const held = async (): Promise<number> => (await Promise.all(sellers.map(async s => (await s.storage.count()).blobs))).reduce((a, b) => a + b, 0)
 
-  async function start (): Promise<CliNode> {
-    const n = await startCliNode(join(dir, 'node'), ['--bootstrap', sellers[0].addr])
+  async function start (dataDir = join(dir, 'node')): Promise<CliNode> {
+    const n = await startCliNode(dataDir, ['--bootstrap', sellers[0].addr])
     const running = await findRunningNode(n.dataDir)
     assert.ok(running != null)
     const found = await eventually(async () => (await running.client.sellers({ service: 'storage', timeout: 2_000 })).sellers.length >= 4, 60_000, 500)
@@ -73,5 +74,43 @@ describe('files: kill -9 of the buyer\'s node mid-upload', function () {
     const get = await runCli(['get', r.id, '-o', '-', '--data-dir', node.dataDir], { timeout: 60_000 })
     assert.equal(get.code, 0, get.stderr)
     assert.ok(get.stdout.equals(small))
+  })
+
+  it('decloud restore in a fresh data dir with the same seed (no wallet: the node key) lists the file; get gives identical bytes', async () => {
+    assert.ok(node != null)
+    const data = randomBytes(2 * MiB + 99)
+    const file = join(dir, 'kept.bin')
+    await writeFile(file, data)
+    const put = await runCli(['put', file, '--redundancy', '2/4', '--json', '--data-dir', node.dataDir], { timeout: 60_000 })
+    assert.equal(put.code, 0, put.stderr)
+    const { id } = JSON.parse(put.stdout.toString())
+    const old = node.dataDir
+    await node.stop()
+    // the data dir is lost; the user kept the seed (here: the node key, since this node has no wallet)
+    const fresh = join(dir, 'fresh')
+    await mkdir(fresh, { mode: 0o700 })
+    await copyFile(join(old, KEY_FILE), join(fresh, KEY_FILE))
+    node = await start(fresh)
+    const ls0 = await runCli(['ls', '--json', '--data-dir', fresh])
+    assert.deepEqual(JSON.parse(ls0.stdout.toString()).files, [])
+    const r = await runCli(['restore', '--json', '--data-dir', fresh], { timeout: 120_000 })
+    assert.equal(r.code, 0, r.stderr)
+    assert.ok(JSON.parse(r.stdout.toString()).restored.includes(id), r.stdout.toString())
+    const ls = await runCli(['ls', '--json', '--data-dir', fresh])
+    const listed = JSON.parse(ls.stdout.toString()).files.map((f: any) => [f.id, f.name, f.size, f.state])
+    assert.ok(listed.some((f: any[]) => f.join() === [id, 'kept.bin', data.byteLength, 'complete'].join()), ls.stdout.toString())
+    const get = await runCli(['get', id, '-o', '-', '--data-dir', fresh], { timeout: 60_000 })
+    assert.equal(get.code, 0, get.stderr)
+    assert.ok(get.stdout.equals(data), 'identical bytes')
+  })
+
+  it('decloud restore with another seed: no catalog, a clear error, nothing listed', async () => {
+    await node?.stop()
+    node = await start(join(dir, 'stranger'))
+    const r = await runCli(['restore', '--data-dir', node.dataDir], { timeout: 120_000 })
+    assert.equal(r.code, 1, r.stderr)
+    assert.match(r.stderr, /no file catalog of this seed was found/)
+    const ls = await runCli(['ls', '--json', '--data-dir', node.dataDir])
+    assert.deepEqual(JSON.parse(ls.stdout.toString()).files, [])
   })
 })
