@@ -11,9 +11,11 @@
  * checked against its hash, the segment decoded, authenticated and decrypted.
  * Memory stays bounded: at most `concurrency` segments are in flight.
  *
+ * An upload a crash cut short is cleaned up at the next start (resume.ts);
+ * the encrypted catalog of the manifests is published on the network after
+ * every put and rm, and restore finds it from the seed alone (backup.ts).
  * Not yet (hooks marked TODO): leases and their renewal, receipts, audits,
- * repair, resuming an upload after a restart, the encrypted manifest copy on
- * the network and restore from seed.
+ * repair.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
