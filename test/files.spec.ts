@@ -169,6 +169,16 @@ describe('files: put and get across real sellers', function () {
     assert.ok((await collect(withSeed(own).get(id))).equals(data))
   })
 
+  it('a recovery (as at start) while a put runs leaves that upload alone', async () => {
+    let rec: ReturnType<Files['recover']> | undefined
+    const res = await buyer.files.put(chunks(data), { redundancy: { k: 2, n: 4 }, onProgress: () => { rec ??= buyer.files.recover() } })
+    assert.ok(rec != null)
+    const r = await rec
+    assert.deepEqual([r.files, r.deleted], [[], 0])
+    assert.ok((await collect(buyer.files.get(res.id))).equals(data))
+    await buyer.files.remove(res.id)
+  })
+
   it('3/6 over the 6 sellers: with 3 sellers stopped get returns identical bytes; rm deletes the rest', async () => {
     const res = await buyer.files.put(chunks(data), { redundancy: { k: 3, n: 6 } })
     assert.equal(res.sellers.length, 6)

@@ -57,6 +57,8 @@ export class Files {
   private readonly manifests: ManifestStore
   readonly records: SellerRecords
   private readonly intents: IntentLog
+  /** ids of the uploads under way: a recovery leaves them alone */
+  private readonly uploading = new Set<string>()
   private readonly catalog?: CatalogBackup
   private readonly init: FilesInit
   private readonly pieceSize: number
@@ -123,6 +125,7 @@ export class Files {
       sellers: {}
     }
     // an `uploading` manifest found at start is cleaned up (recover(), resume.ts)
+    this.uploading.add(id)
     await this.manifests.putHead(manifest)
     const sellers: SellerRef[] = ranked.map(c => ({ peerId: c.peerId, addresses: c.addresses }))
     const inFlight: Array<Promise<SegmentRecord>> = []
@@ -157,6 +160,7 @@ export class Files {
     } catch (err) {
       stop.abort(err)
       await Promise.allSettled(inFlight)
+      this.uploading.delete(id)
       // nothing half-stored is left behind: what was placed is deleted (best effort; a piece
       // that lands later keeps its intent and is deleted at the next start)
       await this.recover({ only: id }).catch(() => {})
@@ -164,6 +168,7 @@ export class Files {
     }
     Object.assign(manifest, { size, segments: index, cost: cost.toString(), state: 'complete' })
     await this.manifests.putHead(manifest)
+    this.uploading.delete(id)
     // the kept pieces' intents go; long-tail pieces not kept are deleted
     await this.recover({ only: id }).catch(() => {})
     await this.records.flush()
@@ -240,7 +245,7 @@ export class Files {
    * starts; `only` limits it to one file
    */
   async recover (options: { only?: string, signal?: AbortSignal } = {}): Promise<RecoveryResult> {
-    return recoverUploads({ manifests: this.manifests, intents: this.intents, pieces: this.init.pieces, timeout: this.init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT, ...options })
+    return recoverUploads({ manifests: this.manifests, intents: this.intents, pieces: this.init.pieces, timeout: this.init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT, running: this.uploading, ...options })
   }
 
   /**

@@ -80,11 +80,13 @@ export interface RecoveryResult {
  * manifest keeps is deleted at its seller. With `only`, just that file
  * (the put's own failure path).
  */
-export async function recoverUploads (d: { manifests: ManifestStore, intents: IntentLog, pieces: PieceSellers, timeout: number, signal?: AbortSignal, only?: string }): Promise<RecoveryResult> {
+export async function recoverUploads (d: { manifests: ManifestStore, intents: IntentLog, pieces: PieceSellers, timeout: number, signal?: AbortSignal, only?: string, running?: Set<string> }): Promise<RecoveryResult> {
   const files: string[] = []
+  // uploads under way in this process are not cut short: their manifests and intents are theirs
+  const busy = (file: string): boolean => d.only == null && d.running?.has(file) === true
   const heads = d.only != null ? [await d.manifests.get(d.only)].filter(m => m != null) : await collect(d.manifests.list())
   for (const m of heads) {
-    if (m.state !== 'uploading') { continue }
+    if (m.state !== 'uploading' || busy(m.id)) { continue }
     // every placed piece has had an intent since before its upload; the segment records are not needed to find them
     await d.manifests.delete(m.id)
     files.push(m.id)
@@ -108,6 +110,7 @@ export async function recoverUploads (d: { manifests: ManifestStore, intents: In
   }
   const orphans: Intent[] = []
   for await (const i of d.intents.list(d.only)) {
+    if (busy(i.file)) { continue }
     const ids = await keptBy(i.file)
     if (ids?.has(`${i.peer}/${i.id}`) === true) {
       await d.intents.drop(i)
