@@ -5,6 +5,7 @@ import { InvalidResponseSignatureError, OpenCloudStatusError, ProtocolViolationE
 import { openCloudId, openCloudVerifier, requestDigest, responseDigest, verifyAll } from '../api/signing.js'
 import { statusPath } from '../api/status.js'
 import { PaymentType, Reason, Request, Response, Status } from '../pb/opencloud.js'
+import { encodeRequest } from './encode.js'
 import { deadline, FrameReader } from './framing.js'
 import type { CallRequest, CallResult, CallTarget } from './call-types.js'
 import type { CredentialVerifier, Signer } from '../api/signing.js'
@@ -272,7 +273,8 @@ export class OpenCloudClient {
 
   /** One request/response exchange; StreamNotUsableError means nothing was written */
   private async exchange (session: Session, request: Request, options: AbortOptions): Promise<Response> {
-    const encoded = Request.encode(request)
+    // a large body is framed as it is, not copied into an encoding buffer
+    const encoded = encodeRequest(request)
     if (encoded.byteLength > this.maxFrameSize) { throw new RangeError(`request of ${encoded.byteLength} bytes exceeds the frame limit of ${this.maxFrameSize} bytes`) }
     if (!usable(session.stream)) { throw new StreamNotUsableError('pooled stream closed before the request was sent') }
     // one timer for the whole exchange: writing the request, the server's work, reading the response

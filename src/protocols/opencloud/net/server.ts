@@ -4,6 +4,7 @@ import { openCloudId, requestDigest, responseDigest, sha256 } from '../api/signi
 import { isReason, isStatus } from '../api/status.js'
 import { TEMPLATE_METHODS } from '../api/template.js'
 import { PaymentType, Reason, Request, Response, Status } from '../pb/opencloud.js'
+import { encodeResponse } from './encode.js'
 import { FrameReader } from './framing.js'
 import { createPipeline, runPipeline } from './pipeline.js'
 import type { BufferBudget } from './framing.js'
@@ -259,7 +260,7 @@ export class OpenCloudServer {
     this.stats.byStatus[name] = (this.stats.byStatus[name] ?? 0) + 1
     this.countCall(state?.request, name)
     const response = await this.respond(reply, state, peerKey, client)
-    await reader.write(Response.encode(response), { timeout: this.messageTimeout })
+    await reader.write(encodeResponse(response), { timeout: this.messageTimeout })
   }
 
   /** Counts a response by service, method and status; names the node does not serve are `other`, so a peer cannot grow the map */
