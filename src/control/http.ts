@@ -30,6 +30,8 @@ export interface ControlledNode {
   /** Wallet, chain, promises (`/v1/wallet…`, `/v1/chain/mine`, paid calls); without them those answer 404 */
   readonly payments?: DecloudNode['payments']
   readonly pay?: DecloudNode['pay']
+  /** Files across sellers (`/v1/files…`); without them those answer 404 */
+  readonly files?: DecloudNode['files']
   /** The policy in force (`GET /v1/policy`, `POST /v1/policy/reload`) */
   readonly policy?: DecloudNode['policy']
 }

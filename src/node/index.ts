@@ -2,6 +2,7 @@ import '../polyfill.js'
 import { join } from 'node:path'
 import { UnsupportedOperationError } from '@libp2p/interface'
 import { createLibp2p } from 'libp2p'
+import { filesForNode } from '../files/node.js'
 import { rankSellers } from '../market/select.js'
 import { payAndCall } from '../payments/buyer/bidding.js'
 import { MAX_BODY_SIZE } from '../protocols/opencloud/api/constants.js'
@@ -18,6 +19,7 @@ import type { SwarmKeeper } from './swarm.js'
 import type { FindSellersOptions, Seller } from '../dht/config.js'
 import type { PeerDirectory } from '../dht/directory.js'
 import type { Discovery } from '../dht/discovery.js'
+import type { Files } from '../files/index.js'
 import type { Market } from '../market/market.js'
 import type { SellerCandidate, RankSellersOptions } from '../market/select.js'
 import type { PayOption, PaidCallResult } from '../payments/buyer/bidding.js'
@@ -162,6 +164,8 @@ export interface DecloudNode {
    * `btc:` identity credential goes with it. Throws when payments are off.
    */
   pay(target: CallTarget, call: CallRequest, options: { pay: PayOption, max: bigint, signal?: AbortSignal }): Promise<PaidCallResult>
+  /** Files stored across sellers, encrypted and erasure-coded (docs/files.md) */
+  readonly files: Files
   stop(): Promise<void>
 }
 
@@ -250,7 +254,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       libp2pOptions.metrics = prometheusMetrics({ registry: metricsRegistry, statfsLocation: dataDir })
     }
     const libp2p = await createLibp2p(libp2pOptions)
-    return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry })
+    return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry, privateKey })
   } catch (err) {
     await close()
     throw err
@@ -258,11 +262,13 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
 }
 
 /** The node object over a started libp2p node */
-function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void>, metricsRegistry?: Registry }): DecloudNode {
+function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void>, metricsRegistry?: Registry, privateKey: PrivateKey }): DecloudNode {
   const { opencloud, discovery, market, swarm, payments } = libp2p.services
   const peerId = libp2p.peerId
   let stopped = false
+  let files: Files | undefined
   return {
+    get files () { return (files ??= filesForNode(this, init.privateKey)) },
     libp2p,
     opencloud,
     store: init.store,
