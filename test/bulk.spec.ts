@@ -112,5 +112,15 @@ describe('bulk path', function () {
         assert.ok(Buffer.from(got.body).equals(blob))
       }
     })
+
+    it('a signed call uses the caller\'s body hash for its digest: a wrong one fails to verify, the right one is served', async () => {
+      const blob = bytes(SPLIT_BODY_SIZE * 2)
+      const hash = createHash('sha256').update(blob).digest()
+      const wrong = await a.opencloud.call(b.addr, { service: 'storage', method: 'put', body: blob, sign: true, bodyHash: createHash('sha256').update('other').digest() })
+      assert.equal(wrong.path, 'client-error/invalid-signature')
+      const right = await a.opencloud.call(b.addr, { service: 'storage', method: 'put', body: blob, sign: true, bodyHash: hash })
+      assert.equal(right.path, 'ok')
+      assert.equal(new TextDecoder().decode(right.body), hash.toString('hex'))
+    })
   })
 })

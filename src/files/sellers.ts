@@ -95,8 +95,10 @@ export class OpenCloudPieces implements PieceSellers {
   }
 
   async put (seller: SellerRef, piece: Uint8Array, options: PieceOptions): Promise<StoredPiece> {
-    const id = hex(sha256(piece))
-    const res = await this.call(seller, { service: 'storage', method: 'put', body: piece }, options.maxPrice, options.signal)
+    const hash = sha256(piece)
+    const id = hex(hash)
+    // the id's hash also serves the request signature of a paid put (the piece is hashed once)
+    const res = await this.call(seller, { service: 'storage', method: 'put', body: piece, bodyHash: hash }, options.maxPrice, options.signal)
     const got = new TextDecoder().decode(res.body).trim()
     if (got !== id) { throw new PieceRefusedError('bad-answer', `${seller.peerId} stored the piece under ${got.slice(0, 64)}, not ${id}`) }
     return { id, cost: (res.paid ?? 0n) + (res.promised ?? 0n) }
