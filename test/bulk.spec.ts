@@ -3,7 +3,9 @@ import { createHash, randomBytes } from 'node:crypto'
 import { PaymentType, Reason, Request, Response, Status, verifyResponse } from '../src/protocols/opencloud/index.js'
 import { SPLIT_BODY_SIZE, encodeRequest, encodeResponse } from '../src/protocols/opencloud/net/encode.js'
 import { startNode } from './fixtures.js'
+import { startBareNode } from './protocol-fixtures.js'
 import type { TestNode } from './fixtures.js'
+import type { ServiceDefinition } from '../src/protocols/opencloud/api/template.js'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
 type Bytes = Uint8Array<ArrayBuffer>
@@ -110,6 +112,34 @@ describe('bulk path', function () {
         assert.equal(got.signed, sign)
         assert.equal(await verifyResponse(got), sign)
         assert.ok(Buffer.from(got.body).equals(blob))
+      }
+    })
+
+    it('a handler that first reads its signal after the processing deadline finds it aborted (the signal is made on demand)', async () => {
+      let report: (aborted: boolean) => void = () => {}
+      const seen = new Promise<boolean>(resolve => { report = resolve })
+      const late: ServiceDefinition = {
+        name: 'late',
+        version: '1.0.0',
+        description: 'reads its signal only after the deadline',
+        methods: {
+          wait: {
+            description: 'waits 1.5 s, then looks at its signal',
+            handler: async (call) => {
+              await new Promise(resolve => setTimeout(resolve, 1_500))
+              report(call.signal.aborted)
+              return {}
+            }
+          }
+        }
+      }
+      const t = await startBareNode({ services: [late], messageTimeout: 1_000 })
+      try {
+        const res = await a.opencloud.call(t.addr, { service: 'late', method: 'wait' })
+        assert.equal(res.path, 'server-error')
+        assert.equal(await seen, true)
+      } finally {
+        await t.destroy()
       }
     })
 

@@ -46,6 +46,12 @@ interface Session {
   stream: Stream
   frames: FrameReader
   idleTimer?: ReturnType<typeof setTimeout>
+  /**
+   * aborts this stream's exchange when its time is up (calls without a
+   * signal of their own): one controller serves every exchange, since a
+   * stream whose exchange timed out is discarded, never pooled again
+   */
+  timeouts?: AbortController
   /** removes the listeners that evict the session while it is idle */
   unwatch?(): void
 }
@@ -279,7 +285,7 @@ export class OpenCloudClient {
     if (encoded.byteLength > this.maxFrameSize) { throw new RangeError(`request of ${encoded.byteLength} bytes exceeds the frame limit of ${this.maxFrameSize} bytes`) }
     if (!usable(session.stream)) { throw new StreamNotUsableError('pooled stream closed before the request was sent') }
     // one timer for the whole exchange: writing the request, the server's work, reading the response
-    const limit = deadline(2 * this.messageTimeout, () => new TimeoutError('no response in time'), options.signal)
+    const limit = options.signal != null ? deadline(2 * this.messageTimeout, () => new TimeoutError('no response in time'), options.signal) : this.sessionDeadline(session)
     let frame
     try {
       try {
@@ -299,6 +305,13 @@ export class OpenCloudClient {
     } catch (err: any) {
       throw new ProtocolViolationError(`malformed response: ${err.message}`)
     }
+  }
+
+  /** A deadline for one exchange on `session` that costs a timer, not a controller and its signal */
+  private sessionDeadline (session: Session): { signal: AbortSignal, clear(): void } {
+    const controller = session.timeouts ??= new AbortController()
+    const timer = setTimeout(() => { controller.abort(new TimeoutError('no response in time')) }, 2 * this.messageTimeout)
+    return { signal: controller.signal, clear: () => { clearTimeout(timer) } }
   }
 
   /**

@@ -134,9 +134,9 @@ export class OpenCloudServer {
         if (request == null) {
           reply = { status: Status.BAD_REQUEST, detail: 'frame is not a valid OpenCloud request' }
         } else {
-          const controller = new AbortController()
-          state = callState(peer, request, controller.signal)
-          reply = await this.process(stream, state, controller)
+          const abort = new CallAbort()
+          state = callState(peer, request, abort)
+          reply = await this.process(stream, state, abort)
           if (reply == null) {
             // the stream went away while the request was processed
             stream.abort(new StreamGoneError('stream closed during processing'))
@@ -159,17 +159,16 @@ export class OpenCloudServer {
    * a deadline that passes, is a server-error; the details go to the log,
    * never to the peer.
    */
-  private async process (stream: Stream, state: CallState, controller: AbortController): Promise<Reply | undefined> {
+  private async process (stream: Stream, state: CallState, abort: CallAbort): Promise<Reply | undefined> {
     const { log } = this.init
-    const timer = setTimeout(() => { controller.abort(new ProcessingTimeoutError('request took too long')) }, this.messageTimeout)
-    const onClose = (): void => { controller.abort(new StreamGoneError('stream closed')) }
+    const timer = setTimeout(() => { abort.abort(new ProcessingTimeoutError('request took too long')) }, this.messageTimeout)
+    const onClose = (): void => { abort.abort(new StreamGoneError('stream closed')) }
     stream.addEventListener('close', onClose)
     const what = `${state.request.service.slice(0, 64)}.${state.request.method.slice(0, 64)}`
     const work = runPipeline(this.stages, state)
     try {
       return await new Promise<Reply | undefined>((resolve) => {
-        const onAbort = (): void => {
-          const reason = controller.signal.reason
+        abort.listen((reason: Error): void => {
           if (reason instanceof StreamGoneError) {
             resolve(undefined)
             return
@@ -177,8 +176,7 @@ export class OpenCloudServer {
           this.stats.errors++
           log.error('request %s from %p timed out', what, state.peer)
           resolve({ status: Status.SERVER_ERROR, detail: 'request took too long to process' })
-        }
-        if (controller.signal.aborted) { onAbort() } else { controller.signal.addEventListener('abort', onAbort, { once: true }) }
+        })
         work.then((reply) => {
           const problem = checkReply(reply, this.init.maxBodySize)
           if (problem != null) {
@@ -314,18 +312,54 @@ export class OpenCloudServer {
 const EMPTY = new Uint8Array(0)
 
 /**
+ * Aborts one call: on its processing deadline or when its stream closes.
+ * The AbortSignal handlers see is only made when one asks for it (most never
+ * do, and a controller with its signal is a good part of a small call's
+ * bookkeeping); it is aborted at once when the call already was.
+ */
+class CallAbort {
+  private controller?: AbortController
+  private reason?: Error
+  /** the server's own reaction (answer server-error, or drop the reply) */
+  private onAbort?: (reason: Error) => void
+
+  get signal (): AbortSignal {
+    if (this.controller == null) {
+      this.controller = new AbortController()
+      if (this.reason != null) { this.controller.abort(this.reason) }
+    }
+    return this.controller.signal
+  }
+
+  /** Calls `fn` on abort, or now when the call was aborted already */
+  listen (fn: (reason: Error) => void): void {
+    this.onAbort = fn
+    if (this.reason != null) { fn(this.reason) }
+  }
+
+  abort (reason: Error): void {
+    if (this.reason != null) { return }
+    this.reason = reason
+    this.controller?.abort(reason)
+    this.onAbort?.(reason)
+  }
+}
+
+/**
  * The state of one call. The request digest (and the body hash in it) is
  * computed on first use: an unsigned request that gets an unsigned response
  * never needs it, and hashing plus re-encoding is a good part of a small
  * call's cost.
  */
-function callState (peer: PeerId, request: Request, signal: AbortSignal): CallState {
+function callState (peer: PeerId, request: Request, abort: CallAbort): CallState {
   let digest: Uint8Array | undefined
   const state: CallState = {
     peer,
     request,
     credentials: [],
-    signal,
+    get signal (): AbortSignal {
+      return abort.signal
+    },
     bodyHash: undefined,
     get digest (): Uint8Array {
       if (digest == null) {
