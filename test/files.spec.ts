@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { decodeShards, encodeShards } from '../src/files/erasure.js'
 import { DecryptionFailedError, Files, OpenCloudPieces, TooFewSellersError, chooseRedundancy, pLoss, parseRedundancy, segmentsOf } from '../src/files/index.js'
+import { PIECES_DIR } from '../src/node/data-dir.js'
 import { eventually, startNode } from './fixtures.js'
 import { startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
@@ -132,10 +135,11 @@ describe('files: put and get across real sellers', function () {
     const victims = first.pieces.slice(0, 2)
     for (const p of victims) {
       const node = sellers.find(s => s.peerId.toString() === p.peer) as TestNode
-      const db = node.store.sub('storage')
-      const bytes = Buffer.from(await db.get(`b/${p.id}`) as Uint8Array)
+      // one byte flipped in the seller's piece file (docs/storage.md)
+      const file = join(node.dataDir, PIECES_DIR, p.id.slice(0, 2), p.id)
+      const bytes = await readFile(file)
       bytes[10] ^= 0xff
-      await db.put(`b/${p.id}`, bytes)
+      await writeFile(file, bytes)
       for (let i = 0; i < 50; i++) { await buyer.files.records.record(p.peer, true, 1, 1) }
     }
     const before = await Promise.all(victims.map(async p => (await buyer.files.records.get(p.peer)).fail))

@@ -7,6 +7,7 @@ import type { CallJson, CallRequestJson, ErrorJson, SentJson, WalletJson, Wallet
 import type { ControlFile } from './files.js'
 import type { FileStatus, FileSummary } from '../files/index.js'
 import type { MarketJson, SellersJson } from '../node/reports.js'
+import type { ReputationJson } from '../reputation/json.js'
 import type { IncomingMessage } from 'node:http'
 import type { Writable } from 'node:stream'
 
@@ -146,6 +147,11 @@ export class ControlClient {
     if (q.method != null) { p.set('method', q.method) }
     if (q.units != null) { p.set('units', q.units.toString()) }
     return this.request('GET', `/market${p.size > 0 ? `?${p.toString()}` : ''}`, undefined, options) as Promise<MarketJson>
+  }
+
+  /** `GET /v1/reputation`: one peer's trust and why, or every peer known */
+  async reputation (peer?: string, options: RequestOptions = {}): Promise<ReputationJson> {
+    return this.request('GET', `/reputation${peer != null ? `?peer=${encodeURIComponent(peer)}` : ''}`, undefined, options) as Promise<ReputationJson>
   }
 
   /**

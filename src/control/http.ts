@@ -34,6 +34,8 @@ export interface ControlledNode {
   readonly files?: DecloudNode['files']
   /** The policy in force (`GET /v1/policy`, `POST /v1/policy/reload`) */
   readonly policy?: DecloudNode['policy']
+  /** Records, reports and trust (`GET /v1/reputation`) */
+  readonly reputation?: DecloudNode['reputation']
 }
 
 /** An answer other than 200, with the error type of docs/control-api.md */

@@ -11,6 +11,7 @@ import { callRoutes } from './routes-calls.js'
 import { fileRoutes } from './routes-files.js'
 import { marketRoutes } from './routes-market.js'
 import { nodeRoutes } from './routes-node.js'
+import { reputationRoutes } from './routes-reputation.js'
 import { walletRoutes } from './routes-wallet.js'
 import { Sessions } from './session.js'
 import { decloudVersion } from './version.js'
@@ -127,6 +128,7 @@ export class ControlServer {
       ...marketRoutes(ctx),
       ...walletRoutes(ctx),
       ...fileRoutes(ctx),
+      ...reputationRoutes(ctx),
       ...dashboardRoutes(ctx, { sessions: this.sessions, metrics: this.metrics, origin: () => this.origin, prometheus: init.prometheus === true })
     ])
     this.requestTimeout = Math.max(init.requestTimeout ?? 30_000, this.headersTimeout)

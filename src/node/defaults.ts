@@ -23,6 +23,9 @@ import { MARKET_TOPIC } from '../market/announcement.js'
 import { market } from '../market/market.js'
 import { PriceBook } from '../market/price-book.js'
 import { openCloud } from '../protocols/opencloud/net/opencloud.js'
+import { Reputation } from '../reputation/model.js'
+import { REPUTATION_TOPIC } from '../reputation/report.js'
+import { reputationService } from '../reputation/service.js'
 import { Store } from '../store/index.js'
 import { payments } from './services.js'
 import { parseBootstrap, swarmKeeper } from './swarm.js'
@@ -34,6 +37,7 @@ import type { Market } from '../market/market.js'
 import type { PricingStrategy } from '../market/strategy.js'
 import type { ServiceDefinition } from '../protocols/opencloud/api/template.js'
 import type { OpenCloud, OpenCloudInit } from '../protocols/opencloud/net/opencloud.js'
+import type { ReputationService } from '../reputation/service.js'
 import type { GossipSub, GossipsubOpts } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
 import type { PrivateKey, PeerDiscovery } from '@libp2p/interface'
@@ -46,7 +50,7 @@ export const DEFAULT_PORT = 4001
 /** decloud's own Kademlia DHT: never mixed with the IPFS DHT */
 export const DHT_PROTOCOL = '/decloud/kad/1.0.0'
 /** Core services every node serves; they are not advertised as sold */
-export const CORE_SERVICES = ['info', 'peers', 'market', 'payments'] as const
+export const CORE_SERVICES = ['info', 'peers', 'market', 'payments', 'reputation'] as const
 
 /**
  * `local`: every node of the swarm is on loopback or a private network
@@ -167,6 +171,8 @@ export type DecloudServices = {
   swarm: SwarmKeeper
   /** the tab sweep and the fulfilment loop (idle when payments are off) */
   payments: PaymentsService
+  /** signed reputation reports on gossipsub; serves the core `reputation` service */
+  reputation: ReputationService
 }
 
 export interface DecloudDefaultsOptions {
@@ -192,6 +198,8 @@ export interface DecloudDefaultsOptions {
   sell?: string[]
   /** what `openPaymentParts` opened @default none: the payments service idles */
   payments?: PaymentParts
+  /** the node's reputation (docs/reputation.md) @default one in `store` (in memory without one), pre-trusting nothing but this node */
+  reputation?: Reputation
 }
 
 const NO_PAYMENTS: PaymentParts = {
@@ -231,6 +239,7 @@ export function decloudDefaults (options: DecloudDefaultsOptions): Libp2pOptions
     sold != null ? sold.includes(s.name) : !(CORE_SERVICES as readonly string[]).includes(s.name))
   // one directory: discovery and the market both learn who sells what
   const directory = new PeerDirectory()
+  const reputation = options.reputation ?? new Reputation({ db: (options.store ?? Store.memory()).sub('reputation'), self: peerIdFromPrivateKey(options.privateKey).toString() })
   return {
     privateKey: options.privateKey,
     addresses: { listen: options.listen },
@@ -283,6 +292,9 @@ export function decloudDefaults (options: DecloudDefaultsOptions): Libp2pOptions
         scoreParams: {
           // on loopback every peer shares one IP: the colocation penalty would graylist them all
           ...(local ? { IPColocationFactorWeight: 0 } : {}),
+          // P5: peers that behave badly in the market lose gossip standing (docs/reputation.md)
+          appSpecificScore: (peer: string) => reputation.gossipScore(peer),
+          appSpecificWeight: 1,
           topics: {
             [MARKET_TOPIC]: createTopicScoreParams({
               topicWeight: 1,
@@ -296,6 +308,20 @@ export function decloudDefaults (options: DecloudDefaultsOptions): Libp2pOptions
               meshMessageDeliveriesWeight: 0,
               meshFailurePenaltyWeight: 0,
               // each invalid (forged, malformed, long expired) announcement costs 10·n²; slow decay (~1 min half-life)
+              invalidMessageDeliveriesWeight: -10,
+              invalidMessageDeliveriesDecay: 0.99
+            }),
+            [REPUTATION_TOPIC]: createTopicScoreParams({
+              topicWeight: 1,
+              timeInMeshWeight: 0.01,
+              timeInMeshQuantum: 1000,
+              timeInMeshCap: 100,
+              firstMessageDeliveriesWeight: 1,
+              firstMessageDeliveriesDecay: 0.9,
+              firstMessageDeliveriesCap: 10,
+              meshMessageDeliveriesWeight: 0,
+              meshFailurePenaltyWeight: 0,
+              // a forged, malformed or oversized report costs as much as a bad price announcement
               invalidMessageDeliveriesWeight: -10,
               invalidMessageDeliveriesDecay: 0.99
             })
@@ -330,7 +356,8 @@ export function decloudDefaults (options: DecloudDefaultsOptions): Libp2pOptions
         minConnections: options.swarm?.minConnections,
         interval: options.swarm?.checkInterval
       }),
-      payments: payments({ parts: options.payments ?? NO_PAYMENTS })
+      payments: payments({ parts: options.payments ?? NO_PAYMENTS }),
+      reputation: reputationService({ reputation })
     }
   }
 }

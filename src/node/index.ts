@@ -1,16 +1,20 @@
 import '../polyfill.js'
 import { join } from 'node:path'
 import { UnsupportedOperationError } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { createLibp2p } from 'libp2p'
 import { filesForNode } from '../files/node.js'
 import { rankSellers } from '../market/select.js'
 import { payAndCall } from '../payments/buyer/bidding.js'
 import { MAX_BODY_SIZE } from '../protocols/opencloud/api/constants.js'
 import { openCloudId } from '../protocols/opencloud/api/signing.js'
+import { callFact } from '../reputation/calls.js'
+import { Reputation } from '../reputation/model.js'
 import { sha256Service } from '../services/sha256.js'
 import { StorageService, DEFAULT_CAPACITY } from '../services/storage/index.js'
+import { DiskPieceStore, MemoryPieceStore } from '../storage/index.js'
 import { Store } from '../store/index.js'
-import { DataDirInUseError, defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR } from './data-dir.js'
+import { DataDirInUseError, defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR, PIECES_DIR } from './data-dir.js'
 import { decloudDefaults, defaultNetworkMode, DEFAULT_PORT } from './defaults.js'
 import { openPaymentParts } from './payments.js'
 import type { DecloudServices, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
@@ -28,6 +32,7 @@ import type { Pricing } from '../protocols/opencloud/api/pricing.js'
 import type { ServiceDefinition } from '../protocols/opencloud/api/template.js'
 import type { CallRequest, CallTarget } from '../protocols/opencloud/net/client.js'
 import type { OpenCloud, OpenCloudInit } from '../protocols/opencloud/net/opencloud.js'
+import type { ReputationOptions } from '../reputation/model.js'
 import type { GossipsubOpts } from '@libp2p/gossipsub'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
@@ -47,7 +52,7 @@ export interface DecloudNodeOptions {
   dataDir?: string
   /**
    * Where the node's database lives. `disk`: LevelDB in `<dataDir>/db`, one
-   * process at a time. `memory`: nothing of the database outlives the node
+   * process at a time, and stored blobs in `<dataDir>/pieces` (docs/storage.md). `memory`: nothing of the database outlives the node
    * (tabs, price book, stored blobs, promises): for short-lived clients and
    * tests; the data dir still holds the key (unless `privateKey` is given),
    * the policy file, the wallet seed and an embedded chain.
@@ -117,6 +122,8 @@ export interface DecloudNodeOptions {
   policy?: PolicyOptions | false
   /** Staying in the swarm */
   swarm?: SwarmOptions
+  /** Reputation: pre-trusted peers, score and EigenTrust parameters, report interval (docs/reputation.md) */
+  reputation?: ReputationOptions
   /**
    * libp2p's metrics (`@libp2p/prometheus-metrics`) into this prom-client
    * registry (`true`: a new one), read by the dashboard and `/metrics`.
@@ -156,6 +163,8 @@ export interface DecloudNode {
   readonly payments?: NodePayments
   /** The policy in force, when one is */
   readonly policy?: NodePolicy
+  /** Records, reports, opinion and global trust (docs/reputation.md) */
+  readonly reputation: Reputation
   /** The registry libp2p reports its metrics into (the `metrics` option) */
   readonly metricsRegistry?: Registry
   /**
@@ -217,11 +226,15 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
     await store.close()
   }
   try {
-    parts = await openPaymentParts({ dataDir, store, payments: options.payments, policy: options.policy })
+    const reputation = new Reputation({ ...options.reputation, db: store.sub('reputation'), self: peerIdFromPrivateKey(privateKey).toString() })
+    await reputation.open()
+    parts = await openPaymentParts({ dataDir, store, payments: options.payments, policy: options.policy, reputation })
     const maxBodySize = options.opencloud?.maxBodySize ?? MAX_BODY_SIZE
+    const capacity = options.storage?.capacity ?? DEFAULT_CAPACITY
     const storage = new StorageService({
       db: store.sub('storage'),
-      capacity: options.storage?.capacity ?? DEFAULT_CAPACITY,
+      // the bytes beside the database: on disk with it, or gone with it
+      pieces: store.memory ? new MemoryPieceStore({ capacity }) : new DiskPieceStore({ dir: join(dataDir, PIECES_DIR), db: store.sub('pieces'), capacity }),
       maxBlobSize: Math.min(options.storage?.maxBlobSize ?? maxBodySize, maxBodySize),
       verifyOnGet: options.storage?.verifyOnGet,
       pricing: options.storage?.pricing
@@ -241,6 +254,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       store,
       sell: options.sell,
       payments: parts,
+      reputation,
       opencloud: {
         ...options.opencloud,
         access: options.opencloud?.access ?? parts.access,
@@ -254,6 +268,11 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       libp2pOptions.metrics = prometheusMetrics({ registry: metricsRegistry, statfsLocation: dataDir })
     }
     const libp2p = await createLibp2p(libp2pOptions)
+    // the node is returned with its stored blobs open (and moved from an older layout)
+    await storage.ready().catch(async (err) => {
+      await libp2p.stop()
+      throw err
+    })
     return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry, privateKey })
   } catch (err) {
     await close()
@@ -263,7 +282,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
 
 /** The node object over a started libp2p node */
 function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void>, metricsRegistry?: Registry, privateKey: PrivateKey }): DecloudNode {
-  const { opencloud, discovery, market, swarm, payments } = libp2p.services
+  const { opencloud, discovery, market, swarm, payments, reputation } = libp2p.services
   const peerId = libp2p.peerId
   let stopped = false
   let files: Files | undefined
@@ -285,21 +304,34 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
     selling: () => discovery.selling().map(s => s.name),
     findSellers: async (service, opts) => discovery.findSellers(service, opts),
     // a node never ranks itself as a seller to buy from
-    rankSellers: async (service, opts) => rankSellers(market, discovery, service, { ...opts, exclude: [...(opts.exclude ?? []), peerId.toString()] }),
+    rankSellers: async (service, opts) => rankSellers(market, discovery, service, { trust: (p) => reputation.reputation.trust(p), ...opts, exclude: [...(opts.exclude ?? []), peerId.toString()] }),
     payments: payments.payments,
     policy: payments.policy,
+    reputation: reputation.reputation,
     metricsRegistry: init.metricsRegistry,
     async pay (target, call, opts) {
       const p = payments.payments
       if (p == null) { throw new UnsupportedOperationError('payments are off on this node (start it with payments)') }
-      return payAndCall(opencloud, target, { ...call, signers: [...(call.signers ?? []), p.wallet.identitySigner()] }, {
-        pay: opts.pay,
-        max: opts.max,
-        wallet: p.wallet,
-        promises: p.promises,
-        backend: p.backend,
-        signal: opts.signal
-      })
+      const started = Date.now()
+      let fact
+      try {
+        const result = await payAndCall(opencloud, target, { ...call, signers: [...(call.signers ?? []), p.wallet.identitySigner()] }, {
+          pay: opts.pay,
+          max: opts.max,
+          wallet: p.wallet,
+          promises: p.promises,
+          backend: p.backend,
+          signal: opts.signal
+        })
+        fact = callFact(call, { result, ms: Date.now() - started })
+        return result
+      } catch (err: any) {
+        fact = callFact(call, { error: err, target, ms: Date.now() - started })
+        throw err
+      } finally {
+        // the seller's service as measured: a reputation fact (docs/reputation.md)
+        if (fact != null) { reputation.reputation.record(fact).catch(() => {}) }
+      }
     },
     async stop () {
       if (stopped) { return }
