@@ -384,9 +384,8 @@ export class OpenCloudClient {
     // the usual case, an idle pooled stream: no wait, so no deadline
     const ready = this.closed || options.signal?.aborted === true ? undefined : state.idle.at(-1)
     if (ready != null && usable(ready.stream)) {
+      // its eviction listeners and idle timer stay: they ignore a session in use
       state.idle.pop()
-      clearTimeout(ready.idleTimer)
-      ready.unwatch?.()
       return ready
     }
     const wait = deadline(this.messageTimeout, () => new StreamPoolTimeoutError(`no stream to ${connection.remotePeer.toString()} became free in time`), options.signal)
@@ -396,9 +395,9 @@ export class OpenCloudClient {
         wait.signal?.throwIfAborted()
         const idle = state.idle.pop()
         if (idle != null) {
+          if (usable(idle.stream)) { return idle }
           clearTimeout(idle.idleTimer)
           idle.unwatch?.()
-          if (usable(idle.stream)) { return idle }
           state.open--
           idle.stream.abort(new AbortError('stale stream'))
           continue
@@ -445,11 +444,22 @@ export class OpenCloudClient {
   /** Returns a stream to the pool after a complete exchange */
   private release (session: Session, state: PeerState): void {
     if (this.closed || !usable(session.stream)) {
+      clearTimeout(session.idleTimer)
+      session.unwatch?.()
       state.open--
       session.stream.abort(new AbortError('stream not reusable'))
       this.wake(state)
       return
     }
+    if (session.unwatch != null) {
+      // watched since its first release: the idle timer restarts from now
+      session.idleTimer?.refresh()
+      state.idle.push(session)
+      this.wake(state)
+      return
+    }
+    // set up once per stream (not per call): evicts the session when it is
+    // idle and the server closes it or it stays unused too long
     const evict = (): void => {
       const i = state.idle.indexOf(session)
       if (i < 0) { return }
@@ -478,6 +488,8 @@ export class OpenCloudClient {
 
   /** Drops a stream after a failed exchange */
   private discard (session: Session, state: PeerState, err: unknown): void {
+    clearTimeout(session.idleTimer)
+    session.unwatch?.()
     state.open--
     session.stream.abort(err instanceof Error ? err : new AbortError(String(err)))
     this.wake(state)

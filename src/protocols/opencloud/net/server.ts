@@ -108,6 +108,10 @@ export class OpenCloudServer {
     const client = openCloudId(peerKey)
     const reader = new FrameReader(stream, { maxFrameSize: this.init.maxFrameSize, budget: this.init.budget, peer: peer.toString() })
     this.stats.streams++
+    // one listener for the stream's life (not one per request): a close aborts the call in progress
+    let current: CallAbort | undefined
+    const onClose = (): void => { current?.abort(new StreamGoneError('stream closed')) }
+    stream.addEventListener('close', onClose)
     try {
       while (true) {
         let frame
@@ -134,9 +138,10 @@ export class OpenCloudServer {
         if (request == null) {
           reply = { status: Status.BAD_REQUEST, detail: 'frame is not a valid OpenCloud request' }
         } else {
-          const abort = new CallAbort()
+          const abort = current = new CallAbort()
           state = callState(peer, request, abort)
-          reply = await this.process(stream, state, abort)
+          reply = await this.process(state, abort)
+          current = undefined
           if (reply == null) {
             // the stream went away while the request was processed
             stream.abort(new StreamGoneError('stream closed during processing'))
@@ -149,6 +154,7 @@ export class OpenCloudServer {
       log('stream from %p ended with error - %e', peer, err)
       stream.abort(err)
     } finally {
+      stream.removeEventListener('close', onClose)
       reader.release()
     }
   }
@@ -159,11 +165,9 @@ export class OpenCloudServer {
    * a deadline that passes, is a server-error; the details go to the log,
    * never to the peer.
    */
-  private async process (stream: Stream, state: CallState, abort: CallAbort): Promise<Reply | undefined> {
+  private async process (state: CallState, abort: CallAbort): Promise<Reply | undefined> {
     const { log } = this.init
     const timer = setTimeout(() => { abort.abort(new ProcessingTimeoutError('request took too long')) }, this.messageTimeout)
-    const onClose = (): void => { abort.abort(new StreamGoneError('stream closed')) }
-    stream.addEventListener('close', onClose)
     const what = `${state.request.service.slice(0, 64)}.${state.request.method.slice(0, 64)}`
     const work = runPipeline(this.stages, state)
     try {
@@ -196,7 +200,6 @@ export class OpenCloudServer {
       // a handler still running at this point was already told through the
       // aborted signal (timeout or closed stream)
       clearTimeout(timer)
-      stream.removeEventListener('close', onClose)
     }
   }
 
