@@ -11,8 +11,10 @@ import { StorageService, DEFAULT_CAPACITY } from '../services/storage/index.js'
 import { Store } from '../store/index.js'
 import { DataDirInUseError, defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR } from './data-dir.js'
 import { decloudDefaults, defaultNetworkMode, DEFAULT_PORT } from './defaults.js'
+import { treatAsPublic } from './nat.js'
 import { openPaymentParts } from './payments.js'
-import type { DecloudServices, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
+import type { DecloudServices, DhtOptions, MarketOptions, NatOptions, NetworkMode, SwarmOptions } from './defaults.js'
+import type { ReachabilityStatus } from './nat.js'
 import type { NodePayments, PaymentParts, PaymentsOptions, PolicyOptions } from './payments.js'
 import type { SwarmKeeper } from './swarm.js'
 import type { FindSellersOptions, Seller } from '../dht/config.js'
@@ -31,7 +33,9 @@ import type { PeerId, PrivateKey } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
 
 export { DEFAULT_PORT, DHT_PROTOCOL, CORE_SERVICES, defaultNetworkMode, decloudDefaults } from './defaults.js'
-export type { DecloudServices, DecloudDefaultsOptions, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
+export type { DecloudServices, DecloudDefaultsOptions, DhtOptions, MarketOptions, NatOptions, NetworkMode, SwarmOptions } from './defaults.js'
+export type { NatMode, Reachability, ReachabilityStatus, RelayOptions } from './nat.js'
+export { LimitedConnectionError } from '../protocols/opencloud/net/client.js'
 
 /**
  * Options of `createDecloudNode()`: a complete node with its data dir, LevelDB
@@ -114,6 +118,11 @@ export interface DecloudNodeOptions {
   policy?: PolicyOptions | false
   /** Staying in the swarm */
   swarm?: SwarmOptions
+  /**
+   * Behind a router (`public` mode): UPnP mapping, ranges treated as
+   * public, relay limits, the private verdict's delay (docs/nat.md)
+   */
+  nat?: NatOptions
 }
 
 export interface DecloudNode {
@@ -134,6 +143,11 @@ export interface DecloudNode {
   readonly directory: PeerDirectory
   /** Listen addresses with the /p2p/ suffix */
   addresses(): string[]
+  /**
+   * Whether peers can dial this node (AutoNAT), its verified, observed and
+   * relayed addresses. `unknown` in `local` mode, where nothing is checked.
+   */
+  reachability(): ReachabilityStatus
   /** Names of the services this node sells */
   selling(): string[]
   /** Keeps the node connected to its swarm */
@@ -193,6 +207,8 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
   await ensureDataDir(dataDir)
   const privateKey = options.privateKey ?? await loadOrCreateKey(dataDir)
   const listen = options.listen ?? [`/ip4/0.0.0.0/tcp/${options.dev === true ? 0 : DEFAULT_PORT}`]
+  // before the network mode is chosen: a public range makes an address public
+  treatAsPublic(options.nat?.publicRanges ?? [])
   const networkMode = options.networkMode ?? defaultNetworkMode(listen, { bootstrap: options.bootstrap })
   if (networkMode !== 'local' && networkMode !== 'public') { throw new TypeError(`network mode must be "local" or "public", not "${String(networkMode)}"`) }
   const store = await openStore(options, dataDir)
@@ -225,6 +241,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       store,
       sell: options.sell,
       payments: parts,
+      nat: options.nat,
       opencloud: {
         ...options.opencloud,
         access: options.opencloud?.access ?? parts.access,
@@ -245,6 +262,17 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
   const { opencloud, discovery, market, swarm, payments } = libp2p.services
   const peerId = libp2p.peerId
   let stopped = false
+  const reach = libp2p.services.reachability
+  if (reach != null) {
+    // the provider records in the DHT carry this node's addresses: once a relay gives it some, provide again
+    let relayed = ''
+    libp2p.addEventListener('self:peer:update', () => {
+      const now = reach.status().relayed.join(' ')
+      if (now === relayed) { return }
+      relayed = now
+      if (now !== '' && !stopped) { void discovery.provideAll() }
+    })
+  }
   return {
     libp2p,
     opencloud,
@@ -259,6 +287,7 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
     directory: discovery.directory,
     swarm,
     addresses: () => libp2p.getMultiaddrs().map(a => a.toString()),
+    reachability: () => libp2p.services.reachability?.status() ?? { reachability: 'unknown', verified: [], observed: [], relayed: [], dht: libp2p.services.dht.getMode(), relaying: false },
     selling: () => discovery.selling().map(s => s.name),
     findSellers: async (service, opts) => discovery.findSellers(service, opts),
     // a node never ranks itself as a seller to buy from
