@@ -4,6 +4,7 @@ import { API_PREFIX } from './api.js'
 import { CONTROL_HOST, readControlFiles } from './files.js'
 import type { CallJson, CallRequestJson, ErrorJson, SentJson, WalletJson, WalletTxJson } from './api.js'
 import type { ControlFile } from './files.js'
+import type { ReachabilityStatus } from '../node/nat.js'
 import type { MarketJson, SellersJson } from '../node/reports.js'
 
 /** The control API answered with an error (or not at all) */
@@ -30,6 +31,10 @@ export interface NodeJson {
   peerId: string
   openCloudId: string
   addresses: string[]
+  /** where the node listens, loopback included (absent from older nodes) */
+  listening?: string[]
+  /** whether peers can dial the node (docs/nat.md); absent from nodes before it was added */
+  reachability?: ReachabilityStatus
   services: Array<{ name: string, version: string, description: string }>
   stats: Record<string, unknown>
 }

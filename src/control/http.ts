@@ -13,6 +13,8 @@ export interface ControlledNode {
   readonly peerId: PeerId
   readonly openCloudId: string
   addresses(): string[]
+  /** where it listens, loopback included @default addresses() */
+  listening?(): string[]
   readonly opencloud: Pick<OpenCloud, 'call' | 'services' | 'stats'>
   readonly libp2p: {
     getConnections(peerId?: PeerId): Connection[]
@@ -28,6 +30,8 @@ export interface ControlledNode {
   readonly pay?: DecloudNode['pay']
   /** The policy in force (`GET /v1/policy`, `POST /v1/policy/reload`) */
   readonly policy?: DecloudNode['policy']
+  /** Reachability (AutoNAT) and the addresses it rests on, in `GET /v1/node` */
+  reachability?: DecloudNode['reachability']
 }
 
 /** An answer other than 200, with the error type of docs/control-api.md */

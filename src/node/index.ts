@@ -30,6 +30,7 @@ import type { CallRequest, CallTarget } from '../protocols/opencloud/net/client.
 import type { OpenCloud, OpenCloudInit } from '../protocols/opencloud/net/opencloud.js'
 import type { GossipsubOpts } from '@libp2p/gossipsub'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
 
 export { DEFAULT_PORT, DHT_PROTOCOL, CORE_SERVICES, defaultNetworkMode, decloudDefaults } from './defaults.js'
@@ -141,8 +142,13 @@ export interface DecloudNode {
   readonly market: Market
   /** Which peers sell which services, as learned so far */
   readonly directory: PeerDirectory
-  /** Listen addresses with the /p2p/ suffix */
+  /**
+   * The addresses the node gives peers, with the /p2p/ suffix: in `public`
+   * mode only verified public and relayed ones (docs/nat.md)
+   */
   addresses(): string[]
+  /** Where the node listens (loopback and private addresses included), with the /p2p/ suffix */
+  listening(): string[]
   /**
    * Whether peers can dial this node (AutoNAT), its verified, observed and
    * relayed addresses. `unknown` in `local` mode, where nothing is checked.
@@ -287,6 +293,15 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
     directory: discovery.directory,
     swarm,
     addresses: () => libp2p.getMultiaddrs().map(a => a.toString()),
+    listening: () => {
+      // local mode announces every address it listens on
+      if (init.networkMode === 'local') { return libp2p.getMultiaddrs().map(a => a.toString()) }
+      // the transport manager is not part of libp2p's public interface; announced addresses are the fallback
+      const tm = (libp2p as unknown as { components?: { transportManager?: { getAddrs(): Multiaddr[] } } }).components?.transportManager
+      const addrs = tm?.getAddrs() ?? libp2p.getMultiaddrs()
+      const id = peerId.toString()
+      return addrs.filter(a => !a.toString().includes('/p2p-circuit')).map(a => a.toString().endsWith(`/p2p/${id}`) ? a.toString() : `${a.toString()}/p2p/${id}`)
+    },
     reachability: () => libp2p.services.reachability?.status() ?? { reachability: 'unknown', verified: [], observed: [], relayed: [], dht: libp2p.services.dht.getMode(), relaying: false },
     selling: () => discovery.selling().map(s => s.name),
     findSellers: async (service, opts) => discovery.findSellers(service, opts),

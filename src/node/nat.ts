@@ -5,8 +5,8 @@
  * runs the DHT as a client and reserves relay slots (docs/nat.md).
  */
 import { createRequire } from 'node:module'
-import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
+import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
 import { isPrivate } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { Circuit } from '@multiformats/multiaddr-matcher'
@@ -81,6 +81,7 @@ export function treatAsPublic (cidrs: string[]): void {
       return contains.call(this, ip)
     }
   }
+  const original = originalContains
   for (const cidr of cidrs) {
     if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(cidr)) { throw new PublicRangeError(`public range "${cidr}" must be an IPv4 CIDR such as 10.99.0.0/16`) }
     let range: NetmaskLike
@@ -92,7 +93,7 @@ export function treatAsPublic (cidrs: string[]): void {
     // the original check, with addresses (a netmask argument would go through the wrapper)
     const inside = [...LIFTABLE].some(l => {
       const mask = new Netmask(l)
-      return originalContains?.call(mask, range.base) === true && originalContains?.call(mask, range.last) === true
+      return original.call(mask, range.base) && original.call(mask, range.last)
     })
     if (!inside) { throw new PublicRangeError(`public range "${cidr}" must lie inside a private range (10/8, 100.64/10, 172.16/12, 192.168/16, 198.18/15 or a TEST-NET)`) }
     if (!lifted.some(r => r.toString() === range.toString())) { lifted.push(range) }
@@ -288,7 +289,8 @@ export class ReachabilityService implements Startable {
 
   private evaluate (): void {
     if (!this.running) { return }
-    const next: Reachability = this.publicVerified() ? 'public' : this.waited ? 'private' : 'unknown'
+    let next: Reachability = this.waited ? 'private' : 'unknown'
+    if (this.publicVerified()) { next = 'public' }
     if (next === this.verdict) { return }
     this.verdict = next
     this.log('reachability: %s', next)
@@ -299,7 +301,9 @@ export class ReachabilityService implements Startable {
     for (const fn of [...this.listeners]) {
       try {
         fn(next)
-      } catch {}
+      } catch (err) {
+        this.log.error('reachability listener failed - %e', err)
+      }
     }
   }
 

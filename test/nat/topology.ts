@@ -1,14 +1,13 @@
 /**
  * A small internet in Linux network namespaces, for the NAT tests. Only
  * namespaces made here are touched; none is linked to the machine's own
- * network, so no packet leaves them.
+ * network, so no packet leaves them. The layout (docs/nat.md has a drawing):
  *
- *   <p>i  "internet": bridge br0, 10.99.0.0/24; the public nodes at 10.99.0.1 and .2
- *   <p>n1 router 1: 10.99.0.11 outside, 192.168.1.1 inside, MASQUERADE (port-preserving:
- *         endpoint-independent mapping as far as Linux goes)
- *   <p>h1 home 1: 192.168.1.2, default route via router 1
- *   <p>n2 router 2: 10.99.0.12 outside, 192.168.2.1 inside, MASQUERADE --random-fully (symmetric)
- *   <p>h2 home 2: 192.168.2.2, default route via router 2
+ * - `<p>i`, the "internet": bridge br0, 10.99.0.0/24; the public nodes at 10.99.0.1, .2 and .3
+ * - `<p>n1`, router 1: 10.99.0.11 outside, 192.168.1.1 inside, port-preserving MASQUERADE
+ * (endpoint-independent mapping as far as Linux goes); `<p>h1`, home 1: 192.168.1.2
+ * - `<p>n2`, router 2: 10.99.0.12 outside, MASQUERADE --random-fully (symmetric); `<p>h2`: 192.168.2.2
+ * - `<p>n3`, `<p>h3`: like router 1 and home 1, 10.99.0.13 and 192.168.3.2
  *
  * 10.99.0.0/24 is private by every standard, so the nodes are told to treat
  * it as public (`publicRanges`), like a node on the real internet treats its
@@ -17,14 +16,14 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 
 export const INTERNET = '10.99.0.0/24'
-export const PUBLIC_IPS = ['10.99.0.1', '10.99.0.2'] as const
-export const HOME_IPS = ['192.168.1.2', '192.168.2.2'] as const
-export const ROUTER_IPS = ['10.99.0.11', '10.99.0.12'] as const
+export const PUBLIC_IPS = ['10.99.0.1', '10.99.0.2', '10.99.0.3'] as const
+export const HOME_IPS = ['192.168.1.2', '192.168.2.2', '192.168.3.2'] as const
+export const ROUTER_IPS = ['10.99.0.11', '10.99.0.12', '10.99.0.13'] as const
 
 export interface Topology {
   internet: string
-  homes: [string, string]
-  routers: [string, string]
+  homes: [string, string, string]
+  routers: [string, string, string]
   /** removes every namespace made (idempotent) */
   destroy(): void
 }
@@ -50,8 +49,8 @@ const ip = (ns: string, ...args: string[]): void => { run(['ip', '-n', ns, ...ar
 /** Builds the topology; on failure removes whatever was made and throws */
 export function build (prefix = `dc${process.pid % 100000}`): Topology {
   const internet = `${prefix}i`
-  const routers: [string, string] = [`${prefix}n1`, `${prefix}n2`]
-  const homes: [string, string] = [`${prefix}h1`, `${prefix}h2`]
+  const routers: [string, string, string] = [`${prefix}n1`, `${prefix}n2`, `${prefix}n3`]
+  const homes: [string, string, string] = [`${prefix}h1`, `${prefix}h2`, `${prefix}h3`]
   const all = [internet, ...routers, ...homes]
   const made: string[] = []
   const destroy = (): void => {
@@ -66,7 +65,7 @@ export function build (prefix = `dc${process.pid % 100000}`): Topology {
     ip(internet, 'link', 'add', 'br0', 'type', 'bridge')
     ip(internet, 'link', 'set', 'br0', 'up')
     for (const a of PUBLIC_IPS) { ip(internet, 'addr', 'add', `${a}/24`, 'dev', 'br0') }
-    for (const k of [1, 2] as const) {
+    for (const k of [1, 2, 3] as const) {
       const router = routers[k - 1]
       const home = homes[k - 1]
       // router ⇄ internet
