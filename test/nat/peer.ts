@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { createDecloudNode } from '../../src/node/index.js'
 import type { DecloudNodeOptions } from '../../src/node/index.js'
+import type { CallRequest, CallResult } from '../../src/protocols/opencloud/net/client.js'
 
 interface PeerConfig {
   dataDir: string
@@ -65,7 +66,7 @@ for await (const line of lines) {
     if (cmd.cmd === 'stop') { break }
     emit({ id, ok: true, ...await run(cmd) })
   } catch (err: any) {
-    emit({ id, ok: false, error: err.name, message: String(err.message) })
+    emit({ id, ok: false, error: err.name, message: String(err.message), stack: String(err.stack).slice(0, 1500) })
   }
 }
 await node.stop()
@@ -83,13 +84,13 @@ async function run (cmd: Record<string, any>): Promise<Record<string, unknown>> 
     case 'put': {
       const body = new Uint8Array(cmd.bytes).fill(7)
       const t0 = Date.now()
-      const res = await node.opencloud.call(peerIdFromString(cmd.peer), { service: 'storage', method: 'put', body }, { signal: AbortSignal.timeout(cmd.timeout ?? 20_000) })
-      return { status: res.path, body: Buffer.from(res.body).toString('utf8'), sha256: createHash('sha256').update(body).digest('hex'), ms: Date.now() - t0, connections: connections(cmd.peer) }
+      const { res, attempts } = await call(cmd, { service: 'storage', method: 'put', body })
+      return { status: res.path, body: Buffer.from(res.body).toString('utf8'), sha256: createHash('sha256').update(body).digest('hex'), ms: Date.now() - t0, attempts, connections: connections(cmd.peer) }
     }
     case 'get': {
       const t0 = Date.now()
-      const res = await node.opencloud.call(peerIdFromString(cmd.peer), { service: 'storage', method: 'get', args: [cmd.sha256] }, { signal: AbortSignal.timeout(cmd.timeout ?? 20_000) })
-      return { status: res.path, bytes: res.body.byteLength, ms: Date.now() - t0 }
+      const { res, attempts } = await call(cmd, { service: 'storage', method: 'get', args: [cmd.sha256] })
+      return { status: res.path, bytes: res.body.byteLength, ms: Date.now() - t0, attempts }
     }
     case 'connections':
       return { connections: connections(cmd.peer) }
@@ -104,6 +105,22 @@ async function run (cmd: Record<string, any>): Promise<Record<string, unknown>> 
     }
     default:
       throw new Error(`unknown command ${String(cmd.cmd)}`)
+  }
+}
+
+/**
+ * One call, tried a second time when its connection closed under it: DCUtR
+ * closes a relayed connection once it has a direct one, and a call caught
+ * in that switch fails (the answer says how many attempts it took)
+ */
+async function call (cmd: Record<string, any>, request: CallRequest): Promise<{ res: CallResult, attempts: number }> {
+  for (let attempts = 1; ; attempts++) {
+    try {
+      const res = await node.opencloud.call(peerIdFromString(cmd.peer), request, { signal: AbortSignal.timeout(cmd.timeout ?? 20_000) })
+      return { res, attempts }
+    } catch (err: any) {
+      if (attempts >= 2 || !['ConnectionClosedError', 'StreamResetError', 'StreamStateError', 'ConnectionClosingError'].includes(err.name)) { throw err }
+    }
   }
 }
 
