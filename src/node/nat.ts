@@ -5,13 +5,13 @@
  * runs the DHT as a client and reserves relay slots (docs/nat.md).
  */
 import { createRequire } from 'node:module'
-import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
+import { circuitRelayServer, RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2'
 import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
 import { isPrivate } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { Circuit } from '@multiformats/multiaddr-matcher'
 import type { CircuitRelayServerComponents, CircuitRelayService } from '@libp2p/circuit-relay-v2'
-import type { ComponentLogger, Libp2pEvents, Logger, PeerId, Startable, TypedEventTarget, IdentifyResult } from '@libp2p/interface'
+import type { ComponentLogger, Libp2pEvents, Logger, PeerId, PeerStore, Startable, TypedEventTarget, IdentifyResult } from '@libp2p/interface'
 import type { AddressManager, TransportManager } from '@libp2p/interface-internal'
 import type { KadDHT } from '@libp2p/kad-dht'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -117,6 +117,7 @@ export function isAnnounceable (ma: Multiaddr): boolean {
 
 export interface ReachabilityComponents {
   peerId: PeerId
+  peerStore: PeerStore
   addressManager: AddressManager
   transportManager: TransportManager
   events: TypedEventTarget<Libp2pEvents>
@@ -158,9 +159,10 @@ export interface ReachabilityStatus {
  * as a public address is verified; `private` when none is `privateAfter` ms
  * after the first peer able to check was met; `unknown` until then.
  * On `public`: DHT server, relay offered. On `private`: DHT client (a DHT
- * full of unreachable servers slows every lookup), and a
- * `/p2p-circuit` listener asks relays for a reservation (the circuit relay
- * transport finds relays among the peers it knows and by random walk).
+ * full of unreachable servers slows every lookup), and, once a relay is
+ * known, a `/p2p-circuit` listener asks relays for a reservation (the
+ * circuit relay transport finds relays among the peers it knows and by
+ * random walk).
  */
 export class ReachabilityService implements Startable {
   readonly [serviceCapabilities]: string[] = ['@decloud/reachability']
@@ -176,10 +178,13 @@ export class ReachabilityService implements Startable {
   private waited = false
   private running = false
   private relayListening = false
+  /** private, and no relay known yet to reserve with */
+  private wantRelay = false
   private relaying = false
   private applying: Promise<void> = Promise.resolve()
   private readonly onUpdate = (): void => { this.evaluate() }
   private readonly onIdentify = (evt: CustomEvent<IdentifyResult>): void => {
+    if (this.wantRelay && evt.detail.protocols.includes(RELAY_V2_HOP_CODEC)) { this.listenOnRelays() }
     if (this.timer != null || this.waited || !evt.detail.protocols.includes(AUTONAT_V2_PROTOCOL)) { return }
     this.timer = setTimeout(() => {
       this.waited = true
@@ -242,7 +247,7 @@ export class ReachabilityService implements Startable {
     return this.verdict
   }
 
-  /** Called with each new verdict; returns the function that unsubscribes */
+  /** Called with each new verdict once it is acted on (DHT mode, relay); returns the function that unsubscribes */
   onChange (fn: (r: Reachability) => void): () => void {
     this.listeners.add(fn)
     return () => { this.listeners.delete(fn) }
@@ -294,17 +299,29 @@ export class ReachabilityService implements Startable {
     if (next === this.verdict) { return }
     this.verdict = next
     this.log('reachability: %s', next)
-    // the actions run one after another, in verdict order
+    // the actions run one after another, in verdict order; listeners hear of a verdict once it is acted on
     this.applying = this.applying.then(async () => { await this.apply(next) }).catch(err => {
       this.log.error('acting on reachability %s failed - %e', next, err)
-    })
-    for (const fn of [...this.listeners]) {
-      try {
-        fn(next)
-      } catch (err) {
-        this.log.error('reachability listener failed - %e', err)
+    }).then(() => {
+      if (next !== this.verdict) { return }
+      for (const fn of [...this.listeners]) {
+        try {
+          fn(next)
+        } catch (err) {
+          this.log.error('reachability listener failed - %e', err)
+        }
       }
-    }
+    })
+  }
+
+  /** Reserves a slot with a relay: one at a time, with any relay the transport finds */
+  private listenOnRelays (): void {
+    this.wantRelay = false
+    if (this.relayListening || !this.running) { return }
+    this.relayListening = true
+    this.components.transportManager.listen([multiaddr('/p2p-circuit')]).catch(err => {
+      this.log.error('cannot listen on relays - %e', err)
+    })
   }
 
   private async apply (verdict: Reachability): Promise<void> {
@@ -320,10 +337,14 @@ export class ReachabilityService implements Startable {
       if (dht.getMode() !== 'client') { await dht.setMode('client') }
       // a relay once offered stays until the node stops (the relay server cannot restart after a
       // stop); peers that reserved with it reach it over their own connections, so it still works
-      if (!this.relayListening) {
-        this.relayListening = true
-        // one reservation at a time, with any relay the transport finds
-        await this.components.transportManager.listen([multiaddr('/p2p-circuit')])
+      // the circuit relay transport looks for relays by random walk until it has one; with no
+      // relay in the swarm that walk ends at once and starts again, a busy loop that starves the
+      // process. So it is started once a relay is known: in the peer store or met later.
+      const known = await this.components.peerStore.all({ filters: [p => p.protocols.includes(RELAY_V2_HOP_CODEC)], limit: 1 }).catch(() => [])
+      if (known.length > 0) {
+        this.listenOnRelays()
+      } else {
+        this.wantRelay = true
       }
     }
   }
