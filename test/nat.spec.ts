@@ -6,9 +6,14 @@
  * CLI flags.
  */
 import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { isPrivate } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
+import { ControlClient } from '../src/control/client.js'
+import { TOKEN_FILE } from '../src/control/files.js'
+import { ControlServer } from '../src/control/server.js'
 import { PublicRangeError, publicRanges, treatAsPublic } from '../src/node/nat.js'
 import { checkLimits, LimitedConnectionError } from '../src/protocols/opencloud/net/limited.js'
 import { runCli } from './cli-fixtures.js'
@@ -88,6 +93,23 @@ describe('NAT: reachability without namespaces', function () {
       // again) is not started, so timers still run (with it, this wait never ended)
       await new Promise(resolve => setTimeout(resolve, 1_000))
       assert.equal(a.reachability().reachability, 'private')
+    })
+
+    it('GET /v1/node gives the verdict and its addresses, and listening addresses apart from announced ones', async () => {
+      const a = nodes[0]
+      const dir = await tempDir()
+      const control = new ControlServer({ node: a, dataDir: dir })
+      await control.start()
+      try {
+        const token = (await readFile(join(dir, TOKEN_FILE), 'utf8')).trim()
+        const info = await new ControlClient({ port: control.port, token }).node()
+        assert.equal(info.reachability?.reachability, 'private')
+        assert.equal(info.reachability?.dht, 'client')
+        assert.deepEqual(info.addresses, [])
+        assert.deepEqual(info.listening, a.listening())
+      } finally {
+        await control.stop()
+      }
     })
 
     it('local mode checks nothing: no reachability service, unknown, DHT server', async () => {
