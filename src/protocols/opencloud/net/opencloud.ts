@@ -174,7 +174,9 @@ export class OpenCloudService implements OpenCloud, Startable {
       this.server.handle(stream, connection).catch(err => { this.log.error('handler failed - %e', err) })
     }, {
       maxInboundStreams: this.init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
-      maxOutboundStreams: this.init.maxOutboundStreams ?? MAX_OUTBOUND_STREAMS
+      maxOutboundStreams: this.init.maxOutboundStreams ?? MAX_OUTBOUND_STREAMS,
+      // a seller behind a router is reached over a relay; the relay bounds what such a connection carries
+      runOnLimitedConnection: true
     })
     this.sweep = setInterval(() => { this.nonces.sweep() }, 60_000)
     this.sweep.unref?.()
