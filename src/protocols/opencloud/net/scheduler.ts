@@ -1,0 +1,393 @@
+/**
+ * Fair sharing of the server's work between peers (docs/protocol.md
+ * "Fairness and admission").
+ *
+ * Every request frame the server reads asks for a slot here before it is
+ * decoded. The scheduler
+ *
+ * - bounds the requests one peer has in flight (read and not yet through the
+ * pipeline) across all its streams, and the requests waiting in total;
+ * a frame over either bound is refused at once, before any decode or
+ * signature check (the refusal costs a fixed, small amount of work);
+ * - runs at most `maxActive` requests through the pipeline at once and,
+ * when a slot frees, picks the next peer round-robin, each peer taking
+ * `weight(peer)` turns per round; a peer that had nothing queued is served
+ * before peers that stay backlogged (as fq_codel does for sparse flows), so
+ * a lockstep caller waits for at most one request ahead of it whatever the
+ * others' stream counts;
+ * - optionally meters each peer's requests per second (a token bucket keyed
+ * by the connection's peer id, which noise authenticated): requests over
+ * the rate wait in the queue, which holds the peer's lockstep streams back.
+ *
+ * Why not per stream: a peer opens as many streams as libp2p lets it, so
+ * per-stream fairness hands the server to whoever opens most. Why wait
+ * rather than refuse within the bounds: a refusal is answered at once and a
+ * flooding client sends the next request at once, so refusals alone spend
+ * the server on refusals; a queued request holds its stream, and a lockstep
+ * stream sends nothing more until it is answered.
+ */
+import type { AbortOptions } from '@libp2p/interface'
+
+export interface FairSchedulerInit {
+  /** requests in the pipeline at once, all peers together @default 4 */
+  maxActive?: number
+  /**
+   * requests of one peer in the pipeline at once while other peers wait
+   * (a lone peer may use every slot) @default 2
+   */
+  maxActivePerPeer?: number
+  /** requests of one peer in flight (waiting or in the pipeline), across its streams @default 32 */
+  maxInFlightPerPeer?: number
+  /** requests waiting for a slot, all peers together @default 1024 */
+  maxQueued?: number
+  /** request bytes waiting for a slot, all peers together @default 256 MiB */
+  maxQueuedBytes?: number
+  /** request bytes of one peer waiting for a slot @default 64 MiB */
+  maxQueuedBytesPerPeer?: number
+  /** requests per second one peer is served; undefined: no metering @default undefined */
+  requestsPerSecond?: number
+  /** the bucket's size @default max(1, requestsPerSecond) */
+  requestBurst?: number
+  /** longest wait for a slot (ms); then the request is refused @default 30_000 */
+  queueTimeout?: number
+  /**
+   * Turns per round of a peer (clamped to 1–64; e.g. from trust). Called
+   * when the peer's first request of a burst is queued.
+   *
+   * @default () => 1
+   */
+  weight?(peer: string): number
+  /** the clock, ms, monotonic @default performance.now */
+  now?(): number
+}
+
+export interface SchedulerStats {
+  /** requests in the pipeline now */
+  active: number
+  /** requests waiting for a slot now */
+  queued: number
+  /** requests refused because their peer had too many in flight */
+  refusedPeer: number
+  /** requests refused because the whole queue was full */
+  refusedQueue: number
+  /** requests refused because they waited longer than queueTimeout */
+  refusedTimeout: number
+  /** peers with requests in flight now */
+  peers: number
+}
+
+/** A slot in the pipeline; `release()` is idempotent */
+export interface Admitted { ok: true, release(): void }
+
+/** Why a request was not admitted; `detail` is for the peer */
+export interface Refused {
+  ok: false
+  why: 'in-flight' | 'queue-full' | 'timeout' | 'aborted'
+  detail: string
+}
+
+export type Admission = Admitted | Refused
+
+interface Waiter {
+  bytes: number
+  resolve(a: Admission): void
+  /** drops the timeout and the abort listener */
+  clear(): void
+}
+
+interface PeerQueue {
+  key: string
+  waiting: Waiter[]
+  /** bytes of the waiting requests */
+  waitingBytes: number
+  /** requests in the pipeline */
+  running: number
+  weight: number
+  /** turns left in the current round */
+  credit: number
+  /** 'fresh': queued after being idle; 'old': backlogged; undefined: nothing queued */
+  list?: 'fresh' | 'old'
+}
+
+interface Bucket {
+  tokens: number
+  /** when the tokens were counted (ms) */
+  last: number
+}
+
+/** Token buckets kept at most; the least recently used goes first (it may have refilled anyway) */
+const MAX_BUCKETS = 10_000
+
+const MAX_WEIGHT = 64
+
+export const DEFAULT_MAX_ACTIVE = 4
+export const DEFAULT_MAX_ACTIVE_PER_PEER = 2
+export const DEFAULT_MAX_IN_FLIGHT_PER_PEER = 32
+export const DEFAULT_MAX_QUEUED = 1024
+
+export class FairScheduler {
+  private readonly maxActive: number
+  private readonly maxActivePerPeer: number
+  private readonly maxInFlightPerPeer: number
+  private readonly maxQueued: number
+  private readonly maxQueuedBytes: number
+  private readonly maxQueuedBytesPerPeer: number
+  private readonly rate?: number
+  private readonly burst: number
+  private readonly queueTimeout: number
+  private readonly weightOf: (peer: string) => number
+  private readonly now: () => number
+  private readonly peers = new Map<string, PeerQueue>()
+  /** per-peer token buckets when metering, least recently used first */
+  private readonly buckets = new Map<string, Bucket>()
+  /** peers whose queue was empty when their waiting request came: served first */
+  private readonly fresh: PeerQueue[] = []
+  /** backlogged peers, round-robin */
+  private readonly old: PeerQueue[] = []
+  private active = 0
+  private queued = 0
+  private queuedBytes = 0
+  private timer?: ReturnType<typeof setTimeout>
+  private readonly counters = { refusedPeer: 0, refusedQueue: 0, refusedTimeout: 0 }
+
+  constructor (init: FairSchedulerInit = {}) {
+    this.maxActive = Math.max(1, init.maxActive ?? DEFAULT_MAX_ACTIVE)
+    this.maxActivePerPeer = Math.max(1, init.maxActivePerPeer ?? DEFAULT_MAX_ACTIVE_PER_PEER)
+    this.maxInFlightPerPeer = Math.max(1, init.maxInFlightPerPeer ?? DEFAULT_MAX_IN_FLIGHT_PER_PEER)
+    this.maxQueued = Math.max(0, init.maxQueued ?? DEFAULT_MAX_QUEUED)
+    this.maxQueuedBytes = init.maxQueuedBytes ?? 256 * 1024 * 1024
+    this.maxQueuedBytesPerPeer = init.maxQueuedBytesPerPeer ?? 64 * 1024 * 1024
+    if (init.requestsPerSecond != null && init.requestsPerSecond > 0) {
+      this.rate = init.requestsPerSecond
+    }
+    this.burst = Math.max(1, init.requestBurst ?? this.rate ?? 1)
+    this.queueTimeout = init.queueTimeout ?? 30_000
+    this.weightOf = init.weight ?? (() => 1)
+    this.now = init.now ?? (() => performance.now())
+  }
+
+  stats (): SchedulerStats {
+    return { active: this.active, queued: this.queued, peers: this.peers.size, ...this.counters }
+  }
+
+  /** Requests of `peer` in flight (waiting or in the pipeline) */
+  inFlight (peer: string): number {
+    const p = this.peers.get(peer)
+    return p == null ? 0 : p.waiting.length + p.running
+  }
+
+  /**
+   * A slot in the pipeline for one request of `bytes` from `peer`. Resolves
+   * at once with a refusal when a bound is reached; otherwise when the
+   * request's turn comes, or with a refusal when it waited `queueTimeout` or
+   * the signal aborted (the stream closed).
+   */
+  async acquire (peer: string, bytes: number, options: AbortOptions = {}): Promise<Admission> {
+    let p = this.peers.get(peer)
+    if (p != null && p.waiting.length + p.running >= this.maxInFlightPerPeer) {
+      this.counters.refusedPeer++
+      return { ok: false, why: 'in-flight', detail: `too many requests in flight: at most ${this.maxInFlightPerPeer} per peer across its streams; retry when one is answered` }
+    }
+    if (this.queued >= this.maxQueued || this.queuedBytes + bytes > this.maxQueuedBytes || (p?.waitingBytes ?? 0) + bytes > this.maxQueuedBytesPerPeer) {
+      // a request that could start at once needs no room in the queue
+      if (!(this.active < this.maxActive && this.fresh.length === 0 && this.old.length === 0)) {
+        this.counters.refusedQueue++
+        return { ok: false, why: 'queue-full', detail: 'the server is busy: too many requests waiting; retry later' }
+      }
+    }
+    if (p == null) {
+      p = { key: peer, waiting: [], waitingBytes: 0, running: 0, weight: 1, credit: 0 }
+      this.peers.set(peer, p)
+    }
+    const q = p
+    return new Promise<Admission>((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const signal = options.signal
+      const waiter: Waiter = {
+        bytes,
+        resolve,
+        clear: () => {
+          clearTimeout(timer)
+          signal?.removeEventListener('abort', onAbort)
+        }
+      }
+      const leave = (refusal: Refused): void => {
+        const i = q.waiting.indexOf(waiter)
+        if (i < 0) { return }
+        q.waiting.splice(i, 1)
+        q.waitingBytes -= bytes
+        this.queued--
+        this.queuedBytes -= bytes
+        waiter.clear()
+        this.tidy(q)
+        resolve(refusal)
+      }
+      const onAbort = (): void => { leave({ ok: false, why: 'aborted', detail: 'the stream closed' }) }
+      this.enqueue(q, waiter)
+      if (q.waiting.includes(waiter)) {
+        if (signal?.aborted === true) {
+          onAbort()
+          return
+        }
+        signal?.addEventListener('abort', onAbort, { once: true })
+        timer = setTimeout(() => {
+          this.counters.refusedTimeout++
+          leave({ ok: false, why: 'timeout', detail: `the server is busy: no turn within ${this.queueTimeout} ms; retry later` })
+        }, this.queueTimeout)
+      }
+    })
+  }
+
+  private enqueue (p: PeerQueue, w: Waiter): void {
+    p.waiting.push(w)
+    p.waitingBytes += w.bytes
+    this.queued++
+    this.queuedBytes += w.bytes
+    if (p.list == null) {
+      // idle until now: its first request goes ahead of the backlogged peers
+      const weight = Number(this.weightOf(p.key))
+      p.weight = Number.isFinite(weight) ? Math.min(MAX_WEIGHT, Math.max(1, Math.round(weight))) : 1
+      p.credit = p.weight
+      p.list = p.running === 0 ? 'fresh' : 'old'
+      if (p.list === 'fresh') { this.fresh.push(p) } else { this.old.push(p) }
+    }
+    this.dispatch()
+  }
+
+  /** The peer's bucket, refilled to `now` */
+  private bucket (key: string, now: number): Bucket {
+    const rate = this.rate as number
+    let b = this.buckets.get(key)
+    if (b == null) {
+      b = { tokens: this.burst, last: now }
+    } else {
+      b.tokens = Math.min(this.burst, b.tokens + Math.max(0, now - b.last) / 1000 * rate)
+      b.last = now
+      this.buckets.delete(key)
+    }
+    // most recently used last: the map's order is the eviction order
+    this.buckets.set(key, b)
+    while (this.buckets.size > MAX_BUCKETS) {
+      this.buckets.delete(this.buckets.keys().next().value as string)
+    }
+    return b
+  }
+
+  /** True when the peer may be served now (it holds a token, or nothing is metered) */
+  private hasToken (p: PeerQueue, now: number): boolean {
+    if (this.rate == null) { return true }
+    return this.bucket(p.key, now).tokens >= 1
+  }
+
+  /** Starts waiting requests while slots are free, fresh peers first, then round-robin */
+  private dispatch (): void {
+    const now = this.now()
+    while (this.active < this.maxActive && this.queued > 0) {
+      const p = this.pick(now, true) ?? this.pick(now, false)
+      if (p == null) { break }
+      this.start(p)
+    }
+    this.arm()
+  }
+
+  /**
+   * The next peer to serve: the first eligible fresh peer, else the first
+   * eligible backlogged one. `capped`: respect maxActivePerPeer (the second
+   * pass lifts it so that a lone peer may use every slot).
+   */
+  private pick (now: number, capped: boolean): PeerQueue | undefined {
+    const ok = (p: PeerQueue): boolean => p.waiting.length > 0 && (!capped || p.running < this.maxActivePerPeer) && this.hasToken(p, now)
+    for (const p of this.fresh) {
+      if (ok(p)) { return p }
+    }
+    for (const p of this.old) {
+      if (ok(p)) { return p }
+    }
+    return undefined
+  }
+
+  private start (p: PeerQueue): void {
+    const w = p.waiting.shift() as Waiter
+    p.waitingBytes -= w.bytes
+    this.queued--
+    this.queuedBytes -= w.bytes
+    if (this.rate != null) { this.bucket(p.key, this.now()).tokens -= 1 }
+    p.running++
+    this.active++
+    // where the peer goes next: a fresh peer had its turn and joins the
+    // backlog; a backlogged one keeps its place until its credit is spent
+    if (p.list === 'fresh') {
+      remove(this.fresh, p)
+      p.list = undefined
+      if (p.waiting.length > 0) {
+        p.list = 'old'
+        p.credit = p.weight
+        this.old.push(p)
+      }
+    } else if (p.list === 'old') {
+      p.credit--
+      if (p.waiting.length === 0 || p.credit <= 0) {
+        remove(this.old, p)
+        p.list = undefined
+        if (p.waiting.length > 0) {
+          p.list = 'old'
+          p.credit = p.weight
+          this.old.push(p)
+        }
+      }
+    }
+    w.clear()
+    let released = false
+    w.resolve({
+      ok: true,
+      release: () => {
+        if (released) { return }
+        released = true
+        p.running--
+        this.active--
+        this.tidy(p)
+        this.dispatch()
+      }
+    })
+  }
+
+  /** Forgets a peer with nothing in flight (its bucket, if any, stays in the bounded table) */
+  private tidy (p: PeerQueue): void {
+    if (p.waiting.length === 0 && p.list != null) {
+      remove(p.list === 'fresh' ? this.fresh : this.old, p)
+      p.list = undefined
+    }
+    if (p.waiting.length === 0 && p.running === 0) {
+      this.peers.delete(p.key)
+    }
+  }
+
+  /** When requests wait only for tokens, wakes the dispatcher when the first token is due */
+  private arm (): void {
+    if (this.rate == null || this.timer != null || this.queued === 0 || this.active >= this.maxActive) { return }
+    let soonest = Infinity
+    for (const list of [this.fresh, this.old]) {
+      for (const p of list) {
+        const tokens = this.buckets.get(p.key)?.tokens ?? this.burst
+        if (p.waiting.length > 0 && tokens < 1) { soonest = Math.min(soonest, (1 - tokens) / this.rate * 1000) }
+      }
+    }
+    if (!Number.isFinite(soonest)) { return }
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      this.dispatch()
+    }, Math.max(1, Math.ceil(soonest)))
+    this.timer.unref?.()
+  }
+
+  /** Stops the token timer (waiting requests stay until their timeout or abort) */
+  close (): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+  }
+}
+
+function remove<T> (list: T[], item: T): void {
+  const i = list.indexOf(item)
+  if (i >= 0) { list.splice(i, 1) }
+}
