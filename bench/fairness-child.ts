@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto'
 import { noise } from '@chainsafe/libp2p-noise'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -72,17 +73,36 @@ async function flood (addr: string, peers: number, streams: number): Promise<voi
       addresses: { listen: [] },
       transports: [tcp()],
       connectionEncrypters: [noise()],
-      streamMuxers: [yamux({ maxOutboundStreams: 4096 })]
+      streamMuxers: [yamux({ maxOutboundStreams: 4096 })],
+      // the server's connection monitor pings its peers and closes the connection of one that does not answer
+      services: { ping: ping() },
+      // a flooded server answers pings late: a flooder must not hang up on it
+      connectionMonitor: { enabled: false }
     })
     nodes.push(node)
-    const connection = await node.dial(multiaddr(addr))
+    // the server (or a loaded machine's timeouts) may close the connection: dial again
+    let connection = await node.dial(multiaddr(addr))
+    let redial: Promise<void> | undefined
+    const reconnect = async (): Promise<void> => {
+      redial ??= node.dial(multiaddr(addr)).then((c) => {
+        connection = c
+        counts.redial = (counts.redial ?? 0) + 1
+      }, async (err: any) => {
+        if (process.env.FAIRNESS_DEBUG != null) { counts[`debug dial ${err.name} ${err.message}`.slice(0, 100)] = 1 }
+        counts['redial-failed'] = (counts['redial-failed'] ?? 0) + 1
+        await new Promise(resolve => setTimeout(resolve, 100))
+      }).finally(() => { redial = undefined })
+      await redial
+    }
     for (let s = 0; s < streams; s++) {
       loops.push((async () => {
         while (running) {
           let stream
+          if (connection.status !== 'open') { await reconnect() }
           try {
             stream = await connection.newStream(PROTOCOL, { maxOutboundStreams: 4096, signal: AbortSignal.timeout(30_000) })
-          } catch {
+          } catch (err: any) {
+            if (process.env.FAIRNESS_DEBUG != null) { counts[`debug ${err.name} ${err.message}`.slice(0, 80)] = 1 }
             counts['stream-refused'] = (counts['stream-refused'] ?? 0) + 1
             await new Promise(resolve => setTimeout(resolve, 10))
             continue
@@ -96,7 +116,8 @@ async function flood (addr: string, peers: number, streams: number): Promise<voi
               const status = String(Response.decode(f).status)
               counts[status] = (counts[status] ?? 0) + 1
             }
-          } catch {
+          } catch (err: any) {
+            if (counts.reset == null && process.env.FAIRNESS_DEBUG != null) { console.error('flood stream failed', err) }
             counts.reset = (counts.reset ?? 0) + 1
           }
           stream.abort(new Error('flood over'))

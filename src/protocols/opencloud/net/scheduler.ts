@@ -7,8 +7,11 @@
  *
  * - bounds the requests one peer has in flight (read and not yet through the
  * pipeline) across all its streams, and the requests waiting in total;
- * a frame over either bound is refused at once, before any decode or
- * signature check (the refusal costs a fixed, small amount of work);
+ * a frame over either bound is refused (`rate-limited`) without being
+ * decoded or verified: it is dropped at once, and its stream is answered
+ * when one of the peer's requests is done (or after `refusalDelay`), so
+ * refusals come no faster than the peer is served and a flooding client
+ * cannot spin the server on them;
  * - runs at most `maxActive` requests through the pipeline at once and,
  * when a slot frees, picks the next peer round-robin, each peer taking
  * `weight(peer)` turns per round; a peer that had nothing queued is served
@@ -29,11 +32,14 @@
 import type { AbortOptions } from '@libp2p/interface'
 
 export interface FairSchedulerInit {
-  /** requests in the pipeline at once, all peers together @default 4 */
+  /**
+   * requests in the pipeline at once, all peers together (requests waiting
+   * on I/O, such as a store, hold theirs) @default 32
+   */
   maxActive?: number
   /**
    * requests of one peer in the pipeline at once while other peers wait
-   * (a lone peer may use every slot) @default 2
+   * (a lone peer may use every slot) @default 8
    */
   maxActivePerPeer?: number
   /** requests of one peer in flight (waiting or in the pipeline), across its streams @default 32 */
@@ -50,6 +56,11 @@ export interface FairSchedulerInit {
   requestBurst?: number
   /** longest wait for a slot (ms); then the request is refused @default 30_000 */
   queueTimeout?: number
+  /**
+   * longest wait before a refused request is answered when none of its
+   * peer's requests finishes first (ms) @default 1_000
+   */
+  refusalDelay?: number
   /**
    * Turns per round of a peer (clamped to 1–64; e.g. from trust). Called
    * when the peer's first request of a burst is queued.
@@ -98,6 +109,8 @@ interface Waiter {
 interface PeerQueue {
   key: string
   waiting: Waiter[]
+  /** refused requests whose answers wait for one of the peer's requests to finish */
+  parked: Array<() => void>
   /** bytes of the waiting requests */
   waitingBytes: number
   /** requests in the pipeline */
@@ -107,6 +120,10 @@ interface PeerQueue {
   credit: number
   /** 'fresh': queued after being idle; 'old': backlogged; undefined: nothing queued */
   list?: 'fresh' | 'old'
+  /** the dispatch turn of the event loop in which `started` was counted */
+  turn: number
+  /** requests started in that turn */
+  started: number
 }
 
 interface Bucket {
@@ -120,8 +137,8 @@ const MAX_BUCKETS = 10_000
 
 const MAX_WEIGHT = 64
 
-export const DEFAULT_MAX_ACTIVE = 4
-export const DEFAULT_MAX_ACTIVE_PER_PEER = 2
+export const DEFAULT_MAX_ACTIVE = 32
+export const DEFAULT_MAX_ACTIVE_PER_PEER = 8
 export const DEFAULT_MAX_IN_FLIGHT_PER_PEER = 32
 export const DEFAULT_MAX_QUEUED = 1024
 
@@ -135,6 +152,7 @@ export class FairScheduler {
   private readonly rate?: number
   private readonly burst: number
   private readonly queueTimeout: number
+  private readonly refusalDelay: number
   private readonly weightOf: (peer: string) => number
   private readonly now: () => number
   private readonly peers = new Map<string, PeerQueue>()
@@ -148,6 +166,9 @@ export class FairScheduler {
   private queued = 0
   private queuedBytes = 0
   private timer?: ReturnType<typeof setTimeout>
+  private dispatchScheduled = false
+  /** turns of the event loop in which the dispatcher ran (see dispatchLater) */
+  private turn = 0
   private readonly counters = { refusedPeer: 0, refusedQueue: 0, refusedTimeout: 0 }
 
   constructor (init: FairSchedulerInit = {}) {
@@ -162,6 +183,7 @@ export class FairScheduler {
     }
     this.burst = Math.max(1, init.requestBurst ?? this.rate ?? 1)
     this.queueTimeout = init.queueTimeout ?? 30_000
+    this.refusalDelay = init.refusalDelay ?? 1_000
     this.weightOf = init.weight ?? (() => 1)
     this.now = init.now ?? (() => performance.now())
   }
@@ -176,6 +198,38 @@ export class FairScheduler {
     return p == null ? 0 : p.waiting.length + p.running
   }
 
+  /** The peer's state, created on first use */
+  private peer (key: string): PeerQueue {
+    let p = this.peers.get(key)
+    if (p == null) {
+      p = { key, waiting: [], parked: [], waitingBytes: 0, running: 0, weight: 1, credit: 0, turn: -1, started: 0 }
+      this.peers.set(key, p)
+    }
+    return p
+  }
+
+  /**
+   * A refusal, answered when one of the peer's requests finishes, after
+   * `refusalDelay`, or at once when the stream closes. The frame is not
+   * kept: a parked refusal holds a closure and a timer. Parked refusals of a
+   * peer are bounded by its streams (each stream parks at most one).
+   */
+  private async park (p: PeerQueue, refusal: Refused, signal?: AbortSignal): Promise<Refused> {
+    return new Promise<Refused>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', done)
+        const i = p.parked.indexOf(done)
+        if (i >= 0) { p.parked.splice(i, 1) }
+        this.tidy(p)
+        resolve(signal?.aborted === true ? { ok: false, why: 'aborted', detail: 'the stream closed' } : refusal)
+      }
+      const timer = setTimeout(done, this.refusalDelay)
+      p.parked.push(done)
+      if (signal?.aborted === true) { done() } else { signal?.addEventListener('abort', done, { once: true }) }
+    })
+  }
+
   /**
    * A slot in the pipeline for one request of `bytes` from `peer`. Resolves
    * at once with a refusal when a bound is reached; otherwise when the
@@ -183,23 +237,18 @@ export class FairScheduler {
    * the signal aborted (the stream closed).
    */
   async acquire (peer: string, bytes: number, options: AbortOptions = {}): Promise<Admission> {
-    let p = this.peers.get(peer)
-    if (p != null && p.waiting.length + p.running >= this.maxInFlightPerPeer) {
+    const q = this.peer(peer)
+    if (q.waiting.length + q.running >= this.maxInFlightPerPeer) {
       this.counters.refusedPeer++
-      return { ok: false, why: 'in-flight', detail: `too many requests in flight: at most ${this.maxInFlightPerPeer} per peer across its streams; retry when one is answered` }
+      return this.park(q, { ok: false, why: 'in-flight', detail: `too many requests in flight: at most ${this.maxInFlightPerPeer} per peer across its streams; retry when one is answered` }, options.signal)
     }
-    if (this.queued >= this.maxQueued || this.queuedBytes + bytes > this.maxQueuedBytes || (p?.waitingBytes ?? 0) + bytes > this.maxQueuedBytesPerPeer) {
+    if (this.queued >= this.maxQueued || this.queuedBytes + bytes > this.maxQueuedBytes || q.waitingBytes + bytes > this.maxQueuedBytesPerPeer) {
       // a request that could start at once needs no room in the queue
       if (!(this.active < this.maxActive && this.fresh.length === 0 && this.old.length === 0)) {
         this.counters.refusedQueue++
-        return { ok: false, why: 'queue-full', detail: 'the server is busy: too many requests waiting; retry later' }
+        return this.park(q, { ok: false, why: 'queue-full', detail: 'the server is busy: too many requests waiting; retry later' }, options.signal)
       }
     }
-    if (p == null) {
-      p = { key: peer, waiting: [], waitingBytes: 0, running: 0, weight: 1, credit: 0 }
-      this.peers.set(peer, p)
-    }
-    const q = p
     return new Promise<Admission>((resolve) => {
       let timer: ReturnType<typeof setTimeout> | undefined
       const signal = options.signal
@@ -279,15 +328,52 @@ export class FairScheduler {
     return this.bucket(p.key, now).tokens >= 1
   }
 
-  /** Starts waiting requests while slots are free, fresh peers first, then round-robin */
+  /**
+   * Dispatches after the event loop has polled for I/O. A request's work
+   * (decode, verification, signing) runs in microtasks: were the next
+   * waiting request started straight from the previous one's release, a
+   * peer whose frames arrived together would be served back to back before
+   * any other peer's frame could even be read, and the order chosen here
+   * would not matter.
+   */
+  private dispatchLater (): void {
+    if (this.dispatchScheduled) { return }
+    this.dispatchScheduled = true
+    setImmediate(() => {
+      this.dispatchScheduled = false
+      this.turn++
+      this.dispatch()
+    })
+  }
+
+  /**
+   * Starts waiting requests while slots are free, fresh peers first, then
+   * round-robin. A peer starts at most `weight` requests per turn of the
+   * event loop: work that needs no I/O (decode, verification, signing,
+   * hashing) is done within the turn it starts in, so this bounds the CPU
+   * one peer takes before other peers' frames are read again, however many
+   * slots it could fill; requests waiting on I/O keep their slots across
+   * turns, so a lone peer still reaches `maxActive` in a few turns.
+   */
   private dispatch (): void {
     const now = this.now()
+    let held = false
     while (this.active < this.maxActive && this.queued > 0) {
       const p = this.pick(now, true) ?? this.pick(now, false)
-      if (p == null) { break }
+      if (p == null) {
+        held = this.fresh.some(q => this.spent(q)) || this.old.some(q => this.spent(q))
+        break
+      }
       this.start(p)
     }
+    // requests held back only by the per-turn allowance go in the next turn
+    if (held) { this.dispatchLater() }
     this.arm()
+  }
+
+  /** The peer started its allowance of requests in this turn */
+  private spent (p: PeerQueue): boolean {
+    return p.waiting.length > 0 && p.turn === this.turn && p.started >= p.weight
   }
 
   /**
@@ -296,7 +382,7 @@ export class FairScheduler {
    * pass lifts it so that a lone peer may use every slot).
    */
   private pick (now: number, capped: boolean): PeerQueue | undefined {
-    const ok = (p: PeerQueue): boolean => p.waiting.length > 0 && (!capped || p.running < this.maxActivePerPeer) && this.hasToken(p, now)
+    const ok = (p: PeerQueue): boolean => p.waiting.length > 0 && !this.spent(p) && (!capped || p.running < this.maxActivePerPeer) && this.hasToken(p, now)
     for (const p of this.fresh) {
       if (ok(p)) { return p }
     }
@@ -312,6 +398,11 @@ export class FairScheduler {
     this.queued--
     this.queuedBytes -= w.bytes
     if (this.rate != null) { this.bucket(p.key, this.now()).tokens -= 1 }
+    if (p.turn !== this.turn) {
+      p.turn = this.turn
+      p.started = 0
+    }
+    p.started++
     p.running++
     this.active++
     // where the peer goes next: a fresh peer had its turn and joins the
@@ -345,8 +436,10 @@ export class FairScheduler {
         released = true
         p.running--
         this.active--
+        // one parked refusal of this peer may be answered now
+        p.parked[0]?.()
         this.tidy(p)
-        this.dispatch()
+        this.dispatchLater()
       }
     })
   }
@@ -357,7 +450,7 @@ export class FairScheduler {
       remove(p.list === 'fresh' ? this.fresh : this.old, p)
       p.list = undefined
     }
-    if (p.waiting.length === 0 && p.running === 0) {
+    if (p.waiting.length === 0 && p.running === 0 && p.parked.length === 0 && this.peers.get(p.key) === p) {
       this.peers.delete(p.key)
     }
   }
