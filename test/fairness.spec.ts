@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { NONCE_LENGTH, Reason, Status } from '../src/protocols/opencloud/index.js'
 import { FairScheduler } from '../src/protocols/opencloud/net/scheduler.js'
+import { sha256Service } from '../src/services/sha256.js'
 import { within } from './fixtures.js'
 import { CrashWatch, RawStream, signedRequest, startBareNode } from './protocol-fixtures.js'
 import type { BareNode } from './protocol-fixtures.js'
@@ -51,6 +52,33 @@ function gateService (): ServiceDefinition & { entered: number, peak: number, op
   return svc
 }
 
+/**
+ * Reads the answers of `streams` as they come; `settled(n)` resolves once
+ * `n` answers matched `pred` (an event, not a sleep)
+ */
+function collect (streams: RawStream[]): { answers: Array<Promise<Response | null>>, got: Array<Response | null | undefined>, settled(n: number, pred: (r: Response | null) => boolean): Promise<void> } {
+  const got: Array<Response | null | undefined> = streams.map(() => undefined)
+  const waiters: Array<() => void> = []
+  const answers = streams.map(async (raw, i) => {
+    // a stream that never answers reads as null (after readResponse's own timeout)
+    const r = await raw.readResponse().catch(() => null)
+    got[i] = r
+    waiters.forEach(w => { w() })
+    return r
+  })
+  return {
+    answers,
+    got,
+    async settled (n, pred) {
+      await new Promise<void>((resolve) => {
+        const check = (): void => { if (got.filter(r => r !== undefined && pred(r)).length >= n) { resolve() } }
+        waiters.push(check)
+        check()
+      })
+    }
+  }
+}
+
 /** A credential kind `test:` whose verifier accepts every signature and counts the checks */
 function countingVerifier (): CredentialVerifier & { calls: number } {
   const v = {
@@ -91,7 +119,7 @@ describe('fairness between peers', function () {
   }
 
   it('a peer flooding on many streams is refused with rate-limited while another peer is served', async () => {
-    const server = await node({ fairness: { maxActive: 1, maxInFlightPerPeer: 4, refusalDelay: 50 } })
+    const server = await node({ services: [sha256Service()], fairness: { maxActive: 1, maxInFlightPerPeer: 4, refusalDelay: 50 } })
     const mallory = await node()
     const honest = await node()
     // one signed request with a nonce the server never issued: the cheapest to send again and again
@@ -99,13 +127,18 @@ describe('fairness between peers', function () {
     const streams = await Promise.all(Array.from({ length: 24 }, async () => RawStream.open(mallory, server)))
     const statuses = new Map<string, number>()
     let flooding = true
+    let onRefused: () => void = () => {}
+    const refusedOnce = new Promise<void>(resolve => { onRefused = resolve })
     const floods = streams.map(async (raw) => {
       while (flooding) {
         const res = await raw.exchange(stale)
         statuses.set(String(res.status), (statuses.get(String(res.status)) ?? 0) + 1)
+        if (res.status === Status.RATE_LIMITED) { onRefused() }
       }
     })
     try {
+      // the flood is refused (its answers say so); the honest peer is served meanwhile
+      await within(refusedOnce, 15_000, 'the flooder is refused rate-limited')
       // the honest peer's calls go through, one after the other, while the flood goes on
       for (let i = 0; i < 20; i++) {
         const res = await within(honest.opencloud.call(server.addr, { service: 'sha256', method: 'hash', body: randomBytes(32) }), 20_000, 'an honest call during the flood')
@@ -132,12 +165,13 @@ describe('fairness between peers', function () {
     for (const raw of streams) { nonces.push(await nonce(raw, mallory)) }
     const calls = await Promise.all(streams.map(async (raw, i) => signedRequest(mallory.key, { service: 'gate', method: 'wait', nonce: nonces[i] })))
     for (let i = 0; i < streams.length; i++) { await streams[i].sendRequest(calls[i]) }
-    const answers: Array<Promise<Response | null>> = streams.map(async raw => raw.readResponse())
+    const { answers, got, settled } = collect(streams)
     // the seven over the bound are answered rate-limited while three wait in the handler
-    const first = await within(Promise.all(answers.map(async (a, i) => Promise.race([a.then(r => ({ i, r })), new Promise<undefined>(resolve => setTimeout(resolve, 5_000))]))), 10_000, 'refusals')
-    const refused = first.filter(x => x?.r?.status === Status.RATE_LIMITED)
-    assert.equal(refused.length, 7, `seven refused, got ${JSON.stringify(first.map(x => String(x?.r?.status)))}`)
-    assert.ok(refused.every(x => x?.r?.reason === Reason.REASON_MAX_CONCURRENT))
+    await within(settled(7, r => r?.status === Status.RATE_LIMITED), 10_000, 'seven refusals')
+    const refused = got.filter(r => r?.status === Status.RATE_LIMITED)
+    assert.equal(refused.length, 7, `seven refused, got ${JSON.stringify(got.map(r => String(r?.status)))}`)
+    assert.ok(refused.every(r => r?.reason === Reason.REASON_MAX_CONCURRENT))
+    assert.equal(got.filter(r => r === undefined).length, 3, 'three still wait for their answer')
     assert.equal(gate.entered, 3, 'only three requests reached the handler')
     assert.equal(gate.peak, 3)
     // another peer is not held by mallory's bound
@@ -168,9 +202,9 @@ describe('fairness between peers', function () {
     for (let i = 0; i < streams.length; i++) {
       await streams[i].sendRequest(await signedRequest(mallory.key, { service: 'gate', method: 'wait', nonce: nonces[i] }, as))
     }
-    const answers = streams.map(async raw => raw.readResponse())
-    const early = await Promise.all(answers.map(async a => Promise.race([a, new Promise<undefined>(resolve => setTimeout(resolve, 3_000))])))
-    assert.equal(early.filter(r => r?.status === Status.RATE_LIMITED).length, 6)
+    const { answers, got, settled } = collect(streams)
+    await within(settled(6, r => r?.status === Status.RATE_LIMITED), 10_000, 'six refusals')
+    assert.equal(got.filter(r => r === undefined).length, 2, 'two wait in the handler')
     // two admitted requests were verified; the six refused were not
     assert.equal(verifier.calls - before, 2)
     gate.open()
