@@ -63,7 +63,7 @@ async function staleRequest (): Promise<{ key: Awaited<ReturnType<typeof generat
 
 async function flood (addr: string, peers: number, streams: number): Promise<void> {
   const counts: Record<string, number> = {}
-  let running = true
+  const state = { running: true }
   const nodes: Libp2p[] = []
   const loops: Array<Promise<void>> = []
   for (let p = 0; p < peers; p++) {
@@ -81,11 +81,11 @@ async function flood (addr: string, peers: number, streams: number): Promise<voi
     })
     nodes.push(node)
     // the server (or a loaded machine's timeouts) may close the connection: dial again
-    let connection = await node.dial(multiaddr(addr))
+    const link = { connection: await node.dial(multiaddr(addr)) }
     let redial: Promise<void> | undefined
     const reconnect = async (): Promise<void> => {
       redial ??= node.dial(multiaddr(addr)).then((c) => {
-        connection = c
+        link.connection = c
         counts.redial = (counts.redial ?? 0) + 1
       }, async (err: any) => {
         if (process.env.FAIRNESS_DEBUG != null) { counts[`debug dial ${err.name} ${err.message}`.slice(0, 100)] = 1 }
@@ -96,11 +96,11 @@ async function flood (addr: string, peers: number, streams: number): Promise<voi
     }
     for (let s = 0; s < streams; s++) {
       loops.push((async () => {
-        while (running) {
+        while (state.running) {
           let stream
-          if (connection.status !== 'open') { await reconnect() }
+          if (link.connection.status !== 'open') { await reconnect() }
           try {
-            stream = await connection.newStream(PROTOCOL, { maxOutboundStreams: 4096, signal: AbortSignal.timeout(30_000) })
+            stream = await link.connection.newStream(PROTOCOL, { maxOutboundStreams: 4096, signal: AbortSignal.timeout(30_000) })
           } catch (err: any) {
             if (process.env.FAIRNESS_DEBUG != null) { counts[`debug ${err.name} ${err.message}`.slice(0, 80)] = 1 }
             counts['stream-refused'] = (counts['stream-refused'] ?? 0) + 1
@@ -109,7 +109,7 @@ async function flood (addr: string, peers: number, streams: number): Promise<voi
           }
           const frames = new FrameReader(stream, { maxFrameSize: MAX_FRAME_SIZE })
           try {
-            while (running) {
+            while (state.running) {
               if (!stream.send(frame)) { await stream.onDrain({ signal: AbortSignal.timeout(30_000) }) }
               const f = await frames.read({ signal: AbortSignal.timeout(60_000) })
               if (f == null) { break }
@@ -128,7 +128,7 @@ async function flood (addr: string, peers: number, streams: number): Promise<voi
   process.on('message', (m: any) => {
     if (m?.cmd === 'count') { send({ counts: { ...counts } }) }
     if (m?.cmd === 'stop') {
-      running = false
+      state.running = false
       void Promise.allSettled(nodes.map(async n => { await n.stop() })).then(() => { process.exit(0) })
     }
   })

@@ -126,12 +126,18 @@ describe('fairness between peers', function () {
     const stale = await signedRequest(mallory.key, { service: 'sha256', method: 'hash', body: randomBytes(64), nonce: randomBytes(NONCE_LENGTH) })
     const streams = await Promise.all(Array.from({ length: 24 }, async () => RawStream.open(mallory, server)))
     const statuses = new Map<string, number>()
-    let flooding = true
+    const flood = { on: true }
     let onRefused: () => void = () => {}
     const refusedOnce = new Promise<void>(resolve => { onRefused = resolve })
     const floods = streams.map(async (raw) => {
-      while (flooding) {
-        const res = await raw.exchange(stale)
+      while (flood.on) {
+        let res: Response
+        try {
+          res = await raw.exchange(stale)
+        } catch {
+          // a loaded machine's connection monitor may hang up on the flood: that stream is done
+          return
+        }
         statuses.set(String(res.status), (statuses.get(String(res.status)) ?? 0) + 1)
         if (res.status === Status.RATE_LIMITED) { onRefused() }
       }
@@ -145,7 +151,7 @@ describe('fairness between peers', function () {
         assert.equal(res.status, Status.OK, res.detail)
       }
     } finally {
-      flooding = false
+      flood.on = false
       await Promise.all(floods)
       await Promise.all(streams.map(async s => { await s.close() }))
     }

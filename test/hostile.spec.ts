@@ -370,7 +370,7 @@ describe('hostile input', function () {
       // requests over the per-peer in-flight bound are refused rate-limited
       // (docs/protocol.md "Fairness and admission"), to be sent again
       const results = await Promise.all(streams.map(async (raw) => {
-        for (let attempt = 0; attempt < 100; attempt++) {
+        for (let attempt = 0; attempt < 1000; attempt++) {
           const first = await raw.exchange(await signedRequest(mallory.key, { service: 'sha256', method: 'hash' }))
           if (first.status === Status.RATE_LIMITED) { continue }
           assert.equal(first.status, Status.REFRESH_NONCE)

@@ -16,8 +16,9 @@
  * when a slot frees, picks the next peer round-robin, each peer taking
  * `weight(peer)` turns per round; a peer that had nothing queued is served
  * before peers that stay backlogged (as fq_codel does for sparse flows), so
- * a lockstep caller waits for at most one request ahead of it whatever the
- * others' stream counts;
+ * a lockstep caller waits only for the requests already started, whatever
+ * the others' stream counts; and a peer starts at most `weight` requests
+ * per turn of the event loop (see dispatch);
  * - optionally meters each peer's requests per second (a token bucket keyed
  * by the connection's peer id, which noise authenticated): requests over
  * the rate wait in the queue, which holds the peer's lockstep streams back.
@@ -34,31 +35,65 @@ import type { AbortOptions } from '@libp2p/interface'
 export interface FairSchedulerInit {
   /**
    * requests in the pipeline at once, all peers together (requests waiting
-   * on I/O, such as a store, hold theirs) @default 32
+   * on I/O, such as a store, hold theirs)
+   *
+   * @default 32
    */
   maxActive?: number
   /**
    * requests of one peer in the pipeline at once while other peers wait
-   * (a lone peer may use every slot) @default 8
+   * (a lone peer may use every slot)
+   *
+   * @default 8
    */
   maxActivePerPeer?: number
-  /** requests of one peer in flight (waiting or in the pipeline), across its streams @default 32 */
+  /**
+   * requests of one peer in flight (waiting or in the pipeline), across its streams
+   *
+   * @default 32
+   */
   maxInFlightPerPeer?: number
-  /** requests waiting for a slot, all peers together @default 1024 */
+  /**
+   * requests waiting for a slot, all peers together
+   *
+   * @default 1024
+   */
   maxQueued?: number
-  /** request bytes waiting for a slot, all peers together @default 256 MiB */
+  /**
+   * request bytes waiting for a slot, all peers together
+   *
+   * @default 256 MiB
+   */
   maxQueuedBytes?: number
-  /** request bytes of one peer waiting for a slot @default 64 MiB */
+  /**
+   * request bytes of one peer waiting for a slot
+   *
+   * @default 64 MiB
+   */
   maxQueuedBytesPerPeer?: number
-  /** requests per second one peer is served; undefined: no metering @default undefined */
+  /**
+   * requests per second one peer is served; undefined: no metering
+   *
+   * @default undefined
+   */
   requestsPerSecond?: number
-  /** the bucket's size @default max(1, requestsPerSecond) */
+  /**
+   * the bucket's size
+   *
+   * @default max(1, requestsPerSecond)
+   */
   requestBurst?: number
-  /** longest wait for a slot (ms); then the request is refused @default 30_000 */
+  /**
+   * longest wait for a slot (ms); then the request is refused
+   *
+   * @default 30_000
+   */
   queueTimeout?: number
   /**
    * longest wait before a refused request is answered when none of its
-   * peer's requests finishes first (ms) @default 1_000
+   * peer's requests finishes first (ms)
+   *
+   * @default 1_000
    */
   refusalDelay?: number
   /**
@@ -68,7 +103,11 @@ export interface FairSchedulerInit {
    * @default () => 1
    */
   weight?(peer: string): number
-  /** the clock, ms, monotonic @default performance.now */
+  /**
+   * the clock, ms, monotonic
+   *
+   * @default performance.now
+   */
   now?(): number
 }
 
