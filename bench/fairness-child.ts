@@ -104,7 +104,7 @@ async function flood (addr: string, peers: number, streams: number): Promise<voi
           } catch (err: any) {
             if (process.env.FAIRNESS_DEBUG != null) { counts[`debug ${err.name} ${err.message}`.slice(0, 80)] = 1 }
             counts['stream-refused'] = (counts['stream-refused'] ?? 0) + 1
-            await new Promise(resolve => setTimeout(resolve, 10))
+            await new Promise(resolve => setTimeout(resolve, 100))
             continue
           }
           const frames = new FrameReader(stream, { maxFrameSize: MAX_FRAME_SIZE })

@@ -17,35 +17,48 @@
  */
 import { fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { setPriority } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { Status } from '../src/protocols/opencloud/pb/opencloud.js'
-import { flags, fmt, machine, parsePositive, rate, runBenchmark, startBenchNode, table } from './common.js'
+import { flags, fmt, machine, median, parsePositive, rate, runBenchmark, startBenchNode, table } from './common.js'
 import type { ChildProcess } from 'node:child_process'
 
 const USAGE = `usage: node dist/bench/fairness.js [options]
   --duration S      seconds per measurement (default 5)
   --warmup S        seconds of flooding before a measurement (default 1)
+  --rounds N        rounds of (alone, flooded) pairs per scenario (default 3)
   --rate N          the server's per-peer requests/s (fairness.requestsPerSecond; default 200,
                     the default policy's per-peer rate); 0: no metering
   --no-fairness     serve every stream as it comes (fairness: false), the behaviour before
+  --nice N          run the flooders' process at this nice value (default 0); on a machine
+                    whose cores are all busy, a flooder at the caller's priority takes CPU
+                    from the caller and the server, which measures the OS, not the server
   --json            also print the results as one JSON line`
 
 const opts = flags({
   duration: { type: 'string' },
   warmup: { type: 'string' },
+  rounds: { type: 'string' },
   rate: { type: 'string' },
   'no-fairness': { type: 'boolean' },
+  nice: { type: 'string' },
   json: { type: 'boolean' }
 }, USAGE)
 
 const durationMs = parsePositive('duration', opts.duration as string | undefined, 5) * 1000
 const warmupMs = parsePositive('warmup', opts.warmup as string | undefined, 1) * 1000
+const rounds = parsePositive('rounds', opts.rounds as string | undefined, 3, true)
 const perPeerRate = opts.rate == null ? 200 : Number(opts.rate)
 if (!Number.isFinite(perPeerRate) || perPeerRate < 0) {
   console.error('--rate must be a non-negative number')
   process.exit(2)
 }
 const fair = opts['no-fairness'] !== true
+const nice = opts.nice == null ? 0 : Number(opts.nice)
+if (!Number.isInteger(nice) || nice < 0 || nice > 19) {
+  console.error('--nice must be an integer from 0 to 19')
+  process.exit(2)
+}
 const CHILD = fileURLToPath(new URL('./fairness-child.js', import.meta.url))
 
 /** Starts a child and waits for its first message */
@@ -95,6 +108,9 @@ interface Scenario {
 
 interface Row {
   scenario: string
+  round: number
+  /** the caller alone, just before */
+  alone: number
   calls: number
   ratio: number
   target?: number
@@ -109,10 +125,11 @@ const REFUSED = (counts: Record<string, number>): number =>
   (counts[String(Status.RATE_LIMITED)] ?? 0) + (counts.reset ?? 0) + (counts['stream-refused'] ?? 0)
 
 async function main (): Promise<void> {
-  const serverOptions = { fairness: fair ? (perPeerRate > 0 ? { requestsPerSecond: perPeerRate, requestBurst: 2 * perPeerRate } : {}) : false }
+  const metering = perPeerRate > 0 ? { requestsPerSecond: perPeerRate, requestBurst: 2 * perPeerRate } : {}
+  const serverOptions = { fairness: fair ? metering : false }
   console.log('# fairness: a lockstep sha256.hash caller on one stream, alone and beside flooders (stale-nonce requests)')
   console.log(`# ${machine()}`)
-  console.log(`# server opencloud options: ${JSON.stringify(serverOptions)}; ${durationMs / 1000} s per measurement after ${warmupMs / 1000} s of flooding`)
+  console.log(`# server opencloud options: ${JSON.stringify(serverOptions)}; ${durationMs / 1000} s per measurement after ${warmupMs / 1000} s of flooding; flooders at nice ${nice}`)
   const server = await child(['server', JSON.stringify(serverOptions)])
   const addr = String(server.first.addr)
   const client = await startBenchNode()
@@ -124,53 +141,67 @@ async function main (): Promise<void> {
       if (!res.ok) { throw new Error(`sha256.hash answered ${res.path} ${res.detail}`) }
     }
     await rate(warmupMs, 1, call)
-    const alone = (await rate(durationMs, 1, call)).perSecond
-    rows.push({ scenario: 'alone', calls: alone, ratio: 1, floodServed: 0, floodRefused: 0 })
-    console.log(`  alone: ${fmt(alone)} calls/s`)
 
     const scenarios: Scenario[] = [
       { name: '1 flooder x 64 streams', peers: 1, streams: 64, target: 0.5 },
       { name: '8 flooders x 16 streams', peers: 8, streams: 16, target: 0.3 }
     ]
-    for (const s of scenarios) {
-      const flooder = await child(['flood', addr, String(s.peers), String(s.streams)])
-      try {
-        await new Promise(resolve => setTimeout(resolve, warmupMs))
-        const before = await ask(flooder.proc, 'count', 'counts')
-        const start = performance.now()
-        const calls = (await rate(durationMs, 1, call)).perSecond
-        const after = await ask(flooder.proc, 'count', 'counts')
-        const seconds = (performance.now() - start) / 1000
-        const row: Row = {
-          scenario: s.name,
-          calls,
-          ratio: calls / alone,
-          target: s.target,
-          floodServed: (SERVED(after) - SERVED(before)) / seconds,
-          floodRefused: (REFUSED(after) - REFUSED(before)) / seconds,
-          floodAllowed: fair && perPeerRate > 0 ? s.peers * perPeerRate : undefined
+    // each loaded measurement is paired with an unloaded one just before it:
+    // the machine's load drifts, a ratio within one pair saw the same load
+    for (let round = 0; round < rounds; round++) {
+      for (const s of scenarios) {
+        const alone = (await rate(durationMs, 1, call)).perSecond
+        const flooder = await child(['flood', addr, String(s.peers), String(s.streams)])
+        if (nice > 0) { setPriority(flooder.proc.pid as number, nice) }
+        try {
+          await new Promise(resolve => setTimeout(resolve, warmupMs))
+          const before = await ask(flooder.proc, 'count', 'counts')
+          const start = performance.now()
+          const calls = (await rate(durationMs, 1, call)).perSecond
+          const after = await ask(flooder.proc, 'count', 'counts')
+          const seconds = (performance.now() - start) / 1000
+          const row: Row = {
+            scenario: s.name,
+            round: round + 1,
+            alone,
+            calls,
+            ratio: calls / alone,
+            target: s.target,
+            floodServed: (SERVED(after) - SERVED(before)) / seconds,
+            floodRefused: (REFUSED(after) - REFUSED(before)) / seconds,
+            floodAllowed: fair && perPeerRate > 0 ? s.peers * perPeerRate : undefined
+          }
+          rows.push(row)
+          console.log(`  round ${round + 1}, ${s.name}: alone ${fmt(alone)} calls/s, flooded ${fmt(calls)} calls/s (${fmt(row.ratio, 2)}x), flooders served ${fmt(row.floodServed)}/s, refused ${fmt(row.floodRefused)}/s`)
+        } finally {
+          await stopChild(flooder.proc)
         }
-        rows.push(row)
-        console.log(`  ${s.name}: ${fmt(calls)} calls/s (${fmt(row.ratio, 2)}x), flooders served ${fmt(row.floodServed)}/s, refused ${fmt(row.floodRefused)}/s`)
-      } finally {
-        await stopChild(flooder.proc)
       }
     }
     const stats = await ask(server.proc, 'stats', 'stats')
 
     console.log()
-    console.log(table(['scenario', 'calls/s', 'x alone', 'target', 'flood served/s', 'allowed/s', 'flood refused/s'], rows.map(r => [
-      r.scenario, fmt(r.calls), fmt(r.ratio, 2), r.target == null ? '' : `>= ${r.target}`,
-      fmt(r.floodServed), r.floodAllowed == null ? 'no limit' : fmt(r.floodAllowed), fmt(r.floodRefused)
-    ])))
+    const lines: string[][] = []
+    for (const s of scenarios) {
+      const rs = rows.filter(r => r.scenario === s.name)
+      const allowed = rs[0]?.floodAllowed
+      lines.push([s.name, fmt(median(rs.map(r => r.alone))), fmt(median(rs.map(r => r.calls))), fmt(median(rs.map(r => r.ratio)), 2),
+        rs.map(r => fmt(r.ratio, 2)).join(' '), s.target == null ? '' : `>= ${s.target}`,
+        fmt(median(rs.map(r => r.floodServed))), allowed == null ? 'no limit' : fmt(allowed), fmt(median(rs.map(r => r.floodRefused)))])
+    }
+    console.log(table(['scenario (medians)', 'alone/s', 'flooded/s', 'ratio', 'ratios', 'target', 'flood served/s', 'allowed/s', 'flood refused/s'], lines))
     console.log()
-    for (const r of rows) {
-      if (r.target != null) { console.log(`${r.scenario}: ${fmt(r.ratio, 2)}x unloaded, target >= ${r.target}: ${r.ratio >= r.target ? 'met' : 'NOT met'}`) }
-      if (r.floodAllowed != null) { console.log(`${r.scenario}: flooders served ${fmt(r.floodServed)}/s, allowed ${fmt(r.floodAllowed)}/s: ${r.floodServed <= r.floodAllowed * 1.05 ? 'within' : 'OVER'}`) }
+    for (const s of scenarios) {
+      const rs = rows.filter(r => r.scenario === s.name)
+      const ratio = median(rs.map(r => r.ratio))
+      if (s.target != null) { console.log(`${s.name}: ${fmt(ratio, 2)}x unloaded (median of ${rs.length}), target >= ${s.target}: ${ratio >= s.target ? 'met' : 'NOT met'}`) }
+      const allowed = rs[0]?.floodAllowed
+      const served = Math.max(...rs.map(r => r.floodServed))
+      if (allowed != null) { console.log(`${s.name}: flooders served at most ${fmt(served)}/s, allowed ${fmt(allowed)}/s: ${served <= allowed * 1.05 ? 'within' : 'OVER'}`) }
     }
     console.log(`server: ${fmt(stats.requests)} responses; by status ${JSON.stringify(stats.byStatus)}; scheduler ${JSON.stringify(stats.scheduler ?? 'off')}`)
     if (opts.json === true) {
-      console.log(JSON.stringify({ bench: 'fairness', node: process.version, date: new Date().toISOString(), serverOptions, durationMs, rows }))
+      console.log(JSON.stringify({ bench: 'fairness', node: process.version, date: new Date().toISOString(), serverOptions, durationMs, nice, rows }))
     }
   } finally {
     await client.destroy()
