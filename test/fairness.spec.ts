@@ -124,7 +124,8 @@ describe('fairness between peers', function () {
     const honest = await node()
     // one signed request with a nonce the server never issued: the cheapest to send again and again
     const stale = await signedRequest(mallory.key, { service: 'sha256', method: 'hash', body: randomBytes(64), nonce: randomBytes(NONCE_LENGTH) })
-    const streams = await Promise.all(Array.from({ length: 24 }, async () => RawStream.open(mallory, server)))
+    const streams: RawStream[] = []
+    for (let i = 0; i < 24; i++) { streams.push(await RawStream.open(mallory, server)) }
     const statuses = new Map<string, number>()
     const flood = { on: true }
     let onRefused: () => void = () => {}
