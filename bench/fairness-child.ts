@@ -40,7 +40,7 @@ const send = (m: unknown): void => { if (process.connected) { process.send?.(m) 
 type Bytes = Uint8Array<ArrayBuffer>
 
 /** One signed sha256.hash request with a random (never issued) nonce, framed */
-async function staleRequest (): Promise<{ key: Awaited<ReturnType<typeof generateKeyPair>>, frame: Uint8Array }> {
+async function staleRequest (audience: string): Promise<{ key: Awaited<ReturnType<typeof generateKeyPair>>, frame: Uint8Array }> {
   const key = await generateKeyPair('Ed25519')
   const request: Request = {
     id: [openCloudId(peerIdFromPrivateKey(key))],
@@ -50,7 +50,10 @@ async function staleRequest (): Promise<{ key: Awaited<ReturnType<typeof generat
     method: 'hash',
     args: [],
     paymentType: PaymentType.PAYMENT_NONE,
-    body: randomBytes(64) as Bytes
+    body: randomBytes(64) as Bytes,
+    // signed and addressed to the server: it verifies the signature before it finds the nonce stale
+    audience,
+    signResponse: false
   }
   request.sig = [await key.sign(requestDigest(request)) as Bytes]
   const payload = Request.encode(request)
@@ -67,7 +70,7 @@ async function flood (addr: string, peers: number, streams: number): Promise<voi
   const nodes: Libp2p[] = []
   const loops: Array<Promise<void>> = []
   for (let p = 0; p < peers; p++) {
-    const { key, frame } = await staleRequest()
+    const { key, frame } = await staleRequest(openCloudId(addr.slice(addr.lastIndexOf('/p2p/') + 5)))
     const node = await createLibp2p({
       privateKey: key,
       addresses: { listen: [] },

@@ -111,8 +111,8 @@ describe('fairness between peers', function () {
   }
 
   /** A nonce the server issued to `raw`'s peer */
-  async function nonce (raw: RawStream, from: BareNode): Promise<Uint8Array> {
-    const res = await raw.exchange(await signedRequest(from.key, { service: 'info', method: 'info' }))
+  async function nonce (raw: RawStream, from: BareNode, to: BareNode): Promise<Uint8Array> {
+    const res = await raw.exchange(await signedRequest(from.key, { service: 'info', method: 'info', audience: to.openCloudId }))
     assert.equal(res.status, Status.REFRESH_NONCE)
     assert.equal(res.nextNonce.byteLength, NONCE_LENGTH)
     return res.nextNonce
@@ -123,7 +123,7 @@ describe('fairness between peers', function () {
     const mallory = await node()
     const honest = await node()
     // one signed request with a nonce the server never issued: the cheapest to send again and again
-    const stale = await signedRequest(mallory.key, { service: 'sha256', method: 'hash', body: randomBytes(64), nonce: randomBytes(NONCE_LENGTH) })
+    const stale = await signedRequest(mallory.key, { service: 'sha256', method: 'hash', body: randomBytes(64), nonce: randomBytes(NONCE_LENGTH), audience: server.openCloudId })
     const streams: RawStream[] = []
     for (let i = 0; i < 24; i++) { streams.push(await RawStream.open(mallory, server)) }
     const statuses = new Map<string, number>()
@@ -169,8 +169,8 @@ describe('fairness between peers', function () {
     const honest = await node()
     const streams = await Promise.all(Array.from({ length: 10 }, async () => RawStream.open(mallory, server)))
     const nonces: Uint8Array[] = []
-    for (const raw of streams) { nonces.push(await nonce(raw, mallory)) }
-    const calls = await Promise.all(streams.map(async (raw, i) => signedRequest(mallory.key, { service: 'gate', method: 'wait', nonce: nonces[i] })))
+    for (const raw of streams) { nonces.push(await nonce(raw, mallory, server)) }
+    const calls = await Promise.all(streams.map(async (raw, i) => signedRequest(mallory.key, { service: 'gate', method: 'wait', nonce: nonces[i], audience: server.openCloudId })))
     for (let i = 0; i < streams.length; i++) { await streams[i].sendRequest(calls[i]) }
     const { answers, got, settled } = collect(streams)
     // the seven over the bound are answered rate-limited while three wait in the handler
@@ -200,14 +200,14 @@ describe('fairness between peers', function () {
     const as = 'test:mallory'
     const nonces: Uint8Array[] = []
     for (const raw of streams) {
-      const res = await raw.exchange(await signedRequest(mallory.key, { service: 'gate', method: 'wait' }, as))
+      const res = await raw.exchange(await signedRequest(mallory.key, { service: 'gate', method: 'wait', audience: server.openCloudId }, as))
       assert.equal(res.status, Status.REFRESH_NONCE)
       nonces.push(res.nextNonce)
     }
     const before = verifier.calls
     assert.equal(before, streams.length, 'each nonce request was verified')
     for (let i = 0; i < streams.length; i++) {
-      await streams[i].sendRequest(await signedRequest(mallory.key, { service: 'gate', method: 'wait', nonce: nonces[i] }, as))
+      await streams[i].sendRequest(await signedRequest(mallory.key, { service: 'gate', method: 'wait', nonce: nonces[i], audience: server.openCloudId }, as))
     }
     const { answers, got, settled } = collect(streams)
     await within(settled(6, r => r?.status === Status.RATE_LIMITED), 10_000, 'six refusals')

@@ -92,7 +92,7 @@ export interface OpenCloudComponents {
 
 /**
  * The OpenCloud protocol as a libp2p service: serves the configured services
- * on `/opencloud/1.0.0` and calls other peers' services.
+ * on `/opencloud/1.1.0` and calls other peers' services.
  */
 export interface OpenCloud {
   /** This node's OpenCloud ID, `oc:<peer id>` */
@@ -142,6 +142,7 @@ export class OpenCloudService implements OpenCloud, Startable {
     for (const s of init.services ?? []) { this.addService(s) }
     if (!this.services.has('info')) { this.addService(this.infoService()) }
     this.server = new OpenCloudServer({
+      self: this.id,
       services: this.services,
       nonces: this.nonces,
       verifiers: [openCloudVerifier, ...(init.verifiers ?? [])],
