@@ -16,8 +16,10 @@ import { DiskPieceStore, MemoryPieceStore } from '../storage/index.js'
 import { Store } from '../store/index.js'
 import { DataDirInUseError, defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR, PIECES_DIR } from './data-dir.js'
 import { decloudDefaults, defaultNetworkMode, DEFAULT_PORT } from './defaults.js'
+import { treatAsPublic } from './nat.js'
 import { openPaymentParts } from './payments.js'
-import type { DecloudServices, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
+import type { DecloudServices, DhtOptions, MarketOptions, NatOptions, NetworkMode, SwarmOptions } from './defaults.js'
+import type { ReachabilityStatus } from './nat.js'
 import type { NodePayments, PaymentParts, PaymentsOptions, PolicyOptions } from './payments.js'
 import type { SwarmKeeper } from './swarm.js'
 import type { FindSellersOptions, Seller } from '../dht/config.js'
@@ -35,11 +37,14 @@ import type { OpenCloud, OpenCloudInit } from '../protocols/opencloud/net/opencl
 import type { ReputationOptions } from '../reputation/model.js'
 import type { GossipsubOpts } from '@libp2p/gossipsub'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
 import type { Registry } from 'prom-client'
 
 export { DEFAULT_PORT, DHT_PROTOCOL, CORE_SERVICES, defaultNetworkMode, decloudDefaults } from './defaults.js'
-export type { DecloudServices, DecloudDefaultsOptions, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
+export type { DecloudServices, DecloudDefaultsOptions, DhtOptions, MarketOptions, NatOptions, NetworkMode, SwarmOptions } from './defaults.js'
+export type { NatMode, Reachability, ReachabilityStatus, RelayOptions } from './nat.js'
+export { LimitedConnectionError } from '../protocols/opencloud/net/client.js'
 
 /**
  * Options of `createDecloudNode()`: a complete node with its data dir, LevelDB
@@ -131,6 +136,11 @@ export interface DecloudNodeOptions {
    * turn it on for one node per process.
    */
   metrics?: boolean | Registry
+  /**
+   * Behind a router (`public` mode): UPnP mapping, ranges treated as
+   * public, relay limits, the private verdict's delay (docs/nat.md)
+   */
+  nat?: NatOptions
 }
 
 export interface DecloudNode {
@@ -149,8 +159,18 @@ export interface DecloudNode {
   readonly market: Market
   /** Which peers sell which services, as learned so far */
   readonly directory: PeerDirectory
-  /** Listen addresses with the /p2p/ suffix */
+  /**
+   * The addresses the node gives peers, with the /p2p/ suffix: in `public`
+   * mode only verified public and relayed ones (docs/nat.md)
+   */
   addresses(): string[]
+  /** Where the node listens (loopback and private addresses included), with the /p2p/ suffix */
+  listening(): string[]
+  /**
+   * Whether peers can dial this node (AutoNAT), its verified, observed and
+   * relayed addresses. `unknown` in `local` mode, where nothing is checked.
+   */
+  reachability(): ReachabilityStatus
   /** Names of the services this node sells */
   selling(): string[]
   /** Keeps the node connected to its swarm */
@@ -216,6 +236,8 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
   await ensureDataDir(dataDir)
   const privateKey = options.privateKey ?? await loadOrCreateKey(dataDir)
   const listen = options.listen ?? [`/ip4/0.0.0.0/tcp/${options.dev === true ? 0 : DEFAULT_PORT}`]
+  // before the network mode is chosen: a public range makes an address public
+  treatAsPublic(options.nat?.publicRanges ?? [])
   const networkMode = options.networkMode ?? defaultNetworkMode(listen, { bootstrap: options.bootstrap })
   if (networkMode !== 'local' && networkMode !== 'public') { throw new TypeError(`network mode must be "local" or "public", not "${String(networkMode)}"`) }
   const store = await openStore(options, dataDir)
@@ -255,6 +277,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       sell: options.sell,
       payments: parts,
       reputation,
+      nat: options.nat,
       opencloud: {
         ...options.opencloud,
         access: options.opencloud?.access ?? parts.access,
@@ -286,6 +309,17 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
   const peerId = libp2p.peerId
   let stopped = false
   let files: Files | undefined
+  const reach = libp2p.services.reachability
+  if (reach != null) {
+    // the provider records in the DHT carry this node's addresses: once a relay gives it some, provide again
+    let relayed = ''
+    libp2p.addEventListener('self:peer:update', () => {
+      const now = reach.status().relayed.join(' ')
+      if (now === relayed) { return }
+      relayed = now
+      if (now !== '' && !stopped) { void discovery.provideAll() }
+    })
+  }
   return {
     get files () { return (files ??= filesForNode(this, init.privateKey)) },
     libp2p,
@@ -301,6 +335,16 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
     directory: discovery.directory,
     swarm,
     addresses: () => libp2p.getMultiaddrs().map(a => a.toString()),
+    listening: () => {
+      // local mode announces every address it listens on
+      if (init.networkMode === 'local') { return libp2p.getMultiaddrs().map(a => a.toString()) }
+      // the transport manager is not part of libp2p's public interface; announced addresses are the fallback
+      const tm = (libp2p as unknown as { components?: { transportManager?: { getAddrs(): Multiaddr[] } } }).components?.transportManager
+      const addrs = tm?.getAddrs() ?? libp2p.getMultiaddrs()
+      const id = peerId.toString()
+      return addrs.filter(a => !a.toString().includes('/p2p-circuit')).map(a => a.toString().endsWith(`/p2p/${id}`) ? a.toString() : `${a.toString()}/p2p/${id}`)
+    },
+    reachability: () => libp2p.services.reachability?.status() ?? { reachability: 'unknown', verified: [], observed: [], relayed: [], dht: libp2p.services.dht.getMode(), relaying: false },
     selling: () => discovery.selling().map(s => s.name),
     findSellers: async (service, opts) => discovery.findSellers(service, opts),
     // a node never ranks itself as a seller to buy from
