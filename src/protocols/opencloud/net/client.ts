@@ -15,6 +15,7 @@ import type { ConnectionManager } from '@libp2p/interface-internal'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 export type { CallRequest, CallResult, CallTarget } from './call-types.js'
+export { verifyResponse } from './evidence.js'
 
 export interface ClientInit {
   connectionManager: ConnectionManager
@@ -47,11 +48,7 @@ interface Session {
   stream: Stream
   frames: FrameReader
   idleTimer?: ReturnType<typeof setTimeout>
-  /**
-   * aborts this stream's exchange when its time is up (calls without a
-   * signal of their own): one controller serves every exchange, since a
-   * stream whose exchange timed out is discarded, never pooled again
-   */
+  /** times out exchanges of calls without a signal (one for all: a stream that timed out is discarded) */
   timeouts?: AbortController
   /** removes the listeners that evict the session while it is idle */
   unwatch?(): void
@@ -464,8 +461,7 @@ export class OpenCloudClient {
       this.wake(state)
       return
     }
-    // set up once per stream (not per call): evicts the session when it is
-    // idle and the server closes it or it stays unused too long
+    // once per stream, not per call: evicts it when idle and closed by the server or unused too long
     const evict = (): void => {
       const i = state.idle.indexOf(session)
       if (i < 0) { return }
@@ -500,17 +496,4 @@ export class OpenCloudClient {
     session.stream.abort(err instanceof Error ? err : new AbortError(String(err)))
     this.wake(state)
   }
-}
-
-/**
- * Checks the server's signatures on a call's response: true when every
- * credential in `response.id` signed it and the first one is the OpenCloud ID
- * of the peer that answered. Use it before keeping a response as evidence
- * (a quote, a receipt) or showing it to a third party.
- */
-export async function verifyResponse (result: Pick<CallResult, 'response' | 'peer'>, verifiers: readonly CredentialVerifier[] = [openCloudVerifier]): Promise<boolean> {
-  const { response, peer } = result
-  // an unsigned response is no evidence (the channel authenticated it to its client only)
-  if (response.id.length === 0 || response.sig.length === 0 || response.id[0] !== openCloudId(peer)) { return false }
-  return (await verifyAll(verifiers, response.id, response.sig, responseDigest(response))) < 0
 }
