@@ -112,6 +112,7 @@ export function toCall (state: CallState): ServiceCall {
     credentials: state.credentials,
     signal: state.signal,
     bodyHash: state.bodyHash,
+    requestDigest: state.digest,
     payment: state.payment,
     bitcoin: state.bitcoin
   }
