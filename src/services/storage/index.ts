@@ -434,9 +434,9 @@ export class StorageService {
       const start = removed
       const due = await this.leases.endedBefore(before, SWEEP_BATCH)
       for (const d of due) {
-        await this.leases.exclusive(async () => {
+        const done = await this.leases.exclusive(async () => {
           const lease = await this.leases.get(d.id, d.owner)
-          if (lease != null && lease.expires >= before) { return }
+          if (lease != null && lease.expires >= before) { return false }
           let erased = false
           if (lease != null) {
             try {
@@ -448,9 +448,10 @@ export class StorageService {
           }
           await this.leases.set(d.id, d.owner, lease ?? { expires: d.expires, paid: 0n, promised: 0n, created: 0 }, undefined)
           if (erased) { await this.db.del(treeKey(d.id)) }
-          removed++
           this.log('lease of %s on %s ended %s; %s', d.owner, d.id, new Date(d.expires).toISOString(), erased ? 'piece erased' : 'claim dropped')
+          return true
         })
+        if (done) { removed++ }
       }
       // a full batch of which nothing could be removed would come back unchanged
       if (due.length < SWEEP_BATCH || removed === start) { return removed }
