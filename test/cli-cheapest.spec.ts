@@ -19,6 +19,9 @@ import type { TestNode } from './fixtures.js'
 import type { SellerCandidate } from '../src/market/select.js'
 import type { Socket } from 'node:net'
 
+/** the default lease (30 days): a price per byte·second over it is the old per-byte price */
+const MONTH = 2_592_000n
+
 /** this file's polling: 20_000 ms, every 100 ms */
 const eventually = async (fn: () => Promise<boolean> | boolean, deadline = 20_000, every = 100): Promise<boolean> => poll(fn, deadline, every)
 
@@ -98,7 +101,7 @@ describe('decloud call --cheapest', function () {
     sellers = await Promise.all(putRates.map(async (rate, i) => startNode({
       bootstrap: [boot.addr],
       sell: ['storage'],
-      storage: { pricing: { put: { rate, per: 1024n }, get: { rate: getRates[i], per: 1024n } } },
+      storage: { pricing: { put: { rate, per: 1024n * MONTH }, get: { rate: getRates[i], per: 1024n } } },
       opencloud: serveUnpaid,
       market
     })))
@@ -254,7 +257,7 @@ describe('decloud call --cheapest', function () {
 
     it('moves on to the next seller when the cheapest cannot be reached', async () => {
       // a seller cheaper than all, whose process dies without withdrawing its price
-      const ghost = await startNode({ bootstrap: [boot.addr], sell: ['storage'], storage: { pricing: { put: { rate: 0n, per: 1024n } } }, opencloud: serveUnpaid, market })
+      const ghost = await startNode({ bootstrap: [boot.addr], sell: ['storage'], storage: { pricing: { put: { rate: 0n, per: 1024n * MONTH } } }, opencloud: serveUnpaid, market })
       extra.push(ghost)
       const running = await findRunningNode(dir)
       assert.ok(running != null)
@@ -288,7 +291,7 @@ describe('decloud call --cheapest pays a seller that asks (real processes, a sha
     work = await tempDir('decloud-cheapest-pay-')
     chain = await EmbeddedChain.start({ memory: true, http: { port: 0, apiKey: generateApiKey() } })
     const url = chain.rpcUrl as string
-    seller = await startCliNode(join(work, 'seller'), ['--chain-rpc', url, '--price', 'storage.put=1/1024'], 60_000, { payments: true })
+    seller = await startCliNode(join(work, 'seller'), ['--chain-rpc', url, '--price', 'storage.put=1048576/GiB-month'], 60_000, { payments: true })
     buyer = await startCliNode(join(work, 'buyer'), ['--chain-rpc', url, '--bootstrap', seller.addr], 60_000, { payments: true })
     const knowsSeller = async (): Promise<boolean> => {
       const running = await findRunningNode(buyer.dataDir)

@@ -16,6 +16,9 @@ import type { TestNode } from './fixtures.js'
 import type { EmbeddedChain } from './regtest.js'
 import type { ControlledNode } from '../src/control/index.js'
 
+/** the default lease (30 days): a price per byte·second over it is the old per-byte price */
+const MONTH = 2_592_000n
+
 interface HttpAnswer {
   status: number
   headers: Record<string, string | string[] | undefined>
@@ -472,7 +475,7 @@ describe('local control API: sellers and market in a swarm', function () {
     sellers = await Promise.all(putRates.map(async rate => startNode({
       bootstrap: [boot.addr],
       sell: ['storage'],
-      storage: { pricing: { put: { rate, per: 1024n }, get: { rate: 1n, per: 1024n } } },
+      storage: { pricing: { put: { rate, per: 1024n * MONTH }, get: { rate: 1n, per: 1024n } } },
       market
     })))
     // the buyer sells storage too (free): it is in its own price book, never among the sellers it lists

@@ -15,6 +15,9 @@ import type { PriceEntry } from '../src/market/price-book.js'
 import type { DecloudNodeOptions } from '../src/node/index.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 
+/** the default lease (30 days): a price per byte·second over it is the old per-byte price */
+const MONTH = 2_592_000n
+
 interface Identity { key: PrivateKey, peer: PeerId }
 
 async function identity (): Promise<Identity> {
@@ -241,7 +244,7 @@ describe('market in a 10-node swarm', function () {
     attackerKey = await generateKeyPair('Ed25519')
     boot = await startNode({ sell: [], market })
     const opts = (i: number): DecloudNodeOptions => i < 3
-      ? { bootstrap: [boot.addr], sell: ['storage'], storage: { pricing: { put: { rate: putRates[i], per: 1024n }, get: { rate: 1n, per: 1024n } } }, opencloud: serveUnpaid, market }
+      ? { bootstrap: [boot.addr], sell: ['storage'], storage: { pricing: { put: { rate: putRates[i], per: 1024n * MONTH }, get: { rate: 1n, per: 1024n } } }, opencloud: serveUnpaid, market }
       : { bootstrap: [boot.addr], sell: [], market, privateKey: i === 8 ? attackerKey : undefined }
     nodes = await Promise.all(Array.from({ length: 9 }, async (_, i) => startNode(opts(i))))
     sellers = nodes.slice(0, 3)

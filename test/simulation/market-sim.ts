@@ -34,6 +34,9 @@ import type { DecloudNode, DecloudNodeOptions } from '../../src/node/index.js'
 import type { PaymentsOptions } from '../../src/node/payments.js'
 import type { PaidCallResult, PayOption } from '../../src/payments/buyer/bidding.js'
 
+/** the default lease (30 days): a price per byte·second over it is the old per-byte price */
+const MONTH = 2_592_000n
+
 const { values } = parseArgs({
   options: {
     nodes: { type: 'string', default: '12' },
@@ -185,7 +188,7 @@ try {
     sell: ['storage'],
     payments: sellerPayments,
     policy: { rules: defaultPolicy() },
-    storage: { pricing: { put: { rate: putRates[i], per: MiB }, get: { rate: GET_RATE, per: MiB } } },
+    storage: { pricing: { put: { rate: putRates[i], per: MiB * MONTH }, get: { rate: GET_RATE, per: MiB } } },
     ...(follows(i)
       ? { market: { strategies: { 'storage.put': { strategy: 'follow-market', undercutPercent: 10, floor: { rate: FOLLOW_FLOOR, per: MiB } } } } }
       : {})
