@@ -39,7 +39,8 @@ const dec = new TextDecoder()
 const json = (res: CallResult): any => JSON.parse(dec.decode(res.body))
 
 /** storage.put: 1000 sat per call + 1 sat per byte */
-const PUT_PRICING = { base: 1000n, rate: 1n, per: 1n }
+/** 1000 sat + 1 sat per byte for the default lease (30 days: priced per byte·second) */
+const PUT_PRICING = { base: 1000n, rate: 1n, per: 2_592_000n }
 const BODY_SIZE = 100
 const PUT_COST = 1100n
 /** test.cheap: a price far below the dust limit of an attached payment */
