@@ -20,7 +20,7 @@ import type { SellerCandidate } from '../src/market/select.js'
 import type { Socket } from 'node:net'
 
 /** the default lease (30 days): a price per byte·second over it is the old per-byte price */
-const MONTH = 2_592_000n
+const MONTH = 2_592_000n // put prices per 512 B × MONTH: 1024 × MONTH lies in [2^31, 2^32), which protons-runtime 7.1.2 cannot encode in a uint64
 
 /** this file's polling: 20_000 ms, every 100 ms */
 const eventually = async (fn: () => Promise<boolean> | boolean, deadline = 20_000, every = 100): Promise<boolean> => poll(fn, deadline, every)
@@ -101,7 +101,7 @@ describe('decloud call --cheapest', function () {
     sellers = await Promise.all(putRates.map(async (rate, i) => startNode({
       bootstrap: [boot.addr],
       sell: ['storage'],
-      storage: { pricing: { put: { rate, per: 1024n * MONTH }, get: { rate: getRates[i], per: 1024n } } },
+      storage: { pricing: { put: { rate, per: 512n * MONTH }, get: { rate: getRates[i], per: 1024n } } },
       opencloud: serveUnpaid,
       market
     })))
@@ -257,7 +257,7 @@ describe('decloud call --cheapest', function () {
 
     it('moves on to the next seller when the cheapest cannot be reached', async () => {
       // a seller cheaper than all, whose process dies without withdrawing its price
-      const ghost = await startNode({ bootstrap: [boot.addr], sell: ['storage'], storage: { pricing: { put: { rate: 0n, per: 1024n * MONTH } } }, opencloud: serveUnpaid, market })
+      const ghost = await startNode({ bootstrap: [boot.addr], sell: ['storage'], storage: { pricing: { put: { rate: 0n, per: 512n * MONTH } } }, opencloud: serveUnpaid, market })
       extra.push(ghost)
       const running = await findRunningNode(dir)
       assert.ok(running != null)

@@ -17,7 +17,7 @@ import type { EmbeddedChain } from './regtest.js'
 import type { ControlledNode } from '../src/control/index.js'
 
 /** the default lease (30 days): a price per byte·second over it is the old per-byte price */
-const MONTH = 2_592_000n
+const MONTH = 2_592_000n // put prices per 512 B × MONTH: 1024 × MONTH lies in [2^31, 2^32), which protons-runtime 7.1.2 cannot encode in a uint64
 
 interface HttpAnswer {
   status: number
@@ -161,7 +161,7 @@ describe('local control API', () => {
 
     // the caller seen by b is a: put through the API, then stat says "yours" to a only
     const put = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ target: b.addr, service: 'storage', method: 'put', body: body.toString('base64') }) })
-    const id = Buffer.from(put.json.body, 'base64').toString()
+    const id: string = JSON.parse(Buffer.from(put.json.body, 'base64').toString()).id
     assert.equal(id, sha256hex(body))
     const mine = await a.opencloud.call(b.addr, { service: 'storage', method: 'stat', args: [id] })
     assert.equal(JSON.parse(Buffer.from(mine.body).toString()).yours, true)
@@ -275,7 +275,7 @@ describe('local control API', () => {
     const max = randomBytes(MAX_BODY_SIZE)
     const put = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ target: b.addr, service: 'storage', method: 'put', body: max.toString('base64') }) })
     assert.equal(put.json.status, 'ok', put.json.detail)
-    const id = Buffer.from(put.json.body, 'base64').toString()
+    const id: string = JSON.parse(Buffer.from(put.json.body, 'base64').toString()).id
     assert.equal(id, sha256hex(max))
     const client = new ControlClient({ port: control.port, token })
     const got = await client.call({ target: b.addr, service: 'storage', method: 'get', args: [id] })
@@ -475,7 +475,7 @@ describe('local control API: sellers and market in a swarm', function () {
     sellers = await Promise.all(putRates.map(async rate => startNode({
       bootstrap: [boot.addr],
       sell: ['storage'],
-      storage: { pricing: { put: { rate, per: 1024n * MONTH }, get: { rate: 1n, per: 1024n } } },
+      storage: { pricing: { put: { rate, per: 512n * MONTH }, get: { rate: 1n, per: 1024n } } },
       market
     })))
     // the buyer sells storage too (free): it is in its own price book, never among the sellers it lists
@@ -495,19 +495,19 @@ describe('local control API: sellers and market in a swarm', function () {
     const knows = (): boolean => [s0, s1, self].every(p => buyer.market.book.entries({ service: 'storage', method: 'put', peerId: p }).length === 1)
     assert.ok(await eventually(knows), `book: ${buyer.market.book.size}`)
 
-    const m = await http(control.port, { path: '/v1/market?service=storage&method=put&units=2048', token })
+    const m = await http(control.port, { path: `/v1/market?service=storage&method=put&units=${2048n * MONTH}`, token })
     assert.equal(m.status, 200, JSON.stringify(m.json))
     assert.equal(typeof m.json.generated, 'number')
     assert.equal(m.json.summary.length, 1)
     const put = m.json.summary[0]
     assert.equal(put.service, 'storage')
     assert.equal(put.method, 'put')
-    assert.deepEqual(put.units, ['byte'])
-    assert.equal(put.usage, '2048')
-    // the buyer's free price, then 1 and 3 sat per KiB: 0, 2, 6 sat for 2 KiB
+    assert.deepEqual(put.units, ['byte', 'second'])
+    assert.equal(put.usage, String(2048n * MONTH))
+    // the buyer's free price, then 1 and 3 sat per 512 B-month: 0, 4, 12 sat for 2 KiB for a month
     assert.deepEqual(put.sellers.map((e: any) => e.peerId), [self, s1, s0])
-    assert.deepEqual(put.sellers.map((e: any) => e.price), ['0', '2', '6'])
-    assert.deepEqual([put.min, put.median, put.max, put.spread], ['0', '2', '6', '6'])
+    assert.deepEqual(put.sellers.map((e: any) => e.price), ['0', '4', '12'])
+    assert.deepEqual([put.min, put.median, put.max, put.spread], ['0', '4', '12', '12'])
     assert.equal(typeof put.sellers[1].age, 'number')
     const all = await http(control.port, { path: '/v1/market', token })
     // every service/method, sorted (the buyer's own free sha256.hash too)

@@ -228,7 +228,7 @@ describe('payments on a regtest chain between real nodes', function () {
     assert.equal(res.kind, 'attached')
     assert.equal(res.paid, PUT_COST)
     assert.match(res.txid ?? '', /^[0-9a-f]{64}$/)
-    assert.equal(dec.decode(res.body), Buffer.from(sha256(body)).toString('hex'))
+    assert.equal(json(res).id, Buffer.from(sha256(body)).toString('hex'))
     // the seller broadcast it: in the mempool now
     assert.equal((await chain.transaction(res.txid as string))?.confirmations, 0)
     await chain.mine(1, miner)
@@ -725,7 +725,7 @@ describe('payments on a regtest chain between real nodes', function () {
     const body = randomBytes(100)
     const stored = await payAndCall(buyer.oc, small.addr, put(body), opts(buyer, chain, { kind: 'auto' }, 5000n))
     assert.equal(stored.ok, true, stored.detail)
-    const id = dec.decode(stored.body)
+    const id: string = json(stored).id
     const credit = await creditAt(buyer, small)
     const past = await payAndCall(buyer.oc, small.addr, { service: 'storage', method: 'get', args: [id, '101'] }, opts(buyer, chain, { kind: 'attached', amount: CHEAP }, 1000n))
     assert.equal(past.status, Status.BAD_REQUEST)
