@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { rm } from 'node:fs/promises'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { parsePolicy } from '../src/policy/parse.js'
 import { computeCost } from '../src/protocols/opencloud/api/pricing.js'
 import { BYTE_SECONDS_PER_GIB_MONTH, perGiBMonth, pricePerGiBMonth } from '../src/protocols/opencloud/api/units.js'
 import { answerAudit, challengedLeaves, checkAudit, detectionProbability } from '../src/services/storage/audit.js'
@@ -184,5 +185,16 @@ describe('per byte·second pricing', () => {
     assert.equal(computeCost(p, [1n << 30n, 15n * 86400n]).total, 1000n)
     assert.equal(computeCost(p, [1n, 1n]).total, 1n, 'rounds up: a seller never undercharges')
     assert.equal(pricePerGiBMonth({ rate: 1n, per: 1024n * 86400n }), BYTE_SECONDS_PER_GIB_MONTH / (1024n * 86400n))
+  })
+})
+
+describe('policy min-payment per GiB-month', () => {
+  it('per: GiB-month is the byte·seconds of a GiB-month', () => {
+    const policy = parsePolicy('rules:\n  - scope: { method: storage.put }\n    min-payment: { rate: 1000, per: GiB-month }\n')
+    const min = policy.rules[0].minPayment
+    assert.ok(typeof min === 'object')
+    assert.equal(min.per, BYTE_SECONDS_PER_GIB_MONTH)
+    assert.equal(min.rate, 1000n)
+    assert.throws(() => parsePolicy('rules:\n  - scope: { method: storage.put }\n    min-payment: { rate: 1000, per: GiB-year }\n'))
   })
 })
