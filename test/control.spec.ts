@@ -511,10 +511,10 @@ describe('local control API: sellers and market in a swarm', function () {
     assert.equal(typeof put.sellers[1].age, 'number')
     const all = await http(control.port, { path: '/v1/market', token })
     // every service/method, sorted (the buyer's own free sha256.hash too)
-    assert.deepEqual(all.json.summary.map((x: any) => `${x.service}.${x.method}`), ['sha256.hash', 'storage.get', 'storage.put'])
+    assert.deepEqual(all.json.summary.map((x: any) => `${x.service}.${x.method}`), ['sha256.hash', 'storage.get', 'storage.put', 'storage.renew'])
 
     // the DHT has the sellers' provider records once their provide round ended
-    const q = '/v1/sellers?service=storage&method=put&units=2048&timeout=5000'
+    const q = `/v1/sellers?service=storage&method=put&units=${2048n * MONTH}&timeout=5000`
     let r: HttpAnswer = { status: 0, headers: {}, json: undefined }
     const inBoth = async (): Promise<boolean> => {
       r = await http(control.port, { path: q, token })
@@ -523,12 +523,12 @@ describe('local control API: sellers and market in a swarm', function () {
     assert.ok(await eventually(inBoth, 30_000, 500), JSON.stringify(r.json))
     assert.equal(r.json.service, 'storage')
     assert.equal(r.json.method, 'put')
-    assert.equal(r.json.usage, '2048')
+    assert.equal(r.json.usage, String(2048n * MONTH))
     assert.equal(typeof r.json.elapsed, 'number')
     assert.deepEqual(r.json.sellers.map((x: any) => x.peerId), [s1, s0])
     assert.deepEqual(r.json.sellers.map((x: any) => x.price), [
-      priceOf({ base: 0n, rate: 1n, per: 1024n, units: ['byte'] }, 2048n).toString(),
-      priceOf({ base: 0n, rate: 3n, per: 1024n, units: ['byte'] }, 2048n).toString()
+      priceOf({ base: 0n, rate: 1n, per: 512n * MONTH, units: ['byte', 'second'] }, 2048n * MONTH).toString(),
+      priceOf({ base: 0n, rate: 3n, per: 512n * MONTH, units: ['byte', 'second'] }, 2048n * MONTH).toString()
     ])
     for (const x of r.json.sellers) {
       assert.deepEqual([...x.foundIn].sort(), ['book', 'dht'])
@@ -561,9 +561,9 @@ describe('local control API: sellers and market in a swarm', function () {
     const body = randomBytes(2048).toString('base64')
     const r = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ cheapest: true, service: 'storage', method: 'put', body, timeout: 10_000, lookupTimeout: 3_000 }) })
     assert.equal(r.status, 200, JSON.stringify(r.json))
-    // 1 sat per KiB beats 3; the buyer's own free price is not a seller to itself
+    // 1 sat per 512 B-month beats 3; the buyer's own free price is not a seller to itself; 2 KiB for the default 30 days
     assert.equal(r.json.seller.peerId, s1)
-    assert.equal(r.json.seller.price, '2')
+    assert.equal(r.json.seller.price, '4')
     assert.equal(r.json.peer, s1)
     assert.deepEqual(r.json.skipped, [])
     // ControlClient: the same, with its HTTP deadline covering the lookup and each seller

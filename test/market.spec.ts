@@ -275,10 +275,10 @@ describe('market in a 10-node swarm', function () {
     assert.equal(nodes[8].market.book.entries({ service: 'storage', method: 'get' }).length, 3)
     assert.equal(nodes[8].market.book.entries({ service: 'storage', method: 'stat' }).length, 0)
     const [put] = nodes[8].market.prices({ service: 'storage', method: 'put' })
-    // 2, 3, 5 sat per KiB → per million bytes (rounded up): 1954, 2930, 4883
-    assert.deepEqual(put.sellers.map(s => s.price), [1954n, 2930n, 4883n])
-    assert.equal(put.median, 2930n)
-    assert.equal(put.spread, 4883n - 1954n)
+    // 2, 3, 5 sat per 512 B × MONTH → per GiB-month (the reference for byte·second prices): × 2^21
+    assert.deepEqual(put.sellers.map(s => s.price), [2n << 21n, 3n << 21n, 5n << 21n])
+    assert.equal(put.median, 3n << 21n)
+    assert.equal(put.spread, 3n << 21n)
   })
 
   it('a forged or expired announcement is dropped everywhere and its sender scored down', async () => {

@@ -6,7 +6,7 @@ import { CHEAPEST_ATTEMPTS } from '../../market/select.js'
 import { readKey } from '../../node/data-dir.js'
 import { parseMax, parsePayOption } from '../../payments/buyer/pay-option.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BODY_SIZE } from '../../protocols/opencloud/api/constants.js'
-import { SECONDS_PER_MONTH } from '../../protocols/opencloud/api/units.js'
+import { bodyUsage } from '../../protocols/opencloud/api/units.js'
 import { isName } from '../../util/names.js'
 import { readBody } from '../body.js'
 import { CliError, TransportError, UsageError, commonOptions, commonUsage, err, parse, parseTimeout, readCommon } from '../command.js'
@@ -238,8 +238,7 @@ export const command: Command = {
     const request: CallRequestJson = { service, method, args, body: Buffer.from(body).toString('base64'), timeout, ...pay }
     if (line.cheapest) {
       // the call's units of service: the body's bytes when there is a body (sha256.hash), times the lease seconds for storage.put (default lease: 30 days)
-      const lease = service === 'storage' && method === 'put' ? (/^[0-9]{1,12}$/.test(args[0] ?? '') ? BigInt(args[0]) : SECONDS_PER_MONTH) : 1n
-      const units = values['body-file'] != null ? BigInt(body.byteLength) * lease : undefined
+      const units = values['body-file'] != null ? bodyUsage(service, method, args, body.byteLength) : undefined
       const lookupTimeout = Math.min(CHEAPEST_LOOKUP_TIMEOUT, timeout)
       const result = running != null
         ? await cheapestThroughNode(running.client, dataDir, { ...request, cheapest: true, lookupTimeout, ...(units != null ? { units: units.toString() } : {}) })

@@ -36,3 +36,14 @@ export function pricePerGiBMonth (pricing: Pricing | undefined): bigint {
   const per = pricing?.per ?? 1n
   return (rate * BYTE_SECONDS_PER_GIB_MONTH + per - 1n) / per
 }
+
+/**
+ * The units of service of a call with a body, to rank sellers by: the body's
+ * bytes, times the lease seconds for `storage.put` (its first arg, else the
+ * default lease of 30 days)
+ */
+export function bodyUsage (service: string, method: string, args: readonly string[] | undefined, bytes: number): bigint {
+  if (service !== 'storage' || method !== 'put') { return BigInt(bytes) }
+  const seconds = args?.[0] != null && /^[0-9]{1,12}$/.test(args[0]) ? BigInt(args[0]) : SECONDS_PER_MONTH
+  return BigInt(bytes) * seconds
+}
