@@ -121,6 +121,12 @@ describe('local control API', () => {
       for (const [method, path] of requests) {
         const r = await http(control.port, { method, path, headers, body: method === 'POST' ? '{}' : undefined })
         assert.equal(r.status, 401, `${method} ${path} ${JSON.stringify(headers)}`)
+        if (path === '/' || path.startsWith('/dashboard')) {
+          // the dashboard's pages: a short HTML note for a browser without a session
+          assert.match(String(r.headers['content-type']), /^text\/html/)
+          assert.equal(r.headers.connection, 'close')
+          continue
+        }
         assert.equal(r.json.error.type, 'unauthorized')
         assert.equal(r.headers['www-authenticate'], 'Bearer')
         assert.equal(r.headers.connection, 'close', 'no connection is kept for a client without the token')

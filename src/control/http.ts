@@ -18,7 +18,11 @@ export interface ControlledNode {
     getConnections(peerId?: PeerId): Connection[]
     readonly peerStore: Pick<PeerStore, 'get'>
   }
-  readonly storage?: { readonly usedBytes: number, readonly capacity: number }
+  readonly storage?: { readonly usedBytes: number, readonly capacity: number, readonly pieces?: number }
+  /** What the dashboard's overview should warn about besides the control API's own checks (failed audits, repairs…) */
+  alerts?(): Array<{ level: 'info' | 'warning' | 'error', kind: string, message: string }>
+  /** The prom-client registry libp2p reports its metrics into, when the node was made with one (`metrics` option) */
+  readonly metricsRegistry?: import('prom-client').Registry
   /** The price book (`GET /v1/market`, `GET /v1/sellers`); without it those endpoints answer 404 */
   readonly market?: DecloudNode['market']
   /** Seller ranking: price book + DHT (`GET /v1/sellers`, `POST /v1/call` with `cheapest`) */

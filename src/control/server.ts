@@ -3,12 +3,15 @@ import { createServer } from 'node:http'
 import { AbortError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { MAX_BODY_SIZE } from '../protocols/opencloud/api/constants.js'
+import { DASHBOARD_PREFIX, LOGIN_PATH, dashboardRoutes, login, sendHtmlError } from './dashboard.js'
 import { CONTROL_HOST, keepOnExit, newToken, removeControlFiles, removeOnExit, writeControlFiles } from './files.js'
 import { HttpError, badRequest } from './http.js'
+import { NodeMetrics } from './metrics.js'
 import { callRoutes } from './routes-calls.js'
 import { marketRoutes } from './routes-market.js'
 import { nodeRoutes } from './routes-node.js'
 import { walletRoutes } from './routes-wallet.js'
+import { Sessions } from './session.js'
 import { decloudVersion } from './version.js'
 import type { ErrorJson } from './api.js'
 import type { ControlledNode, Endpoint, RouteContext } from './http.js'
@@ -44,6 +47,10 @@ export interface ControlServerInit {
   maxPendingConnections?: number
   /** Largest body of a call (bytes) @default 4 MiB */
   maxBodySize?: number
+  /** How long a dashboard login URL stays valid unopened (ms) @default 10 min */
+  loginTtl?: number
+  /** Serve `GET /metrics` (Prometheus text format; `decloud node --metrics`) @default false */
+  prometheus?: boolean
 }
 
 export const DEFAULT_MAX_REQUEST_SIZE = 8 * 1024 * 1024
@@ -87,6 +94,10 @@ export class ControlServer {
   private tokenDigest: Buffer = Buffer.alloc(32)
   private readonly startedAt = Date.now()
   private started = false
+  /** dashboard logins and browser sessions */
+  readonly sessions: Sessions
+  /** the counters behind `/metrics` and the dashboard's charts */
+  readonly metrics: NodeMetrics
 
   constructor (init: ControlServerInit) {
     this.init = init
@@ -105,12 +116,15 @@ export class ControlServer {
       readJson: async (req) => this.readJson(req),
       begin: (res) => this.begin(res)
     }
+    this.sessions = new Sessions({ loginTtl: init.loginTtl })
+    this.metrics = new NodeMetrics(this.node, { registry: this.node.metricsRegistry })
     const limits = { defaultCallTimeout: this.defaultCallTimeout, maxCallTimeout: this.maxCallTimeout, maxBodySize: this.maxBodySize }
     this.endpoints = new Map<string, Endpoint>([
       ...nodeRoutes(ctx, { version: this.version, startedAt: this.startedAt }),
       ...callRoutes(ctx, limits),
       ...marketRoutes(ctx),
-      ...walletRoutes(ctx)
+      ...walletRoutes(ctx),
+      ...dashboardRoutes(ctx, { sessions: this.sessions, metrics: this.metrics, origin: () => this.origin, prometheus: init.prometheus === true })
     ])
     const requestTimeout = Math.max(init.requestTimeout ?? 30_000, this.headersTimeout)
     this.server = createServer({
@@ -138,6 +152,16 @@ export class ControlServer {
   get port (): number {
     const a = this.server.address() as AddressInfo | null
     return a?.port ?? 0
+  }
+
+  /** Where the dashboard is served, e.g. `http://127.0.0.1:4100` */
+  get origin (): string {
+    return `http://${CONTROL_HOST}:${this.port}`
+  }
+
+  /** A new one-time login URL of the dashboard (docs/dashboard.md) */
+  loginUrl (): string {
+    return `${this.origin}${LOGIN_PATH}?t=${this.sessions.newLogin()}`
   }
 
   /** Listens on 127.0.0.1 (random port) and writes control.json and control.token */
@@ -170,6 +194,7 @@ export class ControlServer {
     this.started = false
     await removeControlFiles(this.init.dataDir)
     keepOnExit(this.init.dataDir)
+    this.metrics.stop()
     for (const c of this.calls) { c.abort(new AbortError('the node is stopping')) }
     await this.closeServer()
   }
@@ -204,10 +229,26 @@ export class ControlServer {
 
   private async route (req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.checkHost(req)
-    this.authorize(req)
-    const state = this.conns.get(req.socket)
-    if (state != null) { state.authed = true }
     const path = (req.url ?? '/').split('?')[0]
+    const state = this.conns.get(req.socket)
+    if (path === LOGIN_PATH && req.method === 'GET') {
+      // the one-time secret in the URL is the credential
+      if (state != null) { state.authed = true }
+      login(req, res, this.sessions)
+      return
+    }
+    let how: 'bearer' | 'cookie'
+    try {
+      how = this.authorize(req)
+    } catch (err) {
+      if (path === '/' || path === DASHBOARD_PREFIX || path.startsWith(`${DASHBOARD_PREFIX}/`)) {
+        sendHtmlError(res, 401, 'Not logged in', 'Open the login link that `decloud node` printed, or run `decloud dashboard` for a new one.')
+        return
+      }
+      throw err
+    }
+    if (how === 'cookie' && req.method !== 'GET' && req.method !== 'HEAD') { this.checkSameOrigin(req) }
+    if (state != null) { state.authed = true }
     const endpoint = this.endpoints.get(path)
     if (endpoint == null) { throw new HttpError(404, 'not-found', `no endpoint ${path}`) }
     this.only(req, endpoint.method)
@@ -270,12 +311,29 @@ export class ControlServer {
     this.conns.delete(socket)
   }
 
-  private authorize (req: IncomingMessage): void {
-    const h = req.headers.authorization ?? ''
-    const m = /^Bearer ([^\s]+)$/i.exec(h)
+  /** The bearer token (API clients) or a dashboard session cookie (browsers); 401 otherwise */
+  private authorize (req: IncomingMessage): 'bearer' | 'cookie' {
+    const h = req.headers.authorization
+    if (h == null && this.sessions.check(req)) { return 'cookie' }
+    const m = /^Bearer ([^\s]+)$/i.exec(h ?? '')
     // compare digests: constant time, whatever the presented length
-    if (m == null || !timingSafeEqual(digest(m[1]), this.tokenDigest)) {
-      throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token (see control.token in the data dir)', { 'www-authenticate': 'Bearer' })
+    if (m != null && timingSafeEqual(digest(m[1]), this.tokenDigest)) { return 'bearer' }
+    throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token (see control.token in the data dir)', { 'www-authenticate': 'Bearer' })
+  }
+
+  /**
+   * A request authorised by the session cookie that changes something must
+   * come from the dashboard's own pages: its Origin is this server's, and
+   * the browser does not call it cross-site. SameSite=Strict already keeps
+   * the cookie off cross-site requests; this holds even where a browser
+   * does not honour it.
+   */
+  private checkSameOrigin (req: IncomingMessage): void {
+    const origin = String(req.headers.origin ?? '').toLowerCase()
+    const site = req.headers['sec-fetch-site']
+    const own = origin.startsWith('http://') && this.hosts.has(origin.slice('http://'.length))
+    if (!own || (site != null && site !== 'same-origin')) {
+      throw new HttpError(403, 'cross-site', 'a request from another site (or without an Origin header) cannot change this node; use the dashboard itself or the bearer token')
     }
   }
 

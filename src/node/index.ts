@@ -29,6 +29,7 @@ import type { OpenCloud, OpenCloudInit } from '../protocols/opencloud/net/opencl
 import type { GossipsubOpts } from '@libp2p/gossipsub'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
+import type { Registry } from 'prom-client'
 
 export { DEFAULT_PORT, DHT_PROTOCOL, CORE_SERVICES, defaultNetworkMode, decloudDefaults } from './defaults.js'
 export type { DecloudServices, DecloudDefaultsOptions, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
@@ -123,6 +124,13 @@ export interface DecloudNodeOptions {
   policy?: PolicyOptions | false
   /** Staying in the swarm */
   swarm?: SwarmOptions
+  /**
+   * libp2p's metrics (`@libp2p/prometheus-metrics`) into this prom-client
+   * registry (`true`: a new one), read by the dashboard and `/metrics`.
+   * Off by default: prom-client's registries are global per process, so
+   * turn it on for one node per process.
+   */
+  metrics?: boolean | Registry
 }
 
 export interface DecloudNode {
@@ -155,6 +163,8 @@ export interface DecloudNode {
   readonly payments?: NodePayments
   /** The policy in force, when one is */
   readonly policy?: NodePolicy
+  /** The registry libp2p reports its metrics into (the `metrics` option) */
+  readonly metricsRegistry?: Registry
   /**
    * A paid call: the bidding strategy (docs/payments.md) pays with the
    * wallet, attached or deferred, never more than `max` sats; the wallet's
@@ -226,7 +236,9 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       leaseGrace: options.storage?.leaseGrace,
       sweepInterval: options.storage?.sweepInterval
     })
-    const libp2p = await createLibp2p(decloudDefaults({
+    // loaded only when asked for: most embedders never need prom-client
+    const metricsRegistry = options.metrics === true ? new (await import('prom-client')).Registry() : options.metrics === false ? undefined : options.metrics
+    const libp2pOptions = decloudDefaults({
       listen,
       privateKey,
       networkMode,
@@ -246,8 +258,13 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
         verifiers: [...parts.verifiers, ...(options.opencloud?.verifiers ?? [])],
         services: [sha256Service(options.sha256), storage.definition(), ...parts.services, ...(options.services ?? [])]
       }
-    }))
-    return decloudNode(libp2p, { store, storage, dataDir, networkMode, close })
+    })
+    if (metricsRegistry != null) {
+      const { prometheusMetrics } = await import('@libp2p/prometheus-metrics')
+      libp2pOptions.metrics = prometheusMetrics({ registry: metricsRegistry, statfsLocation: dataDir })
+    }
+    const libp2p = await createLibp2p(libp2pOptions)
+    return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry })
   } catch (err) {
     await close()
     throw err
@@ -255,7 +272,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
 }
 
 /** The node object over a started libp2p node */
-function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void> }): DecloudNode {
+function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void>, metricsRegistry?: Registry }): DecloudNode {
   const { opencloud, discovery, market, swarm, payments } = libp2p.services
   const peerId = libp2p.peerId
   let stopped = false
@@ -279,6 +296,7 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
     rankSellers: async (service, opts) => rankSellers(market, discovery, service, { ...opts, exclude: [...(opts.exclude ?? []), peerId.toString()] }),
     payments: payments.payments,
     policy: payments.policy,
+    metricsRegistry: init.metricsRegistry,
     async pay (target, call, opts) {
       const p = payments.payments
       if (p == null) { throw new UnsupportedOperationError('payments are off on this node (start it with payments)') }

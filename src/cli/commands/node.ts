@@ -57,6 +57,11 @@ ${CHAIN_USAGE}
                          per byte·second, PER may be GiB-month (e.g. storage.put=16384/GiB-month)
   --policy FILE          the policy file (YAML or JSON; see docs/policy.md)
   --no-policy            no policy: every call is allowed at the services' prices
+  --metrics              serve Prometheus metrics at /metrics on the control port
+                         (bearer token from <data dir>/control.token; docs/dashboard.md)
+
+The dashboard is served on the control port (127.0.0.1 only): the node prints
+a one-time login URL at start; \`decloud dashboard\` opens a new one.
 
 exit codes: 0 stopped cleanly · 1 could not start (e.g. data dir in use) · 2 bad command line
 
@@ -81,7 +86,8 @@ export const command: Command = {
       'no-payments': { type: 'boolean', default: false },
       price: { type: 'string', multiple: true },
       policy: { type: 'string' },
-      'no-policy': { type: 'boolean', default: false }
+      'no-policy': { type: 'boolean', default: false },
+      metrics: { type: 'boolean', default: false }
     })
     if (positionals.length > 0) { throw new UsageError(`unexpected argument "${positionals[0]}" (see decloud node --help)`) }
     const networkMode = parseNetworkMode(values['network-mode'])
@@ -139,7 +145,9 @@ export const command: Command = {
       },
       ...(prices.has('sha256.hash') ? { sha256: { pricing: prices.get('sha256.hash') } } : {}),
       payments: payments ? { chain, passphrase: process.env.DECLOUD_WALLET_PASSPHRASE } : false,
-      policy: values['no-policy'] === true ? false : { file: values.policy, sighup: false, onReload: (e) => { void err(reloadLine(e)) } }
+      policy: values['no-policy'] === true ? false : { file: values.policy, sighup: false, onReload: (e) => { void err(reloadLine(e)) } },
+      // one node per process: libp2p's byte counters feed the dashboard's bandwidth chart (and /metrics with --metrics)
+      metrics: true
     }
     // an existing data dir keeps its mode: say so when others can read it (our secret files are tightened)
     for (const w of await checkDataDir(dataDir).catch(() => [])) { await err(`warning: ${w}`) }
@@ -150,7 +158,7 @@ export const command: Command = {
       throw new CliError(startError(e, dataDir))
     }
     started.node = node
-    const control = new ControlServer({ node, dataDir, version: decloudVersion() })
+    const control = new ControlServer({ node, dataDir, version: decloudVersion(), prometheus: values.metrics === true })
     try {
       await control.start()
     } catch (e: any) {
@@ -166,6 +174,7 @@ export const command: Command = {
       await err(`chain ${p.backend.description} · wallet ${p.wallet.identityAddress} · balance ${balance != null ? `${balance.confirmed} sat` : 'unknown'}`)
     }
     if (node.policy != null) { await err(`policy ${node.policy.file ?? 'default (decloud policy default prints it)'}`) }
+    await err(`dashboard ${control.loginUrl()} (one-time link; decloud dashboard prints a new one)${values.metrics === true ? ` · metrics ${control.origin}/metrics` : ''}`)
 
     const received = await signal
     const deadline = setTimeout(() => {

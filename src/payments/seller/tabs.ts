@@ -211,6 +211,9 @@ export class TabStore {
     for await (const [, v] of this.db.iterator({ gte: prefix, lt: prefix + END })) { yield decodeTab(v) }
   }
 
+  /** Every tab, settled ones included, by payer and defer id; at most `limit` */
+  async * all (options: { limit?: number } = {}): AsyncGenerator<Tab> { for await (const [, v] of this.db.iterator({ gte: 't/', lt: 't/' + END, limit: options.limit ?? -1 })) { yield decodeTab(v) } }
+
   /** The evidence kept for a tab, oldest first */
   async * evidence (payer: string, deferId: string): AsyncGenerator<Evidence> {
     if (!PAYER.test(payer) || !DEFER_ID.test(deferId)) { return }

@@ -2,6 +2,7 @@ import { AbortError } from '@libp2p/interface'
 import { IDLE_TIMEOUT, MAX_CREDENTIALS, MAX_ARGS, MESSAGE_TIMEOUT, NONCE_LENGTH } from '../api/constants.js'
 import { requestDigest, responseDigest, sha256 } from '../api/signing.js'
 import { isReason, isStatus } from '../api/status.js'
+import { TEMPLATE_METHODS } from '../api/template.js'
 import { Reason, Request, Response, Status } from '../pb/opencloud.js'
 import { FrameReader } from './framing.js'
 import { createPipeline, runPipeline } from './pipeline.js'
@@ -32,6 +33,8 @@ export interface ServerStats {
   /** responses sent, by status name */
   requests: number
   byStatus: Record<string, number>
+  /** responses by `service method status` (the node's own services and methods; any other is counted as `other`) */
+  byCall?: Record<string, number>
   /** requests answered with server-error because something failed unexpectedly */
   errors: number
   /** streams ended because of a malformed, oversized, truncated or slow frame */
@@ -250,8 +253,18 @@ export class OpenCloudServer {
     this.stats.requests++
     const name = String(reply.status)
     this.stats.byStatus[name] = (this.stats.byStatus[name] ?? 0) + 1
+    this.countCall(request, name)
     const response = await this.sign(reply, request, digest, peer)
     await reader.write(Response.encode(response), { signal: AbortSignal.timeout(this.messageTimeout) })
+  }
+
+  /** Counts a response by service, method and status; names the node does not serve are `other`, so a peer cannot grow the map */
+  private countCall (request: Request | undefined, status: string): void {
+    const service = request != null ? this.init.services.get(request.service) : undefined
+    const method = service != null && request != null && (Object.hasOwn(service.methods, request.method) || (TEMPLATE_METHODS as readonly string[]).includes(request.method)) ? request.method : 'other'
+    const key = `${service?.name ?? 'other'} ${service != null ? method : 'other'} ${status}`
+    const byCall = this.stats.byCall ?? (this.stats.byCall = {})
+    byCall[key] = (byCall[key] ?? 0) + 1
   }
 
   async sign (reply: Reply, request: Request | undefined, digest: Uint8Array | undefined, peer: string): Promise<Response> {
