@@ -123,7 +123,7 @@ describe('decloud call --cheapest', function () {
   }
 
   const expectedLine = (body: Uint8Array): RegExp => {
-    const price = priceOf({ base: 0n, rate: 1n, per: 1024n, units: ['byte'] }, BigInt(body.byteLength))
+    const price = priceOf({ base: 0n, rate: 1n, per: 512n * MONTH, units: ['byte', 'second'] }, BigInt(body.byteLength) * MONTH)
     return new RegExp(`^decloud: cheapest seller ${cheapest.peerId.toString()} \\(${price} sat\\)$`, 'm')
   }
 
@@ -238,7 +238,7 @@ describe('decloud call --cheapest', function () {
     })
 
     it('decloud sellers and decloud market answer from the running node', async () => {
-      const s = await runCli(['sellers', 'storage', '--method', 'put', '--units', '1024', '--timeout', '5000', '--json', '--data-dir', dir])
+      const s = await runCli(['sellers', 'storage', '--method', 'put', '--units', String(512n * MONTH), '--timeout', '5000', '--json', '--data-dir', dir])
       assert.equal(s.code, 0, s.stderr)
       const found = JSON.parse(s.stdout.toString())
       // cheapest first; the running node itself (free storage) is not a seller to itself

@@ -540,7 +540,7 @@ describe('local control API: sellers and market in a swarm', function () {
       assert.deepEqual([...x.foundIn].sort(), ['book', 'dht'])
       assert.ok(x.addresses.length > 0)
       assert.ok(x.addresses.every((a: string) => a.startsWith('/ip4/127.0.0.1/tcp/') && a.endsWith(`/p2p/${String(x.peerId)}`)), x.addresses.join(' '))
-      assert.deepEqual(Object.keys(x.prices).sort(), ['get', 'put'])
+      assert.deepEqual(Object.keys(x.prices).sort(), ['get', 'put', 'renew'])
     }
     assert.deepEqual(r.json.sellers[0].prices.put, { ...r.json.sellers[0].prices.put, base: '0', rate: '1', per: '1024', units: ['byte'] })
 
