@@ -51,7 +51,8 @@ export function challengedLeaves (challenge: Uint8Array, size: number, count = D
 
 /**
  * Answers an audit: reads only the challenged leaves (`readLeaf`) and takes
- * the rest of each proof from the stored leaf hashes. A leaf that no longer
+ * the rest of each proof from the stored leaf hashes (or the tree built from
+ * them, `levels`, when the caller keeps it). A leaf that no longer
  * hashes to its stored hash is reported through `damaged` (the seller must
  * not vouch for bytes it knows are bad).
  */
@@ -59,9 +60,9 @@ export async function answerAudit (
   size: number,
   hashes: Uint8Array,
   indexes: readonly number[],
-  readLeaf: (offset: number, length: number) => Promise<Uint8Array>
+  readLeaf: (offset: number, length: number) => Promise<Uint8Array>,
+  levels: Uint8Array[][] = treeLevels(hashes)
 ): Promise<{ proof: Uint8Array, damaged: number[] }> {
-  const levels = treeLevels(hashes)
   const damaged: number[] = []
   const leaves = []
   for (const index of indexes) {

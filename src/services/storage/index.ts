@@ -8,7 +8,7 @@ import { Status } from '../../protocols/opencloud/pb/opencloud.js'
 import { json } from '../../util/json.js'
 import { answerAudit, challengedLeaves, CHALLENGE_SIZE, DEFAULT_AUDIT_LEAVES, MAX_AUDIT_LEAVES } from './audit.js'
 import { LeaseStore } from './leases.js'
-import { leafHashes, rootOfHashes } from './merkle.js'
+import { leafHashes, rootOfHashes, treeLevels } from './merkle.js'
 import { signReceipt } from './receipts.js'
 import type { LeaseRecord } from './leases.js'
 import type { Pricing } from '../../protocols/opencloud/api/pricing.js'
@@ -104,6 +104,8 @@ export const DEFAULT_SWEEP_INTERVAL = 60_000
 const SWEEP_BATCH = 256
 /** the leaf hashes of a piece (32 bytes per 4 KiB leaf): audits prove from them and read only the challenged leaves */
 const treeKey = (id: string): string => `tree/${id}`
+/** trees of recently audited pieces kept in memory (64 KiB each for 4 MiB): building one costs ~1,000 hashes */
+const TREE_CACHE_SIZE = 16
 
 const ID = /^[0-9a-fA-F]{64}$/
 /** the usage counter: bytes of blob content stored, written in the same batch as every blob change */
@@ -209,6 +211,7 @@ export class StorageService {
   private readonly sweepInterval: number
   private sweepTimer?: ReturnType<typeof setInterval>
   private sweeping?: Promise<unknown>
+  private readonly trees = new Map<string, Uint8Array[][]>()
 
   constructor (init: StorageServiceInit) {
     this.db = init.db
@@ -458,6 +461,17 @@ export class StorageService {
     }
   }
 
+  /** The Merkle tree of a piece from its leaf hashes, from a small cache (the content of an id never changes) */
+  private treeOf (id: string, hashes: Uint8Array): Uint8Array[][] {
+    let levels = this.trees.get(id)
+    if (levels == null) {
+      levels = treeLevels(hashes)
+      if (this.trees.size >= TREE_CACHE_SIZE) { this.trees.delete(this.trees.keys().next().value as string) }
+      this.trees.set(id, levels)
+    }
+    return levels
+  }
+
   /** The piece's leaf hashes: stored at put; computed from the piece (and stored) for a piece older than leases */
   private async leafHashesOf (id: string, body?: Uint8Array): Promise<Uint8Array> {
     const stored = await this.db.get(treeKey(id))
@@ -646,7 +660,7 @@ export class StorageService {
             if (meta == null) { throw new ServiceError(Status.NOT_FOUND, `no blob ${id}`) }
             const hashes = await this.leafHashesOf(id)
             const read = await this.readRange(id)
-            const { proof, damaged } = await answerAudit(meta.size, hashes, challengedLeaves(challenge, meta.size, leaves), read)
+            const { proof, damaged } = await answerAudit(meta.size, hashes, challengedLeaves(challenge, meta.size, leaves), read, this.treeOf(id, hashes))
             if (damaged.length > 0) {
               this.log.error('blob %s failed its integrity check at leaves %s; audit refused', id, damaged.join(','))
               throw new ServiceError(Status.SERVER_ERROR, 'the stored copy of this blob is damaged')
