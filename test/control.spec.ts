@@ -542,7 +542,7 @@ describe('local control API: sellers and market in a swarm', function () {
       assert.ok(x.addresses.every((a: string) => a.startsWith('/ip4/127.0.0.1/tcp/') && a.endsWith(`/p2p/${String(x.peerId)}`)), x.addresses.join(' '))
       assert.deepEqual(Object.keys(x.prices).sort(), ['get', 'put', 'renew'])
     }
-    assert.deepEqual(r.json.sellers[0].prices.put, { ...r.json.sellers[0].prices.put, base: '0', rate: '1', per: '1024', units: ['byte'] })
+    assert.deepEqual(r.json.sellers[0].prices.put, { ...r.json.sellers[0].prices.put, base: '0', rate: '1', per: String(512n * MONTH), units: ['byte', 'second'] })
 
     // limit bounds the answer; without a method storage ranks by put, as `decloud sellers` does (rankingMethod)
     const one = await http(control.port, { path: '/v1/sellers?service=storage&method=put&limit=1&timeout=5000', token })

@@ -238,7 +238,7 @@ try {
     const wallet = buyer.payments!.wallet
     const blob = randomBytes(BLOB)
     try {
-      const ranked = await buyer.rankSellers('storage', { method: 'put', usage: BigInt(BLOB), timeout: 3_000 })
+      const ranked = await buyer.rankSellers('storage', { method: 'put', usage: BigInt(BLOB) * MONTH, timeout: 3_000 })
       const best = ranked[0]
       if (best == null) { throw new Error('no storage seller found') }
       const target = best.addresses[0]
@@ -262,7 +262,7 @@ try {
       try {
         const put = await pay({ service: 'storage', method: 'put', body: blob }, putPrice)
         r.put = record(put)
-        if (put.ok) { id = new TextDecoder().decode(put.body) }
+        if (put.ok) { id = JSON.parse(new TextDecoder().decode(put.body)).id }
       } catch (err) {
         r.put = failed(err)
       }
@@ -414,7 +414,7 @@ try {
   process.stdout.write('\nbuyers\n')
   table(['node', 'pays', 'chose', `put sat (${BLOB} B)`, 'paid attached', 'promised', 'paid on promises', 'spent incl. fees', 'tabs', 'read back'], records.map(r =>
     [r.name, r.mode, `seller-${r.seller ?? '?'}`, String(r.putPrice ?? '?'), String(paidNow(r)), String(promisedOf(r)), String(r.paidLater), String(r.spent ?? '?'), r.tabStatus.join(',') || '-', r.readBack ? 'yes' : 'NO']))
-  const [put] = buyers[0].market.prices({ service: 'storage', method: 'put', usage: BigInt(BLOB) })
+  const [put] = buyers[0].market.prices({ service: 'storage', method: 'put', usage: BigInt(BLOB) * MONTH })
   process.stdout.write(`\nmarket (storage.put, ${BLOB} B): min ${put?.min} median ${put?.median} max ${put?.max} spread ${put?.spread} sat; max per call ${MAX} sat\n`)
   process.stdout.write(`totals: honest buyers paid ${totals.honestPaid} sat (${totals.paidAttached} attached, ${totals.paidOnPromises} on ${totals.promised} sat promised) + ${totals.feesPaid} sat fees; sellers received ${totals.sellersReceived} sat; the freeloader owes ${totals.freeloaderOwes} sat\n`)
   process.stdout.write(`chain: height ${height}, ${blocks} blocks mined by the simulation\n`)
