@@ -552,7 +552,7 @@ describe('local control API: sellers and market in a swarm', function () {
     assert.equal(noMethod.json.method, 'put')
     // ControlClient speaks both endpoints
     const client = new ControlClient({ port: control.port, token })
-    assert.deepEqual((await client.sellers({ service: 'storage', method: 'put', units: 2048n, timeout: 5_000 })).sellers.map(x => x.price), ['2', '6'])
+    assert.deepEqual((await client.sellers({ service: 'storage', method: 'put', units: 2048n * MONTH, timeout: 5_000 })).sellers.map(x => x.price), ['4', '12'])
     assert.equal((await client.market({ service: 'storage', method: 'put' })).summary.length, 1)
     // a service nobody sells
     const none = await http(control.port, { path: '/v1/sellers?service=nothing&timeout=2000', token })

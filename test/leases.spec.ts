@@ -251,6 +251,7 @@ describe('storage priced per byte·second, paid on a tab', function () {
     const quote = JSON.parse(text(await buyer.opencloud.callOk(s.addr, { service: 'storage', method: 'quote', args: ['put', String(size), String(seconds)] })))
     assert.deepEqual(quote.units, { byte: String(size), second: String(seconds) })
     assert.equal(BigInt(quote.amount), expected)
+    assert.equal(BigInt(quote.perGiBMonth), GIB_MONTH)
     const info = JSON.parse(text(await buyer.opencloud.callOk(s.addr, { service: 'storage', method: 'info' })))
     assert.equal(BigInt(info.putPerGiBMonth), GIB_MONTH)
     const methods = JSON.parse(text(await buyer.opencloud.callOk(s.addr, { service: 'storage', method: 'methods' })))
