@@ -231,6 +231,7 @@ const pages = {
   files: {
     mount (root) {
       const input = h('input', { type: 'file', id: 'upload-file' })
+      const redundancy = h('input', { name: 'redundancy', placeholder: 'K/N (default: by sellers found)', size: 26 })
       const progress = h('progress', { max: 1, value: 0, hidden: true })
       const status = h('span', { class: 'muted', id: 'upload-status' })
       root.append(
@@ -241,9 +242,9 @@ const pages = {
             e.preventDefault()
             const f = input.files?.[0]
             if (f == null) { return }
-            upload(f, progress, status)
+            upload(f, redundancy.value.trim(), progress, status)
           }
-        }, input, h('button', { type: 'submit' }, 'upload'), progress, status),
+        }, input, 'redundancy', redundancy, h('button', { type: 'submit', id: 'upload' }, 'upload'), progress, status),
         h('div', { id: 'files-list' }))
     },
     async refresh (root) {
@@ -252,11 +253,12 @@ const pages = {
       if (list == null) { el.replaceChildren(h('p', { class: 'muted' }, 'this node does not store files')); return }
       el.replaceChildren(
         h('h2', {}, 'Files'),
-        table(['name', 'id', 'size#', 'pieces alive', 'last audit', 'per month#', ''],
-          list.files.map(f => [f.name ?? '', h('span', { class: 'mono' }, fmt.short(f.id)), fmt.bytes(f.size),
-            f.health != null ? h('span', { class: f.health.alive < f.health.total ? 'bad' : 'ok' }, `${f.health.alive} / ${f.health.total}`) : '–',
-            f.lastAudit != null ? fmt.until(f.lastAudit) : '–', f.monthlyCost != null ? fmt.sats(f.monthlyCost) : '–',
-            h('a', { href: `/v1/files/${encodeURIComponent(f.id)}/content`, download: f.name ?? f.id }, 'download')]), 'no files yet'))
+        table(['name', 'id', 'size#', 'k/n', 'state', 'health', 'last audit', 'cost#', 'expires', ''],
+          list.files.map(f => [f.name ?? '', h('span', { class: 'mono' }, fmt.short(f.id)), fmt.bytes(f.size), `${f.k}/${f.n}`, f.state,
+            f.health != null ? h('span', { class: f.health.alive < f.health.total ? 'bad' : 'ok' }, `${f.health.alive} / ${f.health.total} pieces`) : '–',
+            f.lastAudit != null ? fmt.until(Date.parse(f.lastAudit)) : '–', fmt.sats(f.cost),
+            f.expiry != null ? fmt.until(typeof f.expiry === 'number' ? f.expiry : Date.parse(f.expiry)) : '–',
+            f.state === 'complete' ? h('a', { href: `/v1/files/get?id=${encodeURIComponent(f.id)}`, download: f.name ?? f.id }, 'download') : '']), 'no files yet'))
     }
   },
 
@@ -284,20 +286,35 @@ const pages = {
 
   peers: {
     async refresh (root) {
-      const [peers, trust] = await Promise.all([api('/v1/peers'), optional('/v1/trust')])
-      const byPeer = new Map((trust?.peers ?? []).map(t => [t.peerId, t]))
+      const [peers, trust] = await Promise.all([api('/v1/peers'), optional('/v1/reputation')])
+      const byPeer = new Map((trust?.peers ?? []).map(t => [t.peer, t]))
       root.replaceChildren(
         h('h2', {}, 'Connected peers'),
         table(['peer', 'address', 'direction', 'rtt#', 'local trust#', 'global trust#'],
           peers.peers.map(p => {
             const t = byPeer.get(p.peerId)
             const c = p.connections[0]
-            return [h('span', { class: 'mono' }, fmt.short(p.peerId)), h('span', { class: 'mono' }, c?.remoteAddr ?? ''), c?.direction ?? '', c?.rtt ?? '–', t?.local != null ? t.local.toFixed(3) : '–', t?.global != null ? t.global.toFixed(4) : '–']
+            return [h('span', { class: 'mono' }, fmt.short(p.peerId)), h('span', { class: 'mono' }, c?.remoteAddr ?? ''), c?.direction ?? '', c?.rtt ?? '–', num(t?.local?.trust ?? t?.trust, 3), num(t?.global, 4)]
           }), 'no peers connected'),
         h('h2', {}, 'Trust'),
         trust == null
           ? h('p', { class: 'muted' }, 'this node keeps no reputation records')
-          : table(['peer', 'local#', 'global#', 'facts#', 'reports#'], trust.peers.map(t => [h('span', { class: 'mono' }, fmt.short(t.peerId)), t.local?.toFixed(3) ?? '–', t.global?.toFixed(4) ?? '–', t.facts ?? '–', t.reports ?? '–']), 'no records yet'))
+          : h('div', {},
+            table(['peer', 'trust#', 'local#', 'global#', 'facts#', 'bad#'], trust.peers.map(t => [
+              h('a', { href: `#peers/${encodeURIComponent(t.peer)}`, class: 'mono', 'data-peer': t.peer }, fmt.short(t.peer)),
+              num(t.trust, 3), num(t.local?.trust, 3), num(t.global, 4), t.facts ?? 0, t.bad ?? 0]), 'no records yet'),
+            h('h2', {}, 'Reports received'),
+            table(['reporter', 'opinion trust#', 'global#', 'claims#', 'issued'], (trust.reporters ?? []).map(r => [h('span', { class: 'mono' }, fmt.short(r.reporter)), num(r.opinionTrust, 3), num(r.global, 4), r.claims, r.issued != null ? fmt.until(r.issued) : '–']), 'no reports heard yet'),
+            h('div', { id: 'peer-detail' })))
+      const detail = location.hash.split('/')[1]
+      if (detail != null && trust != null) {
+        const d = await api(`/v1/reputation?peer=${detail}`)
+        root.querySelector('#peer-detail').replaceChildren(
+          h('h2', {}, `Records behind ${fmt.short(d.peer)}`),
+          table(['when', 'role', 'kind', 'value#', 'weight#'], (d.facts ?? []).map(f => [fmt.time(f.at), f.role, f.kind, f.value, f.weight]), 'no first-hand facts'),
+          h('h2', {}, 'What reporters said of it'),
+          table(['reporter', 'trust#', 'opinion trust#', 'weight#'], (d.claims ?? []).map(c => [h('span', { class: 'mono' }, fmt.short(c.reporter)), num(c.trust, 3), num(c.opinionTrust, 3), num(c.weight, 3)]), 'no claims'))
+      }
     }
   },
 
@@ -342,19 +359,22 @@ const pages = {
   }
 }
 
+function num (x, digits) { return typeof x === 'number' ? x.toFixed(digits) : '–' }
+
 function tabsTable (tabs) {
   return table(['payer', 'defer id', 'promised#', 'paid#', 'owed#', 'status', 'due'],
     tabs.map(t => [h('span', { class: 'mono' }, fmt.short(t.payer)), t.deferId, fmt.sats(t.accrued), fmt.sats(t.paid), fmt.sats(t.owed), h('span', { class: t.status === 'broken' ? 'bad' : t.status === 'due' ? 'bad' : null }, t.status), fmt.until(t.dueAt ?? t.latestDue)]), 'no tabs')
 }
 
 /**
- * Uploads a file through the node (POST /v1/files), with progress
+ * Uploads a file through the node (POST /v1/files/put), with progress
  *
- * @param file
- * @param progress
- * @param status
+ * @param {File} file - the file picked
+ * @param {string} redundancy - K/N, or '' for the node's default
+ * @param {HTMLProgressElement} progress - filled as bytes go out
+ * @param {HTMLElement} status - bytes, rate, then the file id or the error
  */
-function upload (file, progress, status) {
+function upload (file, redundancy, progress, status) {
   const xhr = new XMLHttpRequest()
   progress.hidden = false
   progress.value = 0
@@ -372,7 +392,7 @@ function upload (file, progress, status) {
     status.textContent = xhr.status === 200 ? `stored: ${j.id}` : `failed: ${j.error?.message ?? xhr.status}`
   }
   xhr.onerror = () => { status.textContent = 'failed: the node did not answer' }
-  xhr.open('POST', `/v1/files?name=${encodeURIComponent(file.name)}`)
+  xhr.open('POST', `/v1/files/put?name=${encodeURIComponent(file.name.slice(0, 200))}${redundancy !== '' ? `&redundancy=${encodeURIComponent(redundancy)}` : ''}`)
   xhr.setRequestHeader('content-type', 'application/octet-stream')
   xhr.send(file)
 }
@@ -383,7 +403,7 @@ let current = null
 let timer = null
 
 async function show () {
-  const name = (location.hash.slice(1) || 'overview')
+  const name = (location.hash.slice(1).split('/')[0] || 'overview')
   const page = pages[name] ?? pages.overview
   for (const a of document.querySelectorAll('#nav a')) { a.classList.toggle('active', a.getAttribute('href') === `#${name}`) }
   const root = h('div', { 'data-page': name })

@@ -5,8 +5,9 @@
  * protections: no cookie, a spent link, a forged cross-site POST.
  */
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { createServer, request } from 'node:http'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
@@ -45,6 +46,7 @@ describe('dashboard, in Chromium', function () {
   let page: Page
   let evil: Server
   let evilPort: number
+  const sellers: TestNode[] = []
 
   before(async function () {
     assert.ok(existsSync(CHROMIUM), `Chromium is needed at ${CHROMIUM} (apt-get install chromium; .ci/run does)`)
@@ -53,6 +55,9 @@ describe('dashboard, in Chromium', function () {
     const policyFile = join(dir, 'policy.yaml')
     await writeFile(policyFile, 'version: 1\nrules:\n  - scope: global\n    allow: true\n')
     node = await startNode({ payments: { chain, fulfilment: false }, policy: { file: policyFile }, metrics: true })
+    // three free storage sellers in the node's swarm, for the Files page
+    for (let i = 0; i < 3; i++) { sellers.push(await startNode({ bootstrap: [node.addr] })) }
+    assert.ok(await eventually(async () => (await node.rankSellers('storage', { method: 'put', timeout: 2_000 })).length >= 3, 60_000, 500), 'the node found its 3 sellers')
     control = new ControlServer({ node, dataDir: node.dataDir, prometheus: true })
     await control.start()
     // another site on this machine, whose page tries to change the node
@@ -77,6 +82,7 @@ describe('dashboard, in Chromium', function () {
     evil?.close()
     await control?.stop()
     await node?.destroy()
+    await Promise.all(sellers.map(async s => s.destroy()))
     await chain?.close()
   })
 
@@ -151,6 +157,33 @@ describe('dashboard, in Chromium', function () {
     await page.waitForFunction(() => (document.querySelector('#explain-out')?.textContent ?? '').includes('storage.put'))
     await page.click('#reload')
     await page.waitForFunction(() => (document.querySelector('#reload-out')?.textContent ?? '').startsWith('reloaded'))
+  })
+
+  it('Files: uploads from the browser with progress, lists the file with its health, downloads the same bytes; Peers shows trust', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 77)
+    await page.goto(`${control.origin}/dashboard/#files`)
+    await page.waitForSelector('#files-list')
+    await page.setInputFiles('#upload-file', { name: 'photo.bin', mimeType: 'application/octet-stream', buffer: data })
+    await page.fill('input[name=redundancy]', '2/3')
+    await page.click('#upload')
+    await page.waitForFunction(() => /^(stored|failed)/.test(document.querySelector('#upload-status')?.textContent ?? ''), undefined, { timeout: 60_000 })
+    const status = await page.textContent('#upload-status') ?? ''
+    assert.match(status, /^stored: [0-9a-f]+/)
+    const id = status.slice('stored: '.length)
+    const files = await node.files.list()
+    assert.deepEqual(files.map(f => f.id), [id])
+    await page.waitForSelector('#files-list >> text=photo.bin')
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#files-list >> text=download')])
+    const path = await download.path()
+    assert.ok(Buffer.from(await readFile(path)).equals(data), 'the downloaded bytes are the uploaded ones')
+
+    // the node bought from the sellers: their records show on Peers & trust
+    await page.click('a[href="#peers"]')
+    await page.waitForSelector('a[data-peer]', { timeout: 15_000 })
+    const shown = await page.locator('a[data-peer]').evaluateAll(els => els.map(e => e.getAttribute('data-peer')))
+    assert.ok(sellers.some(sl => shown.includes(sl.peerId.toString())), `a seller among ${shown.join(', ')}`)
+    await page.locator('a[data-peer]').first().click()
+    await page.waitForSelector('#peer-detail h2')
   })
 
   it('a page on another site cannot use the session: its POST changes nothing', async () => {

@@ -31,7 +31,7 @@ describe('hostile input', function () {
 
   /** A nonce the server issued to `peer` (asks with a request that has none) */
   async function nonceFor (raw: RawStream, who: KeyedNode): Promise<Uint8Array> {
-    const res = await raw.exchange(await signedRequest(who.key, { service: 'sha256', method: 'hash' }))
+    const res = await raw.exchange(await signedRequest(who.key, { audience: server.openCloudId, service: 'sha256', method: 'hash' }))
     assert.equal(res.status, Status.REFRESH_NONCE)
     assert.equal(res.nextNonce.byteLength, NONCE_LENGTH)
     return res.nextNonce
@@ -61,7 +61,7 @@ describe('hostile input', function () {
   /** Sends a request with a fresh nonce on `raw`, signed by `who` */
   async function call (raw: RawStream, who: KeyedNode, fields: RawRequestFields): Promise<Response> {
     const nonce = await nonceFor(raw, who)
-    return raw.exchange(await signedRequest(who.key, { ...fields, nonce }))
+    return raw.exchange(await signedRequest(who.key, { audience: server.openCloudId, ...fields, nonce }))
   }
 
   before(async () => {
@@ -105,7 +105,7 @@ describe('hostile input', function () {
       const before = counter.counts.get('hit') ?? 0
       const badFrames = server.opencloud.stats().badFrames
       const raw = await RawStream.open(mallory, server)
-      const full = frame(Request.encode(await signedRequest(mallory.key, { service: 'counter', method: 'hit' })))
+      const full = frame(Request.encode(await signedRequest(mallory.key, { audience: server.openCloudId, service: 'counter', method: 'hit' })))
       await raw.sendRaw(full.subarray(0, Math.floor(full.byteLength / 2)))
       await raw.stream.close()
       await refused(raw, Status.BAD_REQUEST, badFrames)
@@ -167,7 +167,7 @@ describe('hostile input', function () {
 
     it('an oversized body within the frame limit: too-large, stream usable', async () => {
       const raw = await RawStream.open(mallory, server)
-      const res = await raw.exchange(await signedRequest(mallory.key, { service: 'storage', method: 'put', body: new Uint8Array(MAX_BODY_SIZE + 1) }))
+      const res = await raw.exchange(await signedRequest(mallory.key, { audience: server.openCloudId, service: 'storage', method: 'put', body: new Uint8Array(MAX_BODY_SIZE + 1) }))
       assert.equal(res.status, Status.TOO_LARGE)
       const ok = await call(raw, mallory, { service: 'sha256', method: 'hash' })
       assert.equal(ok.status, Status.OK)
@@ -177,8 +177,8 @@ describe('hostile input', function () {
     it('two requests written back to back are answered in order', async () => {
       const raw = await RawStream.open(mallory, server)
       const n1 = await nonceFor(raw, mallory)
-      const r1 = await signedRequest(mallory.key, { service: 'sha256', method: 'hash', body: enc.encode('one'), nonce: n1 })
-      const r2 = await signedRequest(mallory.key, { service: 'Nope', method: 'x' })
+      const r1 = await signedRequest(mallory.key, { audience: server.openCloudId, service: 'sha256', method: 'hash', body: enc.encode('one'), nonce: n1 })
+      const r2 = await signedRequest(mallory.key, { audience: server.openCloudId, service: 'Nope', method: 'x' })
       await raw.sendRaw(new Uint8Array([...frame(Request.encode(r1)), ...frame(Request.encode(r2))]))
       assert.equal((await raw.readResponse())?.status, Status.OK)
       assert.equal((await raw.readResponse())?.status, Status.BAD_REQUEST)
@@ -200,11 +200,11 @@ describe('hostile input', function () {
       const before = counter.counts.get('hit') ?? 0
       const raw = await RawStream.open(mallory, server)
       const nonce = await nonceFor(raw, mallory)
-      const req = await signedRequest(mallory.key, { service: 'counter', method: 'hit', nonce })
+      const req = await signedRequest(mallory.key, { audience: server.openCloudId, service: 'counter', method: 'hit', nonce })
       req.sig[0][0] ^= 0x01
       assert.equal((await raw.exchange(req)).status, Status.INVALID_SIGNATURE)
       // a signed field changed after signing
-      const req2 = await signedRequest(mallory.key, { service: 'counter', method: 'hit', nonce })
+      const req2 = await signedRequest(mallory.key, { audience: server.openCloudId, service: 'counter', method: 'hit', nonce })
       req2.args = ['tampered']
       assert.equal((await raw.exchange(req2)).status, Status.INVALID_SIGNATURE)
       assert.equal(counter.counts.get('hit') ?? 0, before)
@@ -215,7 +215,7 @@ describe('hostile input', function () {
       const victim = await newIdentity()
       const raw = await RawStream.open(mallory, server)
       const nonce = await nonceFor(raw, mallory)
-      const req = await signedRequest(mallory.key, { service: 'sha256', method: 'hash', nonce }, victim.id)
+      const req = await signedRequest(mallory.key, { audience: server.openCloudId, service: 'sha256', method: 'hash', nonce }, victim.id)
       assert.equal((await raw.exchange(req)).status, Status.INVALID_SIGNATURE)
       await raw.close()
     })
@@ -226,13 +226,15 @@ describe('hostile input', function () {
         r => { r.id = ['oc:not-a-peer-id'] },
         r => { r.id = ['btc:bc1qnotsupportedyet'] },
         r => { r.id = ['oc:' + '1'.repeat(5000)] },
-        r => { r.sig = [] },
+        // no signature is an unsigned request, which may name only the connection's own id
+        r => { r.id = [server.openCloudId]; r.sig = [] },
+        r => { r.id = [r.id[0], r.id[0]]; r.sig = [] },
         r => { r.sig = [r.sig[0], r.sig[0]] },
         r => { r.sig = [new Uint8Array(100_000)] },
         r => { r.id = Array.from({ length: 9 }, () => r.id[0]); r.sig = Array.from({ length: 9 }, () => r.sig[0]) }
       ]
       for (const mutate of cases) {
-        const req = await signedRequest(mallory.key, { service: 'sha256', method: 'hash' })
+        const req = await signedRequest(mallory.key, { audience: server.openCloudId, service: 'sha256', method: 'hash' })
         mutate(req)
         const res = await raw.exchange(req)
         assert.ok(res.status === Status.INVALID_SIGNATURE || res.status === Status.BAD_REQUEST, `${String(res.status)} ${res.detail}`)
@@ -244,7 +246,7 @@ describe('hostile input', function () {
   describe('nonces and replay', () => {
     it('a request without a nonce gets refresh-nonce carrying a next nonce', async () => {
       const raw = await RawStream.open(mallory, server)
-      const res = await raw.exchange(await signedRequest(mallory.key, { service: 'counter', method: 'hit' }))
+      const res = await raw.exchange(await signedRequest(mallory.key, { audience: server.openCloudId, service: 'counter', method: 'hit' }))
       assert.equal(res.status, Status.REFRESH_NONCE)
       assert.equal(res.nextNonce.byteLength, NONCE_LENGTH)
       await raw.close()
@@ -252,9 +254,9 @@ describe('hostile input', function () {
 
     it('a made-up or wrong-length nonce: refresh-nonce or bad-request', async () => {
       const raw = await RawStream.open(mallory, server)
-      const made = await raw.exchange(await signedRequest(mallory.key, { service: 'sha256', method: 'hash', nonce: randomBytes(NONCE_LENGTH) }))
+      const made = await raw.exchange(await signedRequest(mallory.key, { audience: server.openCloudId, service: 'sha256', method: 'hash', nonce: randomBytes(NONCE_LENGTH) }))
       assert.equal(made.status, Status.REFRESH_NONCE)
-      const long = await raw.exchange(await signedRequest(mallory.key, { service: 'sha256', method: 'hash', nonce: randomBytes(1000) }))
+      const long = await raw.exchange(await signedRequest(mallory.key, { audience: server.openCloudId, service: 'sha256', method: 'hash', nonce: randomBytes(1000) }))
       assert.equal(long.status, Status.BAD_REQUEST)
       // never reflects arbitrary bytes back
       assert.equal(long.nonce.byteLength, 0)
@@ -264,7 +266,7 @@ describe('hostile input', function () {
     it('the same storage.put bytes sent twice: the second gets refresh-nonce', async () => {
       const raw = await RawStream.open(mallory, server)
       const nonce = await nonceFor(raw, mallory)
-      const bytes = Request.encode(await signedRequest(mallory.key, { service: 'storage', method: 'put', body: enc.encode('replay me'), nonce }))
+      const bytes = Request.encode(await signedRequest(mallory.key, { audience: server.openCloudId, service: 'storage', method: 'put', body: enc.encode('replay me'), nonce }))
       await raw.sendRaw(frame(bytes))
       const first = await raw.readResponse()
       assert.equal(first?.status, Status.OK)
@@ -279,7 +281,7 @@ describe('hostile input', function () {
       const before = counter.counts.get('hit') ?? 0
       const raw = await RawStream.open(mallory, server)
       const nonce = await nonceFor(raw, mallory)
-      const bytes = frame(Request.encode(await signedRequest(mallory.key, { service: 'counter', method: 'hit', nonce })))
+      const bytes = frame(Request.encode(await signedRequest(mallory.key, { audience: server.openCloudId, service: 'counter', method: 'hit', nonce })))
       // five streams send the same bytes at once, then the first stream again
       const streams = [raw, ...await Promise.all(Array.from({ length: 4 }, async () => RawStream.open(mallory, server)))]
       const answers = await Promise.all(streams.map(async (s) => {
@@ -299,9 +301,9 @@ describe('hostile input', function () {
       const fromA = await RawStream.open(mallory, server)
       const fromB = await RawStream.open(eve, server)
       const nonce = await nonceFor(fromA, mallory)
-      const own = await fromB.exchange(await signedRequest(eve.key, { service: 'counter', method: 'hit', nonce }))
+      const own = await fromB.exchange(await signedRequest(eve.key, { audience: server.openCloudId, service: 'counter', method: 'hit', nonce }))
       assert.equal(own.status, Status.REFRESH_NONCE)
-      const aBytes = await signedRequest(mallory.key, { service: 'counter', method: 'hit', nonce })
+      const aBytes = await signedRequest(mallory.key, { audience: server.openCloudId, service: 'counter', method: 'hit', nonce })
       const stolen = await fromB.exchange(aBytes)
       assert.equal(stolen.status, Status.REFRESH_NONCE)
       assert.equal(counter.counts.get('hit') ?? 0, before)
@@ -318,7 +320,7 @@ describe('hostile input', function () {
       const before = counter.counts.get('hit') ?? 0
       const raw = await RawStream.open(mallory, server)
       const nonce = await nonceFor(raw, mallory)
-      const request = await signedRequest(mallory.key, { service: 'counter', method: 'hit', nonce, body: randomBytes(50_000) })
+      const request = await signedRequest(mallory.key, { audience: server.openCloudId, service: 'counter', method: 'hit', nonce, body: randomBytes(50_000) })
       const full = frame(Request.encode(request))
       // the server's end of this stream (yamux gives both ends the same id)
       const serverEnd = (): boolean => server.libp2p.getConnections(mallory.libp2p.peerId).some(c => c.streams.some(s => s.id === raw.stream.id && s.protocol === PROTOCOL && s.status === 'open'))
@@ -340,7 +342,7 @@ describe('hostile input', function () {
       const raw = await RawStream.open(mallory, server)
       const nonce = await nonceFor(raw, mallory)
       const slowBefore = counter.counts.get('slow') ?? 0
-      await raw.sendRequest(await signedRequest(mallory.key, { service: 'counter', method: 'slow', nonce }))
+      await raw.sendRequest(await signedRequest(mallory.key, { audience: server.openCloudId, service: 'counter', method: 'slow', nonce }))
       assert.ok(await eventually(() => (counter.counts.get('slow') ?? 0) > slowBefore, 10_000, 10), 'the slow handler started')
       const abortedBefore = counter.counts.get('slow-aborted') ?? 0
       raw.stream.abort(new Error('gone'))
@@ -351,7 +353,7 @@ describe('hostile input', function () {
 
     it('a slow client that sends half a frame and stalls does not block other peers', async () => {
       const raw = await RawStream.open(mallory, server)
-      const full = frame(Request.encode(await signedRequest(mallory.key, { service: 'sha256', method: 'hash', body: randomBytes(10_000) })))
+      const full = frame(Request.encode(await signedRequest(mallory.key, { audience: server.openCloudId, service: 'sha256', method: 'hash', body: randomBytes(10_000) })))
       await raw.sendRaw(full.subarray(0, 5_000))
       // meanwhile, other peers (and the same peer on other streams) are served
       const others = await Promise.all(Array.from({ length: 10 }, async (_, i) => honest.opencloud.call(server.addr, { service: 'sha256', method: 'hash', body: enc.encode(String(i)) })))
@@ -411,7 +413,7 @@ describe('hostile input', function () {
 
     it('a stalled half frame is dropped after the message timeout', async () => {
       const raw = await RawStream.open(mallory, tight)
-      const full = frame(Request.encode(await signedRequest(mallory.key, { service: 'info', method: 'info', body: randomBytes(10_000) })))
+      const full = frame(Request.encode(await signedRequest(mallory.key, { audience: tight.openCloudId, service: 'info', method: 'info', body: randomBytes(10_000) })))
       await raw.sendRaw(full.subarray(0, 5_000))
       assert.equal(await raw.ended(), true)
       assert.ok(tight.opencloud.stats().badFrames >= 1)
@@ -419,7 +421,7 @@ describe('hostile input', function () {
 
     it('a dribbling client (one byte at a time, under the idle timeout) is still cut at the message timeout', async () => {
       const raw = await RawStream.open(mallory, tight)
-      const full = frame(Request.encode(await signedRequest(mallory.key, { service: 'info', method: 'info', body: randomBytes(1_000) })))
+      const full = frame(Request.encode(await signedRequest(mallory.key, { audience: tight.openCloudId, service: 'info', method: 'info', body: randomBytes(1_000) })))
       let i = 0
       const ended = raw.ended()
       const cut = { done: false }

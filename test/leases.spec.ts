@@ -4,7 +4,10 @@
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
+import { readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
+import { PIECES_DIR } from '../src/node/data-dir.js'
 import { computeCost } from '../src/protocols/opencloud/api/pricing.js'
 import { BYTE_SECONDS_PER_GIB_MONTH, perGiBMonth } from '../src/protocols/opencloud/api/units.js'
 import { Status } from '../src/protocols/opencloud/index.js'
@@ -194,19 +197,19 @@ describe('storage audits over real nodes', function () {
   })
 
   it('a flipped byte in the stored piece is detected by the audit that challenges its leaf', async () => {
-    const db = s.store.sub('storage')
-    const stored = await db.get(`b/${id}`)
-    assert.ok(stored != null)
+    // one byte flipped in the piece file on disk
+    const file = join(s.dataDir, PIECES_DIR, id.slice(0, 2), id)
+    const stored = await readFile(file)
     const bad = Uint8Array.from(stored)
     bad[57 * LEAF_SIZE + 3] ^= 0x01
-    await db.put(`b/${id}`, bad)
+    await writeFile(file, bad)
     try {
       // 200 of 101 leaves: every leaf is challenged, so leaf 57 is
       const res = await call(a, s, 'audit', auditArgs(id, newChallenge(), 200))
       assert.equal(res.path, 'server-error', 'the seller does not vouch for bytes it knows are bad')
       assert.equal(res.body.byteLength, 0)
     } finally {
-      await db.put(`b/${id}`, stored)
+      await writeFile(file, stored)
     }
     const challenge = newChallenge()
     verifyAudit((await ok(a, s, 'audit', auditArgs(id, challenge))).body, { root, size: body.byteLength, challenge })
@@ -216,7 +219,7 @@ describe('storage audits over real nodes', function () {
     const other = randomBytes(50 * LEAF_SIZE)
     const oid = parsePutAnswer((await ok(a, s, 'put', ['3600'], other)).body).id
     // the seller keeps the metadata (and so its lease) but dropped the bytes
-    await s.store.sub('storage').del(`b/${oid}`)
+    await rm(join(s.dataDir, PIECES_DIR, oid.slice(0, 2), oid))
     const challenge = newChallenge()
     const res = await call(a, s, 'audit', auditArgs(oid, challenge))
     assert.notEqual(res.path, 'ok')

@@ -4,7 +4,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
-import { FrameReader, MAX_FRAME_SIZE, PROTOCOL, PaymentType, Request, Response, Status, openCloudId, requestDigest, responseDigest, openCloudVerifier, NONCE_LENGTH, MAX_BODY_SIZE } from '../src/protocols/opencloud/index.js'
+import { FrameReader, MAX_FRAME_SIZE, PROTOCOL, PaymentType, Reason, Request, Response, Status, openCloudId, requestDigest, responseDigest, openCloudVerifier, NONCE_LENGTH, MAX_BODY_SIZE } from '../src/protocols/opencloud/index.js'
 import { verifyResponse } from '../src/protocols/opencloud/index.js'
 import { sha256Service } from '../src/services/sha256.js'
 import { eventually, startNode, within } from './fixtures.js'
@@ -31,7 +31,7 @@ async function startForger (): Promise<{ addr: string, answered(): number, destr
   })
   const id = openCloudId(libp2p.peerId)
   let answered = 0
-  await libp2p.handle(PROTOCOL, (stream) => {
+  await libp2p.handle(PROTOCOL, (stream, connection) => {
     const frames = new FrameReader(stream, { maxFrameSize: MAX_FRAME_SIZE })
     void (async () => {
       for (let f = await frames.read(); f != null; f = await frames.read()) {
@@ -44,7 +44,9 @@ async function startForger (): Promise<{ addr: string, answered(): number, destr
           detail: '',
           body: enc.encode('forged'),
           nextNonce: new Uint8Array(NONCE_LENGTH),
-          requestDigest: requestDigest(request) as Uint8Array<ArrayBuffer>
+          requestDigest: requestDigest(request) as Uint8Array<ArrayBuffer>,
+          reason: Reason.REASON_UNSPECIFIED,
+          audience: openCloudId(connection.remotePeer)
         }))
         answered++
       }
@@ -79,9 +81,13 @@ describe('OpenCloud between real nodes', function () {
   describe('response signatures as evidence', () => {
     it('verifyResponse accepts a genuine response and rejects a tampered one or the wrong signer', async () => {
       const body = enc.encode('evidence')
-      const res = await a.opencloud.call(b.addr, { service: 'sha256', method: 'hash', body })
+      const res = await a.opencloud.call(b.addr, { service: 'sha256', method: 'hash', body, signResponse: true })
       assert.equal(res.ok, true)
+      assert.equal(res.signed, true)
       assert.equal(await verifyResponse(res), true)
+      // the client it answered is signed: the response cannot be passed off as another client's
+      assert.equal(res.response.audience, a.openCloudId)
+      assert.equal(await verifyResponse({ ...res, response: { ...res.response, audience: priced.openCloudId } }), false)
       // any signed field changed: body, status, request digest
       const tamperedBody = { ...res, response: { ...res.response, body: new Uint8Array(32) as typeof res.response.body } }
       assert.equal(await verifyResponse(tamperedBody), false)
@@ -119,7 +125,7 @@ describe('OpenCloud between real nodes', function () {
   describe('every status, produced by a real request', () => {
     it('ok: sha256.hash returns the digest of the body, signed by the server', async () => {
       const body = enc.encode('hello decloud')
-      const res = await a.opencloud.call(b.addr, { service: 'sha256', method: 'hash', body })
+      const res = await a.opencloud.call(b.addr, { service: 'sha256', method: 'hash', body, signResponse: true })
       assert.equal(res.path, 'ok')
       assert.equal(res.status, Status.OK)
       assert.equal(hex(res.body), createHash('sha256').update(body).digest('hex'))
@@ -142,7 +148,7 @@ describe('OpenCloud between real nodes', function () {
 
     it('client-error/invalid-signature: a forged signature', async () => {
       const raw = await RawStream.open(a, b)
-      const req = await signedRequest(a.key, { service: 'sha256', method: 'hash', body: enc.encode('x') })
+      const req = await signedRequest(a.key, { audience: b.openCloudId, service: 'sha256', method: 'hash', body: enc.encode('x') })
       req.sig[0][5] ^= 0xff
       const res = await raw.exchange(req)
       assert.equal(res.status, Status.INVALID_SIGNATURE)
@@ -196,21 +202,21 @@ describe('OpenCloud between real nodes', function () {
 
     it('request-declined/refresh-nonce: a request without a nonce, with a fresh nonce in the answer', async () => {
       const raw = await RawStream.open(a, b)
-      const req = await signedRequest(a.key, { service: 'sha256', method: 'hash' })
+      const req = await signedRequest(a.key, { audience: b.openCloudId, service: 'sha256', method: 'hash', signResponse: true })
       const res = await raw.exchange(req)
       assert.equal(res.status, Status.REFRESH_NONCE)
       assert.equal(res.nextNonce.byteLength, NONCE_LENGTH)
       // the request digest in the answer is the request's signing digest itself
       assert.deepEqual(res.requestDigest, requestDigest(req))
       // the nonce works once
-      const ok = await raw.exchange(await signedRequest(a.key, { service: 'sha256', method: 'hash', nonce: res.nextNonce }))
+      const ok = await raw.exchange(await signedRequest(a.key, { audience: b.openCloudId, service: 'sha256', method: 'hash', nonce: res.nextNonce }))
       assert.equal(ok.status, Status.OK)
       await raw.close()
     })
 
     it('request-declined/access-denied: a request with no credential', async () => {
       const raw = await RawStream.open(a, b)
-      const req = await signedRequest(a.key, { service: 'sha256', method: 'hash' })
+      const req = await signedRequest(a.key, { audience: b.openCloudId, service: 'sha256', method: 'hash' })
       req.id = []
       req.sig = []
       const res = await raw.exchange(req)
@@ -219,11 +225,12 @@ describe('OpenCloud between real nodes', function () {
       await raw.close()
     })
 
-    it('request-declined/payment-declined: attached and defer payments are not implemented yet', async () => {
+    it('request-declined/payment-declined: a node without a payment backend takes no attached or defer payment', async () => {
       for (const paymentType of [PaymentType.PAYMENT_ATTACHED, PaymentType.PAYMENT_DEFER]) {
         const res = await a.opencloud.call(b.addr, { service: 'sha256', method: 'hash', paymentType })
         assert.equal(res.path, 'request-declined/payment-declined')
-        assert.match(res.detail, /not implemented/)
+        assert.equal(res.reason, Reason.REASON_NO_PAYMENT_BACKEND)
+        assert.match(res.detail, /no payment backend/)
       }
     })
 
@@ -274,7 +281,7 @@ describe('OpenCloud between real nodes', function () {
       assert.equal(res.path, 'ok')
       const { node } = json(res)
       assert.equal(typeof node.version, 'string')
-      assert.equal(node.protocol, '/opencloud/1.0.0')
+      assert.equal(node.protocol, '/opencloud/1.1.0')
       assert.equal(node.openCloudId, b.openCloudId)
       const names = node.services.map((s: any) => s.name)
       for (const name of ['counter', 'info', 'sha256', 'storage']) { assert.ok(names.includes(name), name) }
@@ -372,7 +379,7 @@ describe('OpenCloud between real nodes', function () {
         const streamsBefore = t.opencloud.stats().streams
         // wait for the server to drop the idle stream (its idle timeout is 500 ms)
         const conn = c.libp2p.getConnections(t.peerId)[0]
-        const pooled = (): boolean => conn.streams.some(s => s.protocol === '/opencloud/1.0.0')
+        const pooled = (): boolean => conn.streams.some(s => s.protocol === PROTOCOL)
         assert.ok(await eventually(() => !pooled(), 10_000, 50), 'the server kept the idle stream open for 10 s (idle timeout 500 ms)')
         assert.equal((await c.opencloud.call(t.addr, { service: 'sha256', method: 'hash' })).path, 'ok')
         assert.equal(t.opencloud.stats().streams - streamsBefore, 1)

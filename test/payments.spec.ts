@@ -796,7 +796,9 @@ describe('tabs (TabStore on LevelDB)', () => {
       args: [],
       paymentType: PaymentType.PAYMENT_DEFER,
       payment: { currency: 'BTC', amount, txn: new Uint8Array(0), deferId, deferThreshold: '' },
-      body
+      body,
+      audience: 'oc:seller',
+      signResponse: false
     }
     const bodyHash = sha256(body)
     const sig = await signer.sign(requestDigest(unsigned, bodyHash))

@@ -30,9 +30,14 @@ function request (fields: Partial<Request> = {}): Request {
     args: [],
     paymentType: PaymentType.PAYMENT_NONE,
     body: new Uint8Array() as Bytes,
+    audience: SELF,
+    signResponse: false,
     ...fields
   }
 }
+
+/** the OpenCloud ID of the server these stages run in: the audience of its requests */
+const SELF = 'oc:server'
 
 async function sign (key: PrivateKey, peer: PeerId, r: Request): Promise<Request> {
   r.id = [openCloudId(peer)]
@@ -97,12 +102,12 @@ describe('pipeline stages', () => {
     })
 
     it('invalid-signature when credentials and signatures do not pair up', () => {
-      assert.equal(check({ id: ['oc:x'], sig: [] })?.status, Status.INVALID_SIGNATURE)
+      assert.equal(check({ id: ['oc:x', 'oc:y'], sig: [new Uint8Array(64) as Bytes] })?.status, Status.INVALID_SIGNATURE)
     })
   })
 
   describe('verifySignatures', () => {
-    const stage = verifySignatures([openCloudVerifier], true)
+    const stage = verifySignatures([openCloudVerifier], true, SELF)
 
     it('accepts a request signed by its credential and records the credential', async () => {
       const s = state(await sign(key, peer, request()))
@@ -112,7 +117,7 @@ describe('pipeline stages', () => {
 
     it('access-denied without a credential when credentials are required; passes when not', async () => {
       assert.equal((await stage(state(request())))?.status, Status.ACCESS_DENIED)
-      assert.equal(await verifySignatures([openCloudVerifier], false)(state(request())), undefined)
+      assert.equal(await verifySignatures([openCloudVerifier], false, SELF)(state(request())), undefined)
     })
 
     it('invalid-signature for a changed field, a signature by another key, an unknown credential kind', async () => {
@@ -189,11 +194,12 @@ describe('pipeline stages', () => {
       assert.equal(await gate({ method: 'bytes' }), undefined)
     })
 
-    it('payment-declined, saying it is not implemented, for attached and defer', async () => {
+    it('payment-declined without a payment backend, for attached and defer', async () => {
       for (const paymentType of [PaymentType.PAYMENT_ATTACHED, PaymentType.PAYMENT_DEFER]) {
         const r = await gate({ method: 'free', paymentType })
         assert.equal(r?.status, Status.PAYMENT_DECLINED)
-        assert.match(r?.detail ?? '', /not implemented/)
+        assert.equal(r?.reason, Reason.REASON_NO_PAYMENT_BACKEND)
+        assert.match(r?.detail ?? '', /no payment backend/)
       }
     })
 
@@ -258,6 +264,7 @@ describe('pipeline stages', () => {
       const seen: string[] = []
       const nonces = new NonceStore()
       const stages = createPipeline({
+        self: SELF,
         services: new Map([['priced', priced]]),
         nonces,
         verifiers: [openCloudVerifier],
@@ -301,6 +308,7 @@ describe('pipeline stages', () => {
         }
       }
       const stages = createPipeline({
+        self: SELF,
         services: new Map([['checked', checked]]),
         nonces,
         verifiers: [openCloudVerifier],
@@ -364,6 +372,9 @@ describe('signing', () => {
     assert.deepEqual(requestDigest({ ...r, sig: [] }), requestDigest(r))
     assert.notDeepEqual(requestDigest({ ...r, args: ['a'] }), requestDigest(r))
     assert.notDeepEqual(requestDigest({ ...r, nonce: new Uint8Array(16) as Bytes }), requestDigest(r))
+    // the audience is signed: a request cannot be readdressed to another server
+    assert.notDeepEqual(requestDigest({ ...r, audience: 'oc:other' }), requestDigest(r))
+    assert.equal(REQUEST_DOMAIN, 'opencloud/1.1.0 request')
   })
 
   it('the response digest is built the same way under the response domain, request_digest included', () => {
@@ -377,7 +388,8 @@ describe('signing', () => {
       body: body as Bytes,
       nextNonce: new Uint8Array(16).fill(1) as Bytes,
       requestDigest: new Uint8Array(32).fill(2) as Bytes,
-      reason: Reason.REASON_UNSPECIFIED
+      reason: Reason.REASON_UNSPECIFIED,
+      audience: 'oc:client'
     }
     const encoded = Response.encode({ ...res, sig: [], body: createHash('sha256').update(body).digest() as Bytes })
     const expected = createHash('sha256').update(RESPONSE_DOMAIN).update(new Uint8Array([0])).update(encoded).digest()
@@ -385,6 +397,8 @@ describe('signing', () => {
     assert.notDeepEqual(responseDigest({ ...res, requestDigest: new Uint8Array(32) as Bytes }), responseDigest(res))
     // the reason is signed like every field
     assert.notDeepEqual(responseDigest({ ...res, reason: Reason.REASON_TAB_SETTLED }), responseDigest(res))
+    // so is the client it answers
+    assert.notDeepEqual(responseDigest({ ...res, audience: 'oc:other' }), responseDigest(res))
     assert.notEqual(REQUEST_DOMAIN, RESPONSE_DOMAIN)
   })
 })

@@ -597,8 +597,8 @@ rules:
     /** Runs a signed request through the real pipeline with these stages */
     async function run (stages: { access?: Stage, payment?: Stage }, fields: { method?: string, body?: Uint8Array, args?: string[], paymentType?: PaymentType }, extra: Partial<CallState> = {}): Promise<{ status: Status, reason?: Reason, detail?: string, amount?: bigint, type?: PaymentType, state: CallState }> {
       const nonces = new NonceStore()
-      const pipeline = createPipeline({ services: new Map([['echo', echo]]), nonces, verifiers: [openCloudVerifier], maxBodySize: 1 << 20, requireCredentials: true, ...stages })
-      const request = await signedRequest(key, { service: 'echo', method: fields.method ?? 'say', body: fields.body, args: fields.args, nonce: nonces.issue(peer.toString()), paymentType: fields.paymentType })
+      const pipeline = createPipeline({ self: 'oc:server', services: new Map([['echo', echo]]), nonces, verifiers: [openCloudVerifier], maxBodySize: 1 << 20, requireCredentials: true, ...stages })
+      const request = await signedRequest(key, { audience: 'oc:server', service: 'echo', method: fields.method ?? 'say', body: fields.body, args: fields.args, nonce: nonces.issue(peer.toString()), paymentType: fields.paymentType })
       const state: CallState = { peer, request, digest: requestDigest(request), credentials: [], signal: new AbortController().signal, ...extra }
       const reply = await runPipeline(pipeline, state)
       return { status: reply.status, reason: reply.reason, detail: reply.detail, amount: reply.acceptablePayment?.amount, type: reply.acceptablePayment?.paymentType, state }

@@ -81,6 +81,10 @@ export interface RawRequestFields {
   body?: Uint8Array
   nonce?: Uint8Array
   paymentType?: PaymentType
+  /** the server the request is meant for, `oc:<peer id>` (signed with it) */
+  audience?: string
+  /** ask the server to sign its response */
+  signResponse?: boolean
 }
 
 type Bytes = Uint8Array<ArrayBuffer>
@@ -98,7 +102,9 @@ export async function signedRequest (signer: PrivateKey, fields: RawRequestField
     method: fields.method,
     args: fields.args ?? [],
     paymentType: fields.paymentType ?? PaymentType.PAYMENT_NONE,
-    body: (fields.body ?? new Uint8Array()) as Bytes
+    body: (fields.body ?? new Uint8Array()) as Bytes,
+    audience: fields.audience ?? '',
+    signResponse: fields.signResponse ?? false
   }
   request.sig = [await signer.sign(requestDigest(request)) as Bytes]
   return request

@@ -252,9 +252,9 @@ describe('usage computed once, policy terms in the call state', () => {
     // a bytes rate limit and a min-payment: both read the units of service
     const p = policyStages(new PolicyEngine(parsePolicy('rules:\n  - scope: global\n    rate-limit: { bytes: 100000 }\n    min-payment: { rate: 2 }\n')))
     const nonces = new NonceStore()
-    const pipeline = createPipeline({ services: new Map([['echo', svc]]), nonces, verifiers: [openCloudVerifier], maxBodySize: 1 << 20, requireCredentials: true, access: p.access, payment: chainStages(p.payment, defaultPaymentGate) })
+    const pipeline = createPipeline({ self: 'oc:server', services: new Map([['echo', svc]]), nonces, verifiers: [openCloudVerifier], maxBodySize: 1 << 20, requireCredentials: true, access: p.access, payment: chainStages(p.payment, defaultPaymentGate) })
     const run = async (args: string[]): Promise<{ status: Status, reason?: Reason, state: CallState }> => {
-      const request = await signedRequest(key, { service: 'echo', method: 'say', body: randomBytes(10), args, nonce: nonces.issue(peer.toString()) })
+      const request = await signedRequest(key, { audience: 'oc:server', service: 'echo', method: 'say', body: randomBytes(10), args, nonce: nonces.issue(peer.toString()) })
       const state: CallState = { peer, request, digest: requestDigest(request), credentials: [], signal: new AbortController().signal }
       const reply = await runPipeline(pipeline, state)
       return { status: reply.status, reason: reply.reason, state }

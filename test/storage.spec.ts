@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { rm } from 'node:fs/promises'
+import { readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DB_DIR } from '../src/node/data-dir.js'
+import { DB_DIR, PIECES_DIR } from '../src/node/data-dir.js'
 import { Status } from '../src/protocols/opencloud/index.js'
 import { Store } from '../src/store/index.js'
 import { startNode, tempDir } from './fixtures.js'
@@ -228,13 +228,15 @@ describe('storage service over real nodes', () => {
     assert.equal(info.maxBlobSize, MAX_BLOB)
   })
 
-  it('a corrupted stored blob is never served (server-error), and a new put repairs it', async () => {
+  it('a corrupted stored blob is never served (server-error), is uncounted, and a new put repairs it', async () => {
     const body = randomBytes(4000)
     const id = await put(a, s, body)
-    const db = s.store.sub('storage')
-    const damaged = Buffer.from(body)
+    const used = s.storage.usedBytes
+    // one byte flipped in the piece file on disk
+    const file = join(s.dataDir, PIECES_DIR, id.slice(0, 2), id)
+    const damaged = await readFile(file)
     damaged[1234] ^= 0xff
-    await db.put(`b/${id}`, damaged)
+    await writeFile(file, damaged)
 
     for (const args of [[id], [id, '0', '10'], [id, '1234', '1']]) {
       const res = await call(a, s, 'get', args)
@@ -242,7 +244,9 @@ describe('storage service over real nodes', () => {
       assert.equal(res.body.byteLength, 0)
       assert.match(res.detail, /damaged/)
     }
-    const used = s.storage.usedBytes
+    // the damaged piece was dropped: its bytes no longer count, its file is gone
+    assert.equal(s.storage.usedBytes, used - 4000)
+    await assert.rejects(stat(file), { code: 'ENOENT' })
     // anyone holding the true bytes can restore them, without a second charge on capacity
     assert.equal(await put(c, s, body), id)
     assert.equal(s.storage.usedBytes, used)
@@ -392,10 +396,10 @@ describe('storage across a restart', () => {
   })
 
   it('a missing or unreadable usage counter is recounted at start', async () => {
-    for (const value of ['garbage', '-5', '1e3', '']) {
+    for (const value of ['garbage', '-5', '1e3', '', '{"pieces":1,"bytes":-1}']) {
       const store = new Store(join(dir, DB_DIR))
       await store.open()
-      await store.sub('storage').put('used', new TextEncoder().encode(value))
+      await store.sub('pieces').put('used', new TextEncoder().encode(value))
       await store.close()
       const s = await startNode({ dataDir: dir })
       try {
@@ -407,7 +411,7 @@ describe('storage across a restart', () => {
     }
     const store = new Store(join(dir, DB_DIR))
     await store.open()
-    await store.sub('storage').del('used')
+    await store.sub('pieces').del('used')
     await store.close()
     const s = await startNode({ dataDir: dir })
     try {

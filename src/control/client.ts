@@ -1,10 +1,16 @@
 import { request } from 'node:http'
+import { pipeline } from 'node:stream/promises'
 import { CHEAPEST_ATTEMPTS } from '../market/select.js'
 import { API_PREFIX } from './api.js'
 import { CONTROL_HOST, readControlFiles } from './files.js'
 import type { CallJson, CallRequestJson, ErrorJson, SentJson, WalletJson, WalletTxJson } from './api.js'
 import type { ControlFile } from './files.js'
+import type { FileStatus, FileSummary } from '../files/index.js'
+import type { ReachabilityStatus } from '../node/nat.js'
 import type { MarketJson, SellersJson } from '../node/reports.js'
+import type { ReputationJson } from '../reputation/json.js'
+import type { IncomingMessage } from 'node:http'
+import type { Writable } from 'node:stream'
 
 /** The control API answered with an error (or not at all) */
 export class ControlApiError extends Error {
@@ -30,6 +36,10 @@ export interface NodeJson {
   peerId: string
   openCloudId: string
   addresses: string[]
+  /** where the node listens, loopback included (absent from older nodes) */
+  listening?: string[]
+  /** whether peers can dial the node (docs/nat.md); absent from nodes before it was added */
+  reachability?: ReachabilityStatus
   services: Array<{ name: string, version: string, description: string }>
   stats: Record<string, unknown>
 }
@@ -42,6 +52,29 @@ export interface PeersJson {
     protocols: string[]
     connections: Array<{ remoteAddr: string, direction: string, status: string, opened: number, streams: number, rtt?: number }>
   }>
+}
+
+/** POST /v1/files/put query */
+export interface PutFileRequest {
+  /** K/N */
+  redundancy?: string
+  /** lease length, seconds */
+  duration?: number
+  /** most paid or promised per piece, sats */
+  maxPrice?: bigint
+  name?: string
+}
+
+/** The answer of POST /v1/files/put (sats as a decimal string) */
+export interface PutFileJson {
+  id: string
+  size: number
+  k: number
+  n: number
+  segments: number
+  sellers: string[]
+  cost: string
+  expiry?: string
 }
 
 /** GET /v1/sellers query */
@@ -121,6 +154,11 @@ export class ControlClient {
     return this.request('GET', `/market${p.size > 0 ? `?${p.toString()}` : ''}`, undefined, options) as Promise<MarketJson>
   }
 
+  /** `GET /v1/reputation`: one peer's trust and why, or every peer known */
+  async reputation (peer?: string, options: RequestOptions = {}): Promise<ReputationJson> {
+    return this.request('GET', `/reputation${peer != null ? `?peer=${encodeURIComponent(peer)}` : ''}`, undefined, options) as Promise<ReputationJson>
+  }
+
   /**
    * Makes an OpenCloud call through the node (its identity, its connections).
    * Resolves with the response whatever its status; rejects with
@@ -158,6 +196,133 @@ export class ControlClient {
   /** POST /v1/chain/mine (regtest) */
   async mine (blocks: number, address?: string): Promise<{ height: number, address: string }> {
     return this.request('POST', '/chain/mine', { blocks, ...(address != null ? { address } : {}) }, { timeout: 120_000 }) as Promise<{ height: number, address: string }>
+  }
+
+  /** GET /v1/files: the files the node keeps */
+  async files (): Promise<{ files: FileSummary[] }> {
+    return this.request('GET', '/files') as Promise<{ files: FileSummary[] }>
+  }
+
+  /** GET /v1/files/status: per segment, pieces held of n (with `check`, asked of the sellers now) */
+  async fileStatus (id: string, check = true): Promise<FileStatus> {
+    return this.request('GET', `/files/status?id=${encodeURIComponent(id)}&check=${String(check)}`, undefined, { timeout: 120_000 }) as Promise<FileStatus>
+  }
+
+  /** POST /v1/files/rm */
+  async removeFile (id: string): Promise<{ id: string, deleted: number, failed: number }> {
+    return this.request('POST', '/files/rm', { id }, { timeout: 300_000 }) as Promise<{ id: string, deleted: number, failed: number }>
+  }
+
+  /**
+   * POST /v1/files/put: streams `source` to the node (never held whole) and
+   * resolves with the stored file once the node has placed every segment.
+   * `onSent` is told of the bytes handed to the node so far; the node reads
+   * them as fast as it places them, so this is the upload's progress.
+   */
+  async putFile (source: AsyncIterable<Uint8Array>, q: PutFileRequest = {}, o: { onSent?(bytes: number): void, idleTimeout?: number } = {}): Promise<PutFileJson> {
+    const p = new URLSearchParams()
+    if (q.redundancy != null) { p.set('redundancy', q.redundancy) }
+    if (q.duration != null) { p.set('duration', String(q.duration)) }
+    if (q.maxPrice != null) { p.set('maxPrice', q.maxPrice.toString()) }
+    if (q.name != null) { p.set('name', q.name) }
+    const path = `/files/put${p.size > 0 ? `?${p.toString()}` : ''}`
+    return new Promise((resolve, reject) => {
+      const req = this.open('POST', path, { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' }, o.idleTimeout ?? 300_000, reject, (res) => {
+        // answered (a refusal may come before the whole file is sent): stop sending
+        res.once('end', () => { req.destroy() })
+        this.readJson(res, reject, (v) => { resolve(v as PutFileJson) })
+      })
+      let sent = 0
+      async function * counted (): AsyncGenerator<Uint8Array> {
+        for await (const c of source) {
+          sent += c.byteLength
+          o.onSent?.(sent)
+          yield c
+        }
+      }
+      // a refusal may come before the whole body is sent: the answer's handler reports it
+      pipeline(counted(), req).catch(() => {})
+    })
+  }
+
+  /**
+   * GET /v1/files/get: writes the file's bytes to `sink` as they come.
+   * `onReceived` is told of the bytes so far and the file's size.
+   */
+  async getFile (id: string, sink: Writable, o: { onReceived?(bytes: number, size: number): void, maxPrice?: bigint, idleTimeout?: number } = {}): Promise<{ size: number }> {
+    const path = `/files/get?id=${encodeURIComponent(id)}${o.maxPrice != null ? `&maxPrice=${o.maxPrice.toString()}` : ''}`
+    return new Promise((resolve, reject) => {
+      const req = this.open('GET', path, {}, o.idleTimeout ?? 300_000, reject, (res) => {
+        if (res.statusCode !== 200) {
+          this.readJson(res, reject, () => { reject(new ControlApiError(res.statusCode ?? 0, 'bad-answer', 'unexpected answer')) })
+          return
+        }
+        const size = Number(res.headers['content-length'] ?? -1)
+        let got = 0
+        res.on('data', (c: Buffer) => {
+          got += c.byteLength
+          o.onReceived?.(got, size)
+        })
+        pipeline(res, sink, { end: false }).then(() => {
+          if (got !== size) {
+            reject(new ControlApiError(0, 'truncated', `the node sent ${got} of the file's ${size} bytes: a segment could not be fetched or decrypted (see the node's log)`))
+            return
+          }
+          resolve({ size })
+        }, (err: any) => { reject(new ControlApiError(0, 'truncated', `the download broke off after ${got} of ${size} bytes: ${String(err?.message ?? err)}`)) })
+      })
+      req.end()
+    })
+  }
+
+  /** Opens a request whose body and answer the caller streams */
+  private open (method: string, path: string, headers: Record<string, string>, idle: number, reject: (err: unknown) => void, onResponse: (res: IncomingMessage) => void): ReturnType<typeof request> {
+    const req = request({
+      host: this.host,
+      port: this.port,
+      method,
+      path: `${API_PREFIX}${path}`,
+      agent: false,
+      headers: { authorization: `Bearer ${this.token}`, ...headers }
+    }, onResponse)
+    req.setTimeout(idle, () => {
+      req.destroy(new ControlApiError(0, 'timeout', `the control API on port ${this.port} was silent for ${idle} ms`))
+    })
+    req.on('error', (err: any) => {
+      reject(err instanceof ControlApiError ? err : new ControlApiError(0, 'unreachable', `cannot reach the control API on ${this.host}:${this.port}: ${err.code ?? err.message}`))
+    })
+    return req
+  }
+
+  /** Reads a JSON answer (bounded): `ok` with a 200's value, else rejects with its error */
+  private readJson (res: IncomingMessage, reject: (err: unknown) => void, ok: (v: unknown) => void): void {
+    const chunks: Buffer[] = []
+    let size = 0
+    res.on('data', (c: Buffer) => {
+      size += c.byteLength
+      if (size > this.maxResponseSize) {
+        res.destroy()
+        reject(new ControlApiError(0, 'too-large', `control API answer exceeds ${this.maxResponseSize} bytes`))
+        return
+      }
+      chunks.push(c)
+    })
+    res.on('error', reject)
+    res.on('end', () => {
+      let value: any
+      try {
+        value = JSON.parse(Buffer.concat(chunks, size).toString('utf8'))
+      } catch {
+        reject(new ControlApiError(res.statusCode ?? 0, 'bad-answer', `the control API on port ${this.port} answered ${res.statusCode ?? '?'} with no JSON`))
+        return
+      }
+      if (res.statusCode === 200) {
+        ok(value)
+      } else {
+        const e = (value as ErrorJson)?.error
+        reject(new ControlApiError(res.statusCode ?? 0, String(e?.type ?? 'unknown'), String(e?.message ?? `HTTP ${res.statusCode ?? '?'}`)))
+      }
+    })
   }
 
   /** One request; resolves with the parsed JSON of a 200 answer */

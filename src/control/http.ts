@@ -13,6 +13,8 @@ export interface ControlledNode {
   readonly peerId: PeerId
   readonly openCloudId: string
   addresses(): string[]
+  /** where it listens, loopback included @default addresses() */
+  listening?(): string[]
   readonly opencloud: Pick<OpenCloud, 'call' | 'services' | 'stats'>
   readonly libp2p: {
     getConnections(peerId?: PeerId): Connection[]
@@ -30,8 +32,14 @@ export interface ControlledNode {
   /** Wallet, chain, promises (`/v1/wallet…`, `/v1/chain/mine`, paid calls); without them those answer 404 */
   readonly payments?: DecloudNode['payments']
   readonly pay?: DecloudNode['pay']
+  /** Files across sellers (`/v1/files…`); without them those answer 404 */
+  readonly files?: DecloudNode['files']
   /** The policy in force (`GET /v1/policy`, `POST /v1/policy/reload`) */
   readonly policy?: DecloudNode['policy']
+  /** Records, reports and trust (`GET /v1/reputation`) */
+  readonly reputation?: DecloudNode['reputation']
+  /** Reachability (AutoNAT) and the addresses it rests on, in `GET /v1/node` */
+  reachability?: DecloudNode['reachability']
 }
 
 /** An answer other than 200, with the error type of docs/control-api.md */

@@ -78,7 +78,8 @@ export function callRoutes (ctx: RouteContext, limits: CallLimits): Array<[strin
       }
       if (self) {
         const target = input.target
-        const addrs = isMultiaddr(target) ? [target] : node.addresses().map(a => multiaddr(a))
+        // where it listens: in public mode its announced addresses leave loopback out
+        const addrs = isMultiaddr(target) ? [target] : (node.listening?.() ?? node.addresses()).map(a => multiaddr(a))
         return callResultJson(await callAsStranger(addrs, input.call, { signal }))
       }
       return resultJson(await caller.call(input.target as CallTarget, input.call, { signal }))

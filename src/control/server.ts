@@ -8,8 +8,10 @@ import { CONTROL_HOST, keepOnExit, newToken, removeControlFiles, removeOnExit, w
 import { HttpError, badRequest } from './http.js'
 import { NodeMetrics } from './metrics.js'
 import { callRoutes } from './routes-calls.js'
+import { fileRoutes } from './routes-files.js'
 import { marketRoutes } from './routes-market.js'
 import { nodeRoutes } from './routes-node.js'
+import { reputationRoutes } from './routes-reputation.js'
 import { walletRoutes } from './routes-wallet.js'
 import { Sessions } from './session.js'
 import { decloudVersion } from './version.js'
@@ -81,6 +83,7 @@ export class ControlServer {
   private readonly maxCallTimeout: number
   private readonly maxConcurrentCalls: number
   private readonly maxBodySize: number
+  private readonly requestTimeout: number
   private readonly server: Server
   private readonly headersTimeout: number
   private readonly maxConnections: number
@@ -124,11 +127,15 @@ export class ControlServer {
       ...callRoutes(ctx, limits),
       ...marketRoutes(ctx),
       ...walletRoutes(ctx),
+      ...fileRoutes(ctx),
+      ...reputationRoutes(ctx),
       ...dashboardRoutes(ctx, { sessions: this.sessions, metrics: this.metrics, origin: () => this.origin, prometheus: init.prometheus === true })
     ])
-    const requestTimeout = Math.max(init.requestTimeout ?? 30_000, this.headersTimeout)
+    this.requestTimeout = Math.max(init.requestTimeout ?? 30_000, this.headersTimeout)
     this.server = createServer({
-      requestTimeout,
+      // not the server's: a file upload streams for as long as it takes. readJson
+      // bounds a JSON body by requestTimeout, an upload bounds the wait for each chunk
+      requestTimeout: 0,
       headersTimeout: this.headersTimeout,
       keepAliveTimeout: 5_000,
       // the server's own checks (the headers of a later request on a kept-alive
@@ -373,6 +380,7 @@ export class ControlServer {
         req.off('data', onData)
         req.off('end', onEnd)
         req.off('error', onError)
+        clearTimeout(timer)
         if (err != null) {
           // stop reading; the answer closes the connection
           req.pause()
@@ -391,6 +399,8 @@ export class ControlServer {
       }
       const onEnd = (): void => { done() }
       const onError = (err: Error): void => { done(new HttpError(400, 'bad-request', err.message)) }
+      const timer = setTimeout(() => { done(new HttpError(408, 'timeout', `the request body did not arrive within ${this.requestTimeout} ms`)) }, this.requestTimeout)
+      req.once('close', () => { clearTimeout(timer) })
       req.on('data', onData)
       req.on('end', onEnd)
       req.on('error', onError)

@@ -19,6 +19,8 @@ export interface SellerCandidate {
   entry?: RankedEntry
   /** where the seller was found */
   foundIn: Array<'book' | 'dht'>
+  /** the buyer's trust of the seller (0–1) when ranked with trust; undefined: nothing known */
+  trust?: number
 }
 
 /**
@@ -52,13 +54,38 @@ export interface RankSellersOptions extends FindSellersOptions {
   discover?: boolean
   /** peer ids to leave out */
   exclude?: string[]
+  /**
+   * The buyer's trust of a seller (0–1, undefined: unknown): priced
+   * sellers are ranked by price × (2 − trust), so an unknown seller must be
+   * half the price of a fully trusted one to come first
+   * (docs/reputation.md "Seller choice"). @default price alone
+   */
+  trust?(peerId: string): number | undefined
+  /**
+   * Share of rankings (0–0.5) in which, when the best seller is trusted, the
+   * cheapest seller with no trust yet is put first instead: newcomers can
+   * earn trust. @default 0.05 with `trust`
+   */
+  explore?: number
+  /** random numbers in [0, 1) for exploration @default Math.random */
+  random?(): number
+}
+
+/** Share of trust-weighted rankings that explore a seller with no trust yet */
+export const EXPLORATION_SHARE = 0.05
+
+/** What a priced seller's rank is computed from: the price, weighted by trust */
+export function trustWeightedPrice (price: bigint, trust: number | undefined): number {
+  const t = trust == null || !(trust >= 0) ? 0 : Math.min(1, trust)
+  return Number(price) * (2 - t)
 }
 
 /**
  * Sellers of `service` ranked for one call: sellers with a price in the
  * book, cheapest first (ties: fresher price, then peer id), then sellers the
- * DHT found that have announced no price, in the order found. Trust will
- * weigh in here once reputation exists; today the rank is by price.
+ * DHT found that have announced no price, in the order found. With
+ * `trust`, priced sellers rank by price × (2 − trust) and a small share of
+ * rankings explores a seller with no trust yet (docs/reputation.md).
  *
  * @example
  * ```ts
@@ -88,6 +115,20 @@ export async function rankSellers (market: Market, discovery: Discovery | undefi
   const priced = all.filter(c => c.price != null)
   const unpriced = all.filter(c => c.price == null)
   // market.rank is already in price order and Map keeps insertion order
+  if (options.trust == null) { return [...priced, ...unpriced] }
+  const trustOf = options.trust
+  for (const c of all) {
+    const t = trustOf(c.peerId)
+    if (t != null) { c.trust = t }
+  }
+  // a stable sort: equal weighted prices keep the price book's order
+  priced.sort((a, b) => trustWeightedPrice(a.price ?? 0n, a.trust) - trustWeightedPrice(b.price ?? 0n, b.trust))
+  const explore = Math.min(0.5, Math.max(0, options.explore ?? EXPLORATION_SHARE))
+  const best = priced[0]
+  if (best != null && (best.trust ?? 0) > 0 && (options.random ?? Math.random)() < explore) {
+    const i = priced.findIndex(c => c.trust == null || c.trust === 0)
+    if (i > 0) { priced.unshift(...priced.splice(i, 1)) }
+  }
   return [...priced, ...unpriced]
 }
 

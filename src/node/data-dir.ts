@@ -12,6 +12,8 @@ export function defaultDataDir (): string {
 
 export const KEY_FILE = 'peer.key'
 export const DB_DIR = 'db'
+/** the storage service's piece files (their metadata is in the db) */
+export const PIECES_DIR = 'pieces'
 
 /** Files of the data dir that hold secrets: the node key, the wallet seed, the control API token and port, the chain's API key */
 export const SECRET_FILES = [KEY_FILE, 'wallet.json', 'control.token', 'control.json', join('chain', 'api-key')]

@@ -1,23 +1,31 @@
 import '../polyfill.js'
 import { join } from 'node:path'
 import { UnsupportedOperationError } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { createLibp2p } from 'libp2p'
+import { filesForNode } from '../files/node.js'
 import { rankSellers } from '../market/select.js'
 import { payAndCall } from '../payments/buyer/bidding.js'
 import { MAX_BODY_SIZE } from '../protocols/opencloud/api/constants.js'
 import { openCloudId } from '../protocols/opencloud/api/signing.js'
+import { callFact } from '../reputation/calls.js'
+import { Reputation } from '../reputation/model.js'
 import { sha256Service } from '../services/sha256.js'
 import { StorageService, DEFAULT_CAPACITY } from '../services/storage/index.js'
+import { DiskPieceStore, MemoryPieceStore } from '../storage/index.js'
 import { Store } from '../store/index.js'
-import { DataDirInUseError, defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR } from './data-dir.js'
+import { DataDirInUseError, defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR, PIECES_DIR } from './data-dir.js'
 import { decloudDefaults, defaultNetworkMode, DEFAULT_PORT } from './defaults.js'
+import { treatAsPublic } from './nat.js'
 import { openPaymentParts } from './payments.js'
-import type { DecloudServices, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
+import type { DecloudServices, DhtOptions, MarketOptions, NatOptions, NetworkMode, SwarmOptions } from './defaults.js'
+import type { ReachabilityStatus } from './nat.js'
 import type { NodePayments, PaymentParts, PaymentsOptions, PolicyOptions } from './payments.js'
 import type { SwarmKeeper } from './swarm.js'
 import type { FindSellersOptions, Seller } from '../dht/config.js'
 import type { PeerDirectory } from '../dht/directory.js'
 import type { Discovery } from '../dht/discovery.js'
+import type { Files } from '../files/index.js'
 import type { Market } from '../market/market.js'
 import type { SellerCandidate, RankSellersOptions } from '../market/select.js'
 import type { PayOption, PaidCallResult } from '../payments/buyer/bidding.js'
@@ -26,13 +34,17 @@ import type { Pricing } from '../protocols/opencloud/api/pricing.js'
 import type { ServiceDefinition } from '../protocols/opencloud/api/template.js'
 import type { CallRequest, CallTarget } from '../protocols/opencloud/net/client.js'
 import type { OpenCloud, OpenCloudInit } from '../protocols/opencloud/net/opencloud.js'
+import type { ReputationOptions } from '../reputation/model.js'
 import type { GossipsubOpts } from '@libp2p/gossipsub'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
 import type { Registry } from 'prom-client'
 
 export { DEFAULT_PORT, DHT_PROTOCOL, CORE_SERVICES, defaultNetworkMode, decloudDefaults } from './defaults.js'
-export type { DecloudServices, DecloudDefaultsOptions, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
+export type { DecloudServices, DecloudDefaultsOptions, DhtOptions, MarketOptions, NatOptions, NetworkMode, SwarmOptions } from './defaults.js'
+export type { NatMode, Reachability, ReachabilityStatus, RelayOptions } from './nat.js'
+export { LimitedConnectionError } from '../protocols/opencloud/net/client.js'
 
 /**
  * Options of `createDecloudNode()`: a complete node with its data dir, LevelDB
@@ -45,7 +57,7 @@ export interface DecloudNodeOptions {
   dataDir?: string
   /**
    * Where the node's database lives. `disk`: LevelDB in `<dataDir>/db`, one
-   * process at a time. `memory`: nothing of the database outlives the node
+   * process at a time, and stored blobs in `<dataDir>/pieces` (docs/storage.md). `memory`: nothing of the database outlives the node
    * (tabs, price book, stored blobs, promises): for short-lived clients and
    * tests; the data dir still holds the key (unless `privateKey` is given),
    * the policy file, the wallet seed and an embedded chain.
@@ -124,6 +136,8 @@ export interface DecloudNodeOptions {
   policy?: PolicyOptions | false
   /** Staying in the swarm */
   swarm?: SwarmOptions
+  /** Reputation: pre-trusted peers, score and EigenTrust parameters, report interval (docs/reputation.md) */
+  reputation?: ReputationOptions
   /**
    * libp2p's metrics (`@libp2p/prometheus-metrics`) into this prom-client
    * registry (`true`: a new one), read by the dashboard and `/metrics`.
@@ -131,6 +145,11 @@ export interface DecloudNodeOptions {
    * turn it on for one node per process.
    */
   metrics?: boolean | Registry
+  /**
+   * Behind a router (`public` mode): UPnP mapping, ranges treated as
+   * public, relay limits, the private verdict's delay (docs/nat.md)
+   */
+  nat?: NatOptions
 }
 
 export interface DecloudNode {
@@ -149,8 +168,18 @@ export interface DecloudNode {
   readonly market: Market
   /** Which peers sell which services, as learned so far */
   readonly directory: PeerDirectory
-  /** Listen addresses with the /p2p/ suffix */
+  /**
+   * The addresses the node gives peers, with the /p2p/ suffix: in `public`
+   * mode only verified public and relayed ones (docs/nat.md)
+   */
   addresses(): string[]
+  /** Where the node listens (loopback and private addresses included), with the /p2p/ suffix */
+  listening(): string[]
+  /**
+   * Whether peers can dial this node (AutoNAT), its verified, observed and
+   * relayed addresses. `unknown` in `local` mode, where nothing is checked.
+   */
+  reachability(): ReachabilityStatus
   /** Names of the services this node sells */
   selling(): string[]
   /** Keeps the node connected to its swarm */
@@ -163,6 +192,8 @@ export interface DecloudNode {
   readonly payments?: NodePayments
   /** The policy in force, when one is */
   readonly policy?: NodePolicy
+  /** Records, reports, opinion and global trust (docs/reputation.md) */
+  readonly reputation: Reputation
   /** The registry libp2p reports its metrics into (the `metrics` option) */
   readonly metricsRegistry?: Registry
   /**
@@ -171,6 +202,8 @@ export interface DecloudNode {
    * `btc:` identity credential goes with it. Throws when payments are off.
    */
   pay(target: CallTarget, call: CallRequest, options: { pay: PayOption, max: bigint, signal?: AbortSignal }): Promise<PaidCallResult>
+  /** Files stored across sellers, encrypted and erasure-coded (docs/files.md) */
+  readonly files: Files
   stop(): Promise<void>
 }
 
@@ -212,6 +245,8 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
   await ensureDataDir(dataDir)
   const privateKey = options.privateKey ?? await loadOrCreateKey(dataDir)
   const listen = options.listen ?? [`/ip4/0.0.0.0/tcp/${options.dev === true ? 0 : DEFAULT_PORT}`]
+  // before the network mode is chosen: a public range makes an address public
+  treatAsPublic(options.nat?.publicRanges ?? [])
   const networkMode = options.networkMode ?? defaultNetworkMode(listen, { bootstrap: options.bootstrap })
   if (networkMode !== 'local' && networkMode !== 'public') { throw new TypeError(`network mode must be "local" or "public", not "${String(networkMode)}"`) }
   const store = await openStore(options, dataDir)
@@ -222,11 +257,15 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
     await store.close()
   }
   try {
-    parts = await openPaymentParts({ dataDir, store, payments: options.payments, policy: options.policy })
+    const reputation = new Reputation({ ...options.reputation, db: store.sub('reputation'), self: peerIdFromPrivateKey(privateKey).toString() })
+    await reputation.open()
+    parts = await openPaymentParts({ dataDir, store, payments: options.payments, policy: options.policy, reputation })
     const maxBodySize = options.opencloud?.maxBodySize ?? MAX_BODY_SIZE
+    const capacity = options.storage?.capacity ?? DEFAULT_CAPACITY
     const storage = new StorageService({
       db: store.sub('storage'),
-      capacity: options.storage?.capacity ?? DEFAULT_CAPACITY,
+      // the bytes beside the database: on disk with it, or gone with it
+      pieces: store.memory ? new MemoryPieceStore({ capacity }) : new DiskPieceStore({ dir: join(dataDir, PIECES_DIR), db: store.sub('pieces'), capacity }),
       maxBlobSize: Math.min(options.storage?.maxBlobSize ?? maxBodySize, maxBodySize),
       verifyOnGet: options.storage?.verifyOnGet,
       pricing: options.storage?.pricing,
@@ -251,6 +290,8 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       store,
       sell: options.sell,
       payments: parts,
+      reputation,
+      nat: options.nat,
       opencloud: {
         ...options.opencloud,
         access: options.opencloud?.access ?? parts.access,
@@ -264,7 +305,12 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       libp2pOptions.metrics = prometheusMetrics({ registry: metricsRegistry, statfsLocation: dataDir })
     }
     const libp2p = await createLibp2p(libp2pOptions)
-    return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry })
+    // the node is returned with its stored blobs open (and moved from an older layout)
+    await storage.ready().catch(async (err) => {
+      await libp2p.stop()
+      throw err
+    })
+    return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry, privateKey })
   } catch (err) {
     await close()
     throw err
@@ -272,11 +318,24 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
 }
 
 /** The node object over a started libp2p node */
-function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void>, metricsRegistry?: Registry }): DecloudNode {
-  const { opencloud, discovery, market, swarm, payments } = libp2p.services
+function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void>, metricsRegistry?: Registry, privateKey: PrivateKey }): DecloudNode {
+  const { opencloud, discovery, market, swarm, payments, reputation } = libp2p.services
   const peerId = libp2p.peerId
   let stopped = false
+  let files: Files | undefined
+  const reach = libp2p.services.reachability
+  if (reach != null) {
+    // the provider records in the DHT carry this node's addresses: once a relay gives it some, provide again
+    let relayed = ''
+    libp2p.addEventListener('self:peer:update', () => {
+      const now = reach.status().relayed.join(' ')
+      if (now === relayed) { return }
+      relayed = now
+      if (now !== '' && !stopped) { void discovery.provideAll() }
+    })
+  }
   return {
+    get files () { return (files ??= filesForNode(this, init.privateKey)) },
     libp2p,
     opencloud,
     store: init.store,
@@ -290,24 +349,47 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
     directory: discovery.directory,
     swarm,
     addresses: () => libp2p.getMultiaddrs().map(a => a.toString()),
+    listening: () => {
+      // local mode announces every address it listens on
+      if (init.networkMode === 'local') { return libp2p.getMultiaddrs().map(a => a.toString()) }
+      // the transport manager is not part of libp2p's public interface; announced addresses are the fallback
+      const tm = (libp2p as unknown as { components?: { transportManager?: { getAddrs(): Multiaddr[] } } }).components?.transportManager
+      const addrs = tm?.getAddrs() ?? libp2p.getMultiaddrs()
+      const id = peerId.toString()
+      return addrs.filter(a => !a.toString().includes('/p2p-circuit')).map(a => a.toString().endsWith(`/p2p/${id}`) ? a.toString() : `${a.toString()}/p2p/${id}`)
+    },
+    reachability: () => libp2p.services.reachability?.status() ?? { reachability: 'unknown', verified: [], observed: [], relayed: [], dht: libp2p.services.dht.getMode(), relaying: false },
     selling: () => discovery.selling().map(s => s.name),
     findSellers: async (service, opts) => discovery.findSellers(service, opts),
     // a node never ranks itself as a seller to buy from
-    rankSellers: async (service, opts) => rankSellers(market, discovery, service, { ...opts, exclude: [...(opts.exclude ?? []), peerId.toString()] }),
+    rankSellers: async (service, opts) => rankSellers(market, discovery, service, { trust: (p) => reputation.reputation.trust(p), ...opts, exclude: [...(opts.exclude ?? []), peerId.toString()] }),
     payments: payments.payments,
     policy: payments.policy,
+    reputation: reputation.reputation,
     metricsRegistry: init.metricsRegistry,
     async pay (target, call, opts) {
       const p = payments.payments
       if (p == null) { throw new UnsupportedOperationError('payments are off on this node (start it with payments)') }
-      return payAndCall(opencloud, target, { ...call, signers: [...(call.signers ?? []), p.wallet.identitySigner()] }, {
-        pay: opts.pay,
-        max: opts.max,
-        wallet: p.wallet,
-        promises: p.promises,
-        backend: p.backend,
-        signal: opts.signal
-      })
+      const started = Date.now()
+      let fact
+      try {
+        const result = await payAndCall(opencloud, target, { ...call, signers: [...(call.signers ?? []), p.wallet.identitySigner()] }, {
+          pay: opts.pay,
+          max: opts.max,
+          wallet: p.wallet,
+          promises: p.promises,
+          backend: p.backend,
+          signal: opts.signal
+        })
+        fact = callFact(call, { result, ms: Date.now() - started })
+        return result
+      } catch (err: any) {
+        fact = callFact(call, { error: err, target, ms: Date.now() - started })
+        throw err
+      } finally {
+        // the seller's service as measured: a reputation fact (docs/reputation.md)
+        if (fact != null) { reputation.reputation.record(fact).catch(() => {}) }
+      }
     },
     async stop () {
       if (stopped) { return }

@@ -24,6 +24,7 @@ import { PolicyEngine } from '../policy/engine.js'
 import { openNodePolicy } from '../policy/reload.js'
 import { chainStages, policyStages } from '../policy/stage.js'
 import { defaultPaymentGate } from '../protocols/opencloud/net/pipeline.js'
+import { ListenedTabStore } from '../reputation/tabs.js'
 import type { ChainBackendOptions } from '../payments/chain/index.js'
 import type { ChainBackend } from '../payments/types.js'
 import type { TrustProvider } from '../policy/engine.js'
@@ -33,6 +34,7 @@ import type { PolicyStages } from '../policy/stage.js'
 import type { Stage } from '../protocols/opencloud/api/call.js'
 import type { CredentialVerifier } from '../protocols/opencloud/api/signing.js'
 import type { ServiceDefinition } from '../protocols/opencloud/api/template.js'
+import type { Reputation } from '../reputation/model.js'
 import type { Store } from '../store/index.js'
 
 export interface PaymentsOptions {
@@ -77,7 +79,7 @@ export interface PolicyOptions {
   file?: string
   /** the rules as an object (embedders); wins over `file` */
   rules?: Policy
-  /** trust of a peer (0–1) for trust bands, until reputation lands @default none known */
+  /** trust of a peer (0–1) for trust bands @default the node's reputation (docs/reputation.md) */
   trust?: TrustProvider
   /** reload the file on SIGHUP (the CLI handles SIGHUP itself) @default true */
   sighup?: boolean
@@ -134,6 +136,8 @@ export async function openPaymentParts (init: {
   store: Store
   payments?: PaymentsOptions | false
   policy?: PolicyOptions | false
+  /** the node's reputation: the policy's trust provider and the listener of tab events */
+  reputation?: Reputation
 }): Promise<PaymentParts> {
   const log = logger('decloud:node:payments')
   let policy: NodePolicy | undefined
@@ -149,7 +153,8 @@ export async function openPaymentParts (init: {
       policy = await openNodePolicy({ file: policyOptions.file, dataDir: init.dataDir, log: logger('decloud:policy'), sighup: policyOptions.sighup, onReload: policyOptions.onReload })
     }
     const p = policy
-    stages = policyStages(() => p.current(), { trust: policyOptions.trust })
+    const rep = init.reputation
+    stages = policyStages(() => p.current(), { trust: policyOptions.trust ?? (rep != null ? (peer) => rep.trust(peer) : undefined) })
   }
 
   if (init.payments === false || init.payments == null) {
@@ -188,7 +193,10 @@ export async function openPaymentParts (init: {
     await closeBackend()
     throw err
   }
-  const tabs = new TabStore({ db: init.store.sub('tabs'), grace: opts.tabGrace, maxTabAge: opts.maxTabAge })
+  // kept and broken promises become reputation facts (the tabs answer for the evidence)
+  const tabsInit = { db: init.store.sub('tabs'), grace: opts.tabGrace, maxTabAge: opts.maxTabAge }
+  const rep = init.reputation
+  const tabs: TabStore = rep != null ? new ListenedTabStore({ ...tabsInit, events: rep.tabEvents({ evidence: (payer, deferId) => tabs.evidence(payer, deferId) }) }) : new TabStore(tabsInit)
   const gate = new PaymentGate({
     wallet,
     backend,

@@ -23,6 +23,8 @@ export interface SellersJson {
     foundIn: Array<'book' | 'dht'>
     /** cost of the call at the seller's announced price (sat), when known */
     price?: string
+    /** this node's trust of the seller (0–1), when it knows any (docs/reputation.md) */
+    trust?: number
     /** the seller's announced prices per method of the service */
     prices: Record<string, { base: string, rate: string, per: string, units: string[], capacity: string, validUntil: number }>
   }>
@@ -60,6 +62,7 @@ export async function sellersJson (node: Pick<DecloudNode, 'rankSellers' | 'mark
         addresses: c.addresses,
         foundIn: c.foundIn,
         ...(c.price != null ? { price: c.price.toString() } : {}),
+        ...(c.trust != null ? { trust: c.trust } : {}),
         prices
       }
     })

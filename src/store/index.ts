@@ -21,12 +21,15 @@ export type StoreLocation = string | { memory: true }
 
 export type BatchOp = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
 
+/** `sync`: LevelDB fsyncs its log before the write resolves (survives a power loss, not only a crash) */
+export interface WriteOptions { sync?: boolean }
+
 /** The narrow key-value view a capability gets of the database */
 export interface SubDb {
   get(key: string): Promise<Uint8Array | undefined>
-  put(key: string, value: Uint8Array): Promise<void>
+  put(key: string, value: Uint8Array, options?: WriteOptions): Promise<void>
   del(key: string): Promise<void>
-  batch(ops: BatchOp[]): Promise<void>
+  batch(ops: BatchOp[], options?: WriteOptions): Promise<void>
   iterator(options?: { gt?: string, gte?: string, lt?: string, lte?: string, limit?: number, reverse?: boolean }): AsyncIterable<[string, Uint8Array]>
 }
 

@@ -3,17 +3,20 @@ import { parseUnsigned } from '../../protocols/opencloud/api/pricing.js'
 import { sha256 } from '../../protocols/opencloud/api/signing.js'
 import { ServiceError } from '../../protocols/opencloud/api/template.js'
 import { Status } from '../../protocols/opencloud/pb/opencloud.js'
+import { DiskPieceStore, MemoryPieceStore, PieceDamagedError, InsufficientStorageError, migrateLevelBlobs } from '../../storage/index.js'
 import { json } from '../../util/json.js'
 import { checkArgCount, LeaseKeeper, ownerOf, parseBlobId } from './lease-keeper.js'
+import type { LeaseOptions } from './lease-keeper.js'
 import type { LeaseStore } from './leases.js'
 import type { Pricing } from '../../protocols/opencloud/api/pricing.js'
 import type { ServiceCall, ServiceDefinition } from '../../protocols/opencloud/api/template.js'
+import type { PieceStore } from '../../storage/index.js'
 import type { BatchOp, SubDb } from '../../store/index.js'
-import type { Logger, PrivateKey } from '@libp2p/interface'
+import type { Logger } from '@libp2p/interface'
 
 export { ownerOf, parseBlobId, DEFAULT_LEASE, DEFAULT_MAX_LEASE, DEFAULT_LEASE_GRACE, DEFAULT_SWEEP_INTERVAL } from './lease-keeper.js'
 
-export interface StorageServiceInit {
+export interface StorageServiceInit extends LeaseOptions {
   /** namespaced LevelDB (e.g. `store.sub('storage')`) */
   db: SubDb
   /**
@@ -24,7 +27,15 @@ export interface StorageServiceInit {
    */
   maxBlobSize?: number
   /**
-   * total bytes of blob content this node will store
+   * Where the blobs' bytes live (docs/storage.md). A node on disk passes a
+   * `DiskPieceStore` (`createDecloudNode` does: `<data dir>/pieces`), whose
+   * capacity is then the service's.
+   *
+   * @default a MemoryPieceStore of `capacity`: blobs last as long as the process
+   */
+  pieces?: PieceStore
+  /**
+   * total bytes of blob content this node will store (when `pieces` is not given)
    *
    * @default 10 GiB
    */
@@ -45,33 +56,6 @@ export interface StorageServiceInit {
     /** per audit @default free */
     audit?: Pricing
   }
-  /** The seller's key: signs the receipts of puts and renewals (none: answers carry no receipt) */
-  privateKey?: PrivateKey
-  /**
-   * Lease of a put that names none, seconds
-   *
-   * @default 30 days
-   */
-  defaultLease?: number
-  /**
-   * Longest lease one put or renewal may buy, seconds
-   *
-   * @default 5 years
-   */
-  maxLease?: number
-  /**
-   * How long a piece is kept after its last lease ended, seconds, so a late
-   * renewal still finds it
-   *
-   * @default 1 day
-   */
-  leaseGrace?: number
-  /**
-   * How often ended leases are swept, ms
-   *
-   * @default 60 s
-   */
-  sweepInterval?: number
   /** @default logger('decloud:storage') */
   log?: Logger
 }
@@ -94,9 +78,14 @@ export interface StorageCount {
 export const DEFAULT_CAPACITY = 10 * 1024 * 1024 * 1024
 export const DEFAULT_MAX_BLOB_SIZE = 4 * 1024 * 1024
 
-/** the usage counter: bytes of blob content stored, written in the same batch as every blob change */
+/** the usage counter before the piece store (which now counts): removed at start */
 const USED_KEY = 'used'
-const blobKey = (id: string): string => `b/${id}`
+/** blobs as LevelDB values before the piece store: moved into it at start */
+const LEGACY_BLOB_PREFIX = 'b/'
+/** a piece put or deleted without its metadata settled yet; start() settles it */
+const pendingKey = (id: string): string => `n/${id}`
+const PENDING_PREFIX = 'n/'
+const PENDING_END = 'n0'
 const metaKey = (id: string): string => `m/${id}`
 /** one key per owner, so a blob with many owners never makes one value grow */
 const ownerKey = (id: string, owner: string): string => `o/${id}/${owner}`
@@ -126,94 +115,107 @@ function decodeMeta (bytes: Uint8Array): BlobMeta | undefined {
   return undefined
 }
 
-function parseCounter (bytes: Uint8Array | undefined): number | undefined {
-  if (bytes == null) { return undefined }
-  const s = dec.decode(bytes)
-  if (!/^[0-9]{1,16}$/.test(s)) { return undefined }
-  const n = Number(s)
-  return Number.isSafeInteger(n) ? n : undefined
-}
-
 /**
- * `storage`: content-addressed blobs (id = hex SHA-256 of the content) in
- * LevelDB.
+ * `storage`: content-addressed blobs (id = hex SHA-256 of the content); the
+ * bytes in a piece store (src/storage, docs/storage.md), the metadata and
+ * owners in LevelDB.
  *
- * Invariants. The usage counter equals the sum of the sizes of the stored
- * blobs: every change to a blob, its metadata, its owners and the counter is
- * one batch, and writes are serialised, so concurrent puts of the same blob
- * store and count it once, and puts racing for the last free bytes never
- * exceed the capacity. A blob is erased only when the last credential that
- * stored it deletes it. Bytes that no longer hash to their id are never served
- * (verifyOnGet), and putting the same content again repairs them.
+ * Invariants. The usage is the piece store's, which counts exactly what it
+ * holds. A blob's piece and its metadata change together: a put stores the
+ * piece under a pending mark `n/<id>` and writes the metadata, the owner and
+ * the mark's removal in one batch; a delete removes them and sets the mark
+ * before it deletes the piece; start() deletes the piece of any mark without
+ * metadata. Writes are serialised, so concurrent puts of the same blob store
+ * and count it once. A blob is erased only when the last credential that
+ * stored it deletes it. Bytes that no longer hash to their id are never
+ * served (verifyOnGet): the piece store drops them, and putting the same
+ * content again restores them.
  *
- * Layout (inside the sublevel): `b/<id>` bytes, `m/<id>` JSON BlobMeta,
- * `o/<id>/<owner>` empty, `used` decimal byte count.
+ * Layout (inside the sublevel): `m/<id>` JSON BlobMeta, `o/<id>/<owner>`
+ * empty, `n/<id>` empty. Before the piece store, `b/<id>` held the bytes and
+ * `used` the count: start() moves them over once (re-runnable after a crash).
  */
 export class StorageService {
   private readonly db: SubDb
+  /** where the bytes live */
+  readonly pieceStore: PieceStore
   readonly maxBlobSize: number
-  readonly capacity: number
   private readonly verifyOnGet: boolean
   private readonly pricing: StorageServiceInit['pricing']
   private readonly log: Logger
-  private used = 0
-  /** serialises writes: puts and deletes read and change the usage counter */
+  /** serialises writes: puts and deletes read and change the metadata, the owners and the pieces */
   private lock: Promise<unknown> = Promise.resolve()
-  /** leases per (piece, owner); their lock is taken before the piece's */
   /** leases, receipts, audits and the sweeper */
   readonly keeper: LeaseKeeper
+  /** start()'s work: every read waits for it */
+  private opening: Promise<void> = Promise.resolve()
 
   constructor (init: StorageServiceInit) {
     this.db = init.db
     this.maxBlobSize = init.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE
-    this.capacity = init.capacity ?? DEFAULT_CAPACITY
+    const capacity = init.capacity ?? DEFAULT_CAPACITY
+    if (!Number.isSafeInteger(capacity) || capacity < 0) { throw new RangeError('capacity must be a non-negative integer') }
+    this.pieceStore = init.pieces ?? new MemoryPieceStore({ capacity })
     this.verifyOnGet = init.verifyOnGet ?? true
     this.pricing = init.pricing
     this.log = init.log ?? logger('decloud:storage')
-    this.keeper = new LeaseKeeper({
-      db: init.db,
-      pieces: this,
-      maxBlobSize: this.maxBlobSize,
-      pricing: init.pricing,
-      privateKey: init.privateKey,
-      defaultLease: init.defaultLease,
-      maxLease: init.maxLease,
-      leaseGrace: init.leaseGrace,
-      sweepInterval: init.sweepInterval,
-      log: this.log
-    })
+    this.keeper = new LeaseKeeper({ ...init, pieces: this, maxBlobSize: this.maxBlobSize, log: this.log })
     if (!Number.isSafeInteger(this.maxBlobSize) || this.maxBlobSize < 0) { throw new RangeError('maxBlobSize must be a non-negative integer') }
-    if (!Number.isSafeInteger(this.capacity) || this.capacity < 0) { throw new RangeError('capacity must be a non-negative integer') }
   }
 
-  /** Loads the usage counter; recounts the blobs when it is missing or unreadable */
+  /**
+   * Opens the piece store, settles puts and deletes a crash interrupted, and
+   * moves blobs held in LevelDB by an older version into the piece store.
+   * Returns at once (a move can take minutes, and OpenCloud starts its
+   * services before it serves): calls wait for the work, `ready()` says
+   * when it is done.
+   */
   async start (): Promise<void> {
-    await this.exclusive(async () => {
-      const raw = await this.db.get(USED_KEY)
-      const stored = parseCounter(raw)
-      if (stored != null) {
-        this.used = stored
-        return
+    this.opening = this.exclusive(async () => {
+      await this.pieceStore.open()
+      for await (const [key] of this.db.iterator({ gte: PENDING_PREFIX, lt: PENDING_END })) {
+        const id = key.slice(PENDING_PREFIX.length)
+        if (await this.db.get(metaKey(id)) == null) { await this.pieceStore.delete(id) }
+        await this.db.del(key)
       }
-      const { bytes } = await this.count()
-      if (raw != null) { this.log.error('usage counter unreadable; recounted %d bytes', bytes) }
-      await this.db.put(USED_KEY, enc.encode(String(bytes)))
-      this.used = bytes
+      // a memory piece store would lose them: they stay where they are
+      if (this.pieceStore instanceof DiskPieceStore) {
+        const moved = await migrateLevelBlobs(this.db, LEGACY_BLOB_PREFIX, this.pieceStore, this.log)
+        if (moved.moved + moved.damaged > 0) { this.log('moved %d blobs (%d bytes) from LevelDB into the piece store; %d damaged ones dropped', moved.moved, moved.bytes, moved.damaged) }
+        if (await this.db.get(USED_KEY) != null) { await this.db.del(USED_KEY) }
+      }
     })
+    this.opening.catch((err) => { this.log.error('could not open the piece store - %e', err) })
+  }
+
+  /** Resolves once start() has opened the piece store; rejects with what made it fail */
+  async ready (): Promise<void> {
+    await this.opening
   }
 
   /** Waits for writes in progress, so the database can be closed */
   async stop (): Promise<void> {
-    await this.exclusive(async () => {})
+    await this.exclusive(async () => {
+      await this.pieceStore.close()
+    })
+  }
+
+  /** Blobs stored (pieces in the piece store) */
+  get pieces (): number {
+    return this.pieceStore.usage().pieces
   }
 
   /** Bytes of blob content stored */
   get usedBytes (): number {
-    return this.used
+    return this.pieceStore.usage().bytes
+  }
+
+  get capacity (): number {
+    return this.pieceStore.usage().capacity
   }
 
   get freeBytes (): number {
-    return Math.max(0, this.capacity - this.used)
+    return this.pieceStore.usage().free
   }
 
   /** Counts the blobs and bytes the metadata records (a full scan: for checks and repair, not the hot path) */
@@ -239,6 +241,7 @@ export class StorageService {
   }
 
   async meta (id: string): Promise<BlobMeta | undefined> {
+    await this.opening
     const m = await this.db.get(metaKey(id))
     if (m == null) { return undefined }
     const meta = decodeMeta(m)
@@ -271,28 +274,40 @@ export class StorageService {
           ops.push({ type: 'put', key: ownerKey(id, owner), value: EMPTY })
           ops.push({ type: 'put', key: metaKey(id), value: encodeMeta({ ...existing, owners: existing.owners + 1 }) })
         }
-        // repair: the caller holds the true bytes, so rewrite a copy that went missing or bad
-        const stored = await this.db.get(blobKey(id))
-        if (stored == null || !Buffer.from(sha256(stored)).equals(digest)) {
-          this.log.error('blob %s was missing or corrupt; rewritten from a new put', id)
-          ops.push({ type: 'put', key: blobKey(id), value: body })
+        // repair: the caller holds the true bytes, so restore a copy that went missing or bad (the piece store dropped it)
+        if (!await this.pieceStore.has(id)) {
+          this.log.error('blob %s was missing or corrupt; restored from a new put', id)
+          await this.putPiece(id, body)
         }
         if (ops.length > 0) { await this.db.batch(ops) }
         return id
       }
-      if (this.used + body.byteLength > this.capacity) {
-        throw new ServiceError(Status.INSUFFICIENT_STORAGE, `this node has ${this.freeBytes} bytes free; the blob needs ${body.byteLength}`)
+      await this.db.put(pendingKey(id), EMPTY, { sync: this.pieceStore.durable })
+      try {
+        await this.putPiece(id, body)
+        await this.db.batch([
+          { type: 'put', key: metaKey(id), value: encodeMeta({ size: body.byteLength, created: Date.now(), owners: 1 }) },
+          { type: 'put', key: ownerKey(id, owner), value: EMPTY },
+          { type: 'del', key: pendingKey(id) }
+        ], { sync: this.pieceStore.durable })
+      } catch (err) {
+        // nothing refers to the piece: take it back (start() does, if this fails too)
+        await this.pieceStore.delete(id).catch(() => {})
+        await this.db.del(pendingKey(id)).catch(() => {})
+        throw err
       }
-      const used = this.used + body.byteLength
-      await this.db.batch([
-        { type: 'put', key: blobKey(id), value: body },
-        { type: 'put', key: metaKey(id), value: encodeMeta({ size: body.byteLength, created: Date.now(), owners: 1 }) },
-        { type: 'put', key: ownerKey(id, owner), value: EMPTY },
-        { type: 'put', key: USED_KEY, value: enc.encode(String(used)) }
-      ])
-      this.used = used
       return id
     })
+  }
+
+  /** Stores a piece whose id the caller computed from its bytes, naming a full store as the protocol does */
+  private async putPiece (id: string, body: Uint8Array): Promise<void> {
+    try {
+      await this.pieceStore.put(id, body, { trustedId: true })
+    } catch (err) {
+      if (err instanceof InsufficientStorageError) { throw new ServiceError(Status.INSUFFICIENT_STORAGE, `this node has ${this.freeBytes} bytes free; the blob needs ${body.byteLength}`) }
+      throw err
+    }
   }
 
   /**
@@ -304,7 +319,7 @@ export class StorageService {
     if (body.byteLength > this.maxBlobSize) {
       return new ServiceError(Status.TOO_LARGE, `blob of ${body.byteLength} bytes exceeds the limit of ${this.maxBlobSize} bytes per blob; split the file into pieces`)
     }
-    if (this.used + body.byteLength <= this.capacity) { return undefined }
+    if (body.byteLength <= this.freeBytes) { return undefined }
     // content already here takes no room
     const id = hex(bodyHash?.byteLength === 32 ? bodyHash : sha256(body))
     if (await this.meta(id) != null) { return undefined }
@@ -321,15 +336,34 @@ export class StorageService {
 
   /** The blob, or its bytes [offset, offset + length) clipped to its end */
   async get (id: string, offset = 0, length?: number): Promise<Uint8Array> {
-    const blob = await this.db.get(blobKey(id))
-    if (blob == null) { throw new ServiceError(Status.NOT_FOUND, `no blob ${id}`) }
-    if (this.verifyOnGet && hex(sha256(blob)) !== id) {
-      this.log.error('blob %s failed its integrity check (%d bytes stored); not served', id, blob.byteLength)
+    await this.opening
+    let blob: Uint8Array | undefined
+    try {
+      // verified whole, or only the bytes asked for when not verifying
+      blob = this.verifyOnGet ? await this.pieceStore.get(id) : await this.readRange(id, offset, length)
+    } catch (err) {
+      if (err instanceof PieceDamagedError) {
+        this.log.error('blob %s failed its integrity check; not served: %e', id, err)
+        throw new ServiceError(Status.SERVER_ERROR, 'the stored copy of this blob is damaged')
+      }
+      throw err
+    }
+    if (blob == null) {
+      if (await this.meta(id) == null) { throw new ServiceError(Status.NOT_FOUND, `no blob ${id}`) }
+      // metadata without its piece: the piece store dropped a damaged copy
       throw new ServiceError(Status.SERVER_ERROR, 'the stored copy of this blob is damaged')
     }
+    if (!this.verifyOnGet) { return blob }
     if (offset > blob.byteLength) { throw new ServiceError(Status.BAD_REQUEST, `offset ${offset} is past the end of the blob (${blob.byteLength} bytes)`) }
     const end = length == null ? blob.byteLength : Math.min(blob.byteLength, offset + length)
     return blob.subarray(offset, end)
+  }
+
+  private async readRange (id: string, offset: number, length?: number): Promise<Uint8Array | undefined> {
+    const size = await this.pieceStore.size(id)
+    if (size == null) { return undefined }
+    if (offset > size) { throw new ServiceError(Status.BAD_REQUEST, `offset ${offset} is past the end of the blob (${size} bytes)`) }
+    return this.pieceStore.read(id, offset, length ?? size)
   }
 
   /**
@@ -348,14 +382,13 @@ export class StorageService {
         ])
         return false
       }
-      const used = Math.max(0, this.used - meta.size)
       await this.db.batch([
-        { type: 'del', key: blobKey(id) },
         { type: 'del', key: metaKey(id) },
         { type: 'del', key: ownerKey(id, owner) },
-        { type: 'put', key: USED_KEY, value: enc.encode(String(used)) }
-      ])
-      this.used = used
+        { type: 'put', key: pendingKey(id), value: EMPTY }
+      ], { sync: this.pieceStore.durable })
+      await this.pieceStore.delete(id)
+      await this.db.del(pendingKey(id))
       return true
     })
   }
@@ -375,10 +408,13 @@ export class StorageService {
    * (audits check the leaves they read against the stored leaf hashes)
    */
   async rangeReader (id: string): Promise<(offset: number, length: number) => Promise<Uint8Array>> {
-    // the LevelDB store has no range read: one read of the value; the piece store reads just the range
-    const blob = await this.db.get(blobKey(id))
-    if (blob == null) { throw new ServiceError(Status.NOT_FOUND, `the bytes of blob ${id} are missing`) }
-    return async (offset, length) => blob.subarray(offset, offset + length)
+    await this.opening
+    return async (offset, length) => {
+      // the piece store reads just these bytes (unverified: the caller checks them against the leaf hashes)
+      const bytes = await this.pieceStore.read(id, offset, length)
+      if (bytes == null) { throw new ServiceError(Status.NOT_FOUND, `the bytes of blob ${id} are missing`) }
+      return bytes
+    }
   }
 
   /** The service definition to register with OpenCloud */
@@ -396,7 +432,7 @@ export class StorageService {
       name: 'storage',
       version: '1.0.0',
       description: 'content-addressed blob storage (id = SHA-256 of the content)',
-      describe: () => ({ capacity: this.capacity, used: this.used, free: this.freeBytes, maxBlobSize: this.maxBlobSize, ...this.keeper.terms() }),
+      describe: () => ({ capacity: this.capacity, used: this.usedBytes, free: this.freeBytes, maxBlobSize: this.maxBlobSize, ...this.keeper.terms() }),
       start: async () => {
         await this.start()
         this.keeper.startSweeper()

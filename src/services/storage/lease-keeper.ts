@@ -34,6 +34,37 @@ const treeKey = (id: string): string => `tree/${id}`
 const TREE_CACHE_SIZE = 16
 const ID = /^[0-9a-fA-F]{64}$/
 
+/** Lease terms a seller sets (part of `StorageServiceInit`) */
+export interface LeaseOptions {
+  /** The seller's key: signs the receipts of puts and renewals (none: answers carry no receipt) */
+  privateKey?: PrivateKey
+  /**
+   * Lease of a put that names none, seconds
+   *
+   * @default 30 days
+   */
+  defaultLease?: number
+  /**
+   * Longest lease one put or renewal may buy, seconds
+   *
+   * @default 5 years
+   */
+  maxLease?: number
+  /**
+   * How long a piece is kept after its last lease ended, seconds, so a late
+   * renewal still finds it
+   *
+   * @default 1 day
+   */
+  leaseGrace?: number
+  /**
+   * How often ended leases are swept, ms
+   *
+   * @default 60 s
+   */
+  sweepInterval?: number
+}
+
 /** What the lease side needs of the piece side (the StorageService) */
 export interface PieceAccess {
   put(body: Uint8Array, owner: string, bodyHash?: Uint8Array): Promise<string>
@@ -327,7 +358,7 @@ export class LeaseKeeper {
               throw err
             }
             const root = rootOfHashes(await this.leafHashesOf(id, call.body))
-            return { body: await this.leaseAnswer(call, 'put', id, call.body.byteLength, root, lease, cost) }
+            return { body: await this.leaseAnswer(call, 'put', id, call.body.byteLength, root, lease, cost), evidence: true }
           })
         }
       },
@@ -351,7 +382,7 @@ export class LeaseKeeper {
             const size = (await this.pieces.meta(id))?.size ?? 0
             const { lease } = await this.leases.extend(id, ownerOf(call), seconds, cost)
             const root = rootOfHashes(await this.leafHashesOf(id))
-            return { body: await this.leaseAnswer(call, 'renew', id, size, root, lease, cost) }
+            return { body: await this.leaseAnswer(call, 'renew', id, size, root, lease, cost), evidence: true }
           })
         }
       },

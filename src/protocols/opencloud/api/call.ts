@@ -14,6 +14,8 @@ export interface Reply {
   acceptablePayment?: AcceptablePayment
   /** SHA-256 of body, when the method supplied it */
   bodyHash?: Uint8Array
+  /** the response is evidence (a quote, a receipt): signed whatever the request asked */
+  evidence?: boolean
 }
 
 /**
@@ -37,12 +39,17 @@ export interface PolicyTerms {
 export interface CallState {
   peer: PeerId
   request: Request
-  /** what the request's signatures cover */
+  /** what the request's signatures cover (the server computes it on first use) */
   digest: Uint8Array
-  /** SHA-256 of the request body (already part of the digest) */
+  /** SHA-256 of the request body (part of the digest), once computed */
   bodyHash?: Uint8Array
-  /** credentials whose signatures verified (after the signature stage) */
+  /**
+   * the caller's credentials (after the signature stage): those whose
+   * signatures verified, or the connection's own `oc:` id of an unsigned request
+   */
   credentials: string[]
+  /** the request carried signatures and they verified (after the signature stage) */
+  signed?: boolean
   service?: ServiceDefinition
   methodName?: string
   /** undefined for the template methods info/methods/quote */
@@ -110,6 +117,7 @@ export function toCall (state: CallState): ServiceCall {
     body: state.request.body,
     peer: state.peer,
     credentials: state.credentials,
+    signed: state.signed,
     signal: state.signal,
     bodyHash: state.bodyHash,
     requestDigest: state.digest,

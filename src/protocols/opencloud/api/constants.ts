@@ -1,9 +1,13 @@
-/** libp2p protocol id of OpenCloud */
-export const PROTOCOL = '/opencloud/1.0.0'
+/**
+ * libp2p protocol id of OpenCloud. Only this version is served: 1.0.0
+ * requests name no audience, so a signed 1.0.0 request could be relayed to
+ * another server (docs/protocol.md "Versions")
+ */
+export const PROTOCOL = '/opencloud/1.1.0'
 
 /** Domain separation prefixes for signatures (docs/protocol.md, "Signatures") */
-export const REQUEST_DOMAIN = 'opencloud/1.0.0 request'
-export const RESPONSE_DOMAIN = 'opencloud/1.0.0 response'
+export const REQUEST_DOMAIN = 'opencloud/1.1.0 request'
+export const RESPONSE_DOMAIN = 'opencloud/1.1.0 response'
 
 /** Largest body a request or response may carry: 4 MiB */
 export const MAX_BODY_SIZE = 4 * 1024 * 1024

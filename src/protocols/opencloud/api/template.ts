@@ -32,11 +32,16 @@ export interface ServiceCall {
   body: Uint8Array
   /** the remote libp2p peer (authenticated by the transport) */
   peer: PeerId
-  /** credentials whose signatures verified */
+  /**
+   * the caller's credentials: those whose signatures verified, or, for an
+   * unsigned request, the connection's own `oc:` id (the channel authenticated it)
+   */
   credentials: string[]
+  /** true when the request was signed (its signatures verified): evidence a third party can check */
+  signed?: boolean
   /** aborted when the call times out, the stream closes or the node stops */
   signal: AbortSignal
-  /** SHA-256 of `body`, computed once by the framework for the request digest */
+  /** SHA-256 of `body` when the framework computed it (signed requests: it is part of the digest) */
   bodyHash?: Uint8Array
   /** the request digest (what the caller's signature covers, echoed in the response): evidence such as storage receipts names it */
   requestDigest?: Uint8Array
@@ -59,6 +64,11 @@ export interface MethodResult {
    * the server then does not hash the body again to sign the response
    */
   bodyHash?: Uint8Array
+  /**
+   * the response is evidence (a receipt, a promise of service): the server
+   * signs it even when the client did not ask (docs/protocol.md "Signatures")
+   */
+  evidence?: boolean
 }
 
 /** Why a call cannot be served (a status other than ok), as a precheck answers it */

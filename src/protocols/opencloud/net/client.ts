@@ -4,61 +4,16 @@ import { MAX_FRAME_SIZE, MAX_NONCE_RETRIES, MAX_STREAMS_PER_PEER, MESSAGE_TIMEOU
 import { InvalidResponseSignatureError, OpenCloudStatusError, ProtocolViolationError, StreamNotUsableError, StreamPoolTimeoutError } from '../api/errors.js'
 import { openCloudId, openCloudVerifier, requestDigest, responseDigest, verifyAll } from '../api/signing.js'
 import { statusPath } from '../api/status.js'
-import { PaymentType, Request, Response, Status } from '../pb/opencloud.js'
+import { PaymentType, Reason, Request, Response, Status } from '../pb/opencloud.js'
 import { deadline, FrameReader } from './framing.js'
+import { checkLimits } from './limited.js'
+import type { CallRequest, CallResult, CallTarget } from './call-types.js'
 import type { CredentialVerifier, Signer } from '../api/signing.js'
-import type { Payment, AcceptablePayment, Reason } from '../pb/opencloud.js'
 import type { AbortOptions, Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { ConnectionManager } from '@libp2p/interface-internal'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
-/** Where to send a call: a peer id (dialled through the peer store) or a multiaddr */
-export type CallTarget = PeerId | Multiaddr | string
-
-/** One call to a remote service, as `OpenCloud.call()` and `callOk()` take it */
-export interface CallRequest {
-  /** the service's name, e.g. `sha256` */
-  service: string
-  /** the method's name, e.g. `hash`, or a template method: `info`, `methods`, `quote` */
-  method: string
-  /** string arguments (at most `MAX_ARGS`, each at most `MAX_ARG_LENGTH` bytes) */
-  args?: string[]
-  /** the request body (at most the seller's body limit, 4 MiB by default) */
-  body?: Uint8Array
-  /** how this call is paid, when it is (docs/payments.md); none by default */
-  paymentType?: PaymentType
-  /** the payment itself, for `paymentType` other than none */
-  payment?: Payment
-  /** more credentials for this call, after the node's own (e.g. a `btc:` address) */
-  signers?: Signer[]
-}
-
-/**
- * The answer to a call, whatever its status: `call()` resolves with it for
- * every status the server sends (and rejects only when there is no valid
- * answer: a dial, stream, timeout or signature failure)
- */
-export interface CallResult {
-  /** `status === Status.OK` */
-  ok: boolean
-  /** the status the server answered (docs/protocol.md "Statuses") */
-  status: Status
-  /** the spec's status path, e.g. `client-error/service-unsupported` */
-  path: string
-  /** the server's explanation of the status, may be empty: for people, never parsed */
-  detail: string
-  /** why the server refused, to branch on (docs/protocol.md "Reasons"); unspecified on ok */
-  reason: Reason
-  /** the response body (empty unless the method returned one) */
-  body: Uint8Array
-  /** with `request-declined/payment-declined/…`: what the seller would accept */
-  acceptablePayment?: AcceptablePayment
-  /** the server's OpenCloud ID (checked against the connection's peer) */
-  signer: string
-  peer: PeerId
-  /** the whole signed response: evidence that can be shown to third parties */
-  response: Response
-}
+export type { CallRequest, CallResult, CallTarget } from './call-types.js'
 
 export interface ClientInit {
   connectionManager: ConnectionManager
@@ -103,6 +58,8 @@ interface PeerState {
   active: number
   /** nonces the peer handed out, newest last */
   nonces: Uint8Array[]
+  /** the peer's OpenCloud ID: the audience of requests to it */
+  audience: string
   /** calls waiting for a stream, oldest first */
   waiters: Array<() => void>
 }
@@ -116,6 +73,8 @@ const MAX_STALE_RETRIES = 2
 
 /** protons types bytes fields as Uint8Array<ArrayBuffer> */
 type Bytes = Uint8Array<ArrayBuffer>
+
+const EMPTY = new Uint8Array(0)
 
 function usable (stream: Stream): boolean {
   return stream.status === 'open' &&
@@ -134,6 +93,8 @@ function usable (stream: Stream): boolean {
  * found closed before any byte of it was written; once written, a failure is
  * reported, because the server may have served it.
  */
+export { LimitedConnectionError } from './limited.js'
+
 export class OpenCloudClient {
   private readonly init: ClientInit
   private readonly peers = new Map<string, PeerState>()
@@ -145,6 +106,8 @@ export class OpenCloudClient {
   private readonly verifyResponses: boolean
   private readonly idleStreamTimeout: number
   private readonly verifiers: CredentialVerifier[] = [openCloudVerifier]
+  /** this node's OpenCloud ID: the credential of unsigned requests, the audience of responses */
+  private readonly ownCredential: string
   private closed = false
 
   constructor (init: ClientInit) {
@@ -154,6 +117,7 @@ export class OpenCloudClient {
     this.maxStreamsPerPeer = init.maxStreamsPerPeer ?? MAX_STREAMS_PER_PEER
     this.verifyResponses = init.verifyResponses ?? false
     this.idleStreamTimeout = init.idleStreamTimeout ?? 20_000
+    this.ownCredential = init.signers[0]?.credential ?? ''
   }
 
   /**
@@ -170,6 +134,8 @@ export class OpenCloudClient {
   async call (target: CallTarget, call: CallRequest, options: AbortOptions = {}): Promise<CallResult> {
     if (this.closed) { throw new NotStartedError('the OpenCloud client is closed') }
     const connection = await this.connect(target, options)
+    // a relayed connection carries little: say so before sending what cannot fit
+    checkLimits(connection, call.body?.byteLength ?? 0)
     const peer = connection.remotePeer
     const key = peer.toString()
     const state = this.peerState(key)
@@ -179,14 +145,22 @@ export class OpenCloudClient {
       held.session = await this.acquire(connection, state, options)
       // the nonce is taken once a stream is ready, so it is fresh when it is
       // sent (the server keeps only the newest nonces of a peer)
-      let request = await this.buildRequest(call, state.nonces.pop())
+      let sign = this.mustSign(call)
+      const signResponse = call.signResponse ?? this.verifyResponses
+      let request = await this.buildRequest(call, state.nonces.pop(), state.audience, sign, signResponse)
       for (let nonceRetries = 0; ;) {
         const response = await this.send(target, connection, state, held, request, options)
-        await this.checkResponse(response, peer)
+        await this.checkResponse(response, state.audience, signResponse)
         if (response.status === Status.REFRESH_NONCE && nonceRetries < MAX_NONCE_RETRIES && response.nextNonce.byteLength > 0) {
           // retry at once, on the same stream, with the nonce just issued
           nonceRetries++
-          request = await this.buildRequest(call, response.nextNonce)
+          request = await this.buildRequest(call, response.nextNonce, state.audience, sign, signResponse)
+          continue
+        }
+        if (!sign && response.status === Status.ACCESS_DENIED && response.reason === Reason.REASON_SIGNATURE_REQUIRED && response.nextNonce.byteLength > 0) {
+          // this server's policy wants this call signed: once more, signed
+          sign = true
+          request = await this.buildRequest(call, response.nextNonce, state.audience, sign, signResponse)
           continue
         }
         if (response.nextNonce.byteLength > 0) {
@@ -202,6 +176,7 @@ export class OpenCloudClient {
           body: response.body,
           acceptablePayment: response.acceptablePayment,
           signer: response.id[0] ?? '',
+          signed: response.sig.length > 0,
           peer,
           response
         }
@@ -265,21 +240,38 @@ export class OpenCloudClient {
     }))
   }
 
-  private async buildRequest (call: CallRequest, nonce: Uint8Array | undefined): Promise<Request> {
+  /**
+   * Whether a call must be signed (docs/protocol.md "Signatures"): a payment
+   * or promise, or any credential beyond the node's own OpenCloud ID, is
+   * evidence and is signed; otherwise the noise channel authenticates the
+   * caller and the signature is left out unless asked for
+   */
+  private mustSign (call: CallRequest): boolean {
+    return call.sign === true ||
+      (call.paymentType ?? PaymentType.PAYMENT_NONE) !== PaymentType.PAYMENT_NONE ||
+      (call.signers != null && call.signers.length > 0) ||
+      this.init.signers.length !== 1
+  }
+
+  private async buildRequest (call: CallRequest, nonce: Uint8Array | undefined, audience: string, sign: boolean, signResponse: boolean): Promise<Request> {
     const signers = call.signers == null || call.signers.length === 0 ? this.init.signers : [...this.init.signers, ...call.signers]
     const request: Request = {
-      id: signers.map(s => s.credential),
+      id: sign ? signers.map(s => s.credential) : [this.ownCredential],
       sig: [],
-      nonce: (nonce ?? new Uint8Array()) as Bytes,
+      nonce: (nonce ?? EMPTY) as Bytes,
       service: call.service,
       method: call.method,
       args: call.args ?? [],
       paymentType: call.paymentType ?? PaymentType.PAYMENT_NONE,
       payment: call.payment,
-      body: (call.body ?? new Uint8Array()) as Bytes
+      body: (call.body ?? EMPTY) as Bytes,
+      audience,
+      signResponse
     }
-    const d = requestDigest(request)
-    request.sig = await Promise.all(signers.map(async s => s.sign(d) as Promise<Bytes>))
+    if (sign) {
+      const d = requestDigest(request)
+      request.sig = await Promise.all(signers.map(async s => s.sign(d) as Promise<Bytes>))
+    }
     return request
   }
 
@@ -311,13 +303,22 @@ export class OpenCloudClient {
     }
   }
 
-  /** The response must come from the peer we are connected to and, unless disabled, verify */
-  private async checkResponse (response: Response, peer: PeerId): Promise<void> {
-    const expected = openCloudId(peer)
+  /**
+   * The response must come from the peer we are connected to, be addressed
+   * to this node, carry the signature asked for and, with verifyResponses,
+   * verify
+   */
+  private async checkResponse (response: Response, expected: string, signResponse: boolean): Promise<void> {
     if (response.id[0] !== expected) {
       throw new InvalidResponseSignatureError(`response is not signed by ${expected}`)
     }
-    if (this.verifyResponses) {
+    if (response.audience !== this.ownCredential) {
+      throw new InvalidResponseSignatureError(`response is addressed to ${response.audience.slice(0, 80)}, not to ${this.ownCredential}`)
+    }
+    if (signResponse && response.sig.length === 0) {
+      throw new InvalidResponseSignatureError('the response is not signed, though a signature was asked for')
+    }
+    if (this.verifyResponses && response.sig.length > 0) {
       const bad = await verifyAll(this.verifiers, response.id, response.sig, responseDigest(response))
       if (bad >= 0) { throw new InvalidResponseSignatureError(`response signature ${bad} does not verify`) }
     }
@@ -348,7 +349,7 @@ export class OpenCloudClient {
   private peerState (key: string): PeerState {
     let state = this.peers.get(key)
     if (state == null) {
-      state = { idle: [], open: 0, active: 0, nonces: [], waiters: [] }
+      state = { idle: [], open: 0, active: 0, nonces: [], waiters: [], audience: openCloudId(key) }
       this.peers.set(key, state)
       if (this.peers.size > MAX_PEER_STATES) {
         // forget the oldest peer with nothing in flight (its nonces only cost a refresh-nonce)
@@ -369,6 +370,14 @@ export class OpenCloudClient {
    * bounded by the caller's signal and by the message timeout.
    */
   private async acquire (connection: Connection, state: PeerState, options: AbortOptions): Promise<Session> {
+    // the usual case, an idle pooled stream: no wait, so no deadline
+    const ready = this.closed || options.signal?.aborted === true ? undefined : state.idle.at(-1)
+    if (ready != null && usable(ready.stream)) {
+      state.idle.pop()
+      clearTimeout(ready.idleTimer)
+      ready.unwatch?.()
+      return ready
+    }
     const wait = deadline(this.messageTimeout, () => new StreamPoolTimeoutError(`no stream to ${connection.remotePeer.toString()} became free in time`), options.signal)
     try {
       while (true) {
@@ -386,7 +395,8 @@ export class OpenCloudClient {
         if (state.open < this.maxStreamsPerPeer) {
           state.open++
           try {
-            const stream = await connection.newStream(PROTOCOL, { signal: wait.signal })
+            // calls run over relayed (limited) connections too, within the relay's limits
+            const stream = await connection.newStream(PROTOCOL, { signal: wait.signal, runOnLimitedConnection: true })
             return { stream, frames: new FrameReader(stream, { maxFrameSize: this.maxFrameSize }) }
           } catch (err) {
             state.open--
@@ -472,6 +482,7 @@ export class OpenCloudClient {
  */
 export async function verifyResponse (result: Pick<CallResult, 'response' | 'peer'>, verifiers: readonly CredentialVerifier[] = [openCloudVerifier]): Promise<boolean> {
   const { response, peer } = result
-  if (response.id.length === 0 || response.id[0] !== openCloudId(peer)) { return false }
+  // an unsigned response is no evidence (the channel authenticated it to its client only)
+  if (response.id.length === 0 || response.sig.length === 0 || response.id[0] !== openCloudId(peer)) { return false }
   return (await verifyAll(verifiers, response.id, response.sig, responseDigest(response))) < 0
 }

@@ -9,6 +9,7 @@
  * length before reading any of the data, times the idle wait and the transfer
  * separately, and charges buffered bytes to a shared per-peer budget.
  */
+import { TimeoutError } from '@libp2p/interface'
 import { byteStream } from '@libp2p/utils'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { BufferBudgetExceededError, FrameTimeoutError, FrameTooLargeError, IdleTimeoutError, TruncatedFrameError } from '../api/errors.js'
@@ -35,6 +36,13 @@ export function encodeVarint (n: number): Uint8Array {
     out[i] = i < out.length - 1 ? low | 0x80 : low
   }
   return out
+}
+
+/** Bytes of the complete varint at the head of `bytes` */
+function varintPrefixLength (bytes: Uint8ArrayList): number {
+  let i = 0
+  while ((bytes.get(i) & 0x80) !== 0) { i++ }
+  return i + 1
 }
 
 /** Decodes a complete unsigned varint (every byte but the last has the high bit set) */
@@ -143,6 +151,8 @@ export class FrameReader {
   private released = false
   /** why this reader reset the stream, reported by the read in progress */
   private failure?: Error
+  /** aborts the wait in progress when its timeout passes (reads without an outer signal) */
+  private timeouts?: AbortController
 
   constructor (stream: Stream, init: FrameReaderInit) {
     this.stream = stream
@@ -200,8 +210,16 @@ export class FrameReader {
    * signal's reason when it aborts; the stream's error when it is reset.
    */
   async read (options: FrameReadOptions = {}): Promise<Uint8ArrayList | null> {
+    const whole = this.buffered()
+    if (whole >= 0) {
+      // the whole frame is here already (a small request usually arrives in
+      // one piece): no wait, so no timers
+      const all = await this.bytes.read({ bytes: whole })
+      this.charge(-all.byteLength)
+      return all.sublist(varintPrefixLength(all))
+    }
     let first: Uint8ArrayList
-    const idle = deadline(options.idleTimeout, () => new IdleTimeoutError(`no request within ${options.idleTimeout} ms`), options.signal)
+    const idle = this.timed(options.idleTimeout, 'idle', options.signal)
     try {
       first = await this.bytes.read({ bytes: 1, signal: idle.signal })
     } catch (err: any) {
@@ -213,12 +231,61 @@ export class FrameReader {
       idle.clear()
     }
     this.charge(-first.byteLength)
-    const transfer = deadline(options.messageTimeout, () => new FrameTimeoutError(`frame not complete within ${options.messageTimeout} ms`), options.signal)
+    const rest = this.buffered(first.get(0))
+    if (rest >= 0) {
+      // the rest of the frame came with its first byte
+      const all = rest === 0 ? first : new Uint8ArrayList(first, await this.bytes.read({ bytes: rest }))
+      this.charge(-(all.byteLength - 1))
+      return all.sublist(varintPrefixLength(all))
+    }
+    const transfer = this.timed(options.messageTimeout, 'transfer', options.signal)
     try {
       return await this.readRest(first, transfer.signal)
     } finally {
       transfer.clear()
     }
+  }
+
+  /**
+   * A deadline for one wait. Without an outer signal (the server's reads)
+   * one controller serves every wait of this reader: when it fires the
+   * stream is over anyway, so it never needs to be re-created, and a wait
+   * costs a timer rather than a controller and its signal.
+   */
+  private timed (ms: number | undefined, phase: 'idle' | 'transfer', outer?: AbortSignal): Deadline {
+    const reason = (): Error => phase === 'idle' ? new IdleTimeoutError(`no request within ${ms} ms`) : new FrameTimeoutError(`frame not complete within ${ms} ms`)
+    if (outer != null || ms == null) { return deadline(ms, reason, outer) }
+    this.timeouts ??= new AbortController()
+    const controller = this.timeouts
+    const timer = setTimeout(() => { controller.abort(reason()) }, ms)
+    return { signal: controller.signal, clear: () => { clearTimeout(timer) } }
+  }
+
+  /**
+   * The bytes to take from the read buffer for a complete frame at its head
+   * (after `head`, the frame's first byte when it was already taken), or -1
+   * when the frame is incomplete or out of bounds: the timed path then
+   * waits for it and reports the errors
+   */
+  private buffered (head?: number): number {
+    // the byte stream's buffer (not in its type; without it every read takes the timed path)
+    const buf = (this.bytes as unknown as { readBuffer?: Uint8ArrayList }).readBuffer
+    if (buf == null || this.failure != null) { return -1 }
+    const have = buf.byteLength
+    const offset = head == null ? 0 : 1
+    let length = 0
+    let scale = 1
+    for (let i = 0; i < this.maxLengthLength && i < have + offset; i++) {
+      const b = i < offset ? head as number : buf.get(i - offset)
+      length += (b & 0x7f) * scale
+      scale *= 0x80
+      if ((b & 0x80) === 0) {
+        const need = i + 1 + length - offset
+        if (length > this.maxFrameSize || have < need) { return -1 }
+        return need
+      }
+    }
+    return -1
   }
 
   private async readRest (first: Uint8ArrayList, signal?: AbortSignal): Promise<Uint8ArrayList> {
@@ -252,8 +319,17 @@ export class FrameReader {
     }
   }
 
-  /** Writes one frame, waiting for the stream to drain when its buffer is full */
-  async write (data: Uint8Array, options: AbortOptions = {}): Promise<void> {
-    await this.bytes.write(new Uint8ArrayList(encodeVarint(data.byteLength), data), options)
+  /**
+   * Writes one frame, waiting for the stream to drain when its buffer is
+   * full, at most `timeout` ms (the timer is only set when there is a wait)
+   */
+  async write (data: Uint8Array, options: AbortOptions & { timeout?: number } = {}): Promise<void> {
+    if (this.stream.send(new Uint8ArrayList(encodeVarint(data.byteLength), data))) { return }
+    const wait = deadline(options.timeout, () => new TimeoutError(`frame not sent within ${options.timeout} ms`), options.signal)
+    try {
+      await this.stream.onDrain({ signal: wait.signal })
+    } finally {
+      wait.clear()
+    }
   }
 }

@@ -1,6 +1,14 @@
 import { randomBytes } from 'node:crypto'
 import { MAX_NONCE_PEERS, MAX_NONCES_PER_PEER, NONCE_LENGTH, NONCE_TTL } from '../api/constants.js'
 
+/** Nonces drawn from the CSPRNG per call: one call per 256 nonces instead of one each */
+const POOL_SIZE = 256 * NONCE_LENGTH
+
+/** The map key of a nonce: its bytes as a latin1 string, without a copy */
+function keyOf (nonce: Uint8Array): string {
+  return Buffer.from(nonce.buffer, nonce.byteOffset, nonce.byteLength).toString('latin1')
+}
+
 export interface NonceStoreInit {
   /** @default 300_000 */
   ttl?: number
@@ -24,8 +32,10 @@ export class NonceStore {
   private readonly maxPerPeer: number
   private readonly maxPeers: number
   private readonly now: () => number
-  /** peer → (nonce hex → expiry); Map iteration order is insertion order */
+  /** peer → (nonce bytes as latin1 → expiry); Map iteration order is insertion order */
   private readonly peers = new Map<string, Map<string, number>>()
+  private pool: Uint8Array = new Uint8Array(0)
+  private poolAt = 0
 
   constructor (init: NonceStoreInit = {}) {
     this.ttl = init.ttl ?? NONCE_TTL
@@ -36,7 +46,13 @@ export class NonceStore {
 
   /** Issues a fresh nonce for `peer` */
   issue (peer: string): Uint8Array {
-    const nonce = randomBytes(NONCE_LENGTH)
+    if (this.poolAt + NONCE_LENGTH > this.pool.byteLength) {
+      this.pool = randomBytes(POOL_SIZE)
+      this.poolAt = 0
+    }
+    // a view of the pool: each nonce's 16 bytes are handed out once
+    const nonce = this.pool.subarray(this.poolAt, this.poolAt + NONCE_LENGTH)
+    this.poolAt += NONCE_LENGTH
     let nonces = this.peers.get(peer)
     if (nonces == null) {
       nonces = new Map()
@@ -45,7 +61,7 @@ export class NonceStore {
       this.peers.delete(peer)
     }
     this.peers.set(peer, nonces)
-    nonces.set(Buffer.from(nonce).toString('hex'), this.now() + this.ttl)
+    nonces.set(keyOf(nonce), this.now() + this.ttl)
     while (nonces.size > this.maxPerPeer) {
       nonces.delete(nonces.keys().next().value as string)
     }
@@ -63,7 +79,7 @@ export class NonceStore {
     if (nonce.byteLength !== NONCE_LENGTH) { return false }
     const nonces = this.peers.get(peer)
     if (nonces == null) { return false }
-    const key = Buffer.from(nonce).toString('hex')
+    const key = keyOf(nonce)
     const expiry = nonces.get(key)
     if (expiry == null) { return false }
     nonces.delete(key)

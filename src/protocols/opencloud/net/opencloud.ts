@@ -81,7 +81,7 @@ export interface OpenCloudComponents {
 
 /**
  * The OpenCloud protocol as a libp2p service: serves the configured services
- * on `/opencloud/1.0.0` and calls other peers' services.
+ * on `/opencloud/1.1.0` and calls other peers' services.
  */
 export interface OpenCloud {
   /** This node's OpenCloud ID, `oc:<peer id>` */
@@ -129,6 +129,7 @@ export class OpenCloudService implements OpenCloud, Startable {
     for (const s of init.services ?? []) { this.addService(s) }
     if (!this.services.has('info')) { this.addService(this.infoService()) }
     this.server = new OpenCloudServer({
+      self: this.id,
       services: this.services,
       nonces: this.nonces,
       verifiers: [openCloudVerifier, ...(init.verifiers ?? [])],
@@ -173,7 +174,9 @@ export class OpenCloudService implements OpenCloud, Startable {
       this.server.handle(stream, connection).catch(err => { this.log.error('handler failed - %e', err) })
     }, {
       maxInboundStreams: this.init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
-      maxOutboundStreams: this.init.maxOutboundStreams ?? MAX_OUTBOUND_STREAMS
+      maxOutboundStreams: this.init.maxOutboundStreams ?? MAX_OUTBOUND_STREAMS,
+      // a seller behind a router is reached over a relay; the relay bounds what such a connection carries
+      runOnLimitedConnection: true
     })
     this.sweep = setInterval(() => { this.nonces.sweep() }, 60_000)
     this.sweep.unref?.()

@@ -16,7 +16,7 @@ import { NAME } from '../../../util/names.js'
 import { callPrice, toCall, usageOf, usageOfState } from '../api/call.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BTC_CREDENTIALS, MAX_CREDENTIAL_LENGTH, MAX_CREDENTIALS, MAX_PAYMENT_FIELD_LENGTH, MAX_SIGNATURE_LENGTH, NONCE_LENGTH } from '../api/constants.js'
 import { parseUnsigned } from '../api/pricing.js'
-import { verifyAll } from '../api/signing.js'
+import { openCloudId, verifyAll } from '../api/signing.js'
 import { isStatus } from '../api/status.js'
 import { QUOTE_VALIDITY, ServiceError, TEMPLATE_METHODS } from '../api/template.js'
 import { isByteSecond, pricePerGiBMonth } from '../api/units.js'
@@ -27,6 +27,8 @@ import type { CredentialVerifier } from '../api/signing.js'
 import type { MethodResult, ServiceDefinition } from '../api/template.js'
 
 export interface PipelineInit {
+  /** this server's OpenCloud ID, `oc:<peer id>`: the audience its requests must name */
+  self: string
   services: Map<string, ServiceDefinition>
   nonces: NonceStore
   verifiers: readonly CredentialVerifier[]
@@ -62,7 +64,9 @@ export function validateShape (maxBodySize: number): Stage {
     if (r.id.some(id => id.length > MAX_CREDENTIAL_LENGTH)) { return { status: Status.BAD_REQUEST, detail: `a credential exceeds ${MAX_CREDENTIAL_LENGTH} characters` } }
     if (r.sig.some(sig => sig.byteLength > MAX_SIGNATURE_LENGTH)) { return { status: Status.BAD_REQUEST, detail: `a signature exceeds ${MAX_SIGNATURE_LENGTH} bytes` } }
     if (r.nonce.byteLength !== 0 && r.nonce.byteLength !== NONCE_LENGTH) { return { status: Status.BAD_REQUEST, detail: `a nonce is ${NONCE_LENGTH} bytes` } }
-    if (r.id.length !== r.sig.length) { return { status: Status.INVALID_SIGNATURE, detail: `${r.id.length} credentials but ${r.sig.length} signatures` } }
+    if (r.audience.length > MAX_CREDENTIAL_LENGTH) { return { status: Status.BAD_REQUEST, detail: `the audience exceeds ${MAX_CREDENTIAL_LENGTH} characters` } }
+    // no signature at all is an unsigned request (the signature stage decides whether it may be)
+    if (r.sig.length !== 0 && r.id.length !== r.sig.length) { return { status: Status.INVALID_SIGNATURE, detail: `${r.id.length} credentials but ${r.sig.length} signatures` } }
     if (!PAYMENT_TYPES.has(r.paymentType)) { return { status: Status.BAD_REQUEST, detail: 'unknown payment-type' } }
     const p = r.payment
     if (p != null && (p.currency.length > MAX_PAYMENT_FIELD_LENGTH || p.deferId.length > MAX_PAYMENT_FIELD_LENGTH || p.deferThreshold.length > MAX_PAYMENT_FIELD_LENGTH)) {
@@ -72,12 +76,37 @@ export function validateShape (maxBodySize: number): Stage {
   }
 }
 
-export function verifySignatures (verifiers: readonly CredentialVerifier[], requireCredentials: boolean): Stage {
+/**
+ * Credentials and signatures (docs/protocol.md "Signatures"). A request is
+ * either signed (one signature per credential, all verified, naming this
+ * server as its audience) or unsigned: then its only credential is the
+ * connection's own `oc:` id, which the noise channel authenticated, and it
+ * may not carry a payment (a payment is evidence, and evidence is signed).
+ */
+export function verifySignatures (verifiers: readonly CredentialVerifier[], requireCredentials: boolean, self: string): Stage {
   return async (state) => {
     const { request: r } = state
+    // before any signature is verified or any nonce consumed: a request meant
+    // for another server (relayed by a peer that got it from its signer) is
+    // refused cheaply, and burns nothing
+    if (r.audience !== '' && r.audience !== self) {
+      return { status: Status.INVALID_SIGNATURE, reason: Reason.REASON_WRONG_AUDIENCE, detail: `this request is addressed to ${r.audience.slice(0, 80)}, not to this node (${self})` }
+    }
     if (r.id.length === 0) {
-      if (requireCredentials) { return { status: Status.ACCESS_DENIED, reason: Reason.REASON_CREDENTIAL_REQUIRED, detail: 'this node requires a signed credential (id + sig)' } }
+      if (requireCredentials) { return { status: Status.ACCESS_DENIED, reason: Reason.REASON_CREDENTIAL_REQUIRED, detail: 'this node requires a credential (id, signed or the connection\'s own oc: id)' } }
       return undefined
+    }
+    if (r.sig.length === 0 && r.id.length === 1 && r.id[0] === openCloudId(state.peer)) {
+      // the channel authenticated this credential; a signature would add nothing but cost
+      if (r.paymentType !== PaymentType.PAYMENT_NONE) {
+        return { status: Status.ACCESS_DENIED, reason: Reason.REASON_SIGNATURE_REQUIRED, detail: 'a payment or promise must be signed (id + sig): the signed request is its evidence' }
+      }
+      state.credentials = [r.id[0]]
+      state.signed = false
+      return undefined
+    }
+    if (r.audience === '') {
+      return { status: Status.INVALID_SIGNATURE, reason: Reason.REASON_WRONG_AUDIENCE, detail: `a signed request must name its audience (${self})` }
     }
     if (r.id.length !== r.sig.length) { return { status: Status.INVALID_SIGNATURE, detail: `${r.id.length} credentials but ${r.sig.length} signatures` } }
     // A credential of a kind this node has no verifier for (a `btc:` address on a node
@@ -90,6 +119,7 @@ export function verifySignatures (verifiers: readonly CredentialVerifier[], requ
       return { status: Status.INVALID_SIGNATURE, detail: `no credential of a kind this node verifies (${verifiers.map(v => v.prefix).join(', ')})` }
     }
     state.credentials = known.map(i => r.id[i])
+    state.signed = true
     return undefined
   }
 }
@@ -131,7 +161,7 @@ export const defaultPaymentGate: Stage = (state) => {
   const method = state.method
   if (r.paymentType !== PaymentType.PAYMENT_NONE) {
     const name = r.paymentType === PaymentType.PAYMENT_ATTACHED ? 'attached' : 'defer'
-    return { status: Status.PAYMENT_DECLINED, reason: Reason.REASON_NO_PAYMENT_BACKEND, detail: `payment-type ${name} is not implemented yet on this node (no payment backend); send payment-type none for free methods` }
+    return { status: Status.PAYMENT_DECLINED, reason: Reason.REASON_NO_PAYMENT_BACKEND, detail: `this node takes no payment-type ${name} (no payment backend); send payment-type none for free methods` }
   }
   if (method == null) { return undefined }
   const cost = callPrice(method, usageOfState(state))
@@ -172,7 +202,7 @@ async function templateMethod (state: CallState): Promise<Reply> {
       const [methodName, ...rest] = state.request.args
       if (methodName == null) { return { status: Status.BAD_REQUEST, detail: 'usage: quote <method> [units…]' } }
       if ((TEMPLATE_METHODS as readonly string[]).includes(methodName)) {
-        return { status: Status.OK, body: json({ service: service.name, method: methodName, currency: 'BTC', units: {}, base: 0n, usage: 0n, amount: 0n }) }
+        return { status: Status.OK, evidence: true, body: json({ service: service.name, method: methodName, currency: 'BTC', units: {}, base: 0n, usage: 0n, amount: 0n }) }
       }
       const m = Object.hasOwn(service.methods, methodName) ? service.methods[methodName] : undefined
       if (m == null) { return { status: Status.METHOD_UNSUPPORTED, detail: `service "${service.name}" has no method "${methodName}"` } }
@@ -189,6 +219,7 @@ async function templateMethod (state: CallState): Promise<Reply> {
       if (cost == null) { return { status: Status.BAD_REQUEST, detail: 'these units are too large to be priced' } }
       return {
         status: Status.OK,
+        evidence: true,
         body: json({
           service: service.name,
           method: methodName,
@@ -231,7 +262,7 @@ export function dispatch (maxBodySize: number): Stage {
     if (!(body instanceof Uint8Array)) { throw new TypeError(`${state.request.service}.${state.request.method} returned a body that is not bytes`) }
     if (body.byteLength > maxBodySize) { throw new RangeError(`${state.request.service}.${state.request.method} returned ${body.byteLength} bytes, over the body limit`) }
     const bodyHash = result.bodyHash instanceof Uint8Array && result.bodyHash.byteLength === 32 && result.body === body ? result.bodyHash : undefined
-    return { status, detail: typeof result.detail === 'string' ? result.detail : undefined, body, bodyHash }
+    return { status, detail: typeof result.detail === 'string' ? result.detail : undefined, body, bodyHash, evidence: result.evidence === true }
   }
 }
 
@@ -275,7 +306,7 @@ export const computeUsage: Stage = (state) => {
 export function createPipeline (init: PipelineInit): Stage[] {
   return [
     validateShape(init.maxBodySize),
-    verifySignatures(init.verifiers, init.requireCredentials),
+    verifySignatures(init.verifiers, init.requireCredentials, init.self),
     checkNonce(init.nonces),
     resolveService(init.services),
     computeUsage,

@@ -1,9 +1,9 @@
 import { AbortError } from '@libp2p/interface'
 import { IDLE_TIMEOUT, MAX_CREDENTIALS, MAX_ARGS, MESSAGE_TIMEOUT, NONCE_LENGTH } from '../api/constants.js'
-import { requestDigest, responseDigest, sha256 } from '../api/signing.js'
+import { openCloudId, requestDigest, responseDigest, sha256 } from '../api/signing.js'
 import { isReason, isStatus } from '../api/status.js'
 import { TEMPLATE_METHODS } from '../api/template.js'
-import { Reason, Request, Response, Status } from '../pb/opencloud.js'
+import { PaymentType, Reason, Request, Response, Status } from '../pb/opencloud.js'
 import { FrameReader } from './framing.js'
 import { createPipeline, runPipeline } from './pipeline.js'
 import type { BufferBudget } from './framing.js'
@@ -87,6 +87,8 @@ export class OpenCloudServer {
   private readonly stages: Stage[]
   private readonly messageTimeout: number
   private readonly idleTimeout: number
+  /** the credentials every response names, the server's OpenCloud ID first */
+  private readonly credentials: string[]
   readonly stats: ServerStats = { streams: 0, requests: 0, byStatus: {}, errors: 0, badFrames: 0, overBudget: 0 }
 
   constructor (init: ServerInit) {
@@ -94,11 +96,15 @@ export class OpenCloudServer {
     this.stages = createPipeline(init)
     this.messageTimeout = init.messageTimeout ?? MESSAGE_TIMEOUT
     this.idleTimeout = init.idleTimeout ?? IDLE_TIMEOUT
+    this.credentials = init.signers.map(s => s.credential)
   }
 
   async handle (stream: Stream, connection: Connection): Promise<void> {
     const { log } = this.init
     const peer = connection.remotePeer
+    // nonces are bound to this peer; every response on this stream is addressed to it
+    const peerKey = peer.toString()
+    const client = openCloudId(peerKey)
     const reader = new FrameReader(stream, { maxFrameSize: this.init.maxFrameSize, budget: this.init.budget, peer: peer.toString() })
     this.stats.streams++
     try {
@@ -117,7 +123,7 @@ export class OpenCloudServer {
         }
 
         let request: Request | undefined
-        let digest: Uint8Array | undefined
+        let state: CallState | undefined
         let reply: Reply | undefined
         try {
           request = Request.decode(frame, { limits: { id: MAX_CREDENTIALS + 1, sig: MAX_CREDENTIALS + 1, args: MAX_ARGS + 1 } })
@@ -127,16 +133,16 @@ export class OpenCloudServer {
         if (request == null) {
           reply = { status: Status.BAD_REQUEST, detail: 'frame is not a valid OpenCloud request' }
         } else {
-          const bodyHash = sha256(request.body)
-          digest = requestDigest(request, bodyHash)
-          reply = await this.process(stream, peer, request, digest, bodyHash)
+          const controller = new AbortController()
+          state = callState(peer, request, controller.signal)
+          reply = await this.process(stream, state, controller)
           if (reply == null) {
             // the stream went away while the request was processed
             stream.abort(new StreamGoneError('stream closed during processing'))
             return
           }
         }
-        await this.writeReply(reader, reply, request, digest, peer.toString())
+        await this.writeReply(reader, reply, state, peerKey, client)
       }
     } catch (err: any) {
       log('stream from %p ended with error - %e', peer, err)
@@ -152,10 +158,8 @@ export class OpenCloudServer {
    * a deadline that passes, is a server-error; the details go to the log,
    * never to the peer.
    */
-  private async process (stream: Stream, peer: PeerId, request: Request, digest: Uint8Array, bodyHash: Uint8Array): Promise<Reply | undefined> {
+  private async process (stream: Stream, state: CallState, controller: AbortController): Promise<Reply | undefined> {
     const { log } = this.init
-    const controller = new AbortController()
-    const state: CallState = { peer, request, digest, bodyHash, credentials: [], signal: controller.signal }
     const timer = setTimeout(() => { controller.abort(new ProcessingTimeoutError('request took too long')) }, this.messageTimeout)
     const onClose = (): void => { controller.abort(new StreamGoneError('stream closed')) }
     stream.addEventListener('close', onClose)
@@ -207,7 +211,7 @@ export class OpenCloudServer {
         this.stats.badFrames++
         log('oversized frame from %p - %s', peer, err.message)
         try {
-          await this.writeReply(reader, { status: Status.TOO_LARGE, detail: `frame exceeds the limit of ${this.init.maxFrameSize} bytes; the stream is closed` }, undefined, undefined, peer.toString())
+          await this.writeReply(reader, { status: Status.TOO_LARGE, detail: `frame exceeds the limit of ${this.init.maxFrameSize} bytes; the stream is closed` }, undefined, peer.toString(), openCloudId(peer))
           await stream.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT) })
         } catch {
           // the peer may already be gone; the stream is reset below either way
@@ -218,7 +222,7 @@ export class OpenCloudServer {
         // the client closed its end inside a frame; it can still read
         this.stats.badFrames++
         try {
-          await this.writeReply(reader, { status: Status.BAD_REQUEST, detail: 'stream ended inside a frame' }, undefined, undefined, peer.toString())
+          await this.writeReply(reader, { status: Status.BAD_REQUEST, detail: 'stream ended inside a frame' }, undefined, peer.toString(), openCloudId(peer))
           await stream.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT) })
         } catch {
           stream.abort(err)
@@ -248,14 +252,14 @@ export class OpenCloudServer {
     }
   }
 
-  /** Signs and writes a response; every response carries a fresh nonce */
-  private async writeReply (reader: FrameReader, reply: Reply, request: Request | undefined, digest: Uint8Array | undefined, peer: string): Promise<void> {
+  /** Writes the response (signed when it is evidence or was asked for); every response carries a fresh nonce */
+  private async writeReply (reader: FrameReader, reply: Reply, state: CallState | undefined, peerKey: string, client: string): Promise<void> {
     this.stats.requests++
     const name = String(reply.status)
     this.stats.byStatus[name] = (this.stats.byStatus[name] ?? 0) + 1
-    this.countCall(request, name)
-    const response = await this.sign(reply, request, digest, peer)
-    await reader.write(Response.encode(response), { signal: AbortSignal.timeout(this.messageTimeout) })
+    this.countCall(state?.request, name)
+    const response = await this.respond(reply, state, peerKey, client)
+    await reader.write(Response.encode(response), { timeout: this.messageTimeout })
   }
 
   /** Counts a response by service, method and status; names the node does not serve are `other`, so a peer cannot grow the map */
@@ -267,23 +271,68 @@ export class OpenCloudServer {
     byCall[key] = (byCall[key] ?? 0) + 1
   }
 
-  async sign (reply: Reply, request: Request | undefined, digest: Uint8Array | undefined, peer: string): Promise<Response> {
-    const nonce = request?.nonce ?? new Uint8Array()
+  /**
+   * The response to `reply`, addressed to `client` (`oc:<peer id>` of the
+   * connection). It is signed when it is evidence: the client asked
+   * (`sign_response`), the request carried a payment or promise, the reply
+   * names a price (`acceptable_payment`) or the method marked it (a quote,
+   * a receipt). Otherwise the noise channel authenticates it, and neither
+   * the request digest nor a signature is computed.
+   */
+  async respond (reply: Reply, state: CallState | undefined, peerKey: string, client: string): Promise<Response> {
+    const request = state?.request
+    const nonce = request?.nonce
+    const signed = state != null && request != null && (
+      request.signResponse ||
+      request.paymentType !== PaymentType.PAYMENT_NONE ||
+      reply.acceptablePayment != null ||
+      reply.evidence === true
+    )
     const response: Response = {
-      id: this.init.signers.map(s => s.credential),
+      id: this.credentials,
       sig: [],
       // echo only what can be a nonce: never reflect arbitrary bytes
-      nonce: (nonce.byteLength === NONCE_LENGTH ? nonce : new Uint8Array()) as Bytes,
+      nonce: (nonce?.byteLength === NONCE_LENGTH ? nonce : EMPTY) as Bytes,
       status: reply.status,
       detail: reply.detail ?? '',
       reason: reply.reason ?? Reason.REASON_UNSPECIFIED,
-      body: (reply.body ?? new Uint8Array()) as Bytes,
-      nextNonce: this.init.nonces.issue(peer) as Bytes,
+      body: (reply.body ?? EMPTY) as Bytes,
+      nextNonce: this.init.nonces.issue(peerKey) as Bytes,
       acceptablePayment: reply.acceptablePayment,
-      requestDigest: (digest ?? new Uint8Array()) as Bytes
+      requestDigest: (signed ? state.digest : EMPTY) as Bytes,
+      audience: client
     }
-    const d = responseDigest(response, reply.bodyHash)
-    response.sig = await Promise.all(this.init.signers.map(async s => s.sign(d) as Promise<Bytes>))
+    if (signed) {
+      const d = responseDigest(response, reply.bodyHash)
+      response.sig = await Promise.all(this.init.signers.map(async s => s.sign(d) as Promise<Bytes>))
+    }
     return response
   }
+}
+
+const EMPTY = new Uint8Array(0)
+
+/**
+ * The state of one call. The request digest (and the body hash in it) is
+ * computed on first use: an unsigned request that gets an unsigned response
+ * never needs it, and hashing plus re-encoding is a good part of a small
+ * call's cost.
+ */
+function callState (peer: PeerId, request: Request, signal: AbortSignal): CallState {
+  let digest: Uint8Array | undefined
+  const state: CallState = {
+    peer,
+    request,
+    credentials: [],
+    signal,
+    bodyHash: undefined,
+    get digest (): Uint8Array {
+      if (digest == null) {
+        state.bodyHash ??= sha256(request.body)
+        digest = requestDigest(request, state.bodyHash)
+      }
+      return digest
+    }
+  }
+  return state
 }

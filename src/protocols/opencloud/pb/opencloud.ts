@@ -212,6 +212,8 @@ export interface Request {
   paymentType: PaymentType
   payment?: Payment
   body: Uint8Array<ArrayBuffer>
+  audience: string
+  signResponse: boolean
 }
 
 export namespace Request {
@@ -275,6 +277,16 @@ export namespace Request {
           w.bytes(obj.body)
         }
 
+        if ((obj.audience != null && obj.audience !== '')) {
+          w.uint32(82)
+          w.string(obj.audience)
+        }
+
+        if ((obj.signResponse != null && obj.signResponse !== false)) {
+          w.uint32(88)
+          w.bool(obj.signResponse)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -287,7 +299,9 @@ export namespace Request {
           method: '',
           args: [],
           paymentType: PaymentType.PAYMENT_NONE,
-          body: uint8ArrayAlloc(0)
+          body: uint8ArrayAlloc(0),
+          audience: '',
+          signResponse: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -344,6 +358,14 @@ export namespace Request {
             }
             case 9: {
               obj.body = reader.bytes()
+              break
+            }
+            case 10: {
+              obj.audience = reader.string()
+              break
+            }
+            case 11: {
+              obj.signResponse = reader.bool()
               break
             }
             default: {
@@ -454,6 +476,20 @@ export namespace Request {
               }
               break
             }
+            case 10: {
+              yield {
+                field: `${prefix}.audience`,
+                value: reader.string()
+              }
+              break
+            }
+            case 11: {
+              yield {
+                field: `${prefix}.signResponse`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -534,6 +570,16 @@ export namespace Request {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface RequestAudienceFieldEvent {
+    field: '$.audience'
+    value: string
+  }
+
+  export interface RequestSignResponseFieldEvent {
+    field: '$.signResponse'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Request>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Request.codec())
   }
@@ -542,7 +588,7 @@ export namespace Request {
     return decodeMessage(buf, Request.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Request>): Generator<RequestIdFieldEvent | RequestSigFieldEvent | RequestNonceFieldEvent | RequestServiceFieldEvent | RequestMethodFieldEvent | RequestArgsFieldEvent | RequestPaymentTypeFieldEvent | RequestPaymentCurrencyFieldEvent | RequestPaymentAmountFieldEvent | RequestPaymentTxnFieldEvent | RequestPaymentDeferIdFieldEvent | RequestPaymentDeferThresholdFieldEvent | RequestBodyFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Request>): Generator<RequestIdFieldEvent | RequestSigFieldEvent | RequestNonceFieldEvent | RequestServiceFieldEvent | RequestMethodFieldEvent | RequestArgsFieldEvent | RequestPaymentTypeFieldEvent | RequestPaymentCurrencyFieldEvent | RequestPaymentAmountFieldEvent | RequestPaymentTxnFieldEvent | RequestPaymentDeferIdFieldEvent | RequestPaymentDeferThresholdFieldEvent | RequestBodyFieldEvent | RequestAudienceFieldEvent | RequestSignResponseFieldEvent> {
     return streamMessage(buf, Request.codec(), opts)
   }
 }
@@ -600,6 +646,7 @@ export enum Reason {
   REASON_CREDENTIAL_REQUIRED = 'REASON_CREDENTIAL_REQUIRED',
   REASON_MIN_BALANCE = 'REASON_MIN_BALANCE',
   REASON_POLICY_DENIED = 'REASON_POLICY_DENIED',
+  REASON_SIGNATURE_REQUIRED = 'REASON_SIGNATURE_REQUIRED',
   REASON_RATE_LIMIT = 'REASON_RATE_LIMIT',
   REASON_MAX_CONCURRENT = 'REASON_MAX_CONCURRENT',
   REASON_PRICE = 'REASON_PRICE',
@@ -615,7 +662,8 @@ export enum Reason {
   REASON_CONFIRMATIONS = 'REASON_CONFIRMATIONS',
   REASON_NO_PAYMENT_BACKEND = 'REASON_NO_PAYMENT_BACKEND',
   REASON_TAB_THRESHOLD = 'REASON_TAB_THRESHOLD',
-  REASON_TX_USED = 'REASON_TX_USED'
+  REASON_TX_USED = 'REASON_TX_USED',
+  REASON_WRONG_AUDIENCE = 'REASON_WRONG_AUDIENCE'
 }
 
 enum __ReasonValues {
@@ -625,6 +673,7 @@ enum __ReasonValues {
   REASON_CREDENTIAL_REQUIRED = 10,
   REASON_MIN_BALANCE = 11,
   REASON_POLICY_DENIED = 12,
+  REASON_SIGNATURE_REQUIRED = 13,
   REASON_RATE_LIMIT = 20,
   REASON_MAX_CONCURRENT = 21,
   REASON_PRICE = 30,
@@ -640,7 +689,8 @@ enum __ReasonValues {
   REASON_CONFIRMATIONS = 50,
   REASON_NO_PAYMENT_BACKEND = 51,
   REASON_TAB_THRESHOLD = 60,
-  REASON_TX_USED = 61
+  REASON_TX_USED = 61,
+  REASON_WRONG_AUDIENCE = 70
 }
 
 export namespace Reason {
@@ -795,6 +845,7 @@ export interface Response {
   acceptablePayment?: AcceptablePayment
   requestDigest: Uint8Array<ArrayBuffer>
   reason: Reason
+  audience: string
 }
 
 export namespace Response {
@@ -861,6 +912,11 @@ export namespace Response {
           Reason.codec().encode(obj.reason, w)
         }
 
+        if ((obj.audience != null && obj.audience !== '')) {
+          w.uint32(90)
+          w.string(obj.audience)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -874,7 +930,8 @@ export namespace Response {
           body: uint8ArrayAlloc(0),
           nextNonce: uint8ArrayAlloc(0),
           requestDigest: uint8ArrayAlloc(0),
-          reason: Reason.REASON_UNSPECIFIED
+          reason: Reason.REASON_UNSPECIFIED,
+          audience: ''
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -931,6 +988,10 @@ export namespace Response {
             }
             case 10: {
               obj.reason = Reason.codec().decode(reader)
+              break
+            }
+            case 11: {
+              obj.audience = reader.string()
               break
             }
             default: {
@@ -1039,6 +1100,13 @@ export namespace Response {
               }
               break
             }
+            case 11: {
+              yield {
+                field: `${prefix}.audience`,
+                value: reader.string()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1113,6 +1181,11 @@ export namespace Response {
     value: Reason
   }
 
+  export interface ResponseAudienceFieldEvent {
+    field: '$.audience'
+    value: string
+  }
+
   export function encode (obj: Partial<Response>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Response.codec())
   }
@@ -1121,7 +1194,7 @@ export namespace Response {
     return decodeMessage(buf, Response.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Response>): Generator<ResponseIdFieldEvent | ResponseSigFieldEvent | ResponseNonceFieldEvent | ResponseStatusFieldEvent | ResponseDetailFieldEvent | ResponseBodyFieldEvent | ResponseNextNonceFieldEvent | ResponseAcceptablePaymentPaymentTypeFieldEvent | ResponseAcceptablePaymentCurrencyFieldEvent | ResponseAcceptablePaymentAmountFieldEvent | ResponseRequestDigestFieldEvent | ResponseReasonFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Response>): Generator<ResponseIdFieldEvent | ResponseSigFieldEvent | ResponseNonceFieldEvent | ResponseStatusFieldEvent | ResponseDetailFieldEvent | ResponseBodyFieldEvent | ResponseNextNonceFieldEvent | ResponseAcceptablePaymentPaymentTypeFieldEvent | ResponseAcceptablePaymentCurrencyFieldEvent | ResponseAcceptablePaymentAmountFieldEvent | ResponseRequestDigestFieldEvent | ResponseReasonFieldEvent | ResponseAudienceFieldEvent> {
     return streamMessage(buf, Response.codec(), opts)
   }
 }

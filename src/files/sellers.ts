@@ -1,0 +1,211 @@
+/**
+ * The per-seller piece operations the file pipeline uses, behind one
+ * interface (PieceSellers) so that leases, receipts and audits plug in later
+ * without changing the pipeline; the node's own records of each seller's
+ * successes and failures; and the ranking of sellers for a put.
+ */
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { sha256 } from '../protocols/opencloud/api/signing.js'
+import type { SellerCandidate } from '../market/select.js'
+import type { CallRequest, CallResult, CallTarget } from '../protocols/opencloud/net/client.js'
+import type { SubDb } from '../store/index.js'
+import type { AbortOptions } from '@libp2p/interface'
+
+/** A seller the pipeline deals with */
+export interface SellerRef {
+  peerId: string
+  /** multiaddrs ending in /p2p/<peerId>; may be empty when the node knows the peer */
+  addresses: string[]
+}
+
+/** What a seller gave back for a stored piece */
+export interface StoredPiece {
+  /** hex SHA-256 of the piece */
+  id: string
+  /** sats paid or promised for it */
+  cost: bigint
+  /**
+   * ms since the epoch when the seller's lease ends.
+   * TODO(leases): set from the lease once storage.put takes a duration
+   */
+  expiry?: number
+  /**
+   * the seller's signed receipt, kept as evidence for audits and reputation.
+   * TODO(leases): filled once storage.put answers with a receipt
+   */
+  receipt?: Uint8Array
+}
+
+export interface PieceOptions extends AbortOptions {
+  /** the most to pay or promise for this one call (sats) */
+  maxPrice: bigint
+  /** lease length asked for (seconds). TODO(leases): sent once storage.put takes it */
+  duration?: number
+}
+
+/**
+ * The operations on one seller's pieces. `OpenCloudPieces` is today's
+ * (`storage.put`/`get`/`delete`); renewal and audits are added here when
+ * leases land (TODO(leases): renew(seller, id, duration), audit(seller, id, challenge)).
+ */
+export interface PieceSellers {
+  put(seller: SellerRef, piece: Uint8Array, options: PieceOptions): Promise<StoredPiece>
+  get(seller: SellerRef, id: string, options: PieceOptions): Promise<Uint8Array>
+  delete(seller: SellerRef, id: string, options: AbortOptions): Promise<void>
+  /** whether the seller says it still holds the piece (TODO(leases): an audit proves it) */
+  has(seller: SellerRef, id: string, options: AbortOptions): Promise<boolean>
+}
+
+/** A seller answered a piece operation with a status other than ok, or with bytes that do not match */
+export class PieceRefusedError extends Error {
+  static override name = 'PieceRefusedError'
+  override name = 'PieceRefusedError'
+  readonly status: string
+
+  constructor (status: string, message: string) {
+    super(message)
+    this.status = status
+  }
+}
+
+/** How the node calls a seller: plain, or paid through its wallet (at most `max` sats) */
+export type PieceCaller = (target: CallTarget, call: CallRequest, options: { max: bigint, signal?: AbortSignal }) => Promise<CallResult & { paid?: bigint, promised?: bigint }>
+
+function hex (b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
+}
+
+function targetOf (s: SellerRef): CallTarget {
+  return s.addresses.length > 0 ? multiaddr(s.addresses[0]) : peerIdFromString(s.peerId)
+}
+
+/** Piece operations over today's `storage` service */
+export class OpenCloudPieces implements PieceSellers {
+  private readonly caller: PieceCaller
+
+  constructor (caller: PieceCaller) {
+    this.caller = caller
+  }
+
+  private async call (seller: SellerRef, call: CallRequest, max: bigint, signal?: AbortSignal): Promise<CallResult & { paid?: bigint, promised?: bigint }> {
+    const res = await this.caller(targetOf(seller), call, { max, signal })
+    if (!res.ok) { throw new PieceRefusedError(res.path, `${seller.peerId} answered storage.${call.method} with ${res.path}${res.detail !== '' ? `: ${res.detail}` : ''}`) }
+    return res
+  }
+
+  async put (seller: SellerRef, piece: Uint8Array, options: PieceOptions): Promise<StoredPiece> {
+    const id = hex(sha256(piece))
+    const res = await this.call(seller, { service: 'storage', method: 'put', body: piece }, options.maxPrice, options.signal)
+    const got = new TextDecoder().decode(res.body).trim()
+    if (got !== id) { throw new PieceRefusedError('bad-answer', `${seller.peerId} stored the piece under ${got.slice(0, 64)}, not ${id}`) }
+    return { id, cost: (res.paid ?? 0n) + (res.promised ?? 0n) }
+  }
+
+  async get (seller: SellerRef, id: string, options: PieceOptions): Promise<Uint8Array> {
+    const res = await this.call(seller, { service: 'storage', method: 'get', args: [id] }, options.maxPrice, options.signal)
+    // the piece is checked against its id here, whatever the seller claims
+    if (hex(sha256(res.body)) !== id) { throw new PieceRefusedError('corrupt', `${seller.peerId} sent piece ${id} with bytes that do not match its hash`) }
+    return res.body
+  }
+
+  async delete (seller: SellerRef, id: string, options: AbortOptions): Promise<void> {
+    await this.call(seller, { service: 'storage', method: 'delete', args: [id] }, 0n, options.signal)
+  }
+
+  async has (seller: SellerRef, id: string, options: AbortOptions): Promise<boolean> {
+    try {
+      await this.call(seller, { service: 'storage', method: 'stat', args: [id] }, 0n, options.signal)
+      return true
+    } catch (err) {
+      if (err instanceof PieceRefusedError && err.status.endsWith('not-found')) { return false }
+      throw err
+    }
+  }
+}
+
+/** What the node saw of one seller */
+export interface SellerRecord {
+  ok: number
+  fail: number
+  /** bytes moved in successful operations, and the ms they took */
+  bytes: number
+  ms: number
+}
+
+/**
+ * The node's own records of each seller's successes and failures (puts and
+ * gets), in LevelDB: `r/<peer id>` → JSON SellerRecord. Until reputation
+ * lands they are the trust the ranking uses.
+ */
+export class SellerRecords {
+  private readonly db: SubDb
+  private readonly cache = new Map<string, SellerRecord>()
+  private writes: Promise<unknown> = Promise.resolve()
+
+  constructor (db: SubDb) {
+    this.db = db
+  }
+
+  async get (peerId: string): Promise<SellerRecord> {
+    const c = this.cache.get(peerId)
+    if (c != null) { return c }
+    let r: SellerRecord = { ok: 0, fail: 0, bytes: 0, ms: 0 }
+    const raw = await this.db.get(`r/${peerId}`)
+    if (raw != null) {
+      try {
+        const v = JSON.parse(new TextDecoder().decode(raw))
+        if ([v.ok, v.fail, v.bytes, v.ms].every(x => Number.isSafeInteger(x) && x >= 0)) { r = v }
+      } catch {
+        // unreadable: start again
+      }
+    }
+    this.cache.set(peerId, r)
+    return r
+  }
+
+  /** Records one operation; the write is queued (awaited by `flush`) */
+  async record (peerId: string, ok: boolean, bytes = 0, ms = 0): Promise<void> {
+    const r = { ...await this.get(peerId) }
+    if (ok) {
+      r.ok++
+      r.bytes += bytes
+      r.ms += Math.max(0, Math.round(ms))
+    } else {
+      r.fail++
+    }
+    this.cache.set(peerId, r)
+    const value = new TextEncoder().encode(JSON.stringify(r))
+    this.writes = this.writes.then(async () => this.db.put(`r/${peerId}`, value)).catch(() => {})
+  }
+
+  async flush (): Promise<void> {
+    await this.writes
+  }
+}
+
+/** Trust in a seller from 0 to 1; reputation supplies it when it lands (hook) */
+export type TrustOf = (peerId: string) => number | Promise<number>
+
+/** Success rate with a prior of one success and one failure: 0.5 for a stranger */
+export function successRate (r: SellerRecord): number {
+  return (r.ok + 1) / (r.ok + r.fail + 2)
+}
+
+/**
+ * Orders sellers for a put, best first: success rate × trust per sat of
+ * price (a seller with no announced price counts as 1 sat), then measured
+ * speed, then peer id. Sellers asking more than `maxPrice` per piece are left out.
+ */
+export async function rankForPut (candidates: SellerCandidate[], records: SellerRecords, options: { maxPrice: bigint, trust?: TrustOf }): Promise<SellerCandidate[]> {
+  const scored: Array<{ c: SellerCandidate, score: number, speed: number }> = []
+  for (const c of candidates) {
+    if (c.price != null && c.price > options.maxPrice) { continue }
+    const r = await records.get(c.peerId)
+    const trust = options.trust != null ? await options.trust(c.peerId) : 1
+    const price = Number(c.price ?? 0n) + 1
+    scored.push({ c, score: successRate(r) * trust / price, speed: r.ms > 0 ? r.bytes / r.ms : 0 })
+  }
+  scored.sort((a, b) => b.score - a.score || b.speed - a.speed || (a.c.peerId < b.c.peerId ? -1 : 1))
+  return scored.map(s => s.c)
+}
