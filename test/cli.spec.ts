@@ -223,7 +223,7 @@ describe('decloud command line (real processes over 127.0.0.1)', function () {
       assert.equal(quote.code, 0, quote.stderr)
       const q = JSON.parse(quote.stdout.toString())
       assert.equal(q.method, 'put')
-      assert.deepEqual(q.units, { byte: '1024' })
+      assert.deepEqual(q.units, { byte: '1024', second: '1' })
       assert.equal(q.amount, '0')
 
       assert.equal(node.code, 0, node.stderr)

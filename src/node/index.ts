@@ -79,7 +79,16 @@ export interface DecloudNodeOptions {
     maxBlobSize?: number
     /** hash every blob read and never serve bytes that do not match their id @default true */
     verifyOnGet?: boolean
-    pricing?: { put?: Pricing, get?: Pricing }
+    /** `put` and `renew` are per byte·second of lease (`perGiBMonth(sats)` writes one) */
+    pricing?: { put?: Pricing, get?: Pricing, renew?: Pricing, audit?: Pricing }
+    /** lease of a put that names none, seconds @default 30 days */
+    defaultLease?: number
+    /** longest lease one put or renewal buys, seconds @default 5 years */
+    maxLease?: number
+    /** how long a piece outlives its last lease, seconds @default 1 day */
+    leaseGrace?: number
+    /** how often ended leases are swept, ms @default 60 s */
+    sweepInterval?: number
   }
   sha256?: { pricing?: Pricing }
   /** More services to sell */
@@ -259,7 +268,12 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       pieces: store.memory ? new MemoryPieceStore({ capacity }) : new DiskPieceStore({ dir: join(dataDir, PIECES_DIR), db: store.sub('pieces'), capacity }),
       maxBlobSize: Math.min(options.storage?.maxBlobSize ?? maxBodySize, maxBodySize),
       verifyOnGet: options.storage?.verifyOnGet,
-      pricing: options.storage?.pricing
+      pricing: options.storage?.pricing,
+      privateKey,
+      defaultLease: options.storage?.defaultLease,
+      maxLease: options.storage?.maxLease,
+      leaseGrace: options.storage?.leaseGrace,
+      sweepInterval: options.storage?.sweepInterval
     })
     // loaded only when asked for: most embedders never need prom-client
     const metricsRegistry = options.metrics === true ? new (await import('prom-client')).Registry() : options.metrics === false ? undefined : options.metrics

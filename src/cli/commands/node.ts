@@ -3,6 +3,7 @@ import { ControlServer } from '../../control/server.js'
 import { decloudVersion } from '../../control/version.js'
 import { checkDataDir } from '../../node/data-dir.js'
 import { createDecloudNode } from '../../node/index.js'
+import { perGiBMonth } from '../../protocols/opencloud/api/units.js'
 import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, UsageError, EXIT, checkMultiaddrs, commonOptions, err, hasChainOptions, out, parse, parseChainOptions, parseNetworkMode, parsePrice, resolveDataDir, untilSignal } from '../command.js'
 import type { DecloudNode, DecloudNodeOptions } from '../../node/index.js'
 import type { PolicyReloadEvent } from '../../policy/reload.js'
@@ -12,9 +13,9 @@ import type { Command } from '../command.js'
 const STOP_DEADLINE = 10_000
 
 /** What `decloud node` charges for storage when payments are on (sats) */
-const DEFAULT_PUT_PRICING = { base: 0n, rate: 1n, per: 65_536n }
+const DEFAULT_PUT_PRICING = perGiBMonth(16_384n)
 const DEFAULT_GET_PRICING = { base: 0n, rate: 1n, per: 1_048_576n }
-const DEFAULT_PUT_PRICE = '1 sat per 64 KiB'
+const DEFAULT_PUT_PRICE = '16,384 sat per GiB-month (1 sat per 64 KiB for the default 30-day lease)'
 const DEFAULT_GET_PRICE = '1 sat per MiB'
 
 const usage = `usage: decloud node [options]
@@ -59,7 +60,8 @@ options:
 ${CHAIN_USAGE}
   --no-payments          sell for free, pay nothing: no chain, no wallet
   --price S.M=PRICE      the price of a method, repeatable: BASE, BASE+RATE/PER or
-                         RATE/PER integer satoshis (e.g. storage.put=1/65536)
+                         RATE/PER integer satoshis; storage.put and storage.renew are
+                         per byte·second, PER may be GiB-month (e.g. storage.put=16384/GiB-month)
   --policy FILE          the policy file (YAML or JSON; see docs/policy.md)
   --no-policy            no policy: every call is allowed at the services' prices
   --metrics              serve Prometheus metrics at /metrics on the control port

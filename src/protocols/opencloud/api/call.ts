@@ -123,6 +123,7 @@ export function toCall (state: CallState): ServiceCall {
       return state.signal
     },
     bodyHash: state.bodyHash,
+    requestDigest: state.digest,
     payment: state.payment,
     bitcoin: state.bitcoin
   }
