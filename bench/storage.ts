@@ -22,6 +22,7 @@ import { byteStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { MAX_BODY_SIZE } from '../src/protocols/opencloud/api/constants.js'
 import { sha256 } from '../src/protocols/opencloud/api/signing.js'
+import { parsePutAnswer } from '../src/services/storage/client.js'
 import { MiB, flags, fmt, machine, median, parsePositive, parseSize, runBenchmark, spread, startBenchNode, table, time } from './common.js'
 import { SINK_PROTOCOL, SOURCE_PROTOCOL, launchServer, readU64, u64 } from './server.js'
 import type { BenchNode } from './common.js'
@@ -154,7 +155,9 @@ async function main (): Promise<void> {
 
     const put = async (service: string, pieces: Uint8Array[], ids: string[]): Promise<void> => {
       await eachLimit(pieces, parallel, async (p, i) => {
-        const id = dec.decode(await oc.callOk(target, { service, method: 'put', body: p }))
+        const answer = await oc.callOk(target, { service, method: 'put', body: p })
+        // storage answers with its lease (id, Merkle root, signed receipt); memstore with the id
+        const id = service === 'storage' ? parsePutAnswer(answer).id : dec.decode(answer)
         if (id !== ids[i]) { throw new Error(`${service}.put answered id ${id}, expected ${ids[i]}`) }
       })
     }
