@@ -24,9 +24,11 @@ import { existsSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { byteStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
-import { parseRedundancy } from '../src/files/index.js'
+import { DEFAULT_CONCURRENCY, parseRedundancy } from '../src/files/index.js'
+import { filesForNode } from '../src/files/node.js'
 import { MiB, flags, fmt, machine, parsePositive, parseSize, runBenchmark, startBenchNode } from './common.js'
 import { SINK_PROTOCOL, SOURCE_PROTOCOL, launchServer, readU64, u64 } from './server.js'
 import type { BenchNode } from './common.js'
@@ -42,6 +44,7 @@ const USAGE = `usage: node dist/bench/files.js [options]
   --helia DIR         the helia-bench baseline with its node_modules installed
                       (default ../shared/baselines/helia-bench next to the repo)
   --no-helia          skip the Helia run
+  --concurrency N     segments in flight at put and get (default: the node's files, 2)
   --json              also print the results as one JSON line`
 
 const opts = flags({
@@ -50,11 +53,13 @@ const opts = flags({
   redundancy: { type: 'string' },
   helia: { type: 'string' },
   'no-helia': { type: 'boolean' },
+  concurrency: { type: 'string' },
   json: { type: 'boolean' }
 }, USAGE)
 const size = parseSize((opts.size as string | undefined) ?? '256M')
 const sellerCount = parsePositive('sellers', opts.sellers as string | undefined, 8, true)
 const redundancy = parseRedundancy((opts.redundancy as string | undefined) ?? '4/8')
+const concurrency = opts.concurrency == null ? undefined : parsePositive('concurrency', opts.concurrency as string, DEFAULT_CONCURRENCY, true)
 const heliaDir = resolve((opts.helia as string | undefined) ?? DEFAULT_HELIA)
 
 const CHUNK = MiB
@@ -150,7 +155,7 @@ async function runHelia (mib: number): Promise<{ mibs?: number, note: string }> 
 
 async function main (): Promise<void> {
   const mib = size / MiB
-  console.log(`# files put/get vs a raw libp2p stream vs Helia: ${fmt(mib, 1)} MiB, ${redundancy.k}/${redundancy.n} over ${sellerCount} sellers (one process each), buyer in this process`)
+  console.log(`# files put/get vs a raw libp2p stream vs Helia: ${fmt(mib, 1)} MiB, ${redundancy.k}/${redundancy.n} over ${sellerCount} sellers (one process each), buyer in this process, ${concurrency ?? DEFAULT_CONCURRENCY} segments in flight`)
   console.log(`# ${machine()}; load average ${loadavg().map(l => fmt(l, 2)).join(' ')}`)
   const server = await launchServer(true)
   const sellers: Seller[] = []
@@ -161,6 +166,9 @@ async function main (): Promise<void> {
     for (let i = 0; i < sellerCount; i++) { sellers.push(await forkSeller(server.addr)) }
     buyer = await startBenchNode({ bootstrap: [server.addr], sell: [] })
     const b = buyer.node
+    // the node's own files, or the same wiring with another number of segments in flight
+    // (keyed by a throwaway key: the bench needs no restore)
+    const files = concurrency == null ? b.files : filesForNode(b, await generateKeyPair('Ed25519'), { concurrency })
     const deadline = Date.now() + 90_000
     while ((await b.rankSellers('storage', { method: 'put', timeout: 2_000 })).length < redundancy.n) {
       if (Date.now() > deadline) { throw new Error(`fewer than ${redundancy.n} sellers found in 90 s`) }
@@ -197,13 +205,13 @@ async function main (): Promise<void> {
 
     const s0 = await Promise.all(sellers.map(usageOf))
     let id = ''
-    const put = await measure(async () => { id = (await b.files.put(userBytes(), { redundancy })).id })
+    const put = await measure(async () => { id = (await files.put(userBytes(), { redundancy })).id })
     const s1 = await Promise.all(sellers.map(usageOf))
     let got = { hex: '', bytes: 0 }
-    const get = await measure(async () => { got = await digestOf(b.files.get(id)) })
+    const get = await measure(async () => { got = await digestOf(files.get(id)) })
     const s2 = await Promise.all(sellers.map(usageOf))
     if (got.hex !== expected.hex || got.bytes !== size) { throw new Error('files.get returned other bytes') }
-    await b.files.remove(id)
+    await files.remove(id)
     const rss = process.resourceUsage().maxRSS / 1024
     const sellerRss = Math.max(...s2.map(u => u.maxRssMiB))
 
@@ -240,6 +248,7 @@ async function main (): Promise<void> {
         k: redundancy.k,
         n: redundancy.n,
         sellers: sellerCount,
+        concurrency: concurrency ?? DEFAULT_CONCURRENCY,
         rawPut: mibs(rawPut.ms),
         rawGet: mibs(rawGet.ms),
         put: mibs(put.ms),
