@@ -12,7 +12,7 @@ import { parseRedundancy } from '../src/files/index.js'
 import { flags, fmt, parsePositive } from './common.js'
 
 const USAGE = `usage: node dist/bench/cost.js [options]
-  --price SATS        seller price, sat per GiB-month of piece bytes (default 16384, decloud node's default)
+  --price SATS        seller price, sat per GiB-month of piece bytes (default 2, decloud node's default)
   --redundancy K/N    (default 4/8: n/k = 2x expansion, one piece per seller)
   --btc-usd USD       BTC price assumed (default 100000: 1 sat = $0.001)
   --fee-rate SATVB    on-chain fee rate, sat/vB (default 10)
@@ -29,7 +29,7 @@ const opts = flags({
   'max-tab': { type: 'string' },
   stored: { type: 'string' }
 }, USAGE)
-const price = parsePositive('price', opts.price as string | undefined, 16_384)
+const price = parsePositive('price', opts.price as string | undefined, 2)
 const { k, n } = parseRedundancy((opts.redundancy as string | undefined) ?? '4/8')
 const btcUsd = parsePositive('btc-usd', opts['btc-usd'] as string | undefined, 100_000)
 const feeRate = parsePositive('fee-rate', opts['fee-rate'] as string | undefined, 10)
