@@ -139,6 +139,8 @@ export class LeaseKeeper {
   private sweepTimer?: ReturnType<typeof setInterval>
   private sweeping?: Promise<unknown>
   private readonly trees = new Map<string, Uint8Array[][]>()
+  /** audits answered with a proof, and refused because the stored copy was damaged */
+  readonly audits = { answered: 0, damaged: 0 }
 
   constructor (init: LeaseKeeperInit) {
     this.db = init.db
@@ -406,8 +408,10 @@ export class LeaseKeeper {
           const { proof, damaged } = await answerAudit(meta.size, hashes, challengedLeaves(challenge, meta.size, leaves), read, this.treeOf(id, hashes))
           if (damaged.length > 0) {
             this.log.error('blob %s failed its integrity check at leaves %s; audit refused', id, damaged.join(','))
+            this.audits.damaged++
             throw new ServiceError(Status.SERVER_ERROR, 'the stored copy of this blob is damaged')
           }
+          this.audits.answered++
           return { body: proof }
         }
       }
