@@ -455,8 +455,7 @@ export class OpenCloudClient {
       this.wake(state)
       return
     }
-    if (session.unwatch != null) {
-      // watched since its first release: the idle timer restarts from now
+    if (session.unwatch != null) { // watched since its first release: the idle timer restarts from now
       session.idleTimer?.refresh()
       state.idle.push(session)
       this.wake(state)
