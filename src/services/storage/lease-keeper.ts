@@ -348,13 +348,15 @@ export class LeaseKeeper {
         handler: async (call) => {
           const seconds = this.putSeconds(call)
           const owner = ownerOf(call)
-          const id = hex(call.bodyHash?.byteLength === 32 ? call.bodyHash : sha256(call.body))
+          // hashed once: the same digest names the piece here and in the piece store
+          const digest = call.bodyHash?.byteLength === 32 ? call.bodyHash : sha256(call.body)
+          const id = hex(digest)
           const cost = amountsOf(call)
           return this.leases.exclusive(async () => {
             // the lease first: a crash before the piece is stored leaves a lease without a claim, which the sweeper drops
             const { previous, lease } = await this.leases.extend(id, owner, seconds, cost)
             try {
-              await this.pieces.put(call.body, owner, call.bodyHash)
+              await this.pieces.put(call.body, owner, digest)
             } catch (err) {
               await this.leases.set(id, owner, lease, previous)
               throw err
