@@ -13,12 +13,23 @@ export interface ControlledNode {
   readonly peerId: PeerId
   readonly openCloudId: string
   addresses(): string[]
+  /** where it listens, loopback included @default addresses() */
+  listening?(): string[]
   readonly opencloud: Pick<OpenCloud, 'call' | 'services' | 'stats'>
   readonly libp2p: {
     getConnections(peerId?: PeerId): Connection[]
     readonly peerStore: Pick<PeerStore, 'get'>
   }
-  readonly storage?: { readonly usedBytes: number, readonly capacity: number, readonly pieces?: number }
+  readonly storage?: {
+    readonly usedBytes: number
+    readonly capacity: number
+    readonly pieces?: number
+    /** leases ending soonest (`GET /v1/storage`) */
+    readonly leases?: { endingFrom(from: number, limit: number): Promise<Array<{ id: string, owner: string, expires: number }>> }
+    /** audits answered and refused (`GET /v1/storage`) */
+    readonly keeper?: { readonly audits: { readonly answered: number, readonly damaged: number } }
+    meta?(id: string): Promise<{ size: number } | undefined>
+  }
   /** What the dashboard's overview should warn about besides the control API's own checks (failed audits, repairs…) */
   alerts?(): Array<{ level: 'info' | 'warning' | 'error', kind: string, message: string }>
   /** The prom-client registry libp2p reports its metrics into, when the node was made with one (`metrics` option) */
@@ -36,6 +47,8 @@ export interface ControlledNode {
   readonly policy?: DecloudNode['policy']
   /** Records, reports and trust (`GET /v1/reputation`) */
   readonly reputation?: DecloudNode['reputation']
+  /** Reachability (AutoNAT) and the addresses it rests on, in `GET /v1/node` */
+  reachability?: DecloudNode['reachability']
 }
 
 /** An answer other than 200, with the error type of docs/control-api.md */

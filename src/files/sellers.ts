@@ -7,6 +7,7 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { sha256 } from '../protocols/opencloud/api/signing.js'
+import { parsePutAnswer } from '../services/storage/client.js'
 import type { SellerCandidate } from '../market/select.js'
 import type { CallRequest, CallResult, CallTarget } from '../protocols/opencloud/net/client.js'
 import type { SubDb } from '../store/index.js'
@@ -72,6 +73,17 @@ export class PieceRefusedError extends Error {
 /** How the node calls a seller: plain, or paid through its wallet (at most `max` sats) */
 export type PieceCaller = (target: CallTarget, call: CallRequest, options: { max: bigint, signal?: AbortSignal }) => Promise<CallResult & { paid?: bigint, promised?: bigint }>
 
+/** The id a seller stored a piece under: its lease answer's (JSON, storage with leases), or the bare id of an older seller */
+function putAnswerId (body: Uint8Array): string {
+  const text = new TextDecoder().decode(body).trim()
+  if (!text.startsWith('{')) { return text }
+  try {
+    return parsePutAnswer(body).id
+  } catch {
+    return text
+  }
+}
+
 function hex (b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 }
@@ -95,9 +107,11 @@ export class OpenCloudPieces implements PieceSellers {
   }
 
   async put (seller: SellerRef, piece: Uint8Array, options: PieceOptions): Promise<StoredPiece> {
-    const id = hex(sha256(piece))
-    const res = await this.call(seller, { service: 'storage', method: 'put', body: piece }, options.maxPrice, options.signal)
-    const got = new TextDecoder().decode(res.body).trim()
+    const hash = sha256(piece)
+    const id = hex(hash)
+    // the id's hash also serves the request signature of a paid put (the piece is hashed once)
+    const res = await this.call(seller, { service: 'storage', method: 'put', body: piece, bodyHash: hash }, options.maxPrice, options.signal)
+    const got = putAnswerId(res.body)
     if (got !== id) { throw new PieceRefusedError('bad-answer', `${seller.peerId} stored the piece under ${got.slice(0, 64)}, not ${id}`) }
     return { id, cost: (res.paid ?? 0n) + (res.promised ?? 0n) }
   }
