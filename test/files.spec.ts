@@ -3,9 +3,10 @@ import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { decodeShards, encodeShards } from '../src/files/erasure.js'
-import { DecryptionFailedError, Files, OpenCloudPieces, TooFewSellersError, chooseRedundancy, pLoss, parseRedundancy, segmentsOf } from '../src/files/index.js'
+import { CATALOG_COPIES, DecryptionFailedError, Files, NoCatalogError, OpenCloudPieces, TooFewSellersError, chooseRedundancy, pLoss, parseRedundancy, segmentsOf } from '../src/files/index.js'
 import { PIECES_DIR } from '../src/node/data-dir.js'
-import { eventually, startNode } from './fixtures.js'
+import { restoreMnemonic } from '../src/payments/wallet/mnemonic.js'
+import { eventually, startNode, tempDir } from './fixtures.js'
 import { startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
 
@@ -119,7 +120,8 @@ describe('files: put and get across real sellers', function () {
     const segs = await collectSegments(buyer, id)
     for (const s of segs) { assert.equal(new Set(s.pieces.map(p => p.peer)).size, 4) }
     const held = async (): Promise<number> => (await Promise.all(sellers.map(async s => (await s.storage.count()).blobs))).reduce((a, b) => a + b, 0)
-    assert.ok(await eventually(async () => await held() === 4 * res.segments, 10_000), `sellers hold ${await held()} pieces, not ${4 * res.segments}`)
+    // and the file catalog (backup.ts): one piece on CATALOG_COPIES sellers
+    assert.ok(await eventually(async () => await held() === 4 * res.segments + CATALOG_COPIES, 10_000), `sellers hold ${await held()} pieces, not ${4 * res.segments} + ${CATALOG_COPIES}`)
     const m = await buyer.files.manifest(id)
     assert.equal(m.name, 'data.bin')
     const list = await buyer.files.list()
@@ -167,6 +169,16 @@ describe('files: put and get across real sellers', function () {
     assert.ok((await collect(withSeed(own).get(id))).equals(data))
   })
 
+  it('a recovery (as at start) while a put runs leaves that upload alone', async () => {
+    let rec: ReturnType<Files['recover']> | undefined
+    const res = await buyer.files.put(chunks(data), { redundancy: { k: 2, n: 4 }, onProgress: () => { rec ??= buyer.files.recover() } })
+    assert.ok(rec != null)
+    const r = await rec
+    assert.deepEqual([r.files, r.deleted], [[], 0])
+    assert.ok((await collect(buyer.files.get(res.id))).equals(data))
+    await buyer.files.remove(res.id)
+  })
+
   it('3/6 over the 6 sellers: with 3 sellers stopped get returns identical bytes; rm deletes the rest', async () => {
     const res = await buyer.files.put(chunks(data), { redundancy: { k: 3, n: 6 } })
     assert.equal(res.sellers.length, 6)
@@ -201,8 +213,8 @@ describe('files: paid through the wallet, keyed by its seed', function () {
 
   before(async () => {
     chain = await startRegtest()
-    // 1 sat per 64 KiB stored: 16 sat for a 1 MiB piece
-    const paid = { payments: { chain, fulfilment: false as const }, storage: { pricing: { put: { rate: 1n, per: 65_536n } } } }
+    // 1 sat per 64 KiB stored for the default 30 days (puts are priced per byte·second): 16 sat for a 1 MiB piece
+    const paid = { payments: { chain, fulfilment: false as const }, storage: { pricing: { put: { rate: 1n, per: 65_536n * 30n * 24n * 3600n } } } }
     sellers.push(await startNode(paid))
     for (let i = 1; i < 4; i++) { sellers.push(await startNode({ ...paid, bootstrap: [sellers[0].addr] })) }
     buyer = await startNode({ payments: { chain, fulfilment: false }, bootstrap: [sellers[0].addr], sell: [] })
@@ -234,6 +246,42 @@ describe('files: paid through the wallet, keyed by its seed', function () {
       findSellers: async () => []
     })
     assert.ok((await collect(restored.get(res.id))).equals(data))
+  })
+
+  it('restore: a fresh data dir with the same seed words finds the file again; another seed finds nothing', async () => {
+    const data = randomBytes(2 * MiB + 5)
+    const res = await buyer.files.put(chunks(data), { redundancy: { k: 2, n: 4 }, name: 'kept.bin' })
+    const words = buyer.payments?.wallet.exportMnemonic()
+    assert.ok(words != null)
+    const dir = await tempDir()
+    await restoreMnemonic(dir, words)
+    const fresh = await startNode({ dataDir: dir, payments: { chain, fulfilment: false }, bootstrap: [sellers[0].addr], sell: [] })
+    const other = await startNode({ payments: { chain, fulfilment: false }, bootstrap: [sellers[0].addr], sell: [] })
+    // the restored wallet's identity address is bound at the sellers to the old node's OpenCloud ID (first
+    // come wins), so this node's paid calls are refused; gets are free here, and go out unpaid
+    const { mnemonicToSeed } = await import('@scure/bip39')
+    assert.equal(fresh.payments?.wallet.exportMnemonic(), words)
+    const files = new Files({
+      db: fresh.store.sub('files'),
+      seed: async () => mnemonicToSeed(words),
+      pieces: new OpenCloudPieces(async (t, c, o) => fresh.opencloud.call(t, c, { signal: o.signal })),
+      routing: fresh.libp2p.contentRouting,
+      findSellers: async () => []
+    })
+    try {
+      assert.deepEqual(await files.list(), [])
+      assert.ok(await eventually(async () => fresh.libp2p.getPeers().length >= 4 && other.libp2p.getPeers().length >= 4, 30_000, 200), 'both joined the network')
+      // another seed: no catalog of its own, and it cannot read this one
+      await assert.rejects(other.files.restore(), (e: any) => e instanceof NoCatalogError)
+      assert.deepEqual(await other.files.list(), [])
+      const r = await files.restore()
+      assert.ok(r.restored.includes(res.id), JSON.stringify(r))
+      const listed = (await files.list()).find(f => f.id === res.id)
+      assert.deepEqual([listed?.name, listed?.size, listed?.state], ['kept.bin', data.byteLength, 'complete'])
+      assert.ok((await collect(files.get(res.id))).equals(data), 'identical bytes through the restored node')
+    } finally {
+      await Promise.all([fresh.stop(), other.destroy()])
+    }
   })
 
   it('--max-price below every seller\'s price: refused, nothing paid', async () => {

@@ -209,6 +209,11 @@ export class ControlClient {
   }
 
   /** POST /v1/files/rm */
+  /** POST /v1/files/restore: the files the seed's catalog on the network lists, written back to this node */
+  async restoreFiles (): Promise<{ files: number, restored: string[] }> {
+    return this.request('POST', '/files/restore', {}, { timeout: 180_000 }) as Promise<{ files: number, restored: string[] }>
+  }
+
   async removeFile (id: string): Promise<{ id: string, deleted: number, failed: number }> {
     return this.request('POST', '/files/rm', { id }, { timeout: 300_000 }) as Promise<{ id: string, deleted: number, failed: number }>
   }

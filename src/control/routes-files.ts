@@ -34,6 +34,7 @@ function httpErrorOf (err: any, signal: AbortSignal): HttpError {
   if (err instanceof HttpError) { return err }
   switch (err?.name) {
     case 'TooFewSellersError': return new HttpError(409, 'too-few-sellers', String(err.message))
+    case 'NoCatalogError': return new HttpError(404, 'no-catalog', String(err.message))
     case 'NotFoundError': return new HttpError(404, 'not-found', String(err.message))
     case 'PlacementFailedError': return new HttpError(502, 'placement-failed', String(err.message))
     case 'NotEnoughPiecesError': return new HttpError(502, 'unavailable', String(err.message))
@@ -76,7 +77,8 @@ export function fileRoutes (ctx: RouteContext, limits: { uploadIdleTimeout?: num
     [`${API_PREFIX}/files/put`, { method: 'POST', run: async (req, res) => put(req, res) }],
     [`${API_PREFIX}/files/get`, { method: 'GET', run: async (req, res) => get(req, res) }],
     [`${API_PREFIX}/files/status`, { method: 'GET', run: async (req, res) => status(req, res) }],
-    [`${API_PREFIX}/files/rm`, { method: 'POST', run: async (req, res) => remove(req, res) }]
+    [`${API_PREFIX}/files/rm`, { method: 'POST', run: async (req, res) => remove(req, res) }],
+    [`${API_PREFIX}/files/restore`, { method: 'POST', run: async (req, res) => restore(req, res) }]
   ]
 
   async function put (req: IncomingMessage, res: Parameters<RouteContext['begin']>[0]): Promise<unknown> {
@@ -152,6 +154,20 @@ export function fileRoutes (ctx: RouteContext, limits: { uploadIdleTimeout?: num
     const flight = ctx.begin(res)
     try {
       return await files.status(id, { check: check === 'true', signal: flight.signal })
+    } catch (err) {
+      throw httpErrorOf(err, flight.signal)
+    } finally {
+      flight.end()
+    }
+  }
+
+  /** Finds the catalog this node's seed published and writes back the manifests missing here */
+  async function restore (req: IncomingMessage, res: Parameters<RouteContext['begin']>[0]): Promise<unknown> {
+    const files = filesOf(ctx)
+    jsonObject(await ctx.readJson(req))
+    const flight = ctx.begin(res)
+    try {
+      return await files.restore({ signal: flight.signal })
     } catch (err) {
       throw httpErrorOf(err, flight.signal)
     } finally {

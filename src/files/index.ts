@@ -11,33 +11,41 @@
  * checked against its hash, the segment decoded, authenticated and decrypted.
  * Memory stays bounded: at most `concurrency` segments are in flight.
  *
+ * An upload a crash cut short is cleaned up at the next start (resume.ts);
+ * the encrypted catalog of the manifests is published on the network after
+ * every put and rm, and restore finds it from the seed alone (backup.ts).
  * Not yet (hooks marked TODO): leases and their renewal, receipts, audits,
- * repair, resuming an upload after a restart, the encrypted manifest copy on
- * the network and restore from seed.
+ * repair.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { AbortError, NotFoundError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
+import { CATALOG_CHUNK, CatalogBackup } from './backup.js'
 import { TAG_BYTES, fileKey, filesRootKey, newSalt, openSegment, sealSegment } from './crypto.js'
 import { decodeShards, encodeShards } from './erasure.js'
 import { ManifestStore, MANIFEST_VERSION } from './manifest.js'
 import { chooseRedundancy } from './redundancy.js'
+import { IntentLog, recoverUploads } from './resume.js'
 import { SellerRecords, rankForPut, successRate } from './sellers.js'
 import { DEFAULT_CONCURRENCY, DEFAULT_DURATION, DEFAULT_GET_MARGIN, DEFAULT_MAX_PRICE, DEFAULT_PIECE_SIZE, DEFAULT_PIECE_TIMEOUT, DEFAULT_PUT_MARGIN, MAX_PIECE_SIZE, NotEnoughPiecesError, PlacementFailedError, fileSummary, segmentsOf } from './types.js'
 import type { FileManifest, PieceRecord, SegmentRecord } from './manifest.js'
+import type { RecoveryResult } from './resume.js'
 import type { SellerRef } from './sellers.js'
 import type { FileStatus, FileSummary, FilesInit, GetOptions, PutOptions, PutResult, SegmentStatus } from './types.js'
 import type { SellerCandidate } from '../market/select.js'
 import type { Logger } from '@libp2p/interface'
 
 export { DecryptionFailedError } from './crypto.js'
+export { NoCatalogError, CATALOG_COPIES } from './backup.js'
+export type { CatalogRouting } from './backup.js'
 export { ErasureCodingError } from './erasure.js'
 export { TooFewSellersError, chooseRedundancy, parseRedundancy, pLoss, DEFAULT_LADDER } from './redundancy.js'
 export { OpenCloudPieces, PieceRefusedError, SellerRecords } from './sellers.js'
 export type { Redundancy } from './redundancy.js'
 export type { PieceSellers, PieceCaller, SellerRef, StoredPiece, TrustOf } from './sellers.js'
 export type { FileManifest, SegmentRecord, PieceRecord } from './manifest.js'
+export type { RecoveryResult } from './resume.js'
 export { DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, DEFAULT_PUT_MARGIN, DEFAULT_GET_MARGIN, DEFAULT_CONCURRENCY, DEFAULT_MAX_PRICE, DEFAULT_DURATION, DEFAULT_PIECE_TIMEOUT, NotEnoughPiecesError, PlacementFailedError, fileSummary, segmentsOf } from './types.js'
 export type { FilesInit, PutOptions, PutResult, GetOptions, SegmentStatus, FileStatus, FileSummary } from './types.js'
 
@@ -48,6 +56,10 @@ export type { FilesInit, PutOptions, PutResult, GetOptions, SegmentStatus, FileS
 export class Files {
   private readonly manifests: ManifestStore
   readonly records: SellerRecords
+  private readonly intents: IntentLog
+  /** ids of the uploads under way: a recovery leaves them alone */
+  private readonly uploading = new Set<string>()
+  private readonly catalog?: CatalogBackup
   private readonly init: FilesInit
   private readonly pieceSize: number
   private readonly log: Logger
@@ -59,9 +71,23 @@ export class Files {
     this.init = init
     this.manifests = new ManifestStore(init.db)
     this.records = new SellerRecords(init.db)
+    this.intents = new IntentLog(init.db)
+    this.log = init.log ?? logger('decloud:files')
+    if (init.routing != null) {
+      this.catalog = new CatalogBackup({
+        db: init.db,
+        manifests: this.manifests,
+        pieces: init.pieces,
+        routing: init.routing,
+        root: async () => this.rootKey(),
+        sellers: async (o) => (await rankForPut(dedupe(await init.findSellers({ usage: BigInt(CATALOG_CHUNK), timeout: 10_000, signal: o.signal })), this.records, { maxPrice: DEFAULT_MAX_PRICE, trust: init.trust })).map(c => ({ peerId: c.peerId, addresses: c.addresses })),
+        maxPrice: DEFAULT_MAX_PRICE,
+        timeout: init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT,
+        log: this.log
+      })
+    }
     this.pieceSize = init.pieceSize ?? DEFAULT_PIECE_SIZE
     if (!Number.isSafeInteger(this.pieceSize) || this.pieceSize < 64 || this.pieceSize > MAX_PIECE_SIZE) { throw new RangeError(`pieceSize must be 64 to ${MAX_PIECE_SIZE} bytes`) }
-    this.log = init.log ?? logger('decloud:files')
   }
 
   private async rootKey (): Promise<Uint8Array> {
@@ -98,7 +124,8 @@ export class Files {
       state: 'uploading',
       sellers: {}
     }
-    // TODO(restart): an `uploading` manifest found at start is resumed or its pieces deleted
+    // an `uploading` manifest found at start is cleaned up (recover(), resume.ts)
+    this.uploading.add(id)
     await this.manifests.putHead(manifest)
     const sellers: SellerRef[] = ranked.map(c => ({ peerId: c.peerId, addresses: c.addresses }))
     const inFlight: Array<Promise<SegmentRecord>> = []
@@ -126,20 +153,27 @@ export class Files {
       for await (const plain of segmentsOf(source, segmentSize)) {
         all.throwIfAborted()
         size += plain.byteLength
-        inFlight.push(this.placeSegment(index++, plain, { key, salt, k, n, margin, sellers, maxPrice, duration, signal: all }))
+        inFlight.push(this.placeSegment(index++, plain, { file: id, key, salt, k, n, margin, sellers, maxPrice, duration, signal: all }))
         if (inFlight.length >= concurrency) { await finish(inFlight.shift() as Promise<SegmentRecord>) }
       }
       while (inFlight.length > 0) { await finish(inFlight.shift() as Promise<SegmentRecord>) }
     } catch (err) {
       stop.abort(err)
       await Promise.allSettled(inFlight)
-      // nothing half-stored is left behind: what was placed is deleted (best effort)
-      await this.remove(id).catch(() => {})
+      this.uploading.delete(id)
+      // nothing half-stored is left behind: what was placed is deleted (best effort; a piece
+      // that lands later keeps its intent and is deleted at the next start)
+      await this.recover({ only: id }).catch(() => {})
       throw err
     }
     Object.assign(manifest, { size, segments: index, cost: cost.toString(), state: 'complete' })
     await this.manifests.putHead(manifest)
+    this.uploading.delete(id)
+    // the kept pieces' intents go; long-tail pieces not kept are deleted
+    await this.recover({ only: id }).catch(() => {})
     await this.records.flush()
+    // the encrypted catalog on the network now lists this file (backup.ts)
+    await this.backup()
     return { id, size, k, n, segments: index, sellers: Object.keys(manifest.sellers), cost }
   }
 
@@ -149,12 +183,13 @@ export class Files {
    * that land are deleted (aborting them would not tell whether the seller
    * stored the piece anyway); a failed upload moves to the next seller not yet used
    */
-  private async placeSegment (index: number, plain: Uint8Array, o: { key: Uint8Array, salt: Uint8Array, k: number, n: number, margin: number, sellers: SellerRef[], maxPrice: bigint, duration: number, signal: AbortSignal }): Promise<SegmentRecord> {
+  private async placeSegment (index: number, plain: Uint8Array, o: { file: string, key: Uint8Array, salt: Uint8Array, k: number, n: number, margin: number, sellers: SellerRef[], maxPrice: bigint, duration: number, signal: AbortSignal }): Promise<SegmentRecord> {
     const sealed = new Uint8Array(plain.byteLength + TAG_BYTES)
     sealSegment(o.key, o.salt, index, plain, sealed)
     const total = o.n + o.margin
     const shards = encodeShards(sealed, o.k, total)
     const size = shards[0].byteLength
+    const pieceIds = shards.map(b => createHash('sha256').update(b).digest('hex'))
     const signal = o.signal
     const stored: PieceRecord[] = []
     const failures: string[] = []
@@ -172,12 +207,14 @@ export class Files {
         const seller = o.sellers[next++]
         running++
         const t0 = Date.now()
-        this.init.pieces.put(seller, shards[shard], { maxPrice: o.maxPrice, duration: o.duration, signal: AbortSignal.any([signal, AbortSignal.timeout(timeout)]) }).then(async (p) => {
+        const intent = { file: o.file, segment: index, shard, peer: seller.peerId }
+        // written before the piece leaves: a crash from here on leaves a record of it (resume.ts)
+        this.intents.add(o.file, index, shard, seller, pieceIds[shard]).then(async () => this.init.pieces.put(seller, shards[shard], { maxPrice: o.maxPrice, duration: o.duration, signal: AbortSignal.any([signal, AbortSignal.timeout(timeout)]) })).then(async (p) => {
           running--
           void this.records.record(seller.peerId, true, size, Date.now() - t0)
           if (stored.length >= o.n) {
             // a long-tail upload that landed after the first n: not kept
-            void this.init.pieces.delete(seller, p.id, { signal: AbortSignal.timeout(timeout) }).catch(() => {})
+            void this.init.pieces.delete(seller, p.id, { signal: AbortSignal.timeout(timeout) }).then(async () => this.intents.drop(intent)).catch(() => {})
             return
           }
           stored.push({ shard, id: p.id, peer: seller.peerId, cost: p.cost.toString(), ...(p.expiry != null ? { expiry: p.expiry } : {}) })
@@ -201,6 +238,42 @@ export class Files {
       for (let s = 0; s < total; s++) { start(s) }
     })
     return { index, plainSize: plain.byteLength, sealedSize: sealed.byteLength, shardSize: size, total, pieces: stored.sort((a, b) => a.shard - b.shard) }
+  }
+
+  /**
+   * Cleans up uploads a crash cut short (resume.ts): run when the node
+   * starts; `only` limits it to one file
+   */
+  async recover (options: { only?: string, signal?: AbortSignal } = {}): Promise<RecoveryResult> {
+    return recoverUploads({ manifests: this.manifests, intents: this.intents, pieces: this.init.pieces, timeout: this.init.pieceTimeout ?? DEFAULT_PIECE_TIMEOUT, running: this.uploading, ...options })
+  }
+
+  /**
+   * Publishes the encrypted catalog of every complete file (backup.ts);
+   * a failure is logged, not thrown: the files themselves are stored
+   */
+  async backup (options: { signal?: AbortSignal } = {}): Promise<{ files: number, chunks: number } | undefined> {
+    if (this.catalog == null) { return undefined }
+    try {
+      const signal = AbortSignal.any([AbortSignal.timeout(60_000), ...(options.signal != null ? [options.signal] : [])])
+      // the DHT query listens on it once per peer asked
+      setMaxListeners(Infinity, signal)
+      return await this.catalog.publish({ signal })
+    } catch (err) {
+      this.log.error('the file catalog was not published - %e', err)
+      return undefined
+    }
+  }
+
+  /**
+   * Finds the catalog this seed published (an empty data dir with the same
+   * seed words) and writes back the manifests this node does not have
+   */
+  async restore (options: { signal?: AbortSignal } = {}): Promise<{ files: number, restored: string[] }> {
+    if (this.catalog == null) { throw new NotFoundError('this node has no DHT to find a file catalog in') }
+    const signal = AbortSignal.any([AbortSignal.timeout(120_000), ...(options.signal != null ? [options.signal] : [])])
+    setMaxListeners(Infinity, signal)
+    return this.catalog.restore({ signal })
   }
 
   async manifest (id: string): Promise<FileManifest> {
@@ -357,6 +430,7 @@ export class Files {
     await runLimited(pieces.map(p => async () => del(p)), 8)
     const { deleted, failed } = count
     await this.manifests.delete(id)
+    await this.backup()
     return { id, deleted, failed }
   }
 

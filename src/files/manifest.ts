@@ -32,7 +32,7 @@ export interface FileManifest {
   expiry?: number
   /** sats paid or promised, decimal */
   cost: string
-  /** `uploading` until every segment is placed; an upload that never completed is cleaned up. TODO(restart): on start */
+  /** `uploading` until every segment is placed; an upload a crash cut short is cleaned up when the node starts (resume.ts) */
   state: 'uploading' | 'complete'
   /** peer id → addresses of the sellers holding pieces */
   sellers: Record<string, string[]>

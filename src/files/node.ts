@@ -2,7 +2,7 @@
 import { mnemonicToSeed } from '@scure/bip39'
 import { sha256 } from '../protocols/opencloud/api/signing.js'
 import { Files, OpenCloudPieces } from './index.js'
-import type { FilesInit, PieceCaller } from './index.js'
+import type { CatalogRouting, FilesInit, PieceCaller } from './index.js'
 import type { RankSellersOptions, SellerCandidate } from '../market/select.js'
 import type { PaidCallResult, PayOption } from '../payments/buyer/bidding.js'
 import type { CallRequest, CallResult, CallTarget } from '../protocols/opencloud/net/client.js'
@@ -12,6 +12,7 @@ import type { PrivateKey } from '@libp2p/interface'
 /** What files need of a node (a DecloudNode has it all; named here, not imported: the node imports this file) */
 export interface FilesNode {
   readonly store: { sub(name: string): SubDb }
+  readonly libp2p: { readonly contentRouting: CatalogRouting }
   readonly opencloud: { call(target: CallTarget, call: CallRequest, options: { signal?: AbortSignal }): Promise<CallResult> }
   readonly payments?: { readonly wallet: { exportMnemonic(): string } }
   rankSellers(service: string, options: RankSellersOptions): Promise<SellerCandidate[]>
@@ -41,6 +42,7 @@ export function filesForNode (node: FilesNode, nodeKey: PrivateKey, options: Par
       return sha256(Buffer.concat([Buffer.from('decloud files: node key\n'), nodeKey.raw]))
     },
     pieces: new OpenCloudPieces(caller),
+    routing: node.libp2p.contentRouting,
     findSellers: async (o) => node.rankSellers('storage', { method: 'put', usage: o.usage, timeout: o.timeout, signal: o.signal })
   })
 }

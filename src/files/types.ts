@@ -1,4 +1,5 @@
 /** Options, results and shapes of the files API (index.ts), and the stream cutter */
+import type { CatalogRouting } from './backup.js'
 import type { FileManifest } from './manifest.js'
 import type { Redundancy } from './redundancy.js'
 import type { PieceSellers, TrustOf } from './sellers.js'
@@ -43,6 +44,8 @@ export interface FilesInit {
   pieces: PieceSellers
   /** sellers of `storage`, ranked by the price of a put of `usage` bytes (price book + DHT) */
   findSellers(options: { usage: bigint, timeout: number, signal?: AbortSignal }): Promise<SellerCandidate[]>
+  /** the DHT, where the encrypted file catalog's pointer is published (backup.ts); none: no backup, no restore */
+  routing?: CatalogRouting
   /** trust in a seller, 0 to 1 (reputation, when it lands) @default 1 for all */
   trust?: TrustOf
   /** @default DEFAULT_PIECE_SIZE */

@@ -23,6 +23,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { PROVIDER_VALIDITY } from '../dht/config.js'
 import { PeerDirectory } from '../dht/directory.js'
 import { discovery } from '../dht/discovery.js'
+import { CATALOG_NAMESPACE, selectCatalogRecord, validateCatalogRecord } from '../files/catalog-record.js'
 import { MARKET_TOPIC } from '../market/announcement.js'
 import { market } from '../market/market.js'
 import { PriceBook } from '../market/price-book.js'
@@ -313,6 +314,9 @@ export function decloudDefaults (options: DecloudDefaultsOptions): Libp2pOptions
         allowQueryWithZeroPeers: true,
         logPrefix: 'decloud:dht',
         datastorePrefix: '/decloud-dht',
+        // the encrypted file catalog's pointer, signed by a key derived from the owner's seed (docs/files.md#restore)
+        validators: { [CATALOG_NAMESPACE]: validateCatalogRecord },
+        selectors: { [CATALOG_NAMESPACE]: selectCatalogRecord },
         metricsPrefix: 'decloud_dht',
         reprovide: {
           // records held for others expire after providerValidity; the sweep runs every 10 minutes

@@ -210,6 +210,10 @@ export const command: Command = {
       await err(`network mode ${node.networkMode} · reachability unknown: asking peers to dial back (AutoNAT)`)
       reachability.onChange(() => { void err(reachabilityLine(node)) })
     }
+    // an upload a crash cut short is cleaned up: its pieces deleted at the sellers, its manifest removed (docs/files.md#restart)
+    void node.files.recover().then(async (r) => {
+      if (r.files.length + r.deleted + r.failed > 0) { await err(`files: ${r.files.length} unfinished upload(s) cleaned up, ${r.deleted} pieces deleted${r.failed > 0 ? `, ${r.failed} left to retry at the next start` : ''}`) }
+    }, async (e: any) => err(`files: cleanup after a restart failed: ${String(e?.message ?? e)}`))
 
     const received = await signal
     const deadline = setTimeout(() => {
