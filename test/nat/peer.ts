@@ -119,7 +119,7 @@ async function call (cmd: Record<string, any>, request: CallRequest): Promise<{ 
       const res = await node.opencloud.call(peerIdFromString(cmd.peer), request, { signal: AbortSignal.timeout(cmd.timeout ?? 20_000) })
       return { res, attempts }
     } catch (err: any) {
-      if (attempts >= 2 || !['ConnectionClosedError', 'StreamResetError', 'StreamStateError', 'ConnectionClosingError'].includes(err.name)) { throw err }
+      if (attempts >= 2 || !['ConnectionClosedError', 'StreamClosedError', 'StreamResetError', 'StreamStateError', 'ConnectionClosingError'].includes(err.name)) { throw err }
     }
   }
 }
