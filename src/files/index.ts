@@ -26,7 +26,8 @@ import { chooseRedundancy } from './redundancy.js'
 import { SellerRecords, rankForPut, successRate } from './sellers.js'
 import { DEFAULT_CONCURRENCY, DEFAULT_DURATION, DEFAULT_GET_MARGIN, DEFAULT_MAX_PRICE, DEFAULT_PIECE_SIZE, DEFAULT_PIECE_TIMEOUT, DEFAULT_PUT_MARGIN, MAX_PIECE_SIZE, NotEnoughPiecesError, PlacementFailedError, fileSummary, segmentsOf } from './types.js'
 import type { FileManifest, PieceRecord, SegmentRecord } from './manifest.js'
-import type { SellerRef } from './sellers.js'
+import type { FilesAgent } from './agent.js'
+import type { SellerRef, StoredPiece } from './sellers.js'
 import type { FileStatus, FileSummary, FilesInit, GetOptions, PutOptions, PutResult, SegmentStatus } from './types.js'
 import type { SellerCandidate } from '../market/select.js'
 import type { Logger } from '@libp2p/interface'
@@ -35,6 +36,8 @@ export { DecryptionFailedError } from './crypto.js'
 export { ErasureCodingError } from './erasure.js'
 export { TooFewSellersError, chooseRedundancy, parseRedundancy, pLoss, DEFAULT_LADDER } from './redundancy.js'
 export { OpenCloudPieces, PieceRefusedError, SellerRecords } from './sellers.js'
+export { FilesAgent, defaultRepairAt, DEFAULT_AUDIT_INTERVAL, DEFAULT_AUDIT_JITTER, DEFAULT_RENEW_BEFORE, DEFAULT_TICK } from './agent.js'
+export type { AgentOptions, AgentPass, AgentFact } from './agent.js'
 export type { Redundancy } from './redundancy.js'
 export type { PieceSellers, PieceCaller, SellerRef, StoredPiece, TrustOf } from './sellers.js'
 export type { FileManifest, SegmentRecord, PieceRecord } from './manifest.js'
@@ -54,6 +57,8 @@ export class Files {
   private root?: Promise<Uint8Array>
   /** ms the last segment took to fetch: the get margin's delay follows it */
   private lastFetchMs = 500
+  /** the node's agent (audits, repair, renewal: agent.ts), when it runs one */
+  agent?: FilesAgent
 
   constructor (init: FilesInit) {
     this.init = init
@@ -116,6 +121,7 @@ export class Files {
       await this.manifests.putSegment(id, rec)
       for (const piece of rec.pieces) {
         cost += BigInt(piece.cost)
+        if (piece.expiry != null) { manifest.expiry = Math.min(manifest.expiry ?? Infinity, piece.expiry) }
         const s = sellers.find(x => x.peerId === piece.peer)
         if (s != null) { manifest.sellers[s.peerId] = s.addresses }
       }
@@ -180,7 +186,7 @@ export class Files {
             void this.init.pieces.delete(seller, p.id, { signal: AbortSignal.timeout(timeout) }).catch(() => {})
             return
           }
-          stored.push({ shard, id: p.id, peer: seller.peerId, cost: p.cost.toString(), ...(p.expiry != null ? { expiry: p.expiry } : {}) })
+          stored.push({ shard, id: p.id, peer: seller.peerId, cost: p.cost.toString(), ...(p.expiry != null ? { expiry: p.expiry } : {}), ...pieceEvidence(p, this.agent) })
           if (stored.length === o.n) {
             // the long-tail margin: the slowest uploads are not waited for
             resolve()
@@ -369,7 +375,7 @@ export class Files {
     const segments: SegmentStatus[] = []
     const jobs: Array<() => Promise<void>> = []
     for await (const s of this.manifests.segments(id)) {
-      const st: SegmentStatus = { index: s.index, size: s.plainSize, pieces: s.pieces.length, cost: s.pieces.reduce((a, p) => a + BigInt(p.cost), 0n).toString(), lastAudit: null, nextRenewal: null }
+      const st: SegmentStatus = { index: s.index, size: s.plainSize, pieces: s.pieces.length, cost: s.pieces.reduce((a, p) => a + BigInt(p.cost), 0n).toString(), lastAudit: null, nextRenewal: null, ...this.agent?.segmentStatus(m, s) }
       segments.push(st)
       if (options.check === true) {
         st.alive = 0
@@ -388,6 +394,15 @@ export class Files {
       sellers: Object.keys(m.sellers),
       segments
     }
+  }
+}
+
+/** What a piece's record keeps for audits: the buyer's root, the seller's receipt, the first audit's time */
+function pieceEvidence (p: StoredPiece, agent?: FilesAgent): Partial<PieceRecord> {
+  return {
+    ...(p.root != null ? { root: p.root } : {}),
+    ...(p.receipt != null ? { receipt: Buffer.from(p.receipt).toString('base64') } : {}),
+    ...(agent != null ? { nextAudit: agent.nextAuditTime() } : {})
   }
 }
 

@@ -25,23 +25,21 @@ export interface StoredPiece {
   id: string
   /** sats paid or promised for it */
   cost: bigint
-  /**
-   * ms since the epoch when the seller's lease ends.
-   * TODO(leases): set from the lease once storage.put takes a duration
-   */
+  /** ms since the epoch when the seller's lease ends (from its verified receipt) */
   expiry?: number
-  /**
-   * the seller's signed receipt, kept as evidence for audits and reputation.
-   * TODO(leases): filled once storage.put answers with a receipt
-   */
+  /** the seller's signed receipt, verified, kept as evidence for audits and reputation */
   receipt?: Uint8Array
+  /** hex Merkle root of the piece, computed by the buyer (audits check against it) */
+  root?: string
 }
 
 export interface PieceOptions extends AbortOptions {
   /** the most to pay or promise for this one call (sats) */
   maxPrice: bigint
-  /** lease length asked for (seconds). TODO(leases): sent once storage.put takes it */
+  /** lease length asked for (seconds) */
   duration?: number
+  /** hex Merkle root the buyer kept (renew checks the receipt against it) */
+  root?: string
 }
 
 /**
@@ -53,8 +51,12 @@ export interface PieceSellers {
   put(seller: SellerRef, piece: Uint8Array, options: PieceOptions): Promise<StoredPiece>
   get(seller: SellerRef, id: string, options: PieceOptions): Promise<Uint8Array>
   delete(seller: SellerRef, id: string, options: AbortOptions): Promise<void>
-  /** whether the seller says it still holds the piece (TODO(leases): an audit proves it) */
+  /** whether the seller says it still holds the piece (an audit proves it) */
   has(seller: SellerRef, id: string, options: AbortOptions): Promise<boolean>
+  /** extends the lease on a piece of `size` bytes by `seconds` (paid like a put) */
+  renew?(seller: SellerRef, id: string, size: number, seconds: number, options: PieceOptions): Promise<StoredPiece>
+  /** a fresh Merkle challenge answered against `root`; throws when the seller cannot prove it holds the piece */
+  audit?(seller: SellerRef, id: string, root: string, size: number, options: AbortOptions): Promise<void>
 }
 
 /** A seller answered a piece operation with a status other than ok, or with bytes that do not match */
