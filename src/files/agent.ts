@@ -235,7 +235,7 @@ export class FilesAgent {
     const jobs: Array<() => Promise<void>> = []
     for (const p of s.pieces) {
       const renewDue = p.expiry != null && this.init.pieces.renew != null && now >= this.renewalTime(m, p.expiry)
-      const auditDue = p.root != null && this.init.pieces.audit != null && (p.nextAudit == null || now >= p.nextAudit)
+      const auditDue = p.nextAudit == null || now >= p.nextAudit
       if (!renewDue && !auditDue) { continue }
       jobs.push(async () => {
         // a renewal pays again: only after an audit of the piece passed, now
@@ -259,14 +259,22 @@ export class FilesAgent {
     }
   }
 
-  /** One audit; false (and the piece marked lost) when it failed */
+  /**
+   * One audit; false (and the piece marked lost) when it failed. A piece
+   * with a Merkle root gets a fresh challenge; one stored without (before
+   * leases) can only be asked about (`storage.stat`), which proves less
+   */
   private async audit (m: FileManifest, s: SegmentRecord, p: PieceRecord, done: AgentPass): Promise<boolean> {
     const audit = this.init.pieces.audit
-    if (audit == null || p.root == null) { return true }
+    const seller = this.seller(m, p.peer)
     const at = Date.now()
     let error: string | undefined
     try {
-      await audit(this.seller(m, p.peer), p.id, p.root, s.shardSize, { signal: this.signal() })
+      if (audit != null && p.root != null) {
+        await audit(seller, p.id, p.root, s.shardSize, { signal: this.signal() })
+      } else if (!await this.init.pieces.has(seller, p.id, { signal: this.signal() })) {
+        error = 'the seller no longer has the piece'
+      }
     } catch (err: any) {
       // the node stopping is no verdict on the seller
       if (this.stopper.signal.aborted) { return false }

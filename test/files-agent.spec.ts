@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { rm } from 'node:fs/promises'
+import { ManifestStore } from '../src/files/manifest.js'
+import { eventually, startNode, tempDir } from './fixtures.js'
+import type { TestNode } from './fixtures.js'
+import type { AgentOptions, SegmentRecord } from '../src/files/index.js'
+
+async function * chunks (data: Uint8Array, size = 64 * 1024): AsyncGenerator<Uint8Array> {
+  for (let i = 0; i < data.byteLength; i += size) { yield data.subarray(i, i + size) }
+}
+
+async function collect (it: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Uint8Array[] = []
+  for await (const c of it) { parts.push(c) }
+  return Buffer.concat(parts)
+}
+
+async function segmentsOf (node: TestNode, id: string): Promise<SegmentRecord[]> {
+  const out = []
+  for await (const s of new ManifestStore(node.store.sub('files')).segments(id)) { out.push(s) }
+  return out
+}
+
+// audits every ~300 ms (jittered ±50%), looked for every 100 ms
+const AGENT: AgentOptions = { auditInterval: 300, auditJitter: 0.5, tick: 100 }
+
+describe('files agent: audits, repair, renewal, restart', function () {
+  this.timeout(60_000)
+  const sellers: TestNode[] = []
+  let buyer: TestNode
+  let buyerDir = ''
+  const data = randomBytes(300_000)
+  let id = ''
+
+  const startBuyer = async (): Promise<TestNode> => startNode({ dataDir: buyerDir, bootstrap: [sellers[0].addr], sell: [], filesAgent: AGENT })
+  const sellerOf = (peer: string): TestNode => sellers.find(s => s.peerId.toString() === peer) as TestNode
+  /** the seller drops every piece it holds for the buyer, telling no one */
+  const dropPieces = async (seller: TestNode): Promise<string[]> => {
+    const ids: string[] = []
+    for (const s of await segmentsOf(buyer, id)) {
+      for (const p of s.pieces.filter(p => p.peer === seller.peerId.toString())) {
+        assert.equal(await seller.storage.delete(p.id, buyer.openCloudId), true)
+        ids.push(p.id)
+      }
+    }
+    return ids
+  }
+
+  before(async () => {
+    buyerDir = await tempDir()
+    sellers.push(await startNode({}))
+    for (let i = 1; i < 6; i++) { sellers.push(await startNode({ bootstrap: [sellers[0].addr] })) }
+    buyer = await startBuyer()
+    const found = await eventually(async () => (await buyer.rankSellers('storage', { method: 'put', timeout: 2_000 })).length >= 6, 30_000, 250)
+    assert.ok(found, 'the buyer found the 6 sellers')
+    // 2/4 over 6 sellers: one spare for the long tail, at least one for repairs
+    const res = await buyer.files.put(chunks(data), { redundancy: { k: 2, n: 4 }, name: 'agent.bin' })
+    id = res.id
+  })
+
+  after(async () => {
+    await buyer?.destroy()
+    await Promise.all(sellers.map(async s => s.destroy()))
+    if (buyerDir !== '') { await rm(buyerDir, { recursive: true, force: true }) }
+  })
+
+  it('every piece is audited on the schedule; status shows the last audit', async () => {
+    const audited = await eventually(async () => (await segmentsOf(buyer, id)).every(s => s.pieces.every(p => p.audit?.ok === true)), 10_000, 100)
+    assert.ok(audited, 'every piece passed an audit')
+    const st = await buyer.files.status(id)
+    for (const g of st.segments) {
+      assert.equal(g.pieces, 4)
+      assert.ok(g.lastAudit != null && Date.parse(g.lastAudit) > Date.parse(st.created), String(g.lastAudit))
+    }
+    // the next audits are spread over interval × [0.5, 1.5)
+    for (const s of await segmentsOf(buyer, id)) {
+      for (const p of s.pieces) {
+        const gap = (p.nextAudit as number) - (p.audit?.at as number)
+        assert.ok(gap >= 150 && gap < 450, `next audit ${gap} ms after the last`)
+      }
+    }
+  })
+
+  it('a seller that silently deletes its pieces fails its next audit, is recorded as failed, and its pieces are repaired onto another seller (n/n again)', async () => {
+    const before = await segmentsOf(buyer, id)
+    const victim = sellerOf(before[0].pieces[0].peer)
+    const victimId = victim.peerId.toString()
+    const holders = new Set(before.flatMap(s => s.pieces.map(p => p.peer)))
+    const dropped = await dropPieces(victim)
+    assert.ok(dropped.length > 0)
+    const repaired = await eventually(async () => {
+      const segs = await segmentsOf(buyer, id)
+      return segs.every(s => s.pieces.length === 4 && s.pieces.every(p => p.peer !== victimId))
+    }, 15_000, 100)
+    assert.ok(repaired, 'every segment is back to 4 pieces, none at the seller that dropped its own')
+    const after = await segmentsOf(buyer, id)
+    for (const s of after) {
+      assert.equal(new Set(s.pieces.map(p => p.peer)).size, 4, 'distinct sellers')
+      assert.ok(s.lost?.some(l => l.peer === victimId), 'the dropped piece is recorded as lost')
+    }
+    // the rebuilt shards are the same bytes: same ids, now held by a seller that held none of the file
+    const moved = after.flatMap(s => s.pieces).filter(p => dropped.includes(p.id))
+    assert.equal(moved.length, dropped.length)
+    for (const p of moved) {
+      assert.ok(!holders.has(p.peer), 'placed on a new seller')
+      assert.ok(await sellerOf(p.peer).storage.meta(p.id) != null, 'the new seller holds it')
+    }
+    const st = await buyer.files.status(id, { check: true })
+    for (const g of st.segments) {
+      assert.equal(g.pieces, 4)
+      assert.equal(g.alive, 4)
+    }
+    // reputation: a failed audit, with the piece as evidence
+    const why = await buyer.reputation.explain(victimId)
+    const failed = why.facts.filter(f => f.kind === 'audit-failed')
+    assert.ok(failed.length > 0, 'an audit-failed fact about the seller')
+    assert.ok(dropped.includes(String(failed[0].evidence?.piece)))
+    assert.ok((await buyer.files.records.get(victimId)).fail > 0)
+    assert.ok((await collect(buyer.files.get(id))).equals(data), 'identical bytes after repair')
+  })
+
+  it('the schedule survives a restart of the buyer: a piece dropped while it was down is found and repaired', async () => {
+    const before = await segmentsOf(buyer, id)
+    const victim = sellerOf(before[0].pieces[before[0].pieces.length - 1].peer)
+    const victimId = victim.peerId.toString()
+    const owner = buyer.openCloudId
+    await buyer.stop()
+    // dropped while the buyer is down: only its stored schedule can find it
+    for (const p of before.flatMap(s => s.pieces).filter(p => p.peer === victimId)) {
+      assert.equal(await victim.storage.delete(p.id, owner), true)
+    }
+    buyer = await startBuyer()
+    const reloaded = await segmentsOf(buyer, id)
+    assert.ok(reloaded.every(s => s.pieces.every(p => p.nextAudit != null)), 'the audit schedule kept across the restart')
+    const repaired = await eventually(async () => (await segmentsOf(buyer, id)).every(s => s.pieces.length === 4 && s.pieces.every(p => p.peer !== victimId)), 20_000, 100)
+    assert.ok(repaired, 'repaired after the restart')
+    const st = await buyer.files.status(id)
+    for (const g of st.segments) { assert.equal(g.pieces, 4) }
+    assert.ok((await collect(buyer.files.get(id))).equals(data))
+  })
+})
