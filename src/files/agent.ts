@@ -1,21 +1,17 @@
 /**
  * The node as the user's agent for its files (docs/files.md "Audits, repair
- * and renewal"): while the node runs it
- *
- * - audits every piece of every complete file on a jittered schedule (a
- *   fresh Merkle challenge, checked against the root the buyer computed at
- *   put), and records each result: in the segment's record (last audit, next
- *   audit), for reputation (the seller's receipt as evidence), in the
- *   node's counters;
- * - drops a piece that failed its audit, or whose seller no longer has it,
- *   from its segment (no renewal, so no more payment for it);
- * - repairs a segment whose live pieces fall to `repairAt`: rebuilds the
- *   sealed segment from any k pieces (no key needed: erasure decoding works
- *   on the ciphertext), re-encodes the missing shards (the same bytes, so
- *   the same piece ids and roots) and places them on new distinct sellers,
- *   paid like a put;
- * - renews each lease `renewBefore` ms before it ends, after an audit of the
- *   piece passed (a piece that fails is not renewed, hence not paid again).
+ * and renewal"). While the node runs it audits every piece of every complete
+ * file on a jittered schedule (a fresh Merkle challenge, checked against the
+ * root the buyer computed at put) and records each result: in the segment's
+ * record (last and next audit), for reputation (the seller's receipt as
+ * evidence), in the node's counters. A piece that fails its audit, or whose
+ * seller no longer has it, is dropped from its segment: no renewal, so no
+ * more payment for it. A segment whose live pieces fall to `repairAt` is
+ * repaired: the sealed segment is rebuilt from any k pieces (no key needed:
+ * erasure decoding works on the ciphertext), the missing shards re-encoded
+ * (the same bytes, so the same piece ids and roots) and placed on new
+ * distinct sellers, paid like a put. Each lease is renewed `renewBefore` ms
+ * before it ends, after an audit of the piece passed.
  *
  * The schedule is the segment records themselves (LevelDB): every tick scans
  * the complete files for pieces that are due, so a restarted node carries on
@@ -63,7 +59,7 @@ export interface AgentOptions {
   /** @default a quarter of the lease, at most DEFAULT_RENEW_BEFORE */
   renewBefore?: number
   /** live pieces at or below which a segment is repaired @default n − max(1, ⌊(n − k)/2⌋) */
-  repairAt?: (k: number, n: number) => number
+  repairAt?(k: number, n: number): number
   /** most paid for one repaired piece or one renewal (sats) @default DEFAULT_MAX_PRICE */
   maxPrice?: bigint
   /** piece operations at once @default 8 */
