@@ -19,6 +19,9 @@ import type { TestNode } from './fixtures.js'
 import type { SellerCandidate } from '../src/market/select.js'
 import type { Socket } from 'node:net'
 
+/** the default lease (30 days): a price per byte·second over it is the old per-byte price */
+const MONTH = 2_592_000n // put prices per 512 B × MONTH: 1024 × MONTH lies in [2^31, 2^32), which protons-runtime 7.1.2 cannot encode in a uint64
+
 /** this file's polling: 20_000 ms, every 100 ms */
 const eventually = async (fn: () => Promise<boolean> | boolean, deadline = 20_000, every = 100): Promise<boolean> => poll(fn, deadline, every)
 
@@ -98,7 +101,7 @@ describe('decloud call --cheapest', function () {
     sellers = await Promise.all(putRates.map(async (rate, i) => startNode({
       bootstrap: [boot.addr],
       sell: ['storage'],
-      storage: { pricing: { put: { rate, per: 1024n }, get: { rate: getRates[i], per: 1024n } } },
+      storage: { pricing: { put: { rate, per: 512n * MONTH }, get: { rate: getRates[i], per: 1024n } } },
       opencloud: serveUnpaid,
       market
     })))
@@ -120,7 +123,7 @@ describe('decloud call --cheapest', function () {
   }
 
   const expectedLine = (body: Uint8Array): RegExp => {
-    const price = priceOf({ base: 0n, rate: 1n, per: 1024n, units: ['byte'] }, BigInt(body.byteLength))
+    const price = priceOf({ base: 0n, rate: 1n, per: 512n * MONTH, units: ['byte', 'second'] }, BigInt(body.byteLength) * MONTH)
     return new RegExp(`^decloud: cheapest seller ${cheapest.peerId.toString()} \\(${price} sat\\)$`, 'm')
   }
 
@@ -235,7 +238,7 @@ describe('decloud call --cheapest', function () {
     })
 
     it('decloud sellers and decloud market answer from the running node', async () => {
-      const s = await runCli(['sellers', 'storage', '--method', 'put', '--units', '1024', '--timeout', '5000', '--json', '--data-dir', dir])
+      const s = await runCli(['sellers', 'storage', '--method', 'put', '--units', String(512n * MONTH), '--timeout', '5000', '--json', '--data-dir', dir])
       assert.equal(s.code, 0, s.stderr)
       const found = JSON.parse(s.stdout.toString())
       // cheapest first; the running node itself (free storage) is not a seller to itself
@@ -254,7 +257,7 @@ describe('decloud call --cheapest', function () {
 
     it('moves on to the next seller when the cheapest cannot be reached', async () => {
       // a seller cheaper than all, whose process dies without withdrawing its price
-      const ghost = await startNode({ bootstrap: [boot.addr], sell: ['storage'], storage: { pricing: { put: { rate: 0n, per: 1024n } } }, opencloud: serveUnpaid, market })
+      const ghost = await startNode({ bootstrap: [boot.addr], sell: ['storage'], storage: { pricing: { put: { rate: 0n, per: 512n * MONTH } } }, opencloud: serveUnpaid, market })
       extra.push(ghost)
       const running = await findRunningNode(dir)
       assert.ok(running != null)
@@ -288,7 +291,7 @@ describe('decloud call --cheapest pays a seller that asks (real processes, a sha
     work = await tempDir('decloud-cheapest-pay-')
     chain = await EmbeddedChain.start({ memory: true, http: { port: 0, apiKey: generateApiKey() } })
     const url = chain.rpcUrl as string
-    seller = await startCliNode(join(work, 'seller'), ['--chain-rpc', url, '--price', 'storage.put=1/1024'], 60_000, { payments: true })
+    seller = await startCliNode(join(work, 'seller'), ['--chain-rpc', url, '--price', 'storage.put=1048576/GiB-month'], 60_000, { payments: true })
     buyer = await startCliNode(join(work, 'buyer'), ['--chain-rpc', url, '--bootstrap', seller.addr], 60_000, { payments: true })
     const knowsSeller = async (): Promise<boolean> => {
       const running = await findRunningNode(buyer.dataDir)

@@ -27,7 +27,7 @@ describe('decloud wallet and decloud call --pay (real processes, a shared regtes
     chain = await EmbeddedChain.start({ memory: true, http: { port: 0, apiKey: generateApiKey() } })
     url = chain.rpcUrl as string
     assert.ok(url.startsWith('http://'), 'the chain serves RPC')
-    seller = await startCliNode(join(work, 'seller'), ['--chain-rpc', url, '--price', 'storage.put=1/1024'], 60_000, { payments: true })
+    seller = await startCliNode(join(work, 'seller'), ['--chain-rpc', url, '--price', 'storage.put=1048576/GiB-month'], 60_000, { payments: true })
     // the buyer reads the URL (its API key) from a file only its owner reads
     await writeFile(join(work, 'rpc-url'), url + '\n', { mode: 0o600 })
     buyer = await startCliNode(join(work, 'buyer'), ['--chain-rpc-file', join(work, 'rpc-url')], 60_000, { payments: true })

@@ -145,10 +145,11 @@ describe('decloud command line (real processes over 127.0.0.1)', function () {
   })
 
   describe('decloud id', () => {
-    it('prints the running node\'s peer id and OpenCloud ID', async () => {
+    it('prints the running node\'s peer id, OpenCloud ID and reachability', async () => {
       const r = await runCli(['id', '--data-dir', serverDir])
       assert.equal(r.code, 0, r.stderr)
-      assert.equal(r.stdout.toString(), `peer id: ${server.peerId}\nopencloud id: oc:${server.peerId}\n`)
+      // a local-mode node on 127.0.0.1: reachability is not checked (docs/nat.md)
+      assert.equal(r.stdout.toString(), `peer id: ${server.peerId}\nopencloud id: oc:${server.peerId}\nreachability: unknown\n`)
     })
 
     it('fails clearly when the data dir has no key yet', async () => {
@@ -222,7 +223,7 @@ describe('decloud command line (real processes over 127.0.0.1)', function () {
       assert.equal(quote.code, 0, quote.stderr)
       const q = JSON.parse(quote.stdout.toString())
       assert.equal(q.method, 'put')
-      assert.deepEqual(q.units, { byte: '1024' })
+      assert.deepEqual(q.units, { byte: '1024', second: '1' })
       assert.equal(q.amount, '0')
 
       assert.equal(node.code, 0, node.stderr)

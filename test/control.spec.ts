@@ -16,6 +16,9 @@ import type { TestNode } from './fixtures.js'
 import type { EmbeddedChain } from './regtest.js'
 import type { ControlledNode } from '../src/control/index.js'
 
+/** the default lease (30 days): a price per byte·second over it is the old per-byte price */
+const MONTH = 2_592_000n // put prices per 512 B × MONTH: 1024 × MONTH lies in [2^31, 2^32), which protons-runtime 7.1.2 cannot encode in a uint64
+
 interface HttpAnswer {
   status: number
   headers: Record<string, string | string[] | undefined>
@@ -164,7 +167,7 @@ describe('local control API', () => {
 
     // the caller seen by b is a: put through the API, then stat says "yours" to a only
     const put = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ target: b.addr, service: 'storage', method: 'put', body: body.toString('base64') }) })
-    const id = Buffer.from(put.json.body, 'base64').toString()
+    const id: string = JSON.parse(Buffer.from(put.json.body, 'base64').toString()).id
     assert.equal(id, sha256hex(body))
     const mine = await a.opencloud.call(b.addr, { service: 'storage', method: 'stat', args: [id] })
     assert.equal(JSON.parse(Buffer.from(mine.body).toString()).yours, true)
@@ -278,7 +281,7 @@ describe('local control API', () => {
     const max = randomBytes(MAX_BODY_SIZE)
     const put = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ target: b.addr, service: 'storage', method: 'put', body: max.toString('base64') }) })
     assert.equal(put.json.status, 'ok', put.json.detail)
-    const id = Buffer.from(put.json.body, 'base64').toString()
+    const id: string = JSON.parse(Buffer.from(put.json.body, 'base64').toString()).id
     assert.equal(id, sha256hex(max))
     const client = new ControlClient({ port: control.port, token })
     const got = await client.call({ target: b.addr, service: 'storage', method: 'get', args: [id] })
@@ -478,7 +481,7 @@ describe('local control API: sellers and market in a swarm', function () {
     sellers = await Promise.all(putRates.map(async rate => startNode({
       bootstrap: [boot.addr],
       sell: ['storage'],
-      storage: { pricing: { put: { rate, per: 1024n }, get: { rate: 1n, per: 1024n } } },
+      storage: { pricing: { put: { rate, per: 512n * MONTH }, get: { rate: 1n, per: 1024n } } },
       market
     })))
     // the buyer sells storage too (free): it is in its own price book, never among the sellers it lists
@@ -498,26 +501,26 @@ describe('local control API: sellers and market in a swarm', function () {
     const knows = (): boolean => [s0, s1, self].every(p => buyer.market.book.entries({ service: 'storage', method: 'put', peerId: p }).length === 1)
     assert.ok(await eventually(knows), `book: ${buyer.market.book.size}`)
 
-    const m = await http(control.port, { path: '/v1/market?service=storage&method=put&units=2048', token })
+    const m = await http(control.port, { path: `/v1/market?service=storage&method=put&units=${2048n * MONTH}`, token })
     assert.equal(m.status, 200, JSON.stringify(m.json))
     assert.equal(typeof m.json.generated, 'number')
     assert.equal(m.json.summary.length, 1)
     const put = m.json.summary[0]
     assert.equal(put.service, 'storage')
     assert.equal(put.method, 'put')
-    assert.deepEqual(put.units, ['byte'])
-    assert.equal(put.usage, '2048')
-    // the buyer's free price, then 1 and 3 sat per KiB: 0, 2, 6 sat for 2 KiB
+    assert.deepEqual(put.units, ['byte', 'second'])
+    assert.equal(put.usage, String(2048n * MONTH))
+    // the buyer's free price, then 1 and 3 sat per 512 B-month: 0, 4, 12 sat for 2 KiB for a month
     assert.deepEqual(put.sellers.map((e: any) => e.peerId), [self, s1, s0])
-    assert.deepEqual(put.sellers.map((e: any) => e.price), ['0', '2', '6'])
-    assert.deepEqual([put.min, put.median, put.max, put.spread], ['0', '2', '6', '6'])
+    assert.deepEqual(put.sellers.map((e: any) => e.price), ['0', '4', '12'])
+    assert.deepEqual([put.min, put.median, put.max, put.spread], ['0', '4', '12', '12'])
     assert.equal(typeof put.sellers[1].age, 'number')
     const all = await http(control.port, { path: '/v1/market', token })
     // every service/method, sorted (the buyer's own free sha256.hash too)
-    assert.deepEqual(all.json.summary.map((x: any) => `${x.service}.${x.method}`), ['sha256.hash', 'storage.get', 'storage.put'])
+    assert.deepEqual(all.json.summary.map((x: any) => `${x.service}.${x.method}`), ['sha256.hash', 'storage.get', 'storage.put', 'storage.renew'])
 
     // the DHT has the sellers' provider records once their provide round ended
-    const q = '/v1/sellers?service=storage&method=put&units=2048&timeout=5000'
+    const q = `/v1/sellers?service=storage&method=put&units=${2048n * MONTH}&timeout=5000`
     let r: HttpAnswer = { status: 0, headers: {}, json: undefined }
     const inBoth = async (): Promise<boolean> => {
       r = await http(control.port, { path: q, token })
@@ -526,20 +529,20 @@ describe('local control API: sellers and market in a swarm', function () {
     assert.ok(await eventually(inBoth, 30_000, 500), JSON.stringify(r.json))
     assert.equal(r.json.service, 'storage')
     assert.equal(r.json.method, 'put')
-    assert.equal(r.json.usage, '2048')
+    assert.equal(r.json.usage, String(2048n * MONTH))
     assert.equal(typeof r.json.elapsed, 'number')
     assert.deepEqual(r.json.sellers.map((x: any) => x.peerId), [s1, s0])
     assert.deepEqual(r.json.sellers.map((x: any) => x.price), [
-      priceOf({ base: 0n, rate: 1n, per: 1024n, units: ['byte'] }, 2048n).toString(),
-      priceOf({ base: 0n, rate: 3n, per: 1024n, units: ['byte'] }, 2048n).toString()
+      priceOf({ base: 0n, rate: 1n, per: 512n * MONTH, units: ['byte', 'second'] }, 2048n * MONTH).toString(),
+      priceOf({ base: 0n, rate: 3n, per: 512n * MONTH, units: ['byte', 'second'] }, 2048n * MONTH).toString()
     ])
     for (const x of r.json.sellers) {
       assert.deepEqual([...x.foundIn].sort(), ['book', 'dht'])
       assert.ok(x.addresses.length > 0)
       assert.ok(x.addresses.every((a: string) => a.startsWith('/ip4/127.0.0.1/tcp/') && a.endsWith(`/p2p/${String(x.peerId)}`)), x.addresses.join(' '))
-      assert.deepEqual(Object.keys(x.prices).sort(), ['get', 'put'])
+      assert.deepEqual(Object.keys(x.prices).sort(), ['get', 'put', 'renew'])
     }
-    assert.deepEqual(r.json.sellers[0].prices.put, { ...r.json.sellers[0].prices.put, base: '0', rate: '1', per: '1024', units: ['byte'] })
+    assert.deepEqual(r.json.sellers[0].prices.put, { ...r.json.sellers[0].prices.put, base: '0', rate: '1', per: String(512n * MONTH), units: ['byte', 'second'] })
 
     // limit bounds the answer; without a method storage ranks by put, as `decloud sellers` does (rankingMethod)
     const one = await http(control.port, { path: '/v1/sellers?service=storage&method=put&limit=1&timeout=5000', token })
@@ -549,7 +552,7 @@ describe('local control API: sellers and market in a swarm', function () {
     assert.equal(noMethod.json.method, 'put')
     // ControlClient speaks both endpoints
     const client = new ControlClient({ port: control.port, token })
-    assert.deepEqual((await client.sellers({ service: 'storage', method: 'put', units: 2048n, timeout: 5_000 })).sellers.map(x => x.price), ['2', '6'])
+    assert.deepEqual((await client.sellers({ service: 'storage', method: 'put', units: 2048n * MONTH, timeout: 5_000 })).sellers.map(x => x.price), ['4', '12'])
     assert.equal((await client.market({ service: 'storage', method: 'put' })).summary.length, 1)
     // a service nobody sells
     const none = await http(control.port, { path: '/v1/sellers?service=nothing&timeout=2000', token })
@@ -564,9 +567,9 @@ describe('local control API: sellers and market in a swarm', function () {
     const body = randomBytes(2048).toString('base64')
     const r = await http(control.port, { method: 'POST', path: '/v1/call', token, body: JSON.stringify({ cheapest: true, service: 'storage', method: 'put', body, timeout: 10_000, lookupTimeout: 3_000 }) })
     assert.equal(r.status, 200, JSON.stringify(r.json))
-    // 1 sat per KiB beats 3; the buyer's own free price is not a seller to itself
+    // 1 sat per 512 B-month beats 3; the buyer's own free price is not a seller to itself; 2 KiB for the default 30 days
     assert.equal(r.json.seller.peerId, s1)
-    assert.equal(r.json.seller.price, '2')
+    assert.equal(r.json.seller.price, '4')
     assert.equal(r.json.peer, s1)
     assert.deepEqual(r.json.skipped, [])
     // ControlClient: the same, with its HTTP deadline covering the lookup and each seller

@@ -15,6 +15,16 @@ import type { PriceEntry } from '../src/market/price-book.js'
 import type { DecloudNodeOptions } from '../src/node/index.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 
+/** the default lease (30 days): a price per byte·second over it is the old per-byte price */
+const MONTH = 2_592_000n
+/**
+ * Storage puts are priced per byte·second: `rate` sat per 512 B × MONTH. (Not per KiB-month:
+ * 1024 × MONTH lies in [2^31, 2^32), a range protons-runtime 7.1.2 cannot encode in a uint64.)
+ */
+const PUT_PER = 512n * MONTH
+/** the median put rate (3) at the book's reference usage, a GiB-month: 3 × 2^30 / 512 */
+const MEDIAN = String(3n * (1n << 30n) / 512n)
+
 interface Identity { key: PrivateKey, peer: PeerId }
 
 async function identity (): Promise<Identity> {
@@ -241,7 +251,7 @@ describe('market in a 10-node swarm', function () {
     attackerKey = await generateKeyPair('Ed25519')
     boot = await startNode({ sell: [], market })
     const opts = (i: number): DecloudNodeOptions => i < 3
-      ? { bootstrap: [boot.addr], sell: ['storage'], storage: { pricing: { put: { rate: putRates[i], per: 1024n }, get: { rate: 1n, per: 1024n } } }, opencloud: serveUnpaid, market }
+      ? { bootstrap: [boot.addr], sell: ['storage'], storage: { pricing: { put: { rate: putRates[i], per: PUT_PER }, get: { rate: 1n, per: 1024n } } }, opencloud: serveUnpaid, market }
       : { bootstrap: [boot.addr], sell: [], market, privateKey: i === 8 ? attackerKey : undefined }
     nodes = await Promise.all(Array.from({ length: 9 }, async (_, i) => startNode(opts(i))))
     sellers = nodes.slice(0, 3)
@@ -265,10 +275,10 @@ describe('market in a 10-node swarm', function () {
     assert.equal(nodes[8].market.book.entries({ service: 'storage', method: 'get' }).length, 3)
     assert.equal(nodes[8].market.book.entries({ service: 'storage', method: 'stat' }).length, 0)
     const [put] = nodes[8].market.prices({ service: 'storage', method: 'put' })
-    // 2, 3, 5 sat per KiB → per million bytes (rounded up): 1954, 2930, 4883
-    assert.deepEqual(put.sellers.map(s => s.price), [1954n, 2930n, 4883n])
-    assert.equal(put.median, 2930n)
-    assert.equal(put.spread, 4883n - 1954n)
+    // 2, 3, 5 sat per 512 B × MONTH → per GiB-month (the reference for byte·second prices): × 2^21
+    assert.deepEqual(put.sellers.map(s => s.price), [2n << 21n, 3n << 21n, 5n << 21n])
+    assert.equal(put.median, 3n << 21n)
+    assert.equal(put.spread, 3n << 21n)
   })
 
   it('a forged or expired announcement is dropped everywhere and its sender scored down', async () => {
@@ -324,7 +334,7 @@ describe('market in a 10-node swarm', function () {
     const body = await late.opencloud.callOk(nodes[5].addr, { service: 'market', method: 'prices', args: ['storage', 'put'] })
     const answer = JSON.parse(new TextDecoder().decode(body))
     assert.equal(answer.entries.length, 3)
-    assert.equal(answer.summary[0].median, '2930')
+    assert.equal(answer.summary[0].median, MEDIAN)
   })
 
   it('decloud market shows the book: sellers by price, median and spread', async () => {
@@ -334,10 +344,10 @@ describe('market in a 10-node swarm', function () {
     const { summary } = JSON.parse(res.stdout.toString())
     assert.equal(summary.length, 1)
     assert.deepEqual(summary[0].sellers.map((s: any) => s.peerId), [sellers[1], sellers[0], sellers[2]].map(s => s.peerId.toString()))
-    assert.equal(summary[0].median, '2930')
+    assert.equal(summary[0].median, MEDIAN)
     const text = await runCli(['market', '--bootstrap', nodes[4].addr, '--data-dir', dataDir], { timeout: 60_000 })
     assert.equal(text.code, 0, text.stderr)
-    assert.match(text.stdout.toString(), /storage\.put .*sellers 3 .*median 2930/)
+    assert.match(text.stdout.toString(), new RegExp(`storage\\.put +\\(sat per GiB-month\\) +sellers 3 .*median ${MEDIAN}`))
     assert.match(text.stdout.toString(), /storage\.get /)
   })
 
@@ -350,7 +360,7 @@ describe('market in a 10-node swarm', function () {
     const { seller, result } = await callCheapest(buyer.opencloud, ranked, { service: 'storage', method: 'put', body: blob })
     assert.equal(result.path, 'ok', result.detail)
     assert.equal(seller.peerId, sellers[1].peerId.toString())
-    const id = new TextDecoder().decode(result.body)
+    const id: string = JSON.parse(new TextDecoder().decode(result.body)).id
     assert.ok(await sellers[1].storage.meta(id) != null)
     assert.equal(await sellers[0].storage.meta(id), undefined)
   })
@@ -359,14 +369,14 @@ describe('market in a 10-node swarm', function () {
     const follower = await startNode({
       bootstrap: [nodes[3].addr],
       sell: ['storage'],
-      market: { ...market, strategies: { 'storage.put': { strategy: 'follow-market', undercutPercent: 10, floor: { rate: 1n, per: 1024n }, initial: { rate: 9n, per: 1024n } } } },
+      market: { ...market, strategies: { 'storage.put': { strategy: 'follow-market', undercutPercent: 10, floor: { rate: 1n, per: PUT_PER }, initial: { rate: 9n, per: PUT_PER } } } },
       opencloud: serveUnpaid
     })
     extra.push(follower)
     // median of 2, 3, 5 = 3 → −10% → 2 (integer satoshis, rounded down)
     const self = (): PriceEntry | undefined => follower.market.book.entries({ peerId: follower.peerId.toString(), method: 'put' })[0]
     assert.ok(await eventually(() => self()?.rate === 2n), `follower price ${self()?.rate}`)
-    const quote = JSON.parse(new TextDecoder().decode(await nodes[7].opencloud.callOk(follower.addr, { service: 'storage', method: 'quote', args: ['put', '1024'] })))
+    const quote = JSON.parse(new TextDecoder().decode(await nodes[7].opencloud.callOk(follower.addr, { service: 'storage', method: 'quote', args: ['put', '512', String(MONTH)] })))
     assert.equal(quote.amount, '2')
     assert.ok(await eventually(() => putPrices(nodes[7]).get(follower.peerId.toString()) === 2n))
   })

@@ -15,6 +15,9 @@ import { startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
 import type { EmbeddedChain } from './regtest.js'
 
+/** the default lease (30 days): a price per byte·second over it is the old per-byte price */
+const MONTH = 2_592_000n
+
 const fixture = (name: string): string => fileURLToPath(new URL(`../../test/fixtures/policy/${name}`, import.meta.url))
 const enc = new TextEncoder()
 /** sha256.hash at a fixed price per call, so tabs grow in known steps */
@@ -39,7 +42,7 @@ describe('payments and policy in a decloud node', function () {
       payments: { chain, fulfilment: false },
       policy: { file: fixture(policyFile) },
       sha256: { pricing: { base: PRICE } },
-      storage: { pricing: { put: { rate: 1n, per: 1024n } } }
+      storage: { pricing: { put: { rate: 1n, per: 1024n * MONTH } } }
     })
     nodes.push(n)
     return n
@@ -245,7 +248,7 @@ describe('payments and policy in a decloud node', function () {
     const s = await startNode({
       payments: { chain, fulfilment: false },
       policy: { file: fixture('open-bar.yaml') },
-      storage: { capacity: 64 * 1024, pricing: { put: { rate: 1n, per: 1024n } } }
+      storage: { capacity: 64 * 1024, pricing: { put: { rate: 1n, per: 1024n * MONTH } } }
     })
     nodes.push(s)
     const b = await buyer()

@@ -39,7 +39,8 @@ const dec = new TextDecoder()
 const json = (res: CallResult): any => JSON.parse(dec.decode(res.body))
 
 /** storage.put: 1000 sat per call + 1 sat per byte */
-const PUT_PRICING = { base: 1000n, rate: 1n, per: 1n }
+/** 1000 sat + 1 sat per byte for the default lease (30 days: priced per byte·second) */
+const PUT_PRICING = { base: 1000n, rate: 1n, per: 2_592_000n }
 const BODY_SIZE = 100
 const PUT_COST = 1100n
 /** test.cheap: a price far below the dust limit of an attached payment */
@@ -227,7 +228,7 @@ describe('payments on a regtest chain between real nodes', function () {
     assert.equal(res.kind, 'attached')
     assert.equal(res.paid, PUT_COST)
     assert.match(res.txid ?? '', /^[0-9a-f]{64}$/)
-    assert.equal(dec.decode(res.body), Buffer.from(sha256(body)).toString('hex'))
+    assert.equal(json(res).id, Buffer.from(sha256(body)).toString('hex'))
     // the seller broadcast it: in the mempool now
     assert.equal((await chain.transaction(res.txid as string))?.confirmations, 0)
     await chain.mine(1, miner)
@@ -724,7 +725,7 @@ describe('payments on a regtest chain between real nodes', function () {
     const body = randomBytes(100)
     const stored = await payAndCall(buyer.oc, small.addr, put(body), opts(buyer, chain, { kind: 'auto' }, 5000n))
     assert.equal(stored.ok, true, stored.detail)
-    const id = dec.decode(stored.body)
+    const id: string = json(stored).id
     const credit = await creditAt(buyer, small)
     const past = await payAndCall(buyer.oc, small.addr, { service: 'storage', method: 'get', args: [id, '101'] }, opts(buyer, chain, { kind: 'attached', amount: CHEAP }, 1000n))
     assert.equal(past.status, Status.BAD_REQUEST)

@@ -313,11 +313,13 @@ describe('built-in service prices', () => {
     assert.equal(computeCost(SHA_PRICING, [3000n]).total, 17n) // 2 + ceil(15000 / 1024)
   })
 
-  it('storage prices: put per byte stored, get per call; unpaid calls store and serve nothing', async () => {
+  it('storage prices: put per byte·second of lease, get per call; unpaid calls store and serve nothing', async () => {
     const body = new Uint8Array(2500).fill(7)
-    const put = await client.opencloud.call(priced.addr, { service: 'storage', method: 'put', body })
+    const put = await client.opencloud.call(priced.addr, { service: 'storage', method: 'put', args: ['1'], body })
     assert.equal(put.status, Status.TOO_LOW)
-    assert.equal(put.acceptablePayment?.amount, 3n) // ceil(2500 / 1000)
+    assert.equal(put.acceptablePayment?.amount, 3n) // ceil(2500 × 1 / 1000)
+    const month = await client.opencloud.call(priced.addr, { service: 'storage', method: 'put', args: ['60'], body })
+    assert.equal(month.acceptablePayment?.amount, 150n) // 2500 × 60 / 1000
     assert.equal(priced.storage.usedBytes, 0)
     const id = createHash('sha256').update(body).digest('hex')
     // stat and delete are free

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
 import { defaultDataDir } from '../node/data-dir.js'
 import { secretFrom } from '../payments/chain/secrets.js'
+import { BYTE_SECONDS_PER_GIB_MONTH } from '../protocols/opencloud/api/units.js'
 import { NAME_PATTERN } from '../util/names.js'
 import type { ParseArgsConfig } from 'node:util'
 
@@ -329,8 +330,9 @@ const PRICE = new RegExp(`^(${NAME_PATTERN})\\.(${NAME_PATTERN})=(?:([0-9]{1,19}
 
 /** `--price service.method=BASE` or `=BASE+RATE/PER` or `=RATE/PER`, integer sats */
 export function parsePrice (value: string): { service: string, method: string, pricing: { base: bigint, rate: bigint, per: bigint } } {
-  const m = PRICE.exec(value)
-  if (m == null) { throw new UsageError(`--price "${value}": use service.method=BASE, =BASE+RATE/PER or =RATE/PER (integer satoshis, e.g. storage.put=1/65536)`) }
+  // storage leases are priced per byte·second; people write them per GiB-month
+  const m = PRICE.exec(value.replace(/\/GiB-month$/i, `/${BYTE_SECONDS_PER_GIB_MONTH}`))
+  if (m == null) { throw new UsageError(`--price "${value}": use service.method=BASE, =BASE+RATE/PER or =RATE/PER (integer satoshis; PER may be GiB-month for storage, e.g. storage.put=16384/GiB-month)`) }
   const base = BigInt(m[3] ?? '0')
   const rate = BigInt(m[4] ?? m[6] ?? '0')
   const per = BigInt(m[5] ?? m[7] ?? '1')

@@ -6,11 +6,23 @@ import type { CallJson } from '../control/api.js'
 const RENDERERS: Record<string, (body: Uint8Array) => string> = {
   // 32-byte digest → hex, as sha256sum prints it
   'sha256.hash': (body) => Buffer.from(body).toString('hex') + '\n',
-  // the blob id is ASCII hex already
-  'storage.put': (body) => Buffer.from(body).toString('utf8') + '\n'
+  // the blob id (the lease, root and receipt are in --json)
+  'storage.put': (body) => leaseId(body) + '\n',
+  'storage.renew': (body) => leaseId(body) + '\n'
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** The id in a put or renew answer (JSON), or the body as text from a seller that answers the bare id */
+function leaseId (body: Uint8Array): string {
+  const text = Buffer.from(body).toString('utf8')
+  try {
+    const id = JSON.parse(text)?.id
+    return typeof id === 'string' ? id : text
+  } catch {
+    return text
+  }
+}
 
 /** Valid UTF-8 with no control characters other than tab, CR and LF */
 function isText (body: Uint8Array): boolean {

@@ -6,6 +6,7 @@ import { CONTROL_HOST, readControlFiles } from './files.js'
 import type { CallJson, CallRequestJson, ErrorJson, SentJson, WalletJson, WalletTxJson } from './api.js'
 import type { ControlFile } from './files.js'
 import type { FileStatus, FileSummary } from '../files/index.js'
+import type { ReachabilityStatus } from '../node/nat.js'
 import type { MarketJson, SellersJson } from '../node/reports.js'
 import type { ReputationJson } from '../reputation/json.js'
 import type { IncomingMessage } from 'node:http'
@@ -35,6 +36,10 @@ export interface NodeJson {
   peerId: string
   openCloudId: string
   addresses: string[]
+  /** where the node listens, loopback included (absent from older nodes) */
+  listening?: string[]
+  /** whether peers can dial the node (docs/nat.md); absent from nodes before it was added */
+  reachability?: ReachabilityStatus
   services: Array<{ name: string, version: string, description: string }>
   stats: Record<string, unknown>
 }

@@ -13,6 +13,8 @@ export interface ControlledNode {
   readonly peerId: PeerId
   readonly openCloudId: string
   addresses(): string[]
+  /** where it listens, loopback included @default addresses() */
+  listening?(): string[]
   readonly opencloud: Pick<OpenCloud, 'call' | 'services' | 'stats'>
   readonly libp2p: {
     getConnections(peerId?: PeerId): Connection[]
@@ -36,6 +38,8 @@ export interface ControlledNode {
   readonly policy?: DecloudNode['policy']
   /** Records, reports and trust (`GET /v1/reputation`) */
   readonly reputation?: DecloudNode['reputation']
+  /** Reachability (AutoNAT) and the addresses it rests on, in `GET /v1/node` */
+  reachability?: DecloudNode['reachability']
 }
 
 /** An answer other than 200, with the error type of docs/control-api.md */

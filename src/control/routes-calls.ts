@@ -10,6 +10,7 @@ import { CHEAPEST_ATTEMPTS, NoSellerReachedError, callCheapest } from '../market
 import { callAsStranger } from '../node/stranger.js'
 import { parsePayOption } from '../payments/buyer/pay-option.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_NAME_LENGTH } from '../protocols/opencloud/api/constants.js'
+import { bodyUsage } from '../protocols/opencloud/api/units.js'
 import { callResultJson, API_PREFIX } from './api.js'
 import { HttpError, badRequest, jsonObject, nameField, satsField } from './http.js'
 import { DEFAULT_SELLERS_TIMEOUT, MAX_SELLERS_TIMEOUT, rankerOf } from './routes-market.js'
@@ -65,7 +66,7 @@ export function callRoutes (ctx: RouteContext, limits: CallLimits): Array<[strin
     try {
       if (ranker != null) {
         const start = Date.now()
-        const usage = input.units ?? (input.call.body != null && input.call.body.byteLength > 0 ? BigInt(input.call.body.byteLength) : undefined)
+        const usage = input.units ?? (input.call.body != null && input.call.body.byteLength > 0 ? bodyUsage(input.call.service, input.call.method, input.call.args, input.call.body.byteLength) : undefined)
         const ranked = await ranker.rankSellers(input.call.service, { method: input.call.method, usage, timeout: input.lookupTimeout, signal })
         if (ranked.length === 0) { throw new HttpError(404, 'no-seller', `no seller of ${input.call.service} found (searched the price book and the DHT for ${Date.now() - start} ms)`) }
         const picked = await callCheapest(caller, ranked, input.call, { signal, timeout: input.timeout })
@@ -77,7 +78,8 @@ export function callRoutes (ctx: RouteContext, limits: CallLimits): Array<[strin
       }
       if (self) {
         const target = input.target
-        const addrs = isMultiaddr(target) ? [target] : node.addresses().map(a => multiaddr(a))
+        // where it listens: in public mode its announced addresses leave loopback out
+        const addrs = isMultiaddr(target) ? [target] : (node.listening?.() ?? node.addresses()).map(a => multiaddr(a))
         return callResultJson(await callAsStranger(addrs, input.call, { signal }))
       }
       return resultJson(await caller.call(input.target as CallTarget, input.call, { signal }))

@@ -22,6 +22,8 @@ export function nodeRoutes (ctx: RouteContext, about: { version: string, started
       peerId: node.peerId.toString(),
       openCloudId: node.openCloudId,
       addresses: node.addresses(),
+      ...(node.listening != null ? { listening: node.listening() } : {}),
+      ...(node.reachability != null ? { reachability: node.reachability() } : {}),
       services: [...node.opencloud.services.values()].map(s => ({ name: s.name, version: s.version, description: s.description })),
       stats: {
         connections: connections.length,

@@ -2,6 +2,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { computeCost, MAX_AMOUNT } from '../protocols/opencloud/api/pricing.js'
+import { BYTE_SECONDS_PER_GIB_MONTH, isByteSecond } from '../protocols/opencloud/api/units.js'
 import { MAX_ADDRS, MAX_UNITS, MAX_VALIDITY } from './announcement.js'
 import { BookEntry, PriceAnnouncement, SignedPriceAnnouncement } from './pb/market.js'
 import type { Announcement } from './announcement.js'
@@ -20,6 +21,11 @@ export const MAX_REMEMBERED_SEQS = 50_000
  * units compare by `base`.
  */
 export const REFERENCE_UNITS = 1_000_000n
+
+/** The usage a price is compared at: a GiB-month for storage leases (byte·second), else REFERENCE_UNITS */
+export function referenceUsage (units: readonly string[]): bigint {
+  return isByteSecond(units) ? BYTE_SECONDS_PER_GIB_MONTH : REFERENCE_UNITS
+}
 
 export type EntrySource = 'self' | 'gossip' | 'sync'
 
@@ -78,7 +84,7 @@ function bookKey (service: string, method: string, peer: string): string {
 }
 
 /** Cost of `usage` units of service (one number: the product of the dimensions) under an entry's price */
-export function priceOf (e: Pick<PriceEntry, 'base' | 'rate' | 'per' | 'units'>, usage: bigint = REFERENCE_UNITS): bigint {
+export function priceOf (e: Pick<PriceEntry, 'base' | 'rate' | 'per' | 'units'>, usage: bigint = referenceUsage(e.units)): bigint {
   const pricing: Pricing = { base: e.base, rate: e.rate, per: e.per }
   try {
     return computeCost(pricing, e.units.length === 0 ? [] : [usage]).total
@@ -243,7 +249,7 @@ export class PriceBook {
         service: g.service,
         method: g.method,
         units: g.units,
-        usage: g.units.length === 0 ? 0n : (filter.usage ?? REFERENCE_UNITS),
+        usage: g.units.length === 0 ? 0n : (filter.usage ?? referenceUsage(g.units)),
         sellers,
         min,
         max,

@@ -4,7 +4,10 @@
  * before calling `createLibp2p` itself.
  */
 import { noise } from '@chainsafe/libp2p-noise'
+import { autoNATv2 } from '@libp2p/autonat-v2'
 import { bootstrap } from '@libp2p/bootstrap'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
 import { gossipsub } from '@libp2p/gossipsub'
 import { createTopicScoreParams } from '@libp2p/gossipsub/score'
 import { identify } from '@libp2p/identify'
@@ -13,6 +16,7 @@ import { mdns } from '@libp2p/mdns'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
+import { uPnPNAT } from '@libp2p/upnp-nat'
 import { getThinWaistAddresses, isPrivate } from '@libp2p/utils'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -27,8 +31,10 @@ import { Reputation } from '../reputation/model.js'
 import { REPUTATION_TOPIC } from '../reputation/report.js'
 import { reputationService } from '../reputation/service.js'
 import { Store } from '../store/index.js'
+import { isAnnounceable, reachability, treatAsPublic } from './nat.js'
 import { payments } from './services.js'
 import { parseBootstrap, swarmKeeper } from './swarm.js'
+import type { NatMode, ReachabilityService, RelayOptions } from './nat.js'
 import type { PaymentParts } from './payments.js'
 import type { PaymentsService } from './services.js'
 import type { SwarmKeeper } from './swarm.js'
@@ -173,6 +179,26 @@ export type DecloudServices = {
   payments: PaymentsService
   /** signed reputation reports on gossipsub; serves the core `reputation` service */
   reputation: ReputationService
+  /** `public` mode only: AutoNAT v2 (asks peers to dial our addresses back, and dials theirs) */
+  autoNAT?: unknown
+  /** `public` mode only: hole punching over relayed connections */
+  dcutr?: unknown
+  /** `public` mode only: the reachability verdict, DHT mode and relay (docs/nat.md) */
+  reachability?: ReachabilityService
+  /** `public` mode with `nat: 'upnp'`: port mapping on the LAN gateway */
+  upnp?: unknown
+}
+
+/** Behind a router: AutoNAT, relay, hole punching, port mapping (`public` mode; docs/nat.md) */
+export interface NatOptions {
+  /** map the listen port on the LAN gateway by UPnP / NAT-PMP @default 'none' */
+  nat?: NatMode
+  /** IPv4 ranges (CIDR) treated as public: for namespaces and private deployments @default none */
+  publicRanges?: string[]
+  /** the relay a reachable node offers */
+  relay?: RelayOptions
+  /** ms without a verified address, once a peer able to check was met, before the verdict is private @default 30_000 */
+  privateAfter?: number
 }
 
 export interface DecloudDefaultsOptions {
@@ -200,6 +226,8 @@ export interface DecloudDefaultsOptions {
   payments?: PaymentParts
   /** the node's reputation (docs/reputation.md) @default one in `store` (in memory without one), pre-trusting nothing but this node */
   reputation?: Reputation
+  /** reachability from behind a router (used in `public` mode) */
+  nat?: NatOptions
 }
 
 const NO_PAYMENTS: PaymentParts = {
@@ -227,6 +255,8 @@ const NO_PAYMENTS: PaymentParts = {
  * ```
  */
 export function decloudDefaults (options: DecloudDefaultsOptions): Libp2pOptions<DecloudServices> & Required<Pick<Libp2pOptions<DecloudServices>, 'services'>> {
+  // before anything asks whether an address is private
+  treatAsPublic(options.nat?.publicRanges ?? [])
   const mode = options.networkMode ?? defaultNetworkMode(options.listen, { bootstrap: options.bootstrap })
   const local = mode === 'local'
   const bootstrapAddrs = parseBootstrap(options.bootstrap ?? [], peerIdFromPrivateKey(options.privateKey))
@@ -240,10 +270,23 @@ export function decloudDefaults (options: DecloudDefaultsOptions): Libp2pOptions
   // one directory: discovery and the market both learn who sells what
   const directory = new PeerDirectory()
   const reputation = options.reputation ?? new Reputation({ db: (options.store ?? Store.memory()).sub('reputation'), self: peerIdFromPrivateKey(options.privateKey).toString() })
+  // public mode: the parts that let a node behind a router buy and sell (docs/nat.md); a local
+  // swarm is reachable by definition and keeps what it had
+  const natServices = local
+    ? {}
+    : {
+        autoNAT: autoNATv2(),
+        dcutr: dcutr(),
+        reachability: reachability({ relay: options.nat?.relay, privateAfter: options.nat?.privateAfter }),
+        ...(options.nat?.nat === 'upnp' ? { upnp: uPnPNAT({ portMappingDescription: 'decloud' }) } : {})
+      }
   return {
     privateKey: options.privateKey,
-    addresses: { listen: options.listen },
-    transports: [tcp()],
+    addresses: local
+      ? { listen: options.listen }
+      // no loopback or private address leaves a public node (relayed ones through a public relay do)
+      : { listen: options.listen, announceFilter: (addrs: Multiaddr[]) => addrs.filter(isAnnounceable) },
+    transports: local ? [tcp()] : [tcp(), circuitRelayTransport()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery,
@@ -357,7 +400,8 @@ export function decloudDefaults (options: DecloudDefaultsOptions): Libp2pOptions
         interval: options.swarm?.checkInterval
       }),
       payments: payments({ parts: options.payments ?? NO_PAYMENTS }),
-      reputation: reputationService({ reputation })
+      reputation: reputationService({ reputation }),
+      ...natServices
     }
   }
 }

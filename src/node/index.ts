@@ -16,8 +16,10 @@ import { DiskPieceStore, MemoryPieceStore } from '../storage/index.js'
 import { Store } from '../store/index.js'
 import { DataDirInUseError, defaultDataDir, ensureDataDir, loadOrCreateKey, DB_DIR, PIECES_DIR } from './data-dir.js'
 import { decloudDefaults, defaultNetworkMode, DEFAULT_PORT } from './defaults.js'
+import { treatAsPublic } from './nat.js'
 import { openPaymentParts } from './payments.js'
-import type { DecloudServices, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
+import type { DecloudServices, DhtOptions, MarketOptions, NatOptions, NetworkMode, SwarmOptions } from './defaults.js'
+import type { ReachabilityStatus } from './nat.js'
 import type { NodePayments, PaymentParts, PaymentsOptions, PolicyOptions } from './payments.js'
 import type { SwarmKeeper } from './swarm.js'
 import type { FindSellersOptions, Seller } from '../dht/config.js'
@@ -35,11 +37,14 @@ import type { OpenCloud, OpenCloudInit } from '../protocols/opencloud/net/opencl
 import type { ReputationOptions } from '../reputation/model.js'
 import type { GossipsubOpts } from '@libp2p/gossipsub'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
 import type { Registry } from 'prom-client'
 
 export { DEFAULT_PORT, DHT_PROTOCOL, CORE_SERVICES, defaultNetworkMode, decloudDefaults } from './defaults.js'
-export type { DecloudServices, DecloudDefaultsOptions, DhtOptions, MarketOptions, NetworkMode, SwarmOptions } from './defaults.js'
+export type { DecloudServices, DecloudDefaultsOptions, DhtOptions, MarketOptions, NatOptions, NetworkMode, SwarmOptions } from './defaults.js'
+export type { NatMode, Reachability, ReachabilityStatus, RelayOptions } from './nat.js'
+export { LimitedConnectionError } from '../protocols/opencloud/net/client.js'
 
 /**
  * Options of `createDecloudNode()`: a complete node with its data dir, LevelDB
@@ -74,7 +79,16 @@ export interface DecloudNodeOptions {
     maxBlobSize?: number
     /** hash every blob read and never serve bytes that do not match their id @default true */
     verifyOnGet?: boolean
-    pricing?: { put?: Pricing, get?: Pricing }
+    /** `put` and `renew` are per byte·second of lease (`perGiBMonth(sats)` writes one) */
+    pricing?: { put?: Pricing, get?: Pricing, renew?: Pricing, audit?: Pricing }
+    /** lease of a put that names none, seconds @default 30 days */
+    defaultLease?: number
+    /** longest lease one put or renewal buys, seconds @default 5 years */
+    maxLease?: number
+    /** how long a piece outlives its last lease, seconds @default 1 day */
+    leaseGrace?: number
+    /** how often ended leases are swept, ms @default 60 s */
+    sweepInterval?: number
   }
   sha256?: { pricing?: Pricing }
   /** More services to sell */
@@ -133,6 +147,11 @@ export interface DecloudNodeOptions {
    * turn it on for one node per process.
    */
   metrics?: boolean | Registry
+  /**
+   * Behind a router (`public` mode): UPnP mapping, ranges treated as
+   * public, relay limits, the private verdict's delay (docs/nat.md)
+   */
+  nat?: NatOptions
 }
 
 export interface DecloudNode {
@@ -151,8 +170,18 @@ export interface DecloudNode {
   readonly market: Market
   /** Which peers sell which services, as learned so far */
   readonly directory: PeerDirectory
-  /** Listen addresses with the /p2p/ suffix */
+  /**
+   * The addresses the node gives peers, with the /p2p/ suffix: in `public`
+   * mode only verified public and relayed ones (docs/nat.md)
+   */
   addresses(): string[]
+  /** Where the node listens (loopback and private addresses included), with the /p2p/ suffix */
+  listening(): string[]
+  /**
+   * Whether peers can dial this node (AutoNAT), its verified, observed and
+   * relayed addresses. `unknown` in `local` mode, where nothing is checked.
+   */
+  reachability(): ReachabilityStatus
   /** Names of the services this node sells */
   selling(): string[]
   /** Keeps the node connected to its swarm */
@@ -218,6 +247,8 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
   await ensureDataDir(dataDir)
   const privateKey = options.privateKey ?? await loadOrCreateKey(dataDir)
   const listen = options.listen ?? [`/ip4/0.0.0.0/tcp/${options.dev === true ? 0 : DEFAULT_PORT}`]
+  // before the network mode is chosen: a public range makes an address public
+  treatAsPublic(options.nat?.publicRanges ?? [])
   const networkMode = options.networkMode ?? defaultNetworkMode(listen, { bootstrap: options.bootstrap })
   if (networkMode !== 'local' && networkMode !== 'public') { throw new TypeError(`network mode must be "local" or "public", not "${String(networkMode)}"`) }
   const store = await openStore(options, dataDir)
@@ -239,7 +270,12 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       pieces: store.memory ? new MemoryPieceStore({ capacity }) : new DiskPieceStore({ dir: join(dataDir, PIECES_DIR), db: store.sub('pieces'), capacity }),
       maxBlobSize: Math.min(options.storage?.maxBlobSize ?? maxBodySize, maxBodySize),
       verifyOnGet: options.storage?.verifyOnGet,
-      pricing: options.storage?.pricing
+      pricing: options.storage?.pricing,
+      privateKey,
+      defaultLease: options.storage?.defaultLease,
+      maxLease: options.storage?.maxLease,
+      leaseGrace: options.storage?.leaseGrace,
+      sweepInterval: options.storage?.sweepInterval
     })
     // loaded only when asked for: most embedders never need prom-client
     const metricsRegistry = options.metrics === true ? new (await import('prom-client')).Registry() : options.metrics === false ? undefined : options.metrics
@@ -257,6 +293,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       sell: options.sell,
       payments: parts,
       reputation,
+      nat: options.nat,
       opencloud: {
         ...options.opencloud,
         access: options.opencloud?.access ?? parts.access,
@@ -288,6 +325,17 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
   const peerId = libp2p.peerId
   let stopped = false
   let files: Files | undefined
+  const reach = libp2p.services.reachability
+  if (reach != null) {
+    // the provider records in the DHT carry this node's addresses: once a relay gives it some, provide again
+    let relayed = ''
+    libp2p.addEventListener('self:peer:update', () => {
+      const now = reach.status().relayed.join(' ')
+      if (now === relayed) { return }
+      relayed = now
+      if (now !== '' && !stopped) { void discovery.provideAll() }
+    })
+  }
   const node: DecloudNode = {
     get files () { return (files ??= filesForNode(this, init.privateKey, {}, init.filesAgent)) },
     libp2p,
@@ -303,6 +351,16 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
     directory: discovery.directory,
     swarm,
     addresses: () => libp2p.getMultiaddrs().map(a => a.toString()),
+    listening: () => {
+      // local mode announces every address it listens on
+      if (init.networkMode === 'local') { return libp2p.getMultiaddrs().map(a => a.toString()) }
+      // the transport manager is not part of libp2p's public interface; announced addresses are the fallback
+      const tm = (libp2p as unknown as { components?: { transportManager?: { getAddrs(): Multiaddr[] } } }).components?.transportManager
+      const addrs = tm?.getAddrs() ?? libp2p.getMultiaddrs()
+      const id = peerId.toString()
+      return addrs.filter(a => !a.toString().includes('/p2p-circuit')).map(a => a.toString().endsWith(`/p2p/${id}`) ? a.toString() : `${a.toString()}/p2p/${id}`)
+    },
+    reachability: () => libp2p.services.reachability?.status() ?? { reachability: 'unknown', verified: [], observed: [], relayed: [], dht: libp2p.services.dht.getMode(), relaying: false },
     selling: () => discovery.selling().map(s => s.name),
     findSellers: async (service, opts) => discovery.findSellers(service, opts),
     // a node never ranks itself as a seller to buy from

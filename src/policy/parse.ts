@@ -11,6 +11,7 @@
 import { readFile, stat } from 'node:fs/promises'
 import { basename, extname } from 'node:path'
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument } from 'yaml'
+import { BYTE_SECONDS_PER_GIB_MONTH } from '../protocols/opencloud/api/units.js'
 import {
   COMMANDS, MAX_RULES, POLICY_VERSION, PolicyError, SCOPE_KEYS,
   checkAddress, checkBlocks, checkConcurrent, checkCredentialKind, checkDefer, checkFlag, checkId, checkMethod, checkName,
@@ -255,7 +256,8 @@ function parseMinPayment (rd: Reader, node: Node | null): bigint | MinPayment {
   const m: MinPayment = {}
   for (const { key, keyNode, value } of rd.entries(node, 'min-payment')) {
     if (!(PAYMENT_KEYS as readonly string[]).includes(key)) { rd.fail(keyNode, `unknown key ${show(key)} in min-payment${suggest(key, PAYMENT_KEYS)}`) }
-    m[key as 'base' | 'rate' | 'per'] = rd.sats(value, `min-payment ${key}`)
+    // storage leases are priced per byte·second: `per: GiB-month` names 2^30 × 2,592,000 of them
+    m[key as 'base' | 'rate' | 'per'] = key === 'per' && /^gib-month$/i.test(String(rd.scalar(value))) ? BYTE_SECONDS_PER_GIB_MONTH : rd.sats(value, `min-payment ${key}`)
   }
   return m
 }

@@ -34,6 +34,9 @@ import type { DecloudNode, DecloudNodeOptions } from '../../src/node/index.js'
 import type { PaymentsOptions } from '../../src/node/payments.js'
 import type { PaidCallResult, PayOption } from '../../src/payments/buyer/bidding.js'
 
+/** the default lease (30 days): a price per byte·second over it is the old per-byte price */
+const MONTH = 2_592_000n
+
 const { values } = parseArgs({
   options: {
     nodes: { type: 'string', default: '12' },
@@ -185,7 +188,7 @@ try {
     sell: ['storage'],
     payments: sellerPayments,
     policy: { rules: defaultPolicy() },
-    storage: { pricing: { put: { rate: putRates[i], per: MiB }, get: { rate: GET_RATE, per: MiB } } },
+    storage: { pricing: { put: { rate: putRates[i], per: MiB * MONTH }, get: { rate: GET_RATE, per: MiB } } },
     ...(follows(i)
       ? { market: { strategies: { 'storage.put': { strategy: 'follow-market', undercutPercent: 10, floor: { rate: FOLLOW_FLOOR, per: MiB } } } } }
       : {})
@@ -235,7 +238,7 @@ try {
     const wallet = buyer.payments!.wallet
     const blob = randomBytes(BLOB)
     try {
-      const ranked = await buyer.rankSellers('storage', { method: 'put', usage: BigInt(BLOB), timeout: 3_000 })
+      const ranked = await buyer.rankSellers('storage', { method: 'put', usage: BigInt(BLOB) * MONTH, timeout: 3_000 })
       const best = ranked[0]
       if (best == null) { throw new Error('no storage seller found') }
       const target = best.addresses[0]
@@ -259,7 +262,7 @@ try {
       try {
         const put = await pay({ service: 'storage', method: 'put', body: blob }, putPrice)
         r.put = record(put)
-        if (put.ok) { id = new TextDecoder().decode(put.body) }
+        if (put.ok) { id = JSON.parse(new TextDecoder().decode(put.body)).id }
       } catch (err) {
         r.put = failed(err)
       }
@@ -411,7 +414,7 @@ try {
   process.stdout.write('\nbuyers\n')
   table(['node', 'pays', 'chose', `put sat (${BLOB} B)`, 'paid attached', 'promised', 'paid on promises', 'spent incl. fees', 'tabs', 'read back'], records.map(r =>
     [r.name, r.mode, `seller-${r.seller ?? '?'}`, String(r.putPrice ?? '?'), String(paidNow(r)), String(promisedOf(r)), String(r.paidLater), String(r.spent ?? '?'), r.tabStatus.join(',') || '-', r.readBack ? 'yes' : 'NO']))
-  const [put] = buyers[0].market.prices({ service: 'storage', method: 'put', usage: BigInt(BLOB) })
+  const [put] = buyers[0].market.prices({ service: 'storage', method: 'put', usage: BigInt(BLOB) * MONTH })
   process.stdout.write(`\nmarket (storage.put, ${BLOB} B): min ${put?.min} median ${put?.median} max ${put?.max} spread ${put?.spread} sat; max per call ${MAX} sat\n`)
   process.stdout.write(`totals: honest buyers paid ${totals.honestPaid} sat (${totals.paidAttached} attached, ${totals.paidOnPromises} on ${totals.promised} sat promised) + ${totals.feesPaid} sat fees; sellers received ${totals.sellersReceived} sat; the freeloader owes ${totals.freeloaderOwes} sat\n`)
   process.stdout.write(`chain: height ${height}, ${blocks} blocks mined by the simulation\n`)

@@ -6,6 +6,7 @@ import { CHEAPEST_ATTEMPTS } from '../../market/select.js'
 import { readKey } from '../../node/data-dir.js'
 import { parseMax, parsePayOption } from '../../payments/buyer/pay-option.js'
 import { MAX_ARG_LENGTH, MAX_ARGS, MAX_BODY_SIZE } from '../../protocols/opencloud/api/constants.js'
+import { bodyUsage } from '../../protocols/opencloud/api/units.js'
 import { isName } from '../../util/names.js'
 import { readBody } from '../body.js'
 import { CliError, TransportError, UsageError, commonOptions, commonUsage, err, parse, parseTimeout, readCommon } from '../command.js'
@@ -36,7 +37,7 @@ const usage = `usage: decloud call <multiaddr> <service>.<method> [args…] [opt
 
 Calls a service on a remote node over OpenCloud and prints the answer:
   sha256.hash        the hex digest (as sha256sum prints it)
-  storage.put        the blob id
+  storage.put        the blob id (--json: with its lease, Merkle root and signed receipt)
   JSON answers       the JSON (info, methods, quote, stat, delete…)
   other answers      the raw bytes (use --out FILE, or redirect stdout)
 
@@ -236,8 +237,8 @@ export const command: Command = {
 
     const request: CallRequestJson = { service, method, args, body: Buffer.from(body).toString('base64'), timeout, ...pay }
     if (line.cheapest) {
-      // the call's units of service: the body's bytes when there is a body (storage.put, sha256.hash)
-      const units = values['body-file'] != null ? BigInt(body.byteLength) : undefined
+      // the call's units of service: the body's bytes when there is a body (sha256.hash), times the lease seconds for storage.put (default lease: 30 days)
+      const units = values['body-file'] != null ? bodyUsage(service, method, args, body.byteLength) : undefined
       const lookupTimeout = Math.min(CHEAPEST_LOOKUP_TIMEOUT, timeout)
       const result = running != null
         ? await cheapestThroughNode(running.client, dataDir, { ...request, cheapest: true, lookupTimeout, ...(units != null ? { units: units.toString() } : {}) })

@@ -8,7 +8,9 @@ import type { Command } from '../command.js'
 const usage = `usage: decloud id [--addr | --peer] [--data-dir DIR]
 
 Prints the node's libp2p peer id and its OpenCloud ID (oc:<peer id>): from the
-running node when there is one, else from the data dir's key.
+running node when there is one, else from the data dir's key. A running node
+also says whether peers can dial it (reachability: public, private or
+unknown; docs/nat.md) and the addresses that verdict rests on.
 
 options:
   --addr          print only the running node's address to call it at
@@ -35,11 +37,12 @@ export const command: Command = {
     const dataDir = resolveDataDir(values['data-dir'])
     let peerId: string
     let ocId: string
+    let reach = ''
     const running = await findRunningNode(dataDir).catch(() => undefined)
     if (values.addr === true) {
       if (running == null) { throw new CliError(`no node is running for ${dataDir}: start one (decloud node --data-dir ${dataDir}); its addresses are where it listens`) }
       // loopback first: the address works from this machine whatever the network
-      const addrs = [...running.node.addresses].sort((a, b) => Number(!isLoopback(a)) - Number(!isLoopback(b)))
+      const addrs = [...(running.node.listening ?? running.node.addresses)].sort((a, b) => Number(!isLoopback(a)) - Number(!isLoopback(b)))
       if (addrs.length === 0) { throw new CliError(`the node running for ${dataDir} listens on no address`) }
       await out(addrs[0] + '\n')
       return EXIT.OK
@@ -47,6 +50,13 @@ export const command: Command = {
     if (running != null) {
       peerId = running.node.peerId
       ocId = running.node.openCloudId
+      const r = running.node.reachability
+      if (r != null) {
+        reach = `reachability: ${r.reachability}\n` +
+          r.verified.map(a => `verified: ${a}\n`).join('') +
+          r.observed.map(a => `observed: ${a}\n`).join('') +
+          r.relayed.map(a => `relayed: ${a}\n`).join('')
+      }
     } else {
       const key = await readKey(dataDir)
       if (key == null) {
@@ -56,7 +66,7 @@ export const command: Command = {
       peerId = id.toString()
       ocId = openCloudId(id)
     }
-    await out(values.peer === true ? `${peerId}\n` : `peer id: ${peerId}\nopencloud id: ${ocId}\n`)
+    await out(values.peer === true ? `${peerId}\n` : `peer id: ${peerId}\nopencloud id: ${ocId}\n${reach}`)
     return EXIT.OK
   }
 }

@@ -1,3 +1,4 @@
+import { BYTE_SECONDS_PER_GIB_MONTH, isByteSecond } from '../../protocols/opencloud/api/units.js'
 import { isName } from '../../util/names.js'
 import { EXIT, UsageError, commonOptions, commonUsage, out, parse, parseUnits, readCommon, terminalSafe } from '../command.js'
 import { fromNodeOrSwarm } from '../node-or-swarm.js'
@@ -74,7 +75,9 @@ export function renderMarket (a: MarketJson): string {
   if (a.summary.length === 0) { return 'the price book is empty\n' }
   const blocks: string[] = []
   for (const s of a.summary as Array<Record<string, any>>) {
-    const unit = (s.units as string[]).length === 0 ? 'per call' : `for ${String(s.usage)} ${(s.units as string[]).join('·')}`
+    const unit = (s.units as string[]).length === 0
+      ? 'per call'
+      : isByteSecond(s.units) && BigInt(s.usage) === BYTE_SECONDS_PER_GIB_MONTH ? 'per GiB-month' : `for ${String(s.usage)} ${(s.units as string[]).join('·')}`
     const lines = [`${String(s.service)}.${String(s.method)}  (sat ${unit})  sellers ${String(s.sellers.length)}  min ${String(s.min)}  median ${String(s.median)}  max ${String(s.max)}  spread ${String(s.spread)}`]
     const rows = (s.sellers as Array<Record<string, any>>).map(e => [String(e.peerId), String(e.price), `${String(e.base)} + ${String(e.rate)}/${String(e.per)}`, age(Number(e.age))])
     const head = ['  peer', 'price', 'base + rate/per', 'age']

@@ -3,6 +3,7 @@ import { ControlServer } from '../../control/server.js'
 import { decloudVersion } from '../../control/version.js'
 import { checkDataDir } from '../../node/data-dir.js'
 import { createDecloudNode } from '../../node/index.js'
+import { perGiBMonth } from '../../protocols/opencloud/api/units.js'
 import { CHAIN_OPTIONS, CHAIN_USAGE, CliError, UsageError, EXIT, checkMultiaddrs, commonOptions, err, hasChainOptions, out, parse, parseChainOptions, parseNetworkMode, parsePrice, resolveDataDir, untilSignal } from '../command.js'
 import type { DecloudNode, DecloudNodeOptions } from '../../node/index.js'
 import type { PolicyReloadEvent } from '../../policy/reload.js'
@@ -12,9 +13,9 @@ import type { Command } from '../command.js'
 const STOP_DEADLINE = 10_000
 
 /** What `decloud node` charges for storage when payments are on (sats) */
-const DEFAULT_PUT_PRICING = { base: 0n, rate: 1n, per: 65_536n }
+const DEFAULT_PUT_PRICING = perGiBMonth(16_384n)
 const DEFAULT_GET_PRICING = { base: 0n, rate: 1n, per: 1_048_576n }
-const DEFAULT_PUT_PRICE = '1 sat per 64 KiB'
+const DEFAULT_PUT_PRICE = '16,384 sat per GiB-month (1 sat per 64 KiB for the default 30-day lease)'
 const DEFAULT_GET_PRICE = '1 sat per MiB'
 
 const usage = `usage: decloud node [options]
@@ -49,10 +50,18 @@ options:
   --mdns                 find peers on the local network with mDNS
   --network-mode MODE    local (keep loopback and private addresses) or public; default
                          local while the node has no public address and no public --bootstrap
+  --nat MODE             upnp (map the listen port on the home router by UPnP/NAT-PMP) or
+                         none; default upnp, none with --dev (public mode only, docs/nat.md)
+  --public-ranges CIDRS  IPv4 ranges (comma-separated, repeatable) to treat as public, for
+                         private deployments and tests, e.g. 10.99.0.0/16
+  --no-relay             do not relay for others, even when reachable
+  --relay-limit B/S      what one relayed connection may carry: BYTES/SECONDS
+                         (default 1048576/120)
 ${CHAIN_USAGE}
   --no-payments          sell for free, pay nothing: no chain, no wallet
   --price S.M=PRICE      the price of a method, repeatable: BASE, BASE+RATE/PER or
-                         RATE/PER integer satoshis (e.g. storage.put=1/65536)
+                         RATE/PER integer satoshis; storage.put and storage.renew are
+                         per byte·second, PER may be GiB-month (e.g. storage.put=16384/GiB-month)
   --policy FILE          the policy file (YAML or JSON; see docs/policy.md)
   --no-policy            no policy: every call is allowed at the services' prices
   --metrics              serve Prometheus metrics at /metrics on the control port
@@ -66,6 +75,7 @@ exit codes: 0 stopped cleanly · 1 could not start (e.g. data dir in use) · 2 b
 examples:
   decloud node
   decloud node --dev --data-dir /tmp/a --listen /ip4/127.0.0.1/tcp/0
+  decloud node --network-mode public --nat none --public-ranges 10.99.0.0/24
 `
 
 export const command: Command = {
@@ -80,6 +90,10 @@ export const command: Command = {
       bootstrap: { type: 'string', multiple: true },
       mdns: { type: 'boolean', default: false },
       'network-mode': { type: 'string' },
+      nat: { type: 'string' },
+      'public-ranges': { type: 'string', multiple: true },
+      'no-relay': { type: 'boolean', default: false },
+      'relay-limit': { type: 'string' },
       ...CHAIN_OPTIONS,
       'no-payments': { type: 'boolean', default: false },
       price: { type: 'string', multiple: true },
@@ -89,6 +103,14 @@ export const command: Command = {
     })
     if (positionals.length > 0) { throw new UsageError(`unexpected argument "${positionals[0]}" (see decloud node --help)`) }
     const networkMode = parseNetworkMode(values['network-mode'])
+    const nat = values.nat ?? (values.dev === true ? 'none' : 'upnp')
+    if (nat !== 'upnp' && nat !== 'none') { throw new UsageError(`--nat must be upnp or none, not "${nat}"`) }
+    const publicRanges = (values['public-ranges'] ?? []).flatMap(v => v.split(',')).map(v => v.trim()).filter(v => v !== '')
+    for (const r of publicRanges) {
+      if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(r)) { throw new UsageError(`--public-ranges: "${r}" is not an IPv4 CIDR such as 10.99.0.0/16`) }
+    }
+    const relayLimit = parseRelayLimit(values['relay-limit'])
+    if (values['no-relay'] === true && relayLimit != null) { throw new UsageError('give --no-relay or --relay-limit, not both') }
     const listen = values.listen != null ? checkMultiaddrs('listen', values.listen) : undefined
     const bootstrap = values.bootstrap != null ? checkMultiaddrs('bootstrap', values.bootstrap) : undefined
     const dataDir = resolveDataDir(values['data-dir'])
@@ -135,6 +157,11 @@ export const command: Command = {
       ...(bootstrap != null ? { bootstrap } : {}),
       ...(values.mdns === true ? { mdns: true } : {}),
       ...(networkMode != null ? { networkMode } : {}),
+      nat: {
+        nat,
+        publicRanges,
+        relay: values['no-relay'] === true ? { enabled: false } : relayLimit
+      },
       storage: {
         pricing: {
           put: prices.get('storage.put') ?? (payments ? DEFAULT_PUT_PRICING : undefined),
@@ -164,7 +191,7 @@ export const command: Command = {
       throw new CliError(`cannot start the control API: ${e.message}`)
     }
 
-    await out(node.addresses().map(a => `listening on ${a}\n`).join(''))
+    await out(node.listening().map(a => `listening on ${a}\n`).join(''))
     await err(`peer id ${node.peerId.toString()} · data dir ${dataDir} · control API on 127.0.0.1:${control.port} · Ctrl-C to stop`)
     if (node.payments != null) {
       const p = node.payments
@@ -173,6 +200,13 @@ export const command: Command = {
     }
     if (node.policy != null) { await err(`policy ${node.policy.file ?? 'default (decloud policy default prints it)'}`) }
     await err(`dashboard ${control.loginUrl()} (one-time link; decloud dashboard prints a new one)${values.metrics === true ? ` · metrics ${control.origin}/metrics` : ''}`)
+    const reachability = node.libp2p.services.reachability
+    if (reachability == null) {
+      await err(`network mode ${node.networkMode}: reachability not checked (peers are on this machine or LAN)`)
+    } else {
+      await err(`network mode ${node.networkMode} · reachability unknown: asking peers to dial back (AutoNAT)`)
+      reachability.onChange(() => { void err(reachabilityLine(node)) })
+    }
 
     const received = await signal
     const deadline = setTimeout(() => {
@@ -189,6 +223,22 @@ export const command: Command = {
   }
 }
 
+/** The line printed when the reachability verdict changes */
+function reachabilityLine (node: DecloudNode): string {
+  const r = node.reachability()
+  if (r.reachability === 'public') { return `reachability public: peers dial ${r.verified.join(', ')} · DHT ${r.dht}${r.relaying ? ' · relaying for others' : ''}` }
+  if (r.reachability === 'private') { return `reachability private: peers cannot dial this node${r.observed.length > 0 ? ` (seen at ${r.observed.join(', ')})` : ''} · DHT client · reserving a relay slot; buyers reach it through relays` }
+  return 'reachability unknown'
+}
+
+/** `--relay-limit BYTES/SECONDS` */
+function parseRelayLimit (value: string | undefined): { dataLimit: bigint, durationLimit: number } | undefined {
+  if (value == null) { return undefined }
+  const m = /^([0-9]{1,15})\/([0-9]{1,9})$/.exec(value)
+  if (m == null || BigInt(m[1]) === 0n || Number(m[2]) === 0) { throw new UsageError(`--relay-limit must be BYTES/SECONDS (positive integers), e.g. 1048576/120, not "${value}"`) }
+  return { dataLimit: BigInt(m[1]), durationLimit: Number(m[2]) * 1000 }
+}
+
 /** The line a policy reload prints, good or refused */
 function reloadLine (e: PolicyReloadEvent): string {
   if (!e.ok) { return `policy not reloaded: ${e.error.message} (the policy in force is kept)` }
@@ -199,7 +249,7 @@ function reloadLine (e: PolicyReloadEvent): string {
 function startError (e: any, dataDir: string): string {
   const message = String(e?.message ?? e)
   if (/in use by another/.test(message)) { return message }
-  if (e?.name === 'PolicyError' || e?.name === 'ChainConfigError' || e?.name === 'WrongPassphraseError' || e?.name === 'PassphraseRequiredError' || e?.name === 'WalletFileError') { return message }
+  if (e?.name === 'PublicRangeError' || e?.name === 'PolicyError' || e?.name === 'ChainConfigError' || e?.name === 'WrongPassphraseError' || e?.name === 'PassphraseRequiredError' || e?.name === 'WalletFileError') { return message }
   if (e?.code === 'EACCES' || e?.code === 'EPERM') { return `cannot use the data dir ${dataDir}: ${message}` }
   if (/EADDRINUSE|address already in use/i.test(message)) {
     // libp2p lists every failed address with a stack: keep the addresses

@@ -5,13 +5,18 @@ import { ServiceError } from '../../protocols/opencloud/api/template.js'
 import { Status } from '../../protocols/opencloud/pb/opencloud.js'
 import { DiskPieceStore, MemoryPieceStore, PieceDamagedError, InsufficientStorageError, migrateLevelBlobs } from '../../storage/index.js'
 import { json } from '../../util/json.js'
+import { checkArgCount, LeaseKeeper, ownerOf, parseBlobId } from './lease-keeper.js'
+import type { LeaseOptions } from './lease-keeper.js'
+import type { LeaseStore } from './leases.js'
 import type { Pricing } from '../../protocols/opencloud/api/pricing.js'
 import type { ServiceCall, ServiceDefinition } from '../../protocols/opencloud/api/template.js'
 import type { PieceStore } from '../../storage/index.js'
 import type { BatchOp, SubDb } from '../../store/index.js'
 import type { Logger } from '@libp2p/interface'
 
-export interface StorageServiceInit {
+export { ownerOf, parseBlobId, DEFAULT_LEASE, DEFAULT_MAX_LEASE, DEFAULT_LEASE_GRACE, DEFAULT_SWEEP_INTERVAL } from './lease-keeper.js'
+
+export interface StorageServiceInit extends LeaseOptions {
   /** namespaced LevelDB (e.g. `store.sub('storage')`) */
   db: SubDb
   /**
@@ -43,8 +48,13 @@ export interface StorageServiceInit {
    */
   verifyOnGet?: boolean
   pricing?: {
+    /** per byte·second of lease (units `byte`, `second`); `perGiBMonth(sats)` writes one */
     put?: Pricing
     get?: Pricing
+    /** per byte·second of lease added @default the put price */
+    renew?: Pricing
+    /** per audit @default free */
+    audit?: Pricing
   }
   /** @default logger('decloud:storage') */
   log?: Logger
@@ -68,7 +78,6 @@ export interface StorageCount {
 export const DEFAULT_CAPACITY = 10 * 1024 * 1024 * 1024
 export const DEFAULT_MAX_BLOB_SIZE = 4 * 1024 * 1024
 
-const ID = /^[0-9a-fA-F]{64}$/
 /** the usage counter before the piece store (which now counts): removed at start */
 const USED_KEY = 'used'
 /** blobs as LevelDB values before the piece store: moved into it at start */
@@ -85,17 +94,6 @@ const META_END = 'm0' // '0' sorts right after '/'
 const EMPTY = new Uint8Array(0)
 const enc = new TextEncoder()
 const dec = new TextDecoder()
-
-/** Who a call acts for: its first verified credential, or the transport peer when the node accepts anonymous calls */
-export function ownerOf (call: ServiceCall): string {
-  return call.credentials[0] ?? `peer:${call.peer.toString()}`
-}
-
-/** A blob id as 64 hex characters (either case); answers bad-request otherwise */
-export function parseBlobId (s: string | undefined): string {
-  if (s == null || !ID.test(s)) { throw new ServiceError(Status.BAD_REQUEST, 'blob id must be 64 hex characters (the SHA-256 of the content)') }
-  return s.toLowerCase()
-}
 
 function hex (bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
@@ -115,10 +113,6 @@ function decodeMeta (bytes: Uint8Array): BlobMeta | undefined {
     // not JSON: unreadable, like a JSON value of the wrong shape
   }
   return undefined
-}
-
-function checkArgCount (call: ServiceCall, max: number, synopsis: string): void {
-  if (call.args.length > max) { throw new ServiceError(Status.BAD_REQUEST, `too many args; usage: storage.${call.method} ${synopsis}`.trimEnd()) }
 }
 
 /**
@@ -151,6 +145,8 @@ export class StorageService {
   private readonly log: Logger
   /** serialises writes: puts and deletes read and change the metadata, the owners and the pieces */
   private lock: Promise<unknown> = Promise.resolve()
+  /** leases, receipts, audits and the sweeper */
+  readonly keeper: LeaseKeeper
   /** start()'s work: every read waits for it */
   private opening: Promise<void> = Promise.resolve()
 
@@ -163,6 +159,7 @@ export class StorageService {
     this.verifyOnGet = init.verifyOnGet ?? true
     this.pricing = init.pricing
     this.log = init.log ?? logger('decloud:storage')
+    this.keeper = new LeaseKeeper({ ...init, pieces: this, maxBlobSize: this.maxBlobSize, log: this.log })
     if (!Number.isSafeInteger(this.maxBlobSize) || this.maxBlobSize < 0) { throw new RangeError('maxBlobSize must be a non-negative integer') }
   }
 
@@ -396,6 +393,30 @@ export class StorageService {
     })
   }
 
+  /** The lease records */
+  get leases (): LeaseStore {
+    return this.keeper.leases
+  }
+
+  /** Ends the leases whose grace is over (see LeaseKeeper.sweep) */
+  async sweep (now = Date.now()): Promise<number> {
+    return this.keeper.sweep(now)
+  }
+
+  /**
+   * Reads [offset, offset + length) of a piece without hashing all of it
+   * (audits check the leaves they read against the stored leaf hashes)
+   */
+  async rangeReader (id: string): Promise<(offset: number, length: number) => Promise<Uint8Array>> {
+    await this.opening
+    return async (offset, length) => {
+      // the piece store reads just these bytes (unverified: the caller checks them against the leaf hashes)
+      const bytes = await this.pieceStore.read(id, offset, length)
+      if (bytes == null) { throw new ServiceError(Status.NOT_FOUND, `the bytes of blob ${id} are missing`) }
+      return bytes
+    }
+  }
+
   /** The service definition to register with OpenCloud */
   definition (): ServiceDefinition {
     const rangeArgs = (call: ServiceCall): { id: string, offset: number, length?: number } => {
@@ -411,26 +432,17 @@ export class StorageService {
       name: 'storage',
       version: '1.0.0',
       description: 'content-addressed blob storage (id = SHA-256 of the content)',
-      describe: () => ({ capacity: this.capacity, used: this.usedBytes, free: this.freeBytes, maxBlobSize: this.maxBlobSize }),
-      start: async () => { await this.start() },
-      stop: async () => { await this.stop() },
+      describe: () => ({ capacity: this.capacity, used: this.usedBytes, free: this.freeBytes, maxBlobSize: this.maxBlobSize, ...this.keeper.terms() }),
+      start: async () => {
+        await this.start()
+        this.keeper.startSweeper()
+      },
+      stop: async () => {
+        await this.keeper.stopSweeper()
+        await this.stop()
+      },
       methods: {
-        put: {
-          description: 'stores the body; returns its id (hex SHA-256)',
-          args: '',
-          units: ['byte'],
-          pricing: this.pricing?.put,
-          usage: (call) => [BigInt(call.body.byteLength)],
-          // nothing is charged for a put that cannot be stored
-          precheck: async (call) => {
-            checkArgCount(call, 0, '')
-            return this.cannotPut(call.body, call.bodyHash)
-          },
-          handler: async (call) => {
-            checkArgCount(call, 0, '')
-            return { body: enc.encode(await this.put(call.body, ownerOf(call), call.bodyHash)) }
-          }
-        },
+        ...this.keeper.methods(),
         get: {
           description: 'returns the blob, or the range [offset, offset+length)',
           args: '<id> [offset] [length]',
@@ -461,7 +473,7 @@ export class StorageService {
             const id = parseBlobId(call.args[0])
             const meta = await this.meta(id)
             if (meta == null) { throw new ServiceError(Status.NOT_FOUND, `no blob ${id}`) }
-            return { body: json({ id, size: meta.size, created: new Date(meta.created).toISOString(), owners: meta.owners, yours: await this.isOwner(id, ownerOf(call)) }) }
+            return { body: json({ id, size: meta.size, created: new Date(meta.created).toISOString(), owners: meta.owners, yours: await this.isOwner(id, ownerOf(call)), ...await this.keeper.stat(id, ownerOf(call)) }) }
           }
         },
         delete: {
@@ -470,7 +482,7 @@ export class StorageService {
           handler: async (call) => {
             checkArgCount(call, 1, '<id>')
             const id = parseBlobId(call.args[0])
-            const erased = await this.delete(id, ownerOf(call))
+            const erased = await this.keeper.delete(id, ownerOf(call))
             return { body: json({ id, erased }) }
           }
         }

@@ -120,6 +120,7 @@ export function toCall (state: CallState): ServiceCall {
     signed: state.signed,
     signal: state.signal,
     bodyHash: state.bodyHash,
+    requestDigest: state.digest,
     payment: state.payment,
     bitcoin: state.bitcoin
   }

@@ -43,6 +43,8 @@ export interface ServiceCall {
   signal: AbortSignal
   /** SHA-256 of `body` when the framework computed it (signed requests: it is part of the digest) */
   bodyHash?: Uint8Array
+  /** the request digest (what the caller's signature covers, echoed in the response): evidence such as storage receipts names it */
+  requestDigest?: Uint8Array
   /** what the payment gate accepted for this call */
   payment?: AcceptedPayment
   /** checked bitcoin address credentials of the caller */

@@ -6,6 +6,7 @@ import { openCloudId, openCloudVerifier, requestDigest, responseDigest, verifyAl
 import { statusPath } from '../api/status.js'
 import { PaymentType, Reason, Request, Response, Status } from '../pb/opencloud.js'
 import { deadline, FrameReader } from './framing.js'
+import { checkLimits } from './limited.js'
 import type { CallRequest, CallResult, CallTarget } from './call-types.js'
 import type { CredentialVerifier, Signer } from '../api/signing.js'
 import type { AbortOptions, Connection, Logger, PeerId, Stream } from '@libp2p/interface'
@@ -92,6 +93,8 @@ function usable (stream: Stream): boolean {
  * found closed before any byte of it was written; once written, a failure is
  * reported, because the server may have served it.
  */
+export { LimitedConnectionError } from './limited.js'
+
 export class OpenCloudClient {
   private readonly init: ClientInit
   private readonly peers = new Map<string, PeerState>()
@@ -131,6 +134,8 @@ export class OpenCloudClient {
   async call (target: CallTarget, call: CallRequest, options: AbortOptions = {}): Promise<CallResult> {
     if (this.closed) { throw new NotStartedError('the OpenCloud client is closed') }
     const connection = await this.connect(target, options)
+    // a relayed connection carries little: say so before sending what cannot fit
+    checkLimits(connection, call.body?.byteLength ?? 0)
     const peer = connection.remotePeer
     const key = peer.toString()
     const state = this.peerState(key)
@@ -390,7 +395,8 @@ export class OpenCloudClient {
         if (state.open < this.maxStreamsPerPeer) {
           state.open++
           try {
-            const stream = await connection.newStream(PROTOCOL, { signal: wait.signal })
+            // calls run over relayed (limited) connections too, within the relay's limits
+            const stream = await connection.newStream(PROTOCOL, { signal: wait.signal, runOnLimitedConnection: true })
             return { stream, frames: new FrameReader(stream, { maxFrameSize: this.maxFrameSize }) }
           } catch (err) {
             state.open--

@@ -5,9 +5,11 @@ import { validateService } from '../api/template.js'
 import { OpenCloudClient } from './client.js'
 import { BufferBudget } from './framing.js'
 import { NonceStore } from './nonce.js'
+import { FairScheduler } from './scheduler.js'
 import { OpenCloudServer } from './server.js'
 import type { CallRequest, CallResult, CallTarget } from './client.js'
 import type { NonceStoreInit } from './nonce.js'
+import type { FairSchedulerInit } from './scheduler.js'
 import type { ServerStats } from './server.js'
 import type { Stage } from '../api/call.js'
 import type { CredentialVerifier, Signer } from '../api/signing.js'
@@ -40,6 +42,15 @@ export interface OpenCloudInit {
   maxBufferedBytes?: number
   /** Client side: close a pooled stream unused for this long (ms) @default 20_000 */
   clientIdleTimeout?: number
+  /**
+   * Fair sharing of the server between peers: per-peer in-flight bound,
+   * round-robin (weighted) service, optional per-peer request rate; all
+   * checked before a request is decoded or verified (docs/protocol.md
+   * "Fairness and admission"). `false` serves every stream as it comes.
+   *
+   * @default the FairScheduler defaults
+   */
+  fairness?: FairSchedulerInit | false
   /** @default 256 */
   maxInboundStreams?: number
   /** @default 256 */
@@ -109,6 +120,7 @@ export class OpenCloudService implements OpenCloud, Startable {
   private readonly nonces: NonceStore
   private readonly budget: BufferBudget
   private readonly server: OpenCloudServer
+  private readonly scheduler?: FairScheduler
   private readonly client: OpenCloudClient
   private started = false
   private sweep?: ReturnType<typeof setInterval>
@@ -126,6 +138,7 @@ export class OpenCloudService implements OpenCloud, Startable {
       total: init.maxBufferedBytes ?? 64 * maxFrameSize
     })
     const signers = [openCloudSigner(components.privateKey, components.peerId), ...(init.signers ?? [])]
+    if (init.fairness !== false) { this.scheduler = new FairScheduler({ queueTimeout: init.messageTimeout, ...init.fairness }) }
     for (const s of init.services ?? []) { this.addService(s) }
     if (!this.services.has('info')) { this.addService(this.infoService()) }
     this.server = new OpenCloudServer({
@@ -136,6 +149,7 @@ export class OpenCloudService implements OpenCloud, Startable {
       maxBodySize,
       maxFrameSize,
       budget: this.budget,
+      scheduler: this.scheduler,
       requireCredentials: init.requireCredentials ?? true,
       access: init.access,
       reputation: init.reputation,
@@ -174,7 +188,9 @@ export class OpenCloudService implements OpenCloud, Startable {
       this.server.handle(stream, connection).catch(err => { this.log.error('handler failed - %e', err) })
     }, {
       maxInboundStreams: this.init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
-      maxOutboundStreams: this.init.maxOutboundStreams ?? MAX_OUTBOUND_STREAMS
+      maxOutboundStreams: this.init.maxOutboundStreams ?? MAX_OUTBOUND_STREAMS,
+      // a seller behind a router is reached over a relay; the relay bounds what such a connection carries
+      runOnLimitedConnection: true
     })
     this.sweep = setInterval(() => { this.nonces.sweep() }, 60_000)
     this.sweep.unref?.()
@@ -184,6 +200,7 @@ export class OpenCloudService implements OpenCloud, Startable {
   async stop (): Promise<void> {
     if (!this.started) { return }
     clearInterval(this.sweep)
+    this.scheduler?.close()
     await this.components.registrar.unhandle(PROTOCOL)
     await this.client.close()
     for (const s of this.services.values()) { await s.stop?.() }
@@ -203,7 +220,7 @@ export class OpenCloudService implements OpenCloud, Startable {
   }
 
   stats (): ServerStats {
-    return { ...this.server.stats, byStatus: { ...this.server.stats.byStatus }, bufferedBytes: this.budget.usage(), noncePeers: this.nonces.size }
+    return { ...this.server.stats, byStatus: { ...this.server.stats.byStatus }, bufferedBytes: this.budget.usage(), noncePeers: this.nonces.size, scheduler: this.scheduler?.stats() }
   }
 
   /** The core `info` service: describes this node */

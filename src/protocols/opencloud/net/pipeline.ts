@@ -19,6 +19,7 @@ import { parseUnsigned } from '../api/pricing.js'
 import { openCloudId, verifyAll } from '../api/signing.js'
 import { isStatus } from '../api/status.js'
 import { QUOTE_VALIDITY, ServiceError, TEMPLATE_METHODS } from '../api/template.js'
+import { isByteSecond, pricePerGiBMonth } from '../api/units.js'
 import { PaymentType, Reason, Status } from '../pb/opencloud.js'
 import type { NonceStore } from './nonce.js'
 import type { Reply, CallState, Stage } from '../api/call.js'
@@ -227,6 +228,8 @@ async function templateMethod (state: CallState): Promise<Reply> {
           base: cost.base,
           usage: cost.usage,
           amount: cost.total,
+          // storage leases (byte·second) are compared per GiB-month
+          ...(isByteSecond(dims) ? { perGiBMonth: pricePerGiBMonth(m.pricing) } : {}),
           // the signed answer is evidence: this price is accepted until then (ms since the epoch)
           validUntil: now + QUOTE_VALIDITY
         })

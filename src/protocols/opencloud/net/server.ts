@@ -9,6 +9,7 @@ import { createPipeline, runPipeline } from './pipeline.js'
 import type { BufferBudget } from './framing.js'
 import type { NonceStore } from './nonce.js'
 import type { PipelineInit } from './pipeline.js'
+import type { Admission, FairScheduler, SchedulerStats } from './scheduler.js'
 import type { CallState, Reply, Stage } from '../api/call.js'
 import type { Signer } from '../api/signing.js'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
@@ -23,6 +24,8 @@ export interface ServerInit extends PipelineInit {
   idleTimeout?: number
   /** bytes buffered from inbound streams, per peer and in total */
   budget?: BufferBudget
+  /** shares the pipeline between peers; every frame takes a slot before it is decoded (scheduler.ts) */
+  scheduler?: FairScheduler
   log: Logger
 }
 
@@ -45,6 +48,8 @@ export interface ServerStats {
   bufferedBytes?: number
   /** peers with outstanding nonces (filled in by `OpenCloud.stats()`) */
   noncePeers?: number
+  /** the fair scheduler's queue and refusals (filled in by `OpenCloud.stats()`) */
+  scheduler?: SchedulerStats
 }
 
 const CLOSE_TIMEOUT = 2_000
@@ -107,6 +112,10 @@ export class OpenCloudServer {
     const client = openCloudId(peerKey)
     const reader = new FrameReader(stream, { maxFrameSize: this.init.maxFrameSize, budget: this.init.budget, peer: peer.toString() })
     this.stats.streams++
+    const closed = new AbortController()
+    const onClosed = (): void => { closed.abort() }
+    stream.addEventListener('close', onClosed, { once: true })
+    let slot: Admission | undefined
     try {
       while (true) {
         let frame
@@ -122,9 +131,20 @@ export class OpenCloudServer {
           return
         }
 
+        // fair share: a slot in the pipeline before any decode or signature check
+        const admission = await this.admit(peerKey, frame.byteLength, closed.signal)
+        if (!admission.ok) {
+          if (admission.why === 'aborted') {
+            stream.abort(new StreamGoneError('stream closed while its request waited'))
+            return
+          }
+          await this.writeReply(reader, { status: Status.RATE_LIMITED, reason: admission.why === 'in-flight' ? Reason.REASON_MAX_CONCURRENT : Reason.REASON_RATE_LIMIT, detail: admission.detail }, undefined, peerKey, client)
+          continue
+        }
         let request: Request | undefined
         let state: CallState | undefined
         let reply: Reply | undefined
+        slot = admission
         try {
           request = Request.decode(frame, { limits: { id: MAX_CREDENTIALS + 1, sig: MAX_CREDENTIALS + 1, args: MAX_ARGS + 1 } })
         } catch {
@@ -142,14 +162,24 @@ export class OpenCloudServer {
             return
           }
         }
+        // writing the response waits on the peer: it holds no slot
+        admission.release()
         await this.writeReply(reader, reply, state, peerKey, client)
       }
     } catch (err: any) {
       log('stream from %p ended with error - %e', peer, err)
       stream.abort(err)
     } finally {
+      if (slot?.ok === true) { slot.release() }
+      stream.removeEventListener('close', onClosed)
       reader.release()
     }
+  }
+
+  /** Waits for the scheduler's slot; everything is admitted when there is none */
+  private async admit (peer: string, bytes: number, signal: AbortSignal): Promise<Admission> {
+    if (this.init.scheduler == null) { return { ok: true, release: () => {} } }
+    return this.init.scheduler.acquire(peer, bytes, { signal })
   }
 
   /**
