@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { rm } from 'node:fs/promises'
+import { readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { ManifestStore } from '../src/files/manifest.js'
+import { PIECES_DIR } from '../src/node/data-dir.js'
 import { eventually, startNode, tempDir } from './fixtures.js'
 import type { TestNode } from './fixtures.js'
 import type { AgentOptions, SegmentRecord } from '../src/files/index.js'
@@ -138,5 +140,74 @@ describe('files agent: audits, repair, renewal, restart', function () {
     const st = await buyer.files.status(id)
     for (const g of st.segments) { assert.equal(g.pieces, 4) }
     assert.ok((await collect(buyer.files.get(id))).equals(data))
+  })
+})
+
+describe('files agent: lease renewal, paid only after a passed audit', function () {
+  this.timeout(60_000)
+  const sellers: TestNode[] = []
+  let buyer: TestNode
+
+  before(async () => {
+    sellers.push(await startNode({}))
+    for (let i = 1; i < 5; i++) { sellers.push(await startNode({ bootstrap: [sellers[0].addr] })) }
+    // audits not due before the renewals (30–90 s); renewals 3 s before a lease ends
+    buyer = await startNode({ bootstrap: [sellers[0].addr], sell: [], filesAgent: { auditInterval: 60_000, tick: 100, renewBefore: 3_000 } })
+    const found = await eventually(async () => (await buyer.rankSellers('storage', { method: 'put', timeout: 2_000 })).length >= 5, 30_000, 250)
+    assert.ok(found, 'the buyer found the 5 sellers')
+  })
+
+  after(async () => {
+    await buyer?.destroy()
+    await Promise.all(sellers.map(async s => s.destroy()))
+  })
+
+  /** the lease end the seller holds for the buyer on a piece (storage.stat, ms) */
+  const leaseAt = async (peer: string, id: string): Promise<number> => {
+    const seller = sellers.find(s => s.peerId.toString() === peer) as TestNode
+    const res = await buyer.opencloud.call(seller.peerId, { service: 'storage', method: 'stat', args: [id] }, {})
+    assert.ok(res.ok, res.detail)
+    return Date.parse(JSON.parse(new TextDecoder().decode(res.body)).expires)
+  }
+
+  it('a 6 s lease is renewed before it ends; a piece that fails its audit is not renewed and is repaired', async () => {
+    const data = randomBytes(150_000)
+    const res = await buyer.files.put(chunks(data), { redundancy: { k: 2, n: 4 }, duration: 6 })
+    const [seg] = await segmentsOf(buyer, res.id)
+    // the receipts were checked and kept, with the root the buyer computed
+    for (const p of seg.pieces) {
+      assert.ok(p.root?.length === 64 && p.receipt != null && p.expiry != null, JSON.stringify(p))
+      assert.ok(Math.abs((p.expiry as number) - await leaseAt(p.peer, p.id)) < 1, 'the manifest has the seller\'s lease end')
+    }
+    const head = await buyer.files.manifest(res.id)
+    assert.ok(head.expiry != null && head.expiry > Date.now() + 4_000 && head.expiry < Date.now() + 7_000)
+    // one seller's copy goes bad (a byte flipped on its disk): its next audit, before the renewal, fails
+    const bad = seg.pieces[0]
+    const badSeller = sellers.find(s => s.peerId.toString() === bad.peer) as TestNode
+    const file = join(badSeller.dataDir, PIECES_DIR, bad.id.slice(0, 2), bad.id)
+    const bytes = await readFile(file)
+    bytes[100] ^= 0xff
+    await writeFile(file, bytes)
+    const badLease = await leaseAt(bad.peer, bad.id)
+    // renewed before the lease ended: 6 s more at every seller whose audit passed
+    const renewed = await eventually(async () => {
+      for (const p of seg.pieces.slice(1)) { if (await leaseAt(p.peer, p.id) < (p.expiry as number) + 5_000) { return false } }
+      return true
+    }, 10_000, 100)
+    assert.ok(renewed, 'the 3 good leases were extended')
+    assert.ok(Date.now() < (head.expiry as number), 'before the first lease ended')
+    // the corrupt piece's lease (its seller's payment) was not renewed
+    assert.equal(await leaseAt(bad.peer, bad.id), badLease)
+    const repaired = await eventually(async () => {
+      const [s] = await segmentsOf(buyer, res.id)
+      return s.pieces.length === 4 && s.pieces.every(p => p.peer !== bad.peer)
+    }, 10_000, 100)
+    assert.ok(repaired, 'the corrupt piece was placed on another seller')
+    const after = await buyer.files.manifest(res.id)
+    assert.ok((after.expiry as number) > (head.expiry as number), 'the file\'s expiry moved')
+    const st = await buyer.files.status(res.id)
+    assert.equal(st.segments[0].pieces, 4)
+    assert.ok(st.segments[0].nextRenewal != null && Date.parse(st.segments[0].nextRenewal) > Date.now() - 1_000)
+    assert.ok((await collect(buyer.files.get(res.id))).equals(data))
   })
 })

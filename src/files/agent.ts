@@ -261,19 +261,24 @@ export class FilesAgent {
    * leases) can only be asked about (`storage.stat`), which proves less
    */
   private async audit (m: FileManifest, s: SegmentRecord, p: PieceRecord, done: AgentPass): Promise<boolean> {
-    const audit = this.init.pieces.audit
+    const pieces = this.init.pieces
     const seller = this.seller(m, p.peer)
     const at = Date.now()
     let error: string | undefined
     try {
-      if (audit != null && p.root != null) {
-        await audit(seller, p.id, p.root, s.shardSize, { signal: this.signal() })
+      if (pieces.audit != null && p.root != null) {
+        await pieces.audit(seller, p.id, p.root, s.shardSize, { signal: this.signal() })
       } else if (!await this.init.pieces.has(seller, p.id, { signal: this.signal() })) {
         error = 'the seller no longer has the piece'
       }
     } catch (err: any) {
       // the node stopping is no verdict on the seller
       if (this.stopper.signal.aborted) { return false }
+      // a fault of this node is no verdict on the seller either
+      if (err instanceof TypeError || err instanceof RangeError) {
+        this.log.error('file %s segment %d piece %d: audit could not run - %e', m.id, s.index, p.shard, err)
+        return false
+      }
       error = String(err?.message ?? err).slice(0, 300)
     }
     const ok = error == null
@@ -302,10 +307,10 @@ export class FilesAgent {
 
   /** Extends the piece's lease by the file's duration (pays the seller) */
   private async renew (m: FileManifest, s: SegmentRecord, p: PieceRecord, done: AgentPass, spent: { sats: bigint }): Promise<void> {
-    const renew = this.init.pieces.renew
-    if (renew == null) { return }
+    const pieces = this.init.pieces
+    if (pieces.renew == null) { return }
     try {
-      const r = await renew(this.seller(m, p.peer), p.id, s.shardSize, m.duration, { maxPrice: this.init.maxPrice ?? DEFAULT_MAX_PRICE, signal: this.signal(), root: p.root })
+      const r = await pieces.renew(this.seller(m, p.peer), p.id, s.shardSize, m.duration, { maxPrice: this.init.maxPrice ?? DEFAULT_MAX_PRICE, signal: this.signal(), root: p.root })
       if (r.expiry != null) { p.expiry = r.expiry }
       if (r.receipt != null) { p.receipt = Buffer.from(r.receipt).toString('base64') }
       p.cost = (BigInt(p.cost) + r.cost).toString()

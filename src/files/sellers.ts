@@ -7,6 +7,8 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { sha256 } from '../protocols/opencloud/api/signing.js'
+import { auditArgs, newChallenge, parsePutAnswer, pieceRoot, verifyAudit, verifyReceipt } from '../services/storage/client.js'
+import type { Receipt } from '../services/storage/client.js'
 import type { SellerCandidate } from '../market/select.js'
 import type { CallRequest, CallResult, CallTarget } from '../protocols/opencloud/net/client.js'
 import type { SubDb } from '../store/index.js'
@@ -98,10 +100,53 @@ export class OpenCloudPieces implements PieceSellers {
 
   async put (seller: SellerRef, piece: Uint8Array, options: PieceOptions): Promise<StoredPiece> {
     const id = hex(sha256(piece))
-    const res = await this.call(seller, { service: 'storage', method: 'put', body: piece }, options.maxPrice, options.signal)
-    const got = new TextDecoder().decode(res.body).trim()
-    if (got !== id) { throw new PieceRefusedError('bad-answer', `${seller.peerId} stored the piece under ${got.slice(0, 64)}, not ${id}`) }
-    return { id, cost: (res.paid ?? 0n) + (res.promised ?? 0n) }
+    // computed before upload: audits check the seller against this root, never against one it names
+    const root = pieceRoot(piece)
+    const t0 = Date.now()
+    const res = await this.call(seller, { service: 'storage', method: 'put', args: options.duration != null ? [String(options.duration)] : [], body: piece }, options.maxPrice, options.signal)
+    return this.lease(seller, res, { id, size: piece.byteLength, root, seconds: options.duration, t0 })
+  }
+
+  async renew (seller: SellerRef, id: string, size: number, seconds: number, options: PieceOptions): Promise<StoredPiece> {
+    const t0 = Date.now()
+    const res = await this.call(seller, { service: 'storage', method: 'renew', args: [id, String(seconds), String(size)] }, options.maxPrice, options.signal)
+    return this.lease(seller, res, { id, size, root: options.root, seconds, t0 })
+  }
+
+  /**
+   * Checks the answer of a put or renew: its receipt is signed by this
+   * seller and names this piece, its size, the root the buyer computed, a
+   * lease at least as long as asked (a minute of clock skew allowed) and
+   * the price paid or promised for this call
+   */
+  private async lease (seller: SellerRef, res: CallResult & { paid?: bigint, promised?: bigint }, want: { id: string, size: number, root?: string, seconds?: number, t0: number }): Promise<StoredPiece> {
+    const cost = (res.paid ?? 0n) + (res.promised ?? 0n)
+    let receipt: Receipt
+    let bytes: Uint8Array
+    try {
+      const answer = parsePutAnswer(res.body)
+      if (answer.id !== want.id) { throw new Error(`stored the piece under ${answer.id.slice(0, 64)}, not ${want.id}`) }
+      bytes = answer.receipt
+      const skew = want.seconds == null ? 0 : Math.min(60_000, want.seconds * 100)
+      receipt = await verifyReceipt(bytes, {
+        seller: seller.peerId,
+        piece: want.id,
+        size: want.size,
+        ...(want.root != null ? { root: want.root } : {}),
+        ...(want.seconds != null ? { minExpires: want.t0 + want.seconds * 1000 - skew } : {})
+      })
+      if (receipt.paid + receipt.promised !== cost) { throw new Error(`the receipt says ${receipt.paid + receipt.promised} sat, the call cost ${cost}`) }
+    } catch (err: any) {
+      throw new PieceRefusedError('bad-receipt', `${seller.peerId}: ${String(err?.message ?? err)}`)
+    }
+    return { id: want.id, cost, root: receipt.root, expiry: receipt.expires, receipt: bytes }
+  }
+
+  async audit (seller: SellerRef, id: string, root: string, size: number, options: AbortOptions): Promise<void> {
+    // fresh for every audit: a seller that saw a challenge could keep just the leaves it selects
+    const challenge = newChallenge()
+    const res = await this.call(seller, { service: 'storage', method: 'audit', args: auditArgs(id, challenge) }, 0n, options.signal)
+    verifyAudit(res.body, { root, size, challenge })
   }
 
   async get (seller: SellerRef, id: string, options: PieceOptions): Promise<Uint8Array> {
