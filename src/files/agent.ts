@@ -354,16 +354,16 @@ export class FilesAgent {
     const missing = Array.from({ length: s.total }, (_, i) => i).filter(i => !held.has(i)).slice(0, m.n - held.size)
     // new sellers: none that holds (or held, and lost) a piece of this segment
     const avoid = new Set([...s.pieces.map(p => p.peer), ...(s.lost ?? []).map(p => p.peer)])
-    const found = await this.init.findSellers({ usage: BigInt(s.shardSize), timeout: 10_000, signal: this.stopper.signal })
-    const ranked = (await rankForPut(found.filter(c => !avoid.has(c.peerId)), this.init.records, { maxPrice, trust: this.init.trust }))
-    const seen = new Set<string>()
-    const candidates = ranked.filter(c => !seen.has(c.peerId) && seen.add(c.peerId) != null)
     const keep = s.pieces.filter(p => p.lost == null)
     const lostNow = s.pieces.filter(p => p.lost != null)
     const placed: PieceRecord[] = []
     const expiries = keep.map(p => p.expiry).filter((e): e is number => e != null)
     // the new leases end with the segment's others
     const seconds = expiries.length > 0 ? Math.max(1, Math.ceil((Math.min(...expiries) - Date.now()) / 1000)) : m.duration
+    const found = await this.init.findSellers({ usage: BigInt(s.shardSize) * BigInt(seconds), timeout: 10_000, signal: this.stopper.signal })
+    const ranked = (await rankForPut(found.filter(c => !avoid.has(c.peerId)), this.init.records, { maxPrice, trust: this.init.trust }))
+    const seen = new Set<string>()
+    const candidates = ranked.filter(c => !seen.has(c.peerId) && seen.add(c.peerId) != null)
     for (const shard of missing) {
       while (candidates.length > 0) {
         const c = candidates.shift() as SellerCandidate

@@ -79,7 +79,8 @@ export class Files {
     const signal = options.signal
     const maxPrice = options.maxPrice ?? DEFAULT_MAX_PRICE
     const duration = options.duration ?? DEFAULT_DURATION
-    const found = await this.init.findSellers({ usage: BigInt(this.pieceSize), timeout: options.lookupTimeout ?? 10_000, signal })
+    // storage is priced per byte·second: a piece for the whole lease
+    const found = await this.init.findSellers({ usage: BigInt(this.pieceSize) * BigInt(duration), timeout: options.lookupTimeout ?? 10_000, signal })
     const ranked = await rankForPut(dedupe(found), this.records, { maxPrice, trust: this.init.trust })
     const { k, n } = chooseRedundancy(ranked.length, options.redundancy)
     const margin = Math.min(this.init.putMargin ?? DEFAULT_PUT_MARGIN, ranked.length - n)
