@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { ManifestStore } from '../src/files/manifest.js'
 import { PIECES_DIR } from '../src/node/data-dir.js'
 import { eventually, startNode, tempDir } from './fixtures.js'
+import { startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
 import type { AgentOptions, SegmentRecord } from '../src/files/index.js'
 
@@ -145,30 +146,37 @@ describe('files agent: audits, repair, renewal, restart', function () {
 
 describe('files agent: lease renewal, paid only after a passed audit', function () {
   this.timeout(60_000)
+  let chain: Awaited<ReturnType<typeof startRegtest>>
   const sellers: TestNode[] = []
   let buyer: TestNode
 
   before(async () => {
-    sellers.push(await startNode({}))
-    for (let i = 1; i < 5; i++) { sellers.push(await startNode({ bootstrap: [sellers[0].addr] })) }
+    chain = await startRegtest()
+    // 1 sat per 16 KiB·second: a 75 KB piece for 6 s costs ~28 sat, its renewal as much
+    const paid = { payments: { chain, fulfilment: false as const }, storage: { pricing: { put: { rate: 1n, per: 16_384n } } } }
+    sellers.push(await startNode(paid))
+    for (let i = 1; i < 5; i++) { sellers.push(await startNode({ ...paid, bootstrap: [sellers[0].addr] })) }
     // audits not due before the renewals (30–90 s); renewals 3 s before a lease ends
-    buyer = await startNode({ bootstrap: [sellers[0].addr], sell: [], filesAgent: { auditInterval: 60_000, tick: 100, renewBefore: 3_000 } })
-    const found = await eventually(async () => (await buyer.rankSellers('storage', { method: 'put', timeout: 2_000 })).length >= 5, 30_000, 250)
-    assert.ok(found, 'the buyer found the 5 sellers')
+    buyer = await startNode({ payments: { chain, fulfilment: false }, bootstrap: [sellers[0].addr], sell: [], filesAgent: { auditInterval: 60_000, tick: 100, renewBefore: 3_000 } })
+    const found = await eventually(async () => (await buyer.rankSellers('storage', { method: 'put', timeout: 2_000 })).filter(c => c.price != null).length >= 5, 30_000, 250)
+    assert.ok(found, 'the buyer found the 5 sellers and their prices')
   })
 
   after(async () => {
     await buyer?.destroy()
     await Promise.all(sellers.map(async s => s.destroy()))
+    await chain?.close()
   })
 
-  /** the lease end the seller holds for the buyer on a piece (storage.stat, ms) */
-  const leaseAt = async (peer: string, id: string): Promise<number> => {
+  /** the buyer's lease at the seller on a piece (storage.stat): its end (ms) and what was paid or promised for it */
+  const lease = async (peer: string, id: string): Promise<{ at: number, sats: bigint }> => {
     const seller = sellers.find(s => s.peerId.toString() === peer) as TestNode
-    const res = await buyer.opencloud.call(seller.peerId, { service: 'storage', method: 'stat', args: [id] }, {})
+    const res = await buyer.pay(seller.peerId, { service: 'storage', method: 'stat', args: [id] }, { pay: { kind: 'auto' }, max: 0n })
     assert.ok(res.ok, res.detail)
-    return Date.parse(JSON.parse(new TextDecoder().decode(res.body)).expires)
+    const v = JSON.parse(new TextDecoder().decode(res.body))
+    return { at: Date.parse(v.expires), sats: BigInt(v.paid) + BigInt(v.promised) }
   }
+  const leaseAt = async (peer: string, id: string): Promise<number> => (await lease(peer, id)).at
 
   it('a 6 s lease is renewed before it ends; a piece that fails its audit is not renewed and is repaired', async () => {
     const data = randomBytes(150_000)
@@ -188,7 +196,9 @@ describe('files agent: lease renewal, paid only after a passed audit', function 
     const bytes = await readFile(file)
     bytes[100] ^= 0xff
     await writeFile(file, bytes)
-    const badLease = await leaseAt(bad.peer, bad.id)
+    const badLease = await lease(bad.peer, bad.id)
+    const paidBefore = await Promise.all(seg.pieces.map(async p => (await lease(p.peer, p.id)).sats))
+    assert.ok(paidBefore.every(x => x > 0n), 'every put was paid')
     // renewed before the lease ended: 6 s more at every seller whose audit passed
     const renewed = await eventually(async () => {
       for (const p of seg.pieces.slice(1)) { if (await leaseAt(p.peer, p.id) < (p.expiry as number) + 5_000) { return false } }
@@ -196,8 +206,12 @@ describe('files agent: lease renewal, paid only after a passed audit', function 
     }, 10_000, 100)
     assert.ok(renewed, 'the 3 good leases were extended')
     assert.ok(Date.now() < (head.expiry as number), 'before the first lease ended')
-    // the corrupt piece's lease (its seller's payment) was not renewed
-    assert.equal(await leaseAt(bad.peer, bad.id), badLease)
+    // the good pieces' renewals were paid; the corrupt piece's lease was neither renewed nor paid
+    for (const [i, p] of seg.pieces.entries()) {
+      if (i === 0) { continue }
+      assert.ok((await lease(p.peer, p.id)).sats > paidBefore[i], 'the renewal was paid')
+    }
+    assert.deepEqual(await lease(bad.peer, bad.id), badLease)
     const repaired = await eventually(async () => {
       const [s] = await segmentsOf(buyer, res.id)
       return s.pieces.length === 4 && s.pieces.every(p => p.peer !== bad.peer)
