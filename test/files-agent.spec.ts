@@ -7,6 +7,7 @@ import { PIECES_DIR } from '../src/node/data-dir.js'
 import { eventually, startNode, tempDir } from './fixtures.js'
 import { startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
+import { OpenCloudPieces, PieceRefusedError } from '../src/files/index.js'
 import type { AgentOptions, SegmentRecord } from '../src/files/index.js'
 
 async function * chunks (data: Uint8Array, size = 64 * 1024): AsyncGenerator<Uint8Array> {
@@ -66,6 +67,21 @@ describe('files agent: audits, repair, renewal, restart', function () {
     await buyer?.destroy()
     await Promise.all(sellers.map(async s => s.destroy()))
     if (buyerDir !== '') { await rm(buyerDir, { recursive: true, force: true }) }
+  })
+
+  it('put checks each receipt: another seller\'s signature or another price is refused', async () => {
+    const [a, b] = sellers
+    const piece = randomBytes(10_000)
+    const plain = new OpenCloudPieces(async (t, c, o) => buyer.opencloud.call(t, c, { signal: o.signal }))
+    const ok = await plain.put({ peerId: a.peerId.toString(), addresses: [a.addr] }, piece, { maxPrice: 0n, duration: 60 })
+    assert.ok(ok.root?.length === 64 && ok.receipt != null && (ok.expiry as number) > Date.now() + 50_000)
+    // the piece went to a, but the buyer meant b: a's receipt does not name b
+    const err = await plain.put({ peerId: b.peerId.toString(), addresses: [a.addr] }, piece, { maxPrice: 0n, duration: 60 }).catch(e => e)
+    assert.ok(err instanceof PieceRefusedError && err.status === 'bad-receipt' && /signed by/.test(err.message), String(err))
+    // a call the buyer paid 5 sat for, with a receipt that says 0
+    const overcharged = new OpenCloudPieces(async (t, c, o) => ({ ...await buyer.opencloud.call(t, c, { signal: o.signal }), paid: 5n }))
+    const err2 = await overcharged.put({ peerId: a.peerId.toString(), addresses: [a.addr] }, piece, { maxPrice: 5n, duration: 60 }).catch(e => e)
+    assert.ok(err2 instanceof PieceRefusedError && /receipt says 0 sat, the call cost 5/.test(err2.message), String(err2))
   })
 
   it('every piece is audited on the schedule; status shows the last audit', async () => {
