@@ -3,6 +3,7 @@
  * signed by the reporter's key over a domain-separated encoding (like the
  * market's price announcements), published on `/decloud/reputation/1`.
  */
+import '../util/uint64.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { ReputationReport, SignedReputationReport } from './pb/reputation.js'

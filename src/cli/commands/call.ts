@@ -28,7 +28,7 @@ export { CHEAPEST_ATTEMPTS }
  * --cheapest through a running node, without --pay, pays a seller that asks
  * for payment with `--pay auto --max` this much: a buyer asking for the
  * cheapest seller means to buy, and 1,000 sat covers a 4 MiB put at 250 sat
- * per MiB, far above the default prices (1 sat per 64 KiB)
+ * per MiB, far above the default prices (2 sat per GiB-month: 1 sat for any put)
  */
 export const CHEAPEST_DEFAULT_MAX = 1_000n
 

@@ -13,10 +13,13 @@ import type { Command } from '../command.js'
 const STOP_DEADLINE = 10_000
 
 /** What `decloud node` charges for storage when payments are on (sats) */
-const DEFAULT_PUT_PRICING = perGiBMonth(16_384n)
-const DEFAULT_GET_PRICING = { base: 0n, rate: 1n, per: 1_048_576n }
-const DEFAULT_PUT_PRICE = '16,384 sat per GiB-month (1 sat per 64 KiB for the default 30-day lease)'
-const DEFAULT_GET_PRICE = '1 sat per MiB'
+// market-level defaults: with the default 4/8 redundancy a user pays 2 × 2 = 4 sat per GiB-month
+// (about $4 per TB-month at $100,000/BTC, Storj's list price) and 8 sat per GiB read
+// (docs/files.md#cost); sellers set their own with --price
+const DEFAULT_PUT_PRICING = perGiBMonth(2n)
+const DEFAULT_GET_PRICING = { base: 0n, rate: 1n, per: 134_217_728n }
+const DEFAULT_PUT_PRICE = '2 sat per GiB-month (any put costs at least 1 sat)'
+const DEFAULT_GET_PRICE = '1 sat per 128 MiB'
 
 const usage = `usage: decloud node [options]
 
@@ -61,7 +64,7 @@ ${CHAIN_USAGE}
   --no-payments          sell for free, pay nothing: no chain, no wallet
   --price S.M=PRICE      the price of a method, repeatable: BASE, BASE+RATE/PER or
                          RATE/PER integer satoshis; storage.put and storage.renew are
-                         per byte·second, PER may be GiB-month (e.g. storage.put=16384/GiB-month)
+                         per byte·second, PER may be GiB-month (e.g. storage.put=2/GiB-month)
   --policy FILE          the policy file (YAML or JSON; see docs/policy.md)
   --no-policy            no policy: every call is allowed at the services' prices
   --metrics              serve Prometheus metrics at /metrics on the control port

@@ -5,6 +5,7 @@
  * embeds its public key), that this seller promised to keep this piece for
  * this owner until this time, for this price.
  */
+import '../../util/uint64.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { SignedStorageReceipt, StorageReceipt } from './pb/storage.js'

@@ -1,3 +1,4 @@
+import '../../../util/uint64.js'
 import { AbortError, NotStartedError, TimeoutError } from '@libp2p/interface'
 import { isMultiaddr, multiaddr } from '@multiformats/multiaddr'
 import { MAX_FRAME_SIZE, MAX_NONCE_RETRIES, MAX_STREAMS_PER_PEER, MESSAGE_TIMEOUT, MAX_CREDENTIALS, PROTOCOL } from '../api/constants.js'

@@ -1,3 +1,4 @@
+import '../../../util/uint64.js'
 import { AbortError } from '@libp2p/interface'
 import { IDLE_TIMEOUT, MAX_CREDENTIALS, MAX_ARGS, MESSAGE_TIMEOUT, NONCE_LENGTH } from '../api/constants.js'
 import { openCloudId, requestDigest, responseDigest, sha256 } from '../api/signing.js'
