@@ -18,11 +18,12 @@
  * where it stopped, and a removed file is simply no longer there.
  */
 import { setMaxListeners } from 'node:events'
+import { AbortError, TimeoutError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { decodeShards, encodeShards } from './erasure.js'
 import { ManifestStore } from './manifest.js'
 import { rankForPut, successRate } from './sellers.js'
-import { DEFAULT_MAX_PRICE, DEFAULT_PIECE_TIMEOUT } from './types.js'
+import { DEFAULT_MAX_PRICE, DEFAULT_PIECE_TIMEOUT, NotEnoughPiecesError } from './types.js'
 import type { FileManifest, PieceRecord, SegmentRecord } from './manifest.js'
 import type { PieceSellers, SellerRecords, SellerRef, TrustOf } from './sellers.js'
 import type { SellerCandidate } from '../market/select.js'
@@ -132,7 +133,7 @@ export class FilesAgent {
   async stop (): Promise<void> {
     this.started = false
     clearTimeout(this.timer)
-    this.stopper.abort(new Error('files agent stopped'))
+    this.stopper.abort(new AbortError('files agent stopped'))
     await this.running?.catch(() => {})
   }
 
@@ -152,7 +153,7 @@ export class FilesAgent {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.passListeners.delete(on)
-        reject(new Error(`no matching files agent pass within ${ms} ms`))
+        reject(new TimeoutError(`no matching files agent pass within ${ms} ms`))
       }, ms)
       const on = (p: AgentPass): void => {
         if (!accept(p)) { return }
@@ -347,7 +348,7 @@ export class FilesAgent {
         void this.init.records.record(p.peer, false)
       }
     }
-    if (got < m.k) { throw new Error(`only ${got} of the ${m.k} pieces needed could be fetched`) }
+    if (got < m.k) { throw new NotEnoughPiecesError(`only ${got} of the ${m.k} pieces needed could be fetched`) }
     const sealed = decodeShards(shards, m.k, s.total, s.shardSize, s.sealedSize)
     const all = encodeShards(sealed, m.k, s.total)
     const held = new Set(s.pieces.filter(p => p.lost == null).map(p => p.shard))

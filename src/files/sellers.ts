@@ -7,10 +7,10 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { sha256 } from '../protocols/opencloud/api/signing.js'
-import { auditArgs, newChallenge, parsePutAnswer, pieceRoot, verifyAudit, verifyReceipt } from '../services/storage/client.js'
-import type { Receipt } from '../services/storage/client.js'
+import { InvalidReceiptError, auditArgs, newChallenge, parsePutAnswer, pieceRoot, verifyAudit, verifyReceipt } from '../services/storage/client.js'
 import type { SellerCandidate } from '../market/select.js'
 import type { CallRequest, CallResult, CallTarget } from '../protocols/opencloud/net/client.js'
+import type { Receipt } from '../services/storage/client.js'
 import type { SubDb } from '../store/index.js'
 import type { AbortOptions } from '@libp2p/interface'
 
@@ -125,7 +125,7 @@ export class OpenCloudPieces implements PieceSellers {
     let bytes: Uint8Array
     try {
       const answer = parsePutAnswer(res.body)
-      if (answer.id !== want.id) { throw new Error(`stored the piece under ${answer.id.slice(0, 64)}, not ${want.id}`) }
+      if (answer.id !== want.id) { throw new InvalidReceiptError(`stored the piece under ${answer.id.slice(0, 64)}, not ${want.id}`) }
       bytes = answer.receipt
       const skew = want.seconds == null ? 0 : Math.min(60_000, want.seconds * 100)
       receipt = await verifyReceipt(bytes, {
@@ -135,7 +135,7 @@ export class OpenCloudPieces implements PieceSellers {
         ...(want.root != null ? { root: want.root } : {}),
         ...(want.seconds != null ? { minExpires: want.t0 + want.seconds * 1000 - skew } : {})
       })
-      if (receipt.paid + receipt.promised !== cost) { throw new Error(`the receipt says ${receipt.paid + receipt.promised} sat, the call cost ${cost}`) }
+      if (receipt.paid + receipt.promised !== cost) { throw new InvalidReceiptError(`the receipt says ${receipt.paid + receipt.promised} sat, the call cost ${cost}`) }
     } catch (err: any) {
       throw new PieceRefusedError('bad-receipt', `${seller.peerId}: ${String(err?.message ?? err)}`)
     }
