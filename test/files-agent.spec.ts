@@ -2,12 +2,12 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { OpenCloudPieces, PieceRefusedError } from '../src/files/index.js'
 import { ManifestStore } from '../src/files/manifest.js'
 import { PIECES_DIR } from '../src/node/data-dir.js'
 import { eventually, startNode, tempDir } from './fixtures.js'
 import { startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
-import { OpenCloudPieces, PieceRefusedError } from '../src/files/index.js'
 import type { AgentOptions, SegmentRecord } from '../src/files/index.js'
 
 async function * chunks (data: Uint8Array, size = 64 * 1024): AsyncGenerator<Uint8Array> {
