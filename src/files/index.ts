@@ -346,7 +346,7 @@ export class Files {
 
   /**
    * Deletes the file's pieces where the sellers allow, then its manifest.
-   * TODO(leases): stops renewal and deferred payments of its leases.
+   * With the manifest gone the agent no longer audits, renews or pays for its pieces.
    */
   async remove (id: string, options: { signal?: AbortSignal } = {}): Promise<{ id: string, deleted: number, failed: number }> {
     const m = await this.manifest(id)
@@ -369,7 +369,7 @@ export class Files {
 
   /**
    * Per segment: pieces held of n, and with `check` how many sellers still
-   * have theirs (asked now). TODO(leases): last audit and next renewal.
+   * have theirs (asked now); last audit and next renewal from the agent.
    */
   async status (id: string, options: { check?: boolean, signal?: AbortSignal } = {}): Promise<FileStatus> {
     const m = await this.manifest(id)

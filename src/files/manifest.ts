@@ -28,7 +28,7 @@ export interface FileManifest {
   created: number
   /** lease length asked for (s) */
   duration: number
-  /** ms since the epoch when the first lease ends, when known. TODO(leases) */
+  /** ms since the epoch when the first of its pieces' leases ends (renewals move it) */
   expiry?: number
   /** sats paid or promised, decimal */
   cost: string

@@ -45,9 +45,8 @@ export interface PieceOptions extends AbortOptions {
 }
 
 /**
- * The operations on one seller's pieces. `OpenCloudPieces` is today's
- * (`storage.put`/`get`/`delete`); renewal and audits are added here when
- * leases land (TODO(leases): renew(seller, id, duration), audit(seller, id, challenge)).
+ * The operations on one seller's pieces. `OpenCloudPieces` does them over
+ * the storage service (`storage.put`/`get`/`delete`/`stat`/`renew`/`audit`).
  */
 export interface PieceSellers {
   put(seller: SellerRef, piece: Uint8Array, options: PieceOptions): Promise<StoredPiece>
