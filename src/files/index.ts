@@ -11,9 +11,9 @@
  * checked against its hash, the segment decoded, authenticated and decrypted.
  * Memory stays bounded: at most `concurrency` segments are in flight.
  *
- * Not yet (hooks marked TODO): leases and their renewal, receipts, audits,
- * repair, resuming an upload after a restart, the encrypted manifest copy on
- * the network and restore from seed.
+ * Leases, receipts, audits, repair and renewal: agent.ts. Not yet (hooks
+ * marked TODO): resuming an upload after a restart, the encrypted manifest
+ * copy on the network and restore from seed.
  */
 import { randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
