@@ -215,13 +215,14 @@ const pages = {
           s != null ? card('used', fmt.bytes(s.used)) : null,
           s != null ? card('free', fmt.bytes(s.capacity - s.used)) : null,
           s?.pieces != null ? card('pieces', s.pieces) : null,
-          storage?.audits != null ? card('audits answered', storage.audits.answered ?? 0) : null,
+          storage?.audits != null ? card('audits answered', storage.audits.answered) : null,
+          storage?.audits != null && storage.audits.damaged > 0 ? card('audits failed (damaged copy)', storage.audits.damaged) : null,
           tabs != null ? card('earned on tabs', fmt.sats(paid)) : null,
           tabs != null ? card('owed to us', fmt.sats(owed)) : null),
         s != null ? h('div', {}, h('h2', {}, 'Capacity'), bar(s.used, s.capacity)) : null,
         h('h2', {}, 'Leases expiring soonest'),
         storage?.leases != null
-          ? table(['piece', 'owner', 'size#', 'expires'], storage.leases.map(l => [h('span', { class: 'mono' }, fmt.short(l.id)), h('span', { class: 'mono' }, fmt.short(l.owner)), fmt.bytes(l.size), fmt.until(l.expiry)]), 'no leases')
+          ? table(['piece', 'owner', 'size#', 'expires'], storage.leases.map(l => [h('span', { class: 'mono', 'data-piece': l.id }, fmt.short(l.id)), h('span', { class: 'mono' }, fmt.short(l.owner)), l.size != null ? fmt.bytes(l.size) : '–', fmt.until(l.expiry)]), 'no leases')
           : h('p', { class: 'muted' }, 'this node does not report leases'),
         h('h2', {}, 'Tabs buyers run with us'),
         tabs == null ? h('p', { class: 'muted' }, 'payments are off') : tabsTable(tabs.tabs))

@@ -12,6 +12,7 @@ import { createServer, request } from 'node:http'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 import { ControlServer } from '../src/control/index.js'
+import { Status } from '../src/protocols/opencloud/pb/opencloud.js'
 import { eventually, startNode, tempDir } from './fixtures.js'
 import { startRegtest } from './regtest.js'
 import type { TestNode } from './fixtures.js'
@@ -143,8 +144,13 @@ describe('dashboard, in Chromium', function () {
     await page.click('a[href="#market"]')
     await page.waitForSelector('#book h2, #book p')
 
+    // a buyer takes a lease here: Storage sold lists it
+    const put = await sellers[0].opencloud.call(node.addr, { service: 'storage', method: 'put', args: ['3600'], body: randomBytes(5000) })
+    assert.equal(put.status, Status.OK, put.detail)
+    const pieceId = JSON.parse(new TextDecoder().decode(put.body)).id
     await page.click('a[href="#selling"]')
     await page.waitForSelector('.card >> text=used')
+    await page.waitForSelector(`[data-piece="${String(pieceId)}"]`)
 
     await page.click('a[href="#peers"]')
     await page.waitForSelector('text=Connected peers')

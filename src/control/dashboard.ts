@@ -104,6 +104,7 @@ export function dashboardRoutes (ctx: RouteContext, init: DashboardInit): Array<
     [`${API_PREFIX}/stats`, { method: 'GET', run: async () => stats() }],
     [`${API_PREFIX}/alerts`, { method: 'GET', run: async () => ({ alerts: alerts() }) }],
     [`${API_PREFIX}/tabs`, { method: 'GET', run: async (req) => tabs(req.url) }],
+    [`${API_PREFIX}/storage`, { method: 'GET', run: async (req) => storage(req.url) }],
     [`${API_PREFIX}/wallet/qr`, { method: 'GET', run: async (_req, res) => qr(res) }],
     [`${API_PREFIX}/policy/explain`, { method: 'GET', run: async (req) => explain(req.url) }]
   ]
@@ -136,6 +137,17 @@ export function dashboardRoutes (ctx: RouteContext, init: DashboardInit): Array<
     }
     for (const a of node.alerts?.() ?? []) { out.push(a) }
     return out
+  }
+
+  /** GET /v1/storage?limit=N: the storage this node sells, with the leases that end soonest */
+  async function storage (url: string | undefined): Promise<unknown> {
+    const s = node.storage
+    if (s == null) { throw new HttpError(404, 'not-found', 'this node sells no storage') }
+    const q = parseQuery(url, ['limit'])
+    const limit = queryInt('limit', q.get('limit'), 1, 1000, 20)
+    const ending = s.leases != null ? await s.leases.endingFrom(Date.now(), limit) : []
+    const leases = await Promise.all(ending.map(async l => ({ id: l.id, owner: l.owner, expiry: l.expires, size: (await s.meta?.(l.id))?.size ?? null })))
+    return { used: s.usedBytes, capacity: s.capacity, pieces: s.pieces ?? null, leases, audits: s.keeper?.audits ?? null }
   }
 
   /** GET /v1/tabs?limit=N: the tabs buyers run with this node, newest first */

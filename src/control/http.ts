@@ -20,7 +20,16 @@ export interface ControlledNode {
     getConnections(peerId?: PeerId): Connection[]
     readonly peerStore: Pick<PeerStore, 'get'>
   }
-  readonly storage?: { readonly usedBytes: number, readonly capacity: number, readonly pieces?: number }
+  readonly storage?: {
+    readonly usedBytes: number
+    readonly capacity: number
+    readonly pieces?: number
+    /** leases ending soonest (`GET /v1/storage`) */
+    readonly leases?: { endingFrom(from: number, limit: number): Promise<Array<{ id: string, owner: string, expires: number }>> }
+    /** audits answered and refused (`GET /v1/storage`) */
+    readonly keeper?: { readonly audits: { readonly answered: number, readonly damaged: number } }
+    meta?(id: string): Promise<{ size: number } | undefined>
+  }
   /** What the dashboard's overview should warn about besides the control API's own checks (failed audits, repairs…) */
   alerts?(): Array<{ level: 'info' | 'warning' | 'error', kind: string, message: string }>
   /** The prom-client registry libp2p reports its metrics into, when the node was made with one (`metrics` option) */

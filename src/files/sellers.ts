@@ -98,11 +98,13 @@ export class OpenCloudPieces implements PieceSellers {
   }
 
   async put (seller: SellerRef, piece: Uint8Array, options: PieceOptions): Promise<StoredPiece> {
-    const id = hex(sha256(piece))
+    const hash = sha256(piece)
+    const id = hex(hash)
     // computed before upload: audits check the seller against this root, never against one it names
     const root = pieceRoot(piece)
     const t0 = Date.now()
-    const res = await this.call(seller, { service: 'storage', method: 'put', args: options.duration != null ? [String(options.duration)] : [], body: piece }, options.maxPrice, options.signal)
+    // the id's hash also serves the request signature of a paid put (the piece is hashed once)
+    const res = await this.call(seller, { service: 'storage', method: 'put', args: options.duration != null ? [String(options.duration)] : [], body: piece, bodyHash: hash }, options.maxPrice, options.signal)
     return this.lease(seller, res, { id, size: piece.byteLength, root, seconds: options.duration, t0 })
   }
 

@@ -139,6 +139,8 @@ export class LeaseKeeper {
   private sweepTimer?: ReturnType<typeof setInterval>
   private sweeping?: Promise<unknown>
   private readonly trees = new Map<string, Uint8Array[][]>()
+  /** audits answered with a proof, and refused because the stored copy was damaged */
+  readonly audits = { answered: 0, damaged: 0 }
 
   constructor (init: LeaseKeeperInit) {
     this.db = init.db
@@ -346,13 +348,15 @@ export class LeaseKeeper {
         handler: async (call) => {
           const seconds = this.putSeconds(call)
           const owner = ownerOf(call)
-          const id = hex(call.bodyHash?.byteLength === 32 ? call.bodyHash : sha256(call.body))
+          // hashed once: the same digest names the piece here and in the piece store
+          const digest = call.bodyHash?.byteLength === 32 ? call.bodyHash : sha256(call.body)
+          const id = hex(digest)
           const cost = amountsOf(call)
           return this.leases.exclusive(async () => {
             // the lease first: a crash before the piece is stored leaves a lease without a claim, which the sweeper drops
             const { previous, lease } = await this.leases.extend(id, owner, seconds, cost)
             try {
-              await this.pieces.put(call.body, owner, call.bodyHash)
+              await this.pieces.put(call.body, owner, digest)
             } catch (err) {
               await this.leases.set(id, owner, lease, previous)
               throw err
@@ -404,8 +408,10 @@ export class LeaseKeeper {
           const { proof, damaged } = await answerAudit(meta.size, hashes, challengedLeaves(challenge, meta.size, leaves), read, this.treeOf(id, hashes))
           if (damaged.length > 0) {
             this.log.error('blob %s failed its integrity check at leaves %s; audit refused', id, damaged.join(','))
+            this.audits.damaged++
             throw new ServiceError(Status.SERVER_ERROR, 'the stored copy of this blob is damaged')
           }
+          this.audits.answered++
           return { body: proof }
         }
       }

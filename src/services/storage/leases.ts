@@ -118,6 +118,16 @@ export class LeaseStore {
     return { previous, lease }
   }
 
+  /** Leases that end at `from` (ms) or later, soonest first, at most `limit` (the dashboard's "expiring soonest") */
+  async endingFrom (from: number, limit: number): Promise<Array<{ id: string, owner: string, expires: number }>> {
+    const out: Array<{ id: string, owner: string, expires: number }> = []
+    for await (const [key] of this.db.iterator({ gte: `${EXPIRY_PREFIX}${String(from).padStart(16, '0')}`, lt: `${EXPIRY_PREFIX}~`, limit })) {
+      const [expires, id, ...owner] = key.slice(EXPIRY_PREFIX.length).split('/')
+      out.push({ id, owner: owner.join('/'), expires: Number(expires) })
+    }
+    return out
+  }
+
   /** Leases that ended before `before` (ms), oldest first, at most `limit` */
   async endedBefore (before: number, limit: number): Promise<Array<{ id: string, owner: string, expires: number }>> {
     const out: Array<{ id: string, owner: string, expires: number }> = []

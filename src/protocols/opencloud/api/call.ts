@@ -118,7 +118,10 @@ export function toCall (state: CallState): ServiceCall {
     peer: state.peer,
     credentials: state.credentials,
     signed: state.signed,
-    signal: state.signal,
+    // read when the handler does: the server makes the signal on first use
+    get signal (): AbortSignal {
+      return state.signal
+    },
     bodyHash: state.bodyHash,
     requestDigest: state.digest,
     payment: state.payment,

@@ -20,6 +20,13 @@ export interface CallRequest {
   args?: string[]
   /** the request body (at most the seller's body limit, 4 MiB by default) */
   body?: Uint8Array
+  /**
+   * SHA-256 of `body`, when the caller has it already (e.g. as the content
+   * id of a piece): a signed request's digest uses it instead of hashing the
+   * body again. A wrong hash only makes the signature fail to verify
+   * (invalid-signature); it is never sent.
+   */
+  bodyHash?: Uint8Array
   /** how this call is paid, when it is (docs/payments.md); none by default */
   paymentType?: PaymentType
   /** the payment itself, for `paymentType` other than none */

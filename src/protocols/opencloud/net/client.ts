@@ -6,6 +6,7 @@ import { InvalidResponseSignatureError, OpenCloudStatusError, ProtocolViolationE
 import { openCloudId, openCloudVerifier, requestDigest, responseDigest, verifyAll } from '../api/signing.js'
 import { statusPath } from '../api/status.js'
 import { PaymentType, Reason, Request, Response, Status } from '../pb/opencloud.js'
+import { encodeRequest } from './encode.js'
 import { deadline, FrameReader } from './framing.js'
 import { checkLimits } from './limited.js'
 import type { CallRequest, CallResult, CallTarget } from './call-types.js'
@@ -15,6 +16,7 @@ import type { ConnectionManager } from '@libp2p/interface-internal'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 export type { CallRequest, CallResult, CallTarget } from './call-types.js'
+export { verifyResponse } from './evidence.js'
 
 export interface ClientInit {
   connectionManager: ConnectionManager
@@ -47,6 +49,8 @@ interface Session {
   stream: Stream
   frames: FrameReader
   idleTimer?: ReturnType<typeof setTimeout>
+  /** times out exchanges of calls without a signal (one for all: a stream that timed out is discarded) */
+  timeouts?: AbortController
   /** removes the listeners that evict the session while it is idle */
   unwatch?(): void
 }
@@ -270,7 +274,8 @@ export class OpenCloudClient {
       signResponse
     }
     if (sign) {
-      const d = requestDigest(request)
+      // the caller's hash of the body (its content id) serves the signature: a 4 MiB body is hashed once
+      const d = requestDigest(request, call.bodyHash?.byteLength === 32 ? call.bodyHash : undefined)
       request.sig = await Promise.all(signers.map(async s => s.sign(d) as Promise<Bytes>))
     }
     return request
@@ -278,11 +283,12 @@ export class OpenCloudClient {
 
   /** One request/response exchange; StreamNotUsableError means nothing was written */
   private async exchange (session: Session, request: Request, options: AbortOptions): Promise<Response> {
-    const encoded = Request.encode(request)
+    // a large body is framed as it is, not copied into an encoding buffer
+    const encoded = encodeRequest(request)
     if (encoded.byteLength > this.maxFrameSize) { throw new RangeError(`request of ${encoded.byteLength} bytes exceeds the frame limit of ${this.maxFrameSize} bytes`) }
     if (!usable(session.stream)) { throw new StreamNotUsableError('pooled stream closed before the request was sent') }
     // one timer for the whole exchange: writing the request, the server's work, reading the response
-    const limit = deadline(2 * this.messageTimeout, () => new TimeoutError('no response in time'), options.signal)
+    const limit = options.signal != null ? deadline(2 * this.messageTimeout, () => new TimeoutError('no response in time'), options.signal) : this.sessionDeadline(session)
     let frame
     try {
       try {
@@ -302,6 +308,13 @@ export class OpenCloudClient {
     } catch (err: any) {
       throw new ProtocolViolationError(`malformed response: ${err.message}`)
     }
+  }
+
+  /** A deadline for one exchange on `session` that costs a timer, not a controller and its signal */
+  private sessionDeadline (session: Session): { signal: AbortSignal, clear(): void } {
+    const controller = session.timeouts ??= new AbortController()
+    const timer = setTimeout(() => { controller.abort(new TimeoutError('no response in time')) }, 2 * this.messageTimeout)
+    return { signal: controller.signal, clear: () => { clearTimeout(timer) } }
   }
 
   /**
@@ -374,9 +387,8 @@ export class OpenCloudClient {
     // the usual case, an idle pooled stream: no wait, so no deadline
     const ready = this.closed || options.signal?.aborted === true ? undefined : state.idle.at(-1)
     if (ready != null && usable(ready.stream)) {
+      // its eviction listeners and idle timer stay: they ignore a session in use
       state.idle.pop()
-      clearTimeout(ready.idleTimer)
-      ready.unwatch?.()
       return ready
     }
     const wait = deadline(this.messageTimeout, () => new StreamPoolTimeoutError(`no stream to ${connection.remotePeer.toString()} became free in time`), options.signal)
@@ -386,9 +398,9 @@ export class OpenCloudClient {
         wait.signal?.throwIfAborted()
         const idle = state.idle.pop()
         if (idle != null) {
+          if (usable(idle.stream)) { return idle }
           clearTimeout(idle.idleTimer)
           idle.unwatch?.()
-          if (usable(idle.stream)) { return idle }
           state.open--
           idle.stream.abort(new AbortError('stale stream'))
           continue
@@ -436,11 +448,20 @@ export class OpenCloudClient {
   /** Returns a stream to the pool after a complete exchange */
   private release (session: Session, state: PeerState): void {
     if (this.closed || !usable(session.stream)) {
+      clearTimeout(session.idleTimer)
+      session.unwatch?.()
       state.open--
       session.stream.abort(new AbortError('stream not reusable'))
       this.wake(state)
       return
     }
+    if (session.unwatch != null) { // watched since its first release: the idle timer restarts from now
+      session.idleTimer?.refresh()
+      state.idle.push(session)
+      this.wake(state)
+      return
+    }
+    // once per stream, not per call: evicts it when idle and closed by the server or unused too long
     const evict = (): void => {
       const i = state.idle.indexOf(session)
       if (i < 0) { return }
@@ -469,21 +490,10 @@ export class OpenCloudClient {
 
   /** Drops a stream after a failed exchange */
   private discard (session: Session, state: PeerState, err: unknown): void {
+    clearTimeout(session.idleTimer)
+    session.unwatch?.()
     state.open--
     session.stream.abort(err instanceof Error ? err : new AbortError(String(err)))
     this.wake(state)
   }
-}
-
-/**
- * Checks the server's signatures on a call's response: true when every
- * credential in `response.id` signed it and the first one is the OpenCloud ID
- * of the peer that answered. Use it before keeping a response as evidence
- * (a quote, a receipt) or showing it to a third party.
- */
-export async function verifyResponse (result: Pick<CallResult, 'response' | 'peer'>, verifiers: readonly CredentialVerifier[] = [openCloudVerifier]): Promise<boolean> {
-  const { response, peer } = result
-  // an unsigned response is no evidence (the channel authenticated it to its client only)
-  if (response.id.length === 0 || response.sig.length === 0 || response.id[0] !== openCloudId(peer)) { return false }
-  return (await verifyAll(verifiers, response.id, response.sig, responseDigest(response))) < 0
 }

@@ -320,10 +320,11 @@ export class FrameReader {
   }
 
   /**
-   * Writes one frame, waiting for the stream to drain when its buffer is
+   * Writes one frame (one buffer, or the pieces of one encoded message), waiting for the stream to drain when its buffer is
    * full, at most `timeout` ms (the timer is only set when there is a wait)
    */
-  async write (data: Uint8Array, options: AbortOptions & { timeout?: number } = {}): Promise<void> {
+  async write (data: Uint8Array | Uint8ArrayList, options: AbortOptions & { timeout?: number } = {}): Promise<void> {
+    // the pieces of `data` go out as they are (a large body is never joined into one buffer)
     if (this.stream.send(new Uint8ArrayList(encodeVarint(data.byteLength), data))) { return }
     const wait = deadline(options.timeout, () => new TimeoutError(`frame not sent within ${options.timeout} ms`), options.signal)
     try {

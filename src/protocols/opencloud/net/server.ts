@@ -5,6 +5,7 @@ import { openCloudId, requestDigest, responseDigest, sha256 } from '../api/signi
 import { isReason, isStatus } from '../api/status.js'
 import { TEMPLATE_METHODS } from '../api/template.js'
 import { PaymentType, Reason, Request, Response, Status } from '../pb/opencloud.js'
+import { encodeResponse } from './encode.js'
 import { FrameReader } from './framing.js'
 import { createPipeline, runPipeline } from './pipeline.js'
 import type { BufferBudget } from './framing.js'
@@ -113,8 +114,14 @@ export class OpenCloudServer {
     const client = openCloudId(peerKey)
     const reader = new FrameReader(stream, { maxFrameSize: this.init.maxFrameSize, budget: this.init.budget, peer: peer.toString() })
     this.stats.streams++
+    // one listener for the stream's life (not one per request): a close ends
+    // a wait for the scheduler's slot and aborts the call in progress
     const closed = new AbortController()
-    const onClosed = (): void => { closed.abort() }
+    let current: CallAbort | undefined
+    const onClosed = (): void => {
+      closed.abort()
+      current?.abort(new StreamGoneError('stream closed'))
+    }
     stream.addEventListener('close', onClosed, { once: true })
     let slot: Admission | undefined
     try {
@@ -154,9 +161,10 @@ export class OpenCloudServer {
         if (request == null) {
           reply = { status: Status.BAD_REQUEST, detail: 'frame is not a valid OpenCloud request' }
         } else {
-          const controller = new AbortController()
-          state = callState(peer, request, controller.signal)
-          reply = await this.process(stream, state, controller)
+          const abort = current = new CallAbort()
+          state = callState(peer, request, abort)
+          reply = await this.process(state, abort)
+          current = undefined
           if (reply == null) {
             // the stream went away while the request was processed
             stream.abort(new StreamGoneError('stream closed during processing'))
@@ -189,17 +197,14 @@ export class OpenCloudServer {
    * a deadline that passes, is a server-error; the details go to the log,
    * never to the peer.
    */
-  private async process (stream: Stream, state: CallState, controller: AbortController): Promise<Reply | undefined> {
+  private async process (state: CallState, abort: CallAbort): Promise<Reply | undefined> {
     const { log } = this.init
-    const timer = setTimeout(() => { controller.abort(new ProcessingTimeoutError('request took too long')) }, this.messageTimeout)
-    const onClose = (): void => { controller.abort(new StreamGoneError('stream closed')) }
-    stream.addEventListener('close', onClose)
+    const timer = setTimeout(() => { abort.abort(new ProcessingTimeoutError('request took too long')) }, this.messageTimeout)
     const what = `${state.request.service.slice(0, 64)}.${state.request.method.slice(0, 64)}`
     const work = runPipeline(this.stages, state)
     try {
       return await new Promise<Reply | undefined>((resolve) => {
-        const onAbort = (): void => {
-          const reason = controller.signal.reason
+        abort.listen((reason: Error): void => {
           if (reason instanceof StreamGoneError) {
             resolve(undefined)
             return
@@ -207,8 +212,7 @@ export class OpenCloudServer {
           this.stats.errors++
           log.error('request %s from %p timed out', what, state.peer)
           resolve({ status: Status.SERVER_ERROR, detail: 'request took too long to process' })
-        }
-        if (controller.signal.aborted) { onAbort() } else { controller.signal.addEventListener('abort', onAbort, { once: true }) }
+        })
         work.then((reply) => {
           const problem = checkReply(reply, this.init.maxBodySize)
           if (problem != null) {
@@ -228,7 +232,6 @@ export class OpenCloudServer {
       // a handler still running at this point was already told through the
       // aborted signal (timeout or closed stream)
       clearTimeout(timer)
-      stream.removeEventListener('close', onClose)
     }
   }
 
@@ -290,7 +293,7 @@ export class OpenCloudServer {
     this.stats.byStatus[name] = (this.stats.byStatus[name] ?? 0) + 1
     this.countCall(state?.request, name)
     const response = await this.respond(reply, state, peerKey, client)
-    await reader.write(Response.encode(response), { timeout: this.messageTimeout })
+    await reader.write(encodeResponse(response), { timeout: this.messageTimeout })
   }
 
   /** Counts a response by service, method and status; names the node does not serve are `other`, so a peer cannot grow the map */
@@ -344,18 +347,54 @@ export class OpenCloudServer {
 const EMPTY = new Uint8Array(0)
 
 /**
+ * Aborts one call: on its processing deadline or when its stream closes.
+ * The AbortSignal handlers see is only made when one asks for it (most never
+ * do, and a controller with its signal is a good part of a small call's
+ * bookkeeping); it is aborted at once when the call already was.
+ */
+class CallAbort {
+  private controller?: AbortController
+  private reason?: Error
+  /** the server's own reaction (answer server-error, or drop the reply) */
+  private onAbort?: (reason: Error) => void
+
+  get signal (): AbortSignal {
+    if (this.controller == null) {
+      this.controller = new AbortController()
+      if (this.reason != null) { this.controller.abort(this.reason) }
+    }
+    return this.controller.signal
+  }
+
+  /** Calls `fn` on abort, or now when the call was aborted already */
+  listen (fn: (reason: Error) => void): void {
+    this.onAbort = fn
+    if (this.reason != null) { fn(this.reason) }
+  }
+
+  abort (reason: Error): void {
+    if (this.reason != null) { return }
+    this.reason = reason
+    this.controller?.abort(reason)
+    this.onAbort?.(reason)
+  }
+}
+
+/**
  * The state of one call. The request digest (and the body hash in it) is
  * computed on first use: an unsigned request that gets an unsigned response
  * never needs it, and hashing plus re-encoding is a good part of a small
  * call's cost.
  */
-function callState (peer: PeerId, request: Request, signal: AbortSignal): CallState {
+function callState (peer: PeerId, request: Request, abort: CallAbort): CallState {
   let digest: Uint8Array | undefined
   const state: CallState = {
     peer,
     request,
     credentials: [],
-    signal,
+    get signal (): AbortSignal {
+      return abort.signal
+    },
     bodyHash: undefined,
     get digest (): Uint8Array {
       if (digest == null) {
