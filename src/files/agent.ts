@@ -352,7 +352,9 @@ export class FilesAgent {
     const sealed = decodeShards(shards, m.k, s.total, s.shardSize, s.sealedSize)
     const all = encodeShards(sealed, m.k, s.total)
     const held = new Set(s.pieces.filter(p => p.lost == null).map(p => p.shard))
-    const missing = Array.from({ length: s.total }, (_, i) => i).filter(i => !held.has(i)).slice(0, m.n - held.size)
+    // the shards just lost first (their ids and roots are known to be the same again), then any other spare row
+    const gone = new Set([...s.pieces.filter(p => p.lost != null), ...(s.lost ?? [])].map(p => p.shard))
+    const missing = Array.from({ length: s.total }, (_, i) => i).filter(i => !held.has(i)).sort((a, b) => Number(gone.has(b)) - Number(gone.has(a)) || a - b).slice(0, m.n - held.size)
     // new sellers: none that holds (or held, and lost) a piece of this segment
     const avoid = new Set([...s.pieces.map(p => p.peer), ...(s.lost ?? []).map(p => p.peer)])
     const keep = s.pieces.filter(p => p.lost == null)
