@@ -213,8 +213,8 @@ describe('files: paid through the wallet, keyed by its seed', function () {
 
   before(async () => {
     chain = await startRegtest()
-    // 1 sat per 64 KiB stored for the default 30 days (puts are priced per byte·second): 16 sat for a 1 MiB piece
-    const paid = { payments: { chain, fulfilment: false as const }, storage: { pricing: { put: { rate: 1n, per: 65_536n * 30n * 24n * 3600n } } } }
+    // 1 sat per 64 KiB stored for 30 days (the default lease): 16 sat for a 1 MiB piece
+    const paid = { payments: { chain, fulfilment: false as const }, storage: { pricing: { put: { rate: 1n, per: 65_536n * 2_592_000n } } } }
     sellers.push(await startNode(paid))
     for (let i = 1; i < 4; i++) { sellers.push(await startNode({ ...paid, bootstrap: [sellers[0].addr] })) }
     buyer = await startNode({ payments: { chain, fulfilment: false }, bootstrap: [sellers[0].addr], sell: [] })

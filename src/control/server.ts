@@ -121,6 +121,8 @@ export class ControlServer {
     }
     this.sessions = new Sessions({ loginTtl: init.loginTtl })
     this.metrics = new NodeMetrics(this.node, { registry: this.node.metricsRegistry })
+    // the files agent's audits and repairs show on the dashboard
+    if (this.node.files?.agent != null) { this.node.files.agent.counters = this.metrics }
     const limits = { defaultCallTimeout: this.defaultCallTimeout, maxCallTimeout: this.maxCallTimeout, maxBodySize: this.maxBodySize }
     this.endpoints = new Map<string, Endpoint>([
       ...nodeRoutes(ctx, { version: this.version, startedAt: this.startedAt }),

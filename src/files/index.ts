@@ -14,8 +14,7 @@
  * An upload a crash cut short is cleaned up at the next start (resume.ts);
  * the encrypted catalog of the manifests is published on the network after
  * every put and rm, and restore finds it from the seed alone (backup.ts).
- * Not yet (hooks marked TODO): leases and their renewal, receipts, audits,
- * repair.
+ * Leases, receipts, audits, repair and renewal: agent.ts.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
@@ -29,9 +28,10 @@ import { chooseRedundancy } from './redundancy.js'
 import { IntentLog, recoverUploads } from './resume.js'
 import { SellerRecords, rankForPut, successRate } from './sellers.js'
 import { DEFAULT_CONCURRENCY, DEFAULT_DURATION, DEFAULT_GET_MARGIN, DEFAULT_MAX_PRICE, DEFAULT_PIECE_SIZE, DEFAULT_PIECE_TIMEOUT, DEFAULT_PUT_MARGIN, MAX_PIECE_SIZE, NotEnoughPiecesError, PlacementFailedError, fileSummary, segmentsOf } from './types.js'
+import type { FilesAgent } from './agent.js'
 import type { FileManifest, PieceRecord, SegmentRecord } from './manifest.js'
 import type { RecoveryResult } from './resume.js'
-import type { SellerRef } from './sellers.js'
+import type { SellerRef, StoredPiece } from './sellers.js'
 import type { FileStatus, FileSummary, FilesInit, GetOptions, PutOptions, PutResult, SegmentStatus } from './types.js'
 import type { SellerCandidate } from '../market/select.js'
 import type { Logger } from '@libp2p/interface'
@@ -42,6 +42,8 @@ export type { CatalogRouting } from './backup.js'
 export { ErasureCodingError } from './erasure.js'
 export { TooFewSellersError, chooseRedundancy, parseRedundancy, pLoss, DEFAULT_LADDER } from './redundancy.js'
 export { OpenCloudPieces, PieceRefusedError, SellerRecords } from './sellers.js'
+export { FilesAgent, defaultRepairAt, DEFAULT_AUDIT_INTERVAL, DEFAULT_AUDIT_JITTER, DEFAULT_RENEW_BEFORE, DEFAULT_TICK } from './agent.js'
+export type { AgentOptions, AgentPass, AgentFact } from './agent.js'
 export type { Redundancy } from './redundancy.js'
 export type { PieceSellers, PieceCaller, SellerRef, StoredPiece, TrustOf } from './sellers.js'
 export type { FileManifest, SegmentRecord, PieceRecord } from './manifest.js'
@@ -66,6 +68,8 @@ export class Files {
   private root?: Promise<Uint8Array>
   /** ms the last segment took to fetch: the get margin's delay follows it */
   private lastFetchMs = 500
+  /** the node's agent (audits, repair, renewal: agent.ts), when it runs one */
+  agent?: FilesAgent
 
   constructor (init: FilesInit) {
     this.init = init
@@ -100,7 +104,8 @@ export class Files {
     const signal = options.signal
     const maxPrice = options.maxPrice ?? DEFAULT_MAX_PRICE
     const duration = options.duration ?? DEFAULT_DURATION
-    const found = await this.init.findSellers({ usage: BigInt(this.pieceSize), timeout: options.lookupTimeout ?? 10_000, signal })
+    // storage is priced per byte·second: a piece for the whole lease
+    const found = await this.init.findSellers({ usage: BigInt(this.pieceSize) * BigInt(duration), timeout: options.lookupTimeout ?? 10_000, signal })
     const ranked = await rankForPut(dedupe(found), this.records, { maxPrice, trust: this.init.trust })
     const { k, n } = chooseRedundancy(ranked.length, options.redundancy)
     const margin = Math.min(this.init.putMargin ?? DEFAULT_PUT_MARGIN, ranked.length - n)
@@ -143,6 +148,7 @@ export class Files {
       await this.manifests.putSegment(id, rec)
       for (const piece of rec.pieces) {
         cost += BigInt(piece.cost)
+        if (piece.expiry != null) { manifest.expiry = Math.min(manifest.expiry ?? Infinity, piece.expiry) }
         const s = sellers.find(x => x.peerId === piece.peer)
         if (s != null) { manifest.sellers[s.peerId] = s.addresses }
       }
@@ -217,7 +223,7 @@ export class Files {
             void this.init.pieces.delete(seller, p.id, { signal: AbortSignal.timeout(timeout) }).then(async () => this.intents.drop(intent)).catch(() => {})
             return
           }
-          stored.push({ shard, id: p.id, peer: seller.peerId, cost: p.cost.toString(), ...(p.expiry != null ? { expiry: p.expiry } : {}) })
+          stored.push({ shard, id: p.id, peer: seller.peerId, cost: p.cost.toString(), ...(p.expiry != null ? { expiry: p.expiry } : {}), ...pieceEvidence(p, this.agent) })
           if (stored.length === o.n) {
             // the long-tail margin: the slowest uploads are not waited for
             resolve()
@@ -412,7 +418,7 @@ export class Files {
 
   /**
    * Deletes the file's pieces where the sellers allow, then its manifest.
-   * TODO(leases): stops renewal and deferred payments of its leases.
+   * With the manifest gone the agent no longer audits, renews or pays for its pieces.
    */
   async remove (id: string, options: { signal?: AbortSignal } = {}): Promise<{ id: string, deleted: number, failed: number }> {
     const m = await this.manifest(id)
@@ -436,14 +442,14 @@ export class Files {
 
   /**
    * Per segment: pieces held of n, and with `check` how many sellers still
-   * have theirs (asked now). TODO(leases): last audit and next renewal.
+   * have theirs (asked now); last audit and next renewal from the agent.
    */
   async status (id: string, options: { check?: boolean, signal?: AbortSignal } = {}): Promise<FileStatus> {
     const m = await this.manifest(id)
     const segments: SegmentStatus[] = []
     const jobs: Array<() => Promise<void>> = []
     for await (const s of this.manifests.segments(id)) {
-      const st: SegmentStatus = { index: s.index, size: s.plainSize, pieces: s.pieces.length, cost: s.pieces.reduce((a, p) => a + BigInt(p.cost), 0n).toString(), lastAudit: null, nextRenewal: null }
+      const st: SegmentStatus = { index: s.index, size: s.plainSize, pieces: s.pieces.length, cost: s.pieces.reduce((a, p) => a + BigInt(p.cost), 0n).toString(), lastAudit: null, nextRenewal: null, ...this.agent?.segmentStatus(m, s) }
       segments.push(st)
       if (options.check === true) {
         st.alive = 0
@@ -462,6 +468,15 @@ export class Files {
       sellers: Object.keys(m.sellers),
       segments
     }
+  }
+}
+
+/** What a piece's record keeps for audits: the buyer's root, the seller's receipt, the first audit's time */
+function pieceEvidence (p: StoredPiece, agent?: FilesAgent): Partial<PieceRecord> {
+  return {
+    ...(p.root != null ? { root: p.root } : {}),
+    ...(p.receipt != null ? { receipt: Buffer.from(p.receipt).toString('base64') } : {}),
+    ...(agent != null ? { nextAudit: agent.nextAuditTime() } : {})
   }
 }
 

@@ -28,7 +28,7 @@ export interface FileManifest {
   created: number
   /** lease length asked for (s) */
   duration: number
-  /** ms since the epoch when the first lease ends, when known. TODO(leases) */
+  /** ms since the epoch when the first of its pieces' leases ends (renewals move it) */
   expiry?: number
   /** sats paid or promised, decimal */
   cost: string
@@ -46,7 +46,18 @@ export interface PieceRecord {
   peer: string
   /** sats, decimal */
   cost: string
+  /** ms since the epoch when the seller's lease ends */
   expiry?: number
+  /** hex Merkle root the buyer computed at put: audits check against it (agent.ts) */
+  root?: string
+  /** the seller's last signed receipt (put or renew), base64: the evidence behind audits */
+  receipt?: string
+  /** the last audit: when (ms since the epoch), whether it passed, why not */
+  audit?: { at: number, ok: boolean, error?: string }
+  /** when the agent audits it next (ms since the epoch; jittered) */
+  nextAudit?: number
+  /** set when it failed an audit or could not be fetched: dropped from the segment, replaced by repair */
+  lost?: number
 }
 
 export interface SegmentRecord {
@@ -57,6 +68,8 @@ export interface SegmentRecord {
   /** shards the segment was encoded into (n + the put's margin): decoding needs the same count */
   total: number
   pieces: PieceRecord[]
+  /** pieces dropped (failed audits, gone), the latest 64: their sellers are not chosen again for this segment */
+  lost?: Array<{ shard: number, id: string, peer: string, at: number }>
 }
 
 const enc = new TextEncoder()

@@ -7,9 +7,10 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { sha256 } from '../protocols/opencloud/api/signing.js'
-import { parsePutAnswer } from '../services/storage/client.js'
+import { InvalidReceiptError, auditArgs, newChallenge, parsePutAnswer, pieceRoot, verifyAudit, verifyReceipt } from '../services/storage/client.js'
 import type { SellerCandidate } from '../market/select.js'
 import type { CallRequest, CallResult, CallTarget } from '../protocols/opencloud/net/client.js'
+import type { Receipt } from '../services/storage/client.js'
 import type { SubDb } from '../store/index.js'
 import type { AbortOptions } from '@libp2p/interface'
 
@@ -26,36 +27,37 @@ export interface StoredPiece {
   id: string
   /** sats paid or promised for it */
   cost: bigint
-  /**
-   * ms since the epoch when the seller's lease ends.
-   * TODO(leases): set from the lease once storage.put takes a duration
-   */
+  /** ms since the epoch when the seller's lease ends (from its verified receipt) */
   expiry?: number
-  /**
-   * the seller's signed receipt, kept as evidence for audits and reputation.
-   * TODO(leases): filled once storage.put answers with a receipt
-   */
+  /** the seller's signed receipt, verified, kept as evidence for audits and reputation */
   receipt?: Uint8Array
+  /** hex Merkle root of the piece, computed by the buyer (audits check against it) */
+  root?: string
 }
 
 export interface PieceOptions extends AbortOptions {
   /** the most to pay or promise for this one call (sats) */
   maxPrice: bigint
-  /** lease length asked for (seconds). TODO(leases): sent once storage.put takes it */
+  /** lease length asked for (seconds) */
   duration?: number
+  /** hex Merkle root the buyer kept (renew checks the receipt against it) */
+  root?: string
 }
 
 /**
- * The operations on one seller's pieces. `OpenCloudPieces` is today's
- * (`storage.put`/`get`/`delete`); renewal and audits are added here when
- * leases land (TODO(leases): renew(seller, id, duration), audit(seller, id, challenge)).
+ * The operations on one seller's pieces. `OpenCloudPieces` does them over
+ * the storage service (`storage.put`/`get`/`delete`/`stat`/`renew`/`audit`).
  */
 export interface PieceSellers {
   put(seller: SellerRef, piece: Uint8Array, options: PieceOptions): Promise<StoredPiece>
   get(seller: SellerRef, id: string, options: PieceOptions): Promise<Uint8Array>
   delete(seller: SellerRef, id: string, options: AbortOptions): Promise<void>
-  /** whether the seller says it still holds the piece (TODO(leases): an audit proves it) */
+  /** whether the seller says it still holds the piece (an audit proves it) */
   has(seller: SellerRef, id: string, options: AbortOptions): Promise<boolean>
+  /** extends the lease on a piece of `size` bytes by `seconds` (paid like a put) */
+  renew?(seller: SellerRef, id: string, size: number, seconds: number, options: PieceOptions): Promise<StoredPiece>
+  /** a fresh Merkle challenge answered against `root`; throws when the seller cannot prove it holds the piece */
+  audit?(seller: SellerRef, id: string, root: string, size: number, options: AbortOptions): Promise<void>
 }
 
 /** A seller answered a piece operation with a status other than ok, or with bytes that do not match */
@@ -72,17 +74,6 @@ export class PieceRefusedError extends Error {
 
 /** How the node calls a seller: plain, or paid through its wallet (at most `max` sats) */
 export type PieceCaller = (target: CallTarget, call: CallRequest, options: { max: bigint, signal?: AbortSignal }) => Promise<CallResult & { paid?: bigint, promised?: bigint }>
-
-/** The id a seller stored a piece under: its lease answer's (JSON, storage with leases), or the bare id of an older seller */
-function putAnswerId (body: Uint8Array): string {
-  const text = new TextDecoder().decode(body).trim()
-  if (!text.startsWith('{')) { return text }
-  try {
-    return parsePutAnswer(body).id
-  } catch {
-    return text
-  }
-}
 
 function hex (b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
@@ -109,11 +100,54 @@ export class OpenCloudPieces implements PieceSellers {
   async put (seller: SellerRef, piece: Uint8Array, options: PieceOptions): Promise<StoredPiece> {
     const hash = sha256(piece)
     const id = hex(hash)
+    // computed before upload: audits check the seller against this root, never against one it names
+    const root = pieceRoot(piece)
+    const t0 = Date.now()
     // the id's hash also serves the request signature of a paid put (the piece is hashed once)
-    const res = await this.call(seller, { service: 'storage', method: 'put', body: piece, bodyHash: hash }, options.maxPrice, options.signal)
-    const got = putAnswerId(res.body)
-    if (got !== id) { throw new PieceRefusedError('bad-answer', `${seller.peerId} stored the piece under ${got.slice(0, 64)}, not ${id}`) }
-    return { id, cost: (res.paid ?? 0n) + (res.promised ?? 0n) }
+    const res = await this.call(seller, { service: 'storage', method: 'put', args: options.duration != null ? [String(options.duration)] : [], body: piece, bodyHash: hash }, options.maxPrice, options.signal)
+    return this.lease(seller, res, { id, size: piece.byteLength, root, seconds: options.duration, t0 })
+  }
+
+  async renew (seller: SellerRef, id: string, size: number, seconds: number, options: PieceOptions): Promise<StoredPiece> {
+    const t0 = Date.now()
+    const res = await this.call(seller, { service: 'storage', method: 'renew', args: [id, String(seconds), String(size)] }, options.maxPrice, options.signal)
+    return this.lease(seller, res, { id, size, root: options.root, seconds, t0 })
+  }
+
+  /**
+   * Checks the answer of a put or renew: its receipt is signed by this
+   * seller and names this piece, its size, the root the buyer computed, a
+   * lease at least as long as asked (a minute of clock skew allowed) and
+   * the price paid or promised for this call
+   */
+  private async lease (seller: SellerRef, res: CallResult & { paid?: bigint, promised?: bigint }, want: { id: string, size: number, root?: string, seconds?: number, t0: number }): Promise<StoredPiece> {
+    const cost = (res.paid ?? 0n) + (res.promised ?? 0n)
+    let receipt: Receipt
+    let bytes: Uint8Array
+    try {
+      const answer = parsePutAnswer(res.body)
+      if (answer.id !== want.id) { throw new InvalidReceiptError(`stored the piece under ${answer.id.slice(0, 64)}, not ${want.id}`) }
+      bytes = answer.receipt
+      const skew = want.seconds == null ? 0 : Math.min(60_000, want.seconds * 100)
+      receipt = await verifyReceipt(bytes, {
+        seller: seller.peerId,
+        piece: want.id,
+        size: want.size,
+        ...(want.root != null ? { root: want.root } : {}),
+        ...(want.seconds != null ? { minExpires: want.t0 + want.seconds * 1000 - skew } : {})
+      })
+      if (receipt.paid + receipt.promised !== cost) { throw new InvalidReceiptError(`the receipt says ${receipt.paid + receipt.promised} sat, the call cost ${cost}`) }
+    } catch (err: any) {
+      throw new PieceRefusedError('bad-receipt', `${seller.peerId}: ${String(err?.message ?? err)}`)
+    }
+    return { id: want.id, cost, root: receipt.root, expiry: receipt.expires, receipt: bytes }
+  }
+
+  async audit (seller: SellerRef, id: string, root: string, size: number, options: AbortOptions): Promise<void> {
+    // fresh for every audit: a seller that saw a challenge could keep just the leaves it selects
+    const challenge = newChallenge()
+    const res = await this.call(seller, { service: 'storage', method: 'audit', args: auditArgs(id, challenge) }, 0n, options.signal)
+    verifyAudit(res.body, { root, size, challenge })
   }
 
   async get (seller: SellerRef, id: string, options: PieceOptions): Promise<Uint8Array> {

@@ -19,7 +19,7 @@ export const DEFAULT_GET_MARGIN = 2
 export const DEFAULT_CONCURRENCY = 2
 /** Most paid or promised for one piece (sats) unless told */
 export const DEFAULT_MAX_PRICE = 1_000n
-/** Lease asked for (s) @default 30 days. TODO(leases) */
+/** Lease asked for (s) @default 30 days */
 export const DEFAULT_DURATION = 30 * 24 * 3600
 /** Deadline of one piece operation (ms) */
 export const DEFAULT_PIECE_TIMEOUT = 60_000
@@ -66,7 +66,7 @@ export interface FilesInit {
 export interface PutOptions {
   /** K/N asked for; default from the sellers found (chooseRedundancy) */
   redundancy?: Redundancy
-  /** lease length (s) @default DEFAULT_DURATION. TODO(leases): sent to sellers */
+  /** lease length (s), sent to every seller @default DEFAULT_DURATION */
   duration?: number
   /** the most paid or promised for one piece (sats) @default DEFAULT_MAX_PRICE */
   maxPrice?: bigint
@@ -104,9 +104,10 @@ export interface SegmentStatus {
   /** pieces a seller confirmed holding (`check`), else undefined */
   alive?: number
   cost: string
-  /** TODO(leases): audits and renewal */
-  lastAudit: null
-  nextRenewal: null
+  /** ISO time of the segment's latest audit (agent.ts), null before the first */
+  lastAudit: string | null
+  /** ISO time its next lease renewal is due, null without leases */
+  nextRenewal: string | null
 }
 
 export interface FileStatus {

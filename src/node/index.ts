@@ -25,7 +25,7 @@ import type { SwarmKeeper } from './swarm.js'
 import type { FindSellersOptions, Seller } from '../dht/config.js'
 import type { PeerDirectory } from '../dht/directory.js'
 import type { Discovery } from '../dht/discovery.js'
-import type { Files } from '../files/index.js'
+import type { AgentOptions, Files } from '../files/index.js'
 import type { Market } from '../market/market.js'
 import type { SellerCandidate, RankSellersOptions } from '../market/select.js'
 import type { PayOption, PaidCallResult } from '../payments/buyer/bidding.js'
@@ -138,6 +138,8 @@ export interface DecloudNodeOptions {
   swarm?: SwarmOptions
   /** Reputation: pre-trusted peers, score and EigenTrust parameters, report interval (docs/reputation.md) */
   reputation?: ReputationOptions
+  /** The files agent: audits, repair, renewal of the node's stored files (docs/files.md); false: none @default on, daily audits */
+  filesAgent?: AgentOptions | false
   /**
    * libp2p's metrics (`@libp2p/prometheus-metrics`) into this prom-client
    * registry (`true`: a new one), read by the dashboard and `/metrics`.
@@ -310,7 +312,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
       await libp2p.stop()
       throw err
     })
-    return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry, privateKey })
+    return decloudNode(libp2p, { store, storage, dataDir, networkMode, close, metricsRegistry, privateKey, filesAgent: options.filesAgent })
   } catch (err) {
     await close()
     throw err
@@ -318,7 +320,7 @@ export async function createDecloudNode (options: DecloudNodeOptions = {}): Prom
 }
 
 /** The node object over a started libp2p node */
-function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void>, metricsRegistry?: Registry, privateKey: PrivateKey }): DecloudNode {
+function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, storage: StorageService, dataDir: string, networkMode: NetworkMode, close(): Promise<void>, metricsRegistry?: Registry, privateKey: PrivateKey, filesAgent?: AgentOptions | false }): DecloudNode {
   const { opencloud, discovery, market, swarm, payments, reputation } = libp2p.services
   const peerId = libp2p.peerId
   let stopped = false
@@ -334,8 +336,8 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
       if (now !== '' && !stopped) { void discovery.provideAll() }
     })
   }
-  return {
-    get files () { return (files ??= filesForNode(this, init.privateKey)) },
+  const node: DecloudNode = {
+    get files () { return (files ??= filesForNode(this, init.privateKey, {}, init.filesAgent)) },
     libp2p,
     opencloud,
     store: init.store,
@@ -394,6 +396,7 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
     async stop () {
       if (stopped) { return }
       stopped = true
+      await files?.agent?.stop()
       try {
         // withdrawals first, on open connections (libp2p's stop alone leaves prices to lapse)
         await market.leave().catch(() => {})
@@ -403,6 +406,9 @@ function decloudNode (libp2p: Libp2p<DecloudServices>, init: { store: Store, sto
       }
     }
   }
+  // the user's agent for its files runs with the node (a pass at once: it resumes what a restart interrupted)
+  node.files.agent?.start()
+  return node
 }
 
 export { DataDirInUseError, defaultDataDir, loadOrCreateKey, readKey } from './data-dir.js'

@@ -32,11 +32,13 @@ export const command: Command = {
     }
     const lines = [
       `${s.id}${s.name != null ? ` (${s.name})` : ''}: ${formatBytes(s.size)}, ${s.k} of ${s.n}, ${s.state}, cost ${s.cost} sat, on ${s.sellers.length} sellers`,
-      'segment  size        pieces  cost (sat)  last audit  next renewal'
+      'segment  size        pieces  cost (sat)  last audit        next renewal'
     ]
     for (const g of s.segments) {
       const pieces = g.alive != null ? `${g.alive}/${s.n}` : `${g.pieces}/${s.n}?`
-      lines.push(`${String(g.index).padEnd(7)}  ${formatBytes(g.size).padEnd(10)}  ${pieces.padEnd(6)}  ${g.cost.padEnd(10)}  -           -`)
+      // minutes are enough to read a schedule: 2026-12-06 07:47
+      const when = (t: string | null | undefined): string => t == null ? '-' : t.slice(0, 16).replace('T', ' ')
+      lines.push(`${String(g.index).padEnd(7)}  ${formatBytes(g.size).padEnd(10)}  ${pieces.padEnd(6)}  ${g.cost.padEnd(10)}  ${when(g.lastAudit).padEnd(16)}  ${when(g.nextRenewal)}`)
     }
     const weakest = Math.min(...s.segments.map(g => g.alive ?? g.pieces))
     if (s.segments.length > 0 && weakest < s.n) { lines.push(`weakest segment: ${weakest} of ${s.n} pieces${weakest < s.k ? ' (LOST: fewer than k)' : ''}`) }
