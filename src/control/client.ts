@@ -232,10 +232,18 @@ export class ControlClient {
     if (q.name != null) { p.set('name', q.name) }
     const path = `/files/put${p.size > 0 ? `?${p.toString()}` : ''}`
     return new Promise((resolve, reject) => {
-      const req = this.open('POST', path, { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' }, o.idleTimeout ?? 300_000, reject, (res) => {
-        // answered (a refusal may come before the whole file is sent): stop sending
-        res.once('end', () => { req.destroy() })
+      let answered = false
+      // a refusal (409…) comes before the whole file is sent, and the node then closes: a write
+      // error may come just before its answer. Give the answer a moment to arrive first.
+      const failed = (err: unknown): void => {
+        if (answered) { return }
+        setTimeout(() => { if (!answered) { reject(err) } }, 1_000).unref()
+      }
+      const req = this.open('POST', path, { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' }, o.idleTimeout ?? 300_000, failed, (res) => {
+        answered = true
         this.readJson(res, reject, (v) => { resolve(v as PutFileJson) })
+        // answered: stop sending (after the answer was read, so it settles the call first)
+        res.once('end', () => { req.destroy() })
       })
       let sent = 0
       async function * counted (): AsyncGenerator<Uint8Array> {
