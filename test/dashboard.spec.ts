@@ -11,7 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { createServer, request } from 'node:http'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
-import { ControlServer } from '../src/control/index.js'
+import { ControlClient, ControlServer } from '../src/control/index.js'
 import { Status } from '../src/protocols/opencloud/pb/opencloud.js'
 import { eventually, startNode, tempDir } from './fixtures.js'
 import { startRegtest } from './regtest.js'
@@ -105,6 +105,10 @@ describe('dashboard, in Chromium', function () {
     assert.equal(JSON.parse(ok.body).peerId, node.peerId.toString())
     const wrong = await http(control.port, { path: '/v1/node', headers: { cookie: 'decloud_session=forged' } })
     assert.equal(wrong.status, 401)
+    // what `decloud dashboard` asks for, through the control client
+    const { url: fromClient } = await new ControlClient({ port: control.port, token: await tokenOf(node.dataDir) }).dashboardLogin()
+    const viaClient = new URL(fromClient)
+    assert.equal((await http(control.port, { path: viaClient.pathname + viaClient.search })).status, 303)
   })
 
   it('a POST with the cookie from another origin, or without an Origin, is refused; from the dashboard\'s origin it passes', async () => {

@@ -341,7 +341,7 @@ export class ControlClient {
   /** One request; resolves with the parsed JSON of a 200 answer */
   /** A new one-time login URL of the node's dashboard */
   async dashboardLogin (): Promise<{ url: string }> {
-    return await this.request('POST', `${API_PREFIX}/dashboard/login`, {}) as { url: string }
+    return await this.request('POST', '/dashboard/login', {}) as { url: string }
   }
 
   async request (method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<unknown> {
